@@ -1,0 +1,26 @@
+//! Everything that crosses the rfs wire.
+//!
+//! - [`common`], [`namenode`], [`datanode`]: the gRPC messages and services
+//!   (tonic/prost) between clients, namenodes and datanodes.
+//! - [`transfer`]: the binary framing of the data-transfer protocol (op
+//!   headers, packets of block data with their CRC32C checksums, pipeline
+//!   acks), shared by datanodes and clients.
+//! - [`defaults`]: the well-known ports and sizes every party agrees on.
+//!
+//! This crate owns no I/O: moving frames over a socket or RDMA is
+//! `rfs-transport`'s job.
+
+/// Shared message types. Compiled by hand from `hdfs_common.proto` through
+/// `extern_path`, so nested modules can name them absolutely.
+pub mod common {
+    include!(concat!(env!("OUT_DIR"), "/common/rfs.common.rs"));
+}
+pub mod namenode {
+    tonic::include_proto!("rfs.namenode");
+}
+pub mod datanode {
+    tonic::include_proto!("rfs.datanode");
+}
+pub mod defaults;
+pub mod rpc_error;
+pub mod transfer;

@@ -1,0 +1,94 @@
+//! Error kinds that keep their meaning across gRPC.
+//!
+//! The namenode turns each of its errors into a `tonic::Status` whose
+//! message is the one-line, user-facing text (e.g. `/x: No such file or
+//! directory`) and whose metadata carries the stable [`RpcErrorKind`] under
+//! [`ERROR_KIND_KEY`]; the client turns it back once. Both ends use this
+//! module, so the mapping is written once.
+
+use tonic::{Code, Status};
+
+/// Metadata key that carries the [`RpcErrorKind`] name.
+pub const ERROR_KIND_KEY: &str = "rfs-error";
+/// Metadata key that carries the current leader's address on `NotLeader`.
+pub const LEADER_HINT_KEY: &str = "rfs-leader";
+
+macro_rules! kinds {
+    ($($kind:ident => $name:literal, $code:ident;)*) => {
+        /// Stable error kinds; the names are part of the wire protocol.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum RpcErrorKind { $($kind),* }
+
+        impl RpcErrorKind {
+            pub fn name(self) -> &'static str {
+                match self { $(RpcErrorKind::$kind => $name),* }
+            }
+            pub fn from_name(s: &str) -> Option<Self> {
+                match s { $($name => Some(RpcErrorKind::$kind),)* _ => None }
+            }
+            pub fn code(self) -> Code {
+                match self { $(RpcErrorKind::$kind => Code::$code),* }
+            }
+        }
+    };
+}
+
+kinds! {
+    NotFound => "not-found", NotFound;
+    AlreadyExists => "already-exists", AlreadyExists;
+    NotEmpty => "not-empty", FailedPrecondition;
+    IsDirectory => "is-directory", FailedPrecondition;
+    NotDirectory => "not-directory", FailedPrecondition;
+    InvalidPath => "invalid-path", InvalidArgument;
+    InvalidArgument => "invalid-argument", InvalidArgument;
+    LeaseConflict => "lease-conflict", FailedPrecondition;
+    LeaseExpired => "lease-expired", FailedPrecondition;
+    NoLiveDatanodes => "no-live-datanodes", Unavailable;
+    NotLeader => "not-leader", Unavailable;
+    Internal => "internal", Internal;
+}
+
+/// Builds the status for `kind` with the user-facing `message`.
+pub fn status(kind: RpcErrorKind, message: impl Into<String>) -> Status {
+    let mut s = Status::new(kind.code(), message);
+    s.metadata_mut().insert(
+        ERROR_KIND_KEY,
+        kind.name().parse().expect("kind names are ASCII"),
+    );
+    s
+}
+
+/// The kind a status carries; statuses from elsewhere (transport errors,
+/// timeouts) map by their code.
+pub fn kind_of(s: &Status) -> RpcErrorKind {
+    if let Some(k) = s
+        .metadata()
+        .get(ERROR_KIND_KEY)
+        .and_then(|v| v.to_str().ok())
+        .and_then(RpcErrorKind::from_name)
+    {
+        return k;
+    }
+    match s.code() {
+        Code::NotFound => RpcErrorKind::NotFound,
+        Code::AlreadyExists => RpcErrorKind::AlreadyExists,
+        Code::InvalidArgument => RpcErrorKind::InvalidArgument,
+        _ => RpcErrorKind::Internal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_survives_status() {
+        let s = status(
+            RpcErrorKind::LeaseConflict,
+            "/f: file is being written by c1",
+        );
+        assert_eq!(kind_of(&s), RpcErrorKind::LeaseConflict);
+        assert_eq!(s.code(), Code::FailedPrecondition);
+        assert_eq!(kind_of(&Status::not_found("x")), RpcErrorKind::NotFound);
+    }
+}
