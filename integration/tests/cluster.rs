@@ -1,1 +1,10 @@
+//! Multi-process tests: every test starts its own MiniCluster of real
+//! `namenode` and `datanode` processes (build them first: `cargo build --bins`).
 
+mod cluster {
+    pub mod common;
+    mod data_path;
+    mod failures;
+    mod namespace;
+    mod shell;
+}
