@@ -1,0 +1,169 @@
+//! Typed datanode configuration: the `[datanode]` section of the config
+//! file, with every field defaulted, overridden by command-line flags in
+//! `main.rs`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Largest chunk size a writer may ask for.
+pub const MAX_BYTES_PER_CHECKSUM: u32 = 1024 * 1024;
+
+/// A value the config file may give as one string or as a list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+fn one_or_many<'de, D, T>(d: D) -> std::result::Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(match OneOrMany::<T>::deserialize(d)? {
+        OneOrMany::One(v) => vec![v],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatanodeConfig {
+    /// Namenode RPC addresses (`host:port`); each gets registrations,
+    /// heartbeats and block reports. Empty: no reporting.
+    #[serde(alias = "namenode", deserialize_with = "one_or_many")]
+    pub namenodes: Vec<String>,
+    /// Data directories (volumes).
+    #[serde(alias = "data_dir", deserialize_with = "one_or_many")]
+    pub data_dirs: Vec<PathBuf>,
+    /// Data-transfer address; `None`: 127.0.0.1:9866 or the next free port.
+    pub data_addr: Option<SocketAddr>,
+    /// HTTP (/metrics) address; `None`: 127.0.0.1:9864 or the next free port.
+    pub http_addr: Option<SocketAddr>,
+    /// Chunk size this node advertises as its default.
+    pub bytes_per_checksum: u32,
+    pub heartbeat_interval_ms: u64,
+    pub block_report_interval_ms: u64,
+    /// Skip fsync when finalizing replicas (tests, benchmarks).
+    pub no_fsync: bool,
+    /// Hostname reported to namenodes; default: the data address' ip.
+    pub hostname: Option<String>,
+    /// Most data-transfer connections served at once.
+    pub max_connections: usize,
+    /// A connection with no frame for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// Longest wait for a downstream ack or op response.
+    pub ack_timeout_ms: u64,
+    /// Timeout of one RPC to a namenode.
+    pub rpc_timeout_ms: u64,
+}
+
+impl Default for DatanodeConfig {
+    fn default() -> Self {
+        DatanodeConfig {
+            namenodes: Vec::new(),
+            data_dirs: Vec::new(),
+            data_addr: None,
+            http_addr: None,
+            bytes_per_checksum: rfs_proto::defaults::BYTES_PER_CHECKSUM,
+            heartbeat_interval_ms: 3000,
+            block_report_interval_ms: 3_600_000,
+            no_fsync: false,
+            hostname: None,
+            max_connections: 512,
+            idle_timeout_ms: 60_000,
+            ack_timeout_ms: 60_000,
+            rpc_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// The config file: only the `[datanode]` section is ours.
+#[derive(Debug, Default, Deserialize)]
+struct ConfigFile {
+    #[serde(default)]
+    datanode: DatanodeConfig,
+}
+
+impl DatanodeConfig {
+    /// Reads the `[datanode]` section of a TOML file (other sections ignored).
+    pub fn from_file(path: &std::path::Path) -> Result<DatanodeConfig> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+        Self::from_toml(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    }
+
+    pub fn from_toml(text: &str) -> std::result::Result<DatanodeConfig, String> {
+        let file: ConfigFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        Ok(file.datanode)
+    }
+
+    /// Checks values that would otherwise fail later and less clearly.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.bytes_per_checksum == 0 || self.bytes_per_checksum > MAX_BYTES_PER_CHECKSUM {
+            return bad(format!(
+                "bytes-per-checksum {} must be between 1 and {MAX_BYTES_PER_CHECKSUM}",
+                self.bytes_per_checksum
+            ));
+        }
+        if self.heartbeat_interval_ms == 0 {
+            return bad("heartbeat-interval-ms must be positive".into());
+        }
+        if self.block_report_interval_ms == 0 {
+            return bad("block-report-interval-ms must be positive".into());
+        }
+        if self.max_connections == 0 {
+            return bad("max-connections must be positive".into());
+        }
+        if self.data_dirs.is_empty() {
+            return bad("no data directory configured (--data-dir)".into());
+        }
+        for nn in &self.namenodes {
+            if nn.trim().is_empty() {
+                return bad("empty namenode address".into());
+            }
+        }
+        Ok(())
+    }
+
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms)
+    }
+    pub fn block_report_interval(&self) -> Duration {
+        Duration::from_millis(self.block_report_interval_ms)
+    }
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms.max(1))
+    }
+    pub fn ack_timeout(&self) -> Duration {
+        Duration::from_millis(self.ack_timeout_ms.max(1))
+    }
+    pub fn rpc_timeout(&self) -> Duration {
+        Duration::from_millis(self.rpc_timeout_ms.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_section_with_defaults_and_aliases() {
+        let c = DatanodeConfig::from_toml(
+            "[namenode]\nrpc_addr='x'\n[datanode]\nnamenode = '127.0.0.1:8020'\ndata_dirs = ['/a', '/b']\nno_fsync = true\n",
+        )
+        .unwrap();
+        assert_eq!(c.namenodes, vec!["127.0.0.1:8020".to_string()]);
+        assert_eq!(c.data_dirs.len(), 2);
+        assert!(c.no_fsync);
+        assert_eq!(c.bytes_per_checksum, 512);
+        assert!(DatanodeConfig::from_toml("[datanode]\nbogus = 1\n").is_err());
+    }
+}

@@ -1,0 +1,381 @@
+//! Reporting to namenodes: one task per configured namenode registers,
+//! sends a full block report, heartbeats every `heartbeat-interval`, sends
+//! incremental "received / deleted" reports as soon as they are queued, a
+//! full report every `block-report-interval`, and executes the commands the
+//! namenode answers with.
+//!
+//! Any failed RPC sends the task back to registration (with backoff): a
+//! namenode that restarted knows nothing of this node, and a fresh
+//! registration plus full report is always a correct resync.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rfs_proto::common::ExtendedBlock;
+use rfs_proto::datanode::datanode_command::Command;
+use rfs_proto::datanode::datanode_protocol_client::DatanodeProtocolClient;
+use rfs_proto::datanode::{
+    BlockReceivedAndDeletedRequest, BlockReportRequest, DatanodeCommand, HeartbeatRequest,
+    RegisterRequest,
+};
+use tokio::sync::{oneshot, watch, Notify};
+use tokio::time::{Instant, MissedTickBehavior};
+use tonic::transport::{Channel, Endpoint};
+use tracing::{debug, info, warn};
+
+use crate::error::{Error, Result};
+use crate::http::names;
+use crate::Node;
+
+/// Incremental report entries queued per namenode before the queue is
+/// dropped in favour of a full block report.
+const MAX_PENDING: usize = 100_000;
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+#[derive(Default)]
+struct Pending {
+    received: Vec<ExtendedBlock>,
+    deleted: Vec<ExtendedBlock>,
+    /// Fired once the entries queued with them reached the namenode.
+    waiters: Vec<oneshot::Sender<()>>,
+    /// Entries were dropped: only a full block report resyncs.
+    overflow: bool,
+}
+
+#[derive(Default)]
+struct Queue {
+    pending: Mutex<Pending>,
+    notify: Notify,
+}
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn push(
+        &self,
+        received: Option<ExtendedBlock>,
+        deleted: &[ExtendedBlock],
+    ) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut p = self.lock();
+            if p.received.len() + p.deleted.len() >= MAX_PENDING {
+                p.received.clear();
+                p.deleted.clear();
+                p.overflow = true;
+            }
+            if !p.overflow {
+                p.received.extend(received);
+                p.deleted.extend_from_slice(deleted);
+            }
+            p.waiters.push(tx);
+        }
+        self.notify.notify_one();
+        rx
+    }
+
+    fn take(&self) -> Pending {
+        std::mem::take(&mut *self.lock())
+    }
+
+    /// Puts back entries whose delivery failed, ahead of newer ones.
+    fn restore(&self, mut old: Pending) {
+        let mut p = self.lock();
+        old.received.append(&mut p.received);
+        old.deleted.append(&mut p.deleted);
+        old.waiters.append(&mut p.waiters);
+        old.overflow |= p.overflow;
+        *p = old;
+    }
+}
+
+/// Queues of incremental reports, one per namenode.
+pub struct Reporter {
+    queues: Vec<Arc<Queue>>,
+}
+
+impl Reporter {
+    pub fn new(namenodes: usize) -> Reporter {
+        Reporter {
+            queues: (0..namenodes).map(|_| Arc::new(Queue::default())).collect(),
+        }
+    }
+
+    /// Queues "block received" for every namenode; the receivers fire when
+    /// each namenode got it.
+    pub fn block_received(&self, block: ExtendedBlock) -> Vec<oneshot::Receiver<()>> {
+        self.queues
+            .iter()
+            .map(|q| q.push(Some(block.clone()), &[]))
+            .collect()
+    }
+
+    pub fn blocks_deleted(&self, blocks: &[ExtendedBlock]) {
+        if blocks.is_empty() {
+            return;
+        }
+        for q in &self.queues {
+            drop(q.push(None, blocks));
+        }
+    }
+}
+
+/// Waits (at most `limit`) until every namenode got a queued report.
+pub async fn await_delivery(waiters: Vec<oneshot::Receiver<()>>, limit: Duration) {
+    if waiters.is_empty() {
+        return;
+    }
+    let all = futures::future::join_all(waiters);
+    if tokio::time::timeout(limit, all).await.is_err() {
+        debug!("block received report not yet delivered to every namenode after {limit:?}");
+    }
+}
+
+struct Session {
+    node: Arc<Node>,
+    addr: String,
+    queue: Arc<Queue>,
+    client: DatanodeProtocolClient<Channel>,
+}
+
+pub async fn namenode_task(node: Arc<Node>, index: usize, mut shutdown: watch::Receiver<bool>) {
+    let addr = node.config.namenodes[index].clone();
+    let uri = if addr.contains("://") {
+        addr.clone()
+    } else {
+        format!("http://{addr}")
+    };
+    let endpoint = match Endpoint::from_shared(uri) {
+        Ok(e) => e
+            .connect_timeout(node.config.rpc_timeout())
+            .timeout(node.config.rpc_timeout()),
+        Err(e) => {
+            warn!("namenode address {addr:?} is unusable: {e}; not reporting to it");
+            return;
+        }
+    };
+    let mut s = Session {
+        queue: node.reporter.queues[index].clone(),
+        client: DatanodeProtocolClient::new(endpoint.connect_lazy()),
+        node,
+        addr,
+    };
+    let mut backoff = Duration::from_millis(100);
+    let mut failures = 0u32;
+    loop {
+        let started = Instant::now();
+        match s.session(&mut shutdown).await {
+            Ok(()) => return,
+            Err(e) => {
+                failures += 1;
+                // Log the first failure and then every 20th, not each retry.
+                if failures == 1 || failures % 20 == 0 {
+                    warn!("namenode {}: {e} (retrying)", s.addr);
+                } else {
+                    debug!("namenode {}: {e}", s.addr);
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => return,
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            // A long-lived session broke: start the backoff over.
+            backoff = Duration::from_millis(100);
+            failures = 0;
+        } else {
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+}
+
+impl Session {
+    fn rpc_err(&self, status: tonic::Status) -> Error {
+        Error::Rpc {
+            namenode: self.addr.clone(),
+            status: Box::new(status),
+        }
+    }
+
+    /// One registration's life: returns `Ok` on shutdown, `Err` when it
+    /// must register again.
+    async fn session(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<()> {
+        let storage = self.node.storage.clone();
+        let mut info = self.node.info.clone();
+        let report = storage.storage_report();
+        info.capacity = report.capacity;
+        info.used = report.used;
+        info.remaining = report.remaining;
+        let resp = self
+            .client
+            .register(RegisterRequest { info: Some(info) })
+            .await
+            .map_err(|s| self.rpc_err(s))?
+            .into_inner();
+        info!(
+            "registered with namenode {} ({}) as {}",
+            self.addr, resp.namenode_id, storage.datanode_id
+        );
+        let mut reregister = self.full_report().await?;
+        let hb_every = self.node.config.heartbeat_interval();
+        let br_every = self.node.config.block_report_interval();
+        let mut hb = tokio::time::interval(hb_every);
+        hb.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut br = tokio::time::interval_at(Instant::now() + br_every, br_every);
+        br.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            if reregister {
+                return Err(Error::Pipeline(format!(
+                    "namenode {} asked this node to register again",
+                    self.addr
+                )));
+            }
+            tokio::select! {
+                _ = shutdown.changed() => return Ok(()),
+                _ = hb.tick() => {
+                    let req = HeartbeatRequest {
+                        datanode_id: storage.datanode_id.clone(),
+                        storage: Some(storage.storage_report()),
+                        xceivers: self.node.xceivers.load(std::sync::atomic::Ordering::Relaxed) as u32,
+                    };
+                    let resp = self.client.heartbeat(req).await.map_err(|s| self.rpc_err(s))?.into_inner();
+                    reregister = self.execute(resp.commands).await;
+                }
+                _ = br.tick() => {
+                    reregister = self.full_report().await?;
+                }
+                _ = self.queue.notify.notified() => {
+                    reregister = self.incremental().await?;
+                }
+            }
+        }
+    }
+
+    /// Sends every finalized replica. Queued incremental entries taken
+    /// before the snapshot are covered by it.
+    async fn full_report(&mut self) -> Result<bool> {
+        let pending = self.queue.take();
+        let storage = self.node.storage.clone();
+        let blocks = tokio::task::spawn_blocking(move || storage.block_report()).await?;
+        let n = blocks.len();
+        let req = BlockReportRequest {
+            datanode_id: self.node.storage.datanode_id.clone(),
+            blocks,
+        };
+        let resp = match self.client.block_report(req).await {
+            Ok(r) => r.into_inner(),
+            Err(s) => {
+                // Deleted entries are not in a full report: keep them.
+                self.queue.restore(Pending {
+                    received: Vec::new(),
+                    deleted: pending.deleted,
+                    waiters: pending.waiters,
+                    overflow: false,
+                });
+                return Err(self.rpc_err(s));
+            }
+        };
+        debug!("full block report of {n} replicas sent to {}", self.addr);
+        if !pending.deleted.is_empty() {
+            self.queue.restore(Pending {
+                deleted: pending.deleted,
+                waiters: pending.waiters,
+                ..Default::default()
+            });
+            self.queue.notify.notify_one();
+        } else {
+            for w in pending.waiters {
+                let _ = w.send(());
+            }
+        }
+        Ok(self.execute(resp.commands).await)
+    }
+
+    async fn incremental(&mut self) -> Result<bool> {
+        let pending = self.queue.take();
+        if pending.overflow {
+            return self.full_report().await;
+        }
+        if pending.received.is_empty() && pending.deleted.is_empty() {
+            for w in pending.waiters {
+                let _ = w.send(());
+            }
+            return Ok(false);
+        }
+        let req = BlockReceivedAndDeletedRequest {
+            datanode_id: self.node.storage.datanode_id.clone(),
+            received: pending.received.clone(),
+            deleted: pending.deleted.clone(),
+        };
+        match self.client.block_received_and_deleted(req).await {
+            Ok(_) => {
+                for w in pending.waiters {
+                    let _ = w.send(());
+                }
+                Ok(false)
+            }
+            Err(s) => {
+                self.queue.restore(pending);
+                Err(self.rpc_err(s))
+            }
+        }
+    }
+
+    /// Runs the namenode's commands; returns whether it asked to re-register.
+    async fn execute(&self, commands: Vec<DatanodeCommand>) -> bool {
+        let mut reregister = false;
+        for c in commands {
+            match c.command {
+                Some(Command::Invalidate(inv)) => {
+                    let storage = self.node.storage.clone();
+                    let blocks = inv.blocks;
+                    let deleted = tokio::task::spawn_blocking(move || {
+                        let mut deleted = Vec::new();
+                        for b in blocks {
+                            match storage.invalidate(b.block_id, b.generation_stamp) {
+                                Ok(Some(info)) => deleted.push(info.extended()),
+                                Ok(None) => {
+                                    debug!("invalidate: no replica of block {}", b.block_id)
+                                }
+                                Err(e) => warn!("invalidate block {}: {e}", b.block_id),
+                            }
+                        }
+                        deleted
+                    })
+                    .await
+                    .unwrap_or_default();
+                    metrics::counter!(names::BLOCKS_DELETED).increment(deleted.len() as u64);
+                    self.node.reporter.blocks_deleted(&deleted);
+                }
+                Some(Command::Transfer(t)) => {
+                    let Some(block) = t.block else {
+                        warn!("namenode {} sent a transfer without a block", self.addr);
+                        continue;
+                    };
+                    let node = self.node.clone();
+                    tokio::spawn(async move {
+                        let Ok(_permit) = node.transfers.acquire().await else {
+                            return;
+                        };
+                        match crate::transfer::copy_block::push_replica(&node, &block, &t.targets)
+                            .await
+                        {
+                            Ok(()) => info!(
+                                "transferred block {} to {} nodes",
+                                block.block_id,
+                                t.targets.len()
+                            ),
+                            Err(e) => warn!("transfer of block {} failed: {e}", block.block_id),
+                        }
+                    });
+                }
+                Some(Command::Reregister(_)) => reregister = true,
+                None => debug!("empty command from namenode {}", self.addr),
+            }
+        }
+        reregister
+    }
+}

@@ -1,0 +1,511 @@
+//! Block storage: volumes (one per data dir), the map of finalized
+//! replicas, replica files and space accounting.
+//!
+//! ```text
+//! <dir>/datanode_id                       uuid, created once
+//! <dir>/current/rbw/blk_<id>              being written
+//! <dir>/current/rbw/blk_<id>_<gs>.meta
+//! <dir>/current/finalized/blk_<id>        finalized data
+//! <dir>/current/finalized/blk_<id>_<gs>.meta
+//! ```
+//!
+//! Every function here does blocking file I/O: call it from
+//! `spawn_blocking`. It never deletes a finalized replica except through
+//! [`Storage::invalidate`] (a namenode's command).
+
+pub mod meta;
+pub mod replica;
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::CString;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rfs_proto::common::ExtendedBlock;
+use rfs_proto::datanode::StorageReport;
+use tracing::{info, warn};
+
+use crate::error::{Error, Result};
+pub use replica::{ReplicaReader, ReplicaWriter};
+
+const ID_FILE: &str = "datanode_id";
+
+/// One data directory.
+#[derive(Debug)]
+pub struct Volume {
+    pub root: PathBuf,
+    pub finalized: PathBuf,
+    pub rbw: PathBuf,
+}
+
+impl Volume {
+    fn open(root: &Path) -> Result<Volume> {
+        let current = root.join("current");
+        let v = Volume {
+            root: root.to_path_buf(),
+            finalized: current.join("finalized"),
+            rbw: current.join("rbw"),
+        };
+        for d in [&v.finalized, &v.rbw] {
+            std::fs::create_dir_all(d).map_err(|source| Error::DataDir {
+                path: d.clone(),
+                source,
+            })?;
+        }
+        // Prove the volume is writable now rather than at the first block.
+        let probe = v.rbw.join(".probe");
+        std::fs::write(&probe, b"ok")
+            .and_then(|_| std::fs::remove_file(&probe))
+            .map_err(|source| Error::DataDir {
+                path: v.rbw.clone(),
+                source,
+            })?;
+        Ok(v)
+    }
+
+    pub fn data_path(dir: &Path, block_id: u64) -> PathBuf {
+        dir.join(format!("blk_{block_id}"))
+    }
+
+    pub fn meta_path(dir: &Path, block_id: u64, gen_stamp: u64) -> PathBuf {
+        dir.join(format!("blk_{block_id}_{gen_stamp}.meta"))
+    }
+
+    /// (total, available) bytes of the file system holding the volume.
+    pub fn space(&self) -> std::io::Result<(u64, u64)> {
+        statvfs(&self.root)
+    }
+}
+
+fn statvfs(path: &Path) -> std::io::Result<(u64, u64)> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"))?;
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized
+    // out-parameter that statvfs fully initializes on success.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let frsize = st.f_frsize as u64;
+    Ok((
+        (st.f_blocks as u64).saturating_mul(frsize),
+        (st.f_bavail as u64).saturating_mul(frsize),
+    ))
+}
+
+/// What the node knows of one finalized replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaInfo {
+    pub block_id: u64,
+    pub gen_stamp: u64,
+    pub length: u64,
+    pub bytes_per_checksum: u32,
+    pub volume: usize,
+}
+
+impl ReplicaInfo {
+    pub fn extended(&self) -> ExtendedBlock {
+        ExtendedBlock {
+            block_id: self.block_id,
+            generation_stamp: self.gen_stamp,
+            num_bytes: self.length,
+        }
+    }
+    fn disk_bytes(&self) -> u64 {
+        self.length + meta::meta_len(self.length, self.bytes_per_checksum)
+    }
+}
+
+pub struct Storage {
+    pub volumes: Vec<Volume>,
+    pub datanode_id: String,
+    pub fsync: bool,
+    replicas: Mutex<HashMap<u64, ReplicaInfo>>,
+    /// Blocks with an open writer on this node.
+    writing: Mutex<HashSet<u64>>,
+    next_volume: AtomicUsize,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("datanode_id", &self.datanode_id)
+            .field("volumes", &self.volumes)
+            .finish()
+    }
+}
+
+impl Storage {
+    /// Opens (creating if needed) every data dir, settles the datanode id
+    /// and scans the finalized replicas.
+    pub fn open(dirs: &[PathBuf], fsync: bool) -> Result<Storage> {
+        if dirs.is_empty() {
+            return Err(Error::Config("no data directory configured".into()));
+        }
+        let volumes = dirs
+            .iter()
+            .map(|d| Volume::open(d))
+            .collect::<Result<Vec<_>>>()?;
+        let datanode_id = settle_id(&volumes)?;
+        let mut replicas = HashMap::new();
+        for (i, v) in volumes.iter().enumerate() {
+            scan_finalized(i, v, &mut replicas)?;
+            let rbw = std::fs::read_dir(&v.rbw)
+                .map(|d| d.count())
+                .unwrap_or_default();
+            if rbw > 0 {
+                info!(
+                    "{}: {rbw} files of replicas being written kept (not served)",
+                    v.rbw.display()
+                );
+            }
+        }
+        info!(
+            "datanode {datanode_id}: {} volumes, {} finalized replicas",
+            volumes.len(),
+            replicas.len()
+        );
+        Ok(Storage {
+            volumes,
+            datanode_id,
+            fsync,
+            replicas: Mutex::new(replicas),
+            writing: Mutex::new(HashSet::new()),
+            next_volume: AtomicUsize::new(0),
+        })
+    }
+
+    fn map(&self) -> MutexGuard<'_, HashMap<u64, ReplicaInfo>> {
+        // A panic while holding the lock cannot leave the map half-updated
+        // (every update is one insert/remove), so poisoning is ignored.
+        self.replicas.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn writing(&self) -> MutexGuard<'_, HashSet<u64>> {
+        self.writing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn get(&self, block_id: u64) -> Option<ReplicaInfo> {
+        self.map().get(&block_id).cloned()
+    }
+
+    /// The finalized replica of `block` with exactly `gen_stamp`.
+    pub fn lookup(&self, block_id: u64, gen_stamp: u64, node: &str) -> Result<ReplicaInfo> {
+        match self.get(block_id) {
+            Some(r) if r.gen_stamp == gen_stamp => Ok(r),
+            _ => Err(Error::ReplicaNotFound {
+                block: block_id,
+                gen_stamp,
+                node: node.to_string(),
+            }),
+        }
+    }
+
+    pub fn block_report(&self) -> Vec<ExtendedBlock> {
+        let mut v: Vec<_> = self.map().values().map(|r| r.extended()).collect();
+        v.sort_by_key(|b| b.block_id);
+        v
+    }
+
+    pub fn storage_report(&self) -> StorageReport {
+        let used = self.map().values().map(|r| r.disk_bytes()).sum();
+        let mut report = StorageReport {
+            used,
+            ..Default::default()
+        };
+        for v in &self.volumes {
+            match v.space() {
+                Ok((total, avail)) => {
+                    report.capacity += total;
+                    report.remaining += avail;
+                }
+                Err(e) => {
+                    warn!("statvfs {}: {e}", v.root.display());
+                    report.failed_volumes += 1;
+                }
+            }
+        }
+        report
+    }
+
+    /// Picks a volume round robin among those with `required` bytes free.
+    fn choose_volume(&self, required: u64) -> Result<usize> {
+        let n = self.volumes.len();
+        let start = self.next_volume.fetch_add(1, Ordering::Relaxed);
+        for k in 0..n {
+            let i = (start + k) % n;
+            match self.volumes[i].space() {
+                Ok((_, avail)) if avail >= required => return Ok(i),
+                Ok(_) => {}
+                Err(e) => warn!("statvfs {}: {e}", self.volumes[i].root.display()),
+            }
+        }
+        Err(Error::NoSpace {
+            datanode: self.datanode_id.clone(),
+            detail: format!(" (no volume has {required} bytes free)"),
+        })
+    }
+
+    /// Creates the rbw files of a new replica.
+    pub fn create_rbw(
+        self: &Arc<Self>,
+        block_id: u64,
+        gen_stamp: u64,
+        bytes_per_checksum: u32,
+        expected_bytes: u64,
+        node: &str,
+    ) -> Result<ReplicaWriter> {
+        if self.get(block_id).is_some() {
+            return Err(Error::ReplicaExists {
+                block: block_id,
+                node: node.to_string(),
+            });
+        }
+        if !self.writing().insert(block_id) {
+            return Err(Error::ReplicaExists {
+                block: block_id,
+                node: format!("{node} (a write of it is in progress)"),
+            });
+        }
+        let guard = WritingGuard {
+            storage: self.clone(),
+            block_id,
+        };
+        let volume = self.choose_volume(expected_bytes.max(1))?;
+        ReplicaWriter::create(guard, volume, gen_stamp, bytes_per_checksum)
+    }
+
+    /// Records a replica whose files were just moved into `finalized/`.
+    fn insert_finalized(&self, info: ReplicaInfo, node: &str) -> Result<()> {
+        let mut map = self.map();
+        if map.contains_key(&info.block_id) {
+            return Err(Error::ReplicaExists {
+                block: info.block_id,
+                node: node.to_string(),
+            });
+        }
+        map.insert(info.block_id, info);
+        Ok(())
+    }
+
+    /// Deletes the finalized replica of `block_id` if its generation stamp
+    /// is `gen_stamp` (0 matches any). Returns the replica deleted.
+    pub fn invalidate(&self, block_id: u64, gen_stamp: u64) -> Result<Option<ReplicaInfo>> {
+        let info = {
+            let mut map = self.map();
+            match map.get(&block_id) {
+                Some(r) if gen_stamp == 0 || r.gen_stamp == gen_stamp => map.remove(&block_id),
+                _ => None,
+            }
+        };
+        let Some(info) = info else { return Ok(None) };
+        let dir = &self.volumes[info.volume].finalized;
+        for p in [
+            Volume::data_path(dir, block_id),
+            Volume::meta_path(dir, block_id, info.gen_stamp),
+        ] {
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => warn!("deleting {}: {e}", p.display()),
+            }
+        }
+        info!("deleted replica blk_{block_id}_{}", info.gen_stamp);
+        Ok(Some(info))
+    }
+}
+
+/// Holds a block's "being written" mark; dropping it releases the mark.
+pub struct WritingGuard {
+    storage: Arc<Storage>,
+    block_id: u64,
+}
+
+impl Drop for WritingGuard {
+    fn drop(&mut self) {
+        self.storage.writing().remove(&self.block_id);
+    }
+}
+
+/// Reads the id every data dir must share, creating it on first start.
+fn settle_id(volumes: &[Volume]) -> Result<String> {
+    let mut found: Option<(String, PathBuf)> = None;
+    for v in volumes {
+        let p = v.root.join(ID_FILE);
+        match std::fs::read_to_string(&p) {
+            Ok(text) => {
+                let id = text.trim().to_string();
+                if uuid::Uuid::parse_str(&id).is_err() {
+                    return Err(Error::CorruptReplica {
+                        path: p,
+                        why: format!("{id:?} is not a datanode uuid"),
+                    });
+                }
+                if let Some((other, op)) = &found {
+                    if *other != id {
+                        return Err(Error::Config(format!(
+                            "data dirs belong to different datanodes: {} has {other}, {} has {id}",
+                            op.display(),
+                            p.display()
+                        )));
+                    }
+                } else {
+                    found = Some((id, p));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(Error::DataDir { path: p, source }),
+        }
+    }
+    let id = match found {
+        Some((id, _)) => id,
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    for v in volumes {
+        let p = v.root.join(ID_FILE);
+        if !p.exists() {
+            write_atomic(&v.root, &p, id.as_bytes()).map_err(|source| Error::DataDir {
+                path: p.clone(),
+                source,
+            })?;
+        }
+    }
+    Ok(id)
+}
+
+fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    sync_dir(dir)
+}
+
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+enum Name {
+    Data(u64),
+    Meta(u64, u64),
+}
+
+fn parse_name(name: &str) -> Option<Name> {
+    let rest = name.strip_prefix("blk_")?;
+    let digits = |s: &str| -> Option<u64> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        s.parse().ok()
+    };
+    if let Some(m) = rest.strip_suffix(".meta") {
+        let (id, gs) = m.split_once('_')?;
+        return Some(Name::Meta(digits(id)?, digits(gs)?));
+    }
+    Some(Name::Data(digits(rest)?))
+}
+
+fn scan_finalized(
+    volume: usize,
+    v: &Volume,
+    replicas: &mut HashMap<u64, ReplicaInfo>,
+) -> Result<()> {
+    let entries = std::fs::read_dir(&v.finalized).map_err(|source| Error::DataDir {
+        path: v.finalized.clone(),
+        source,
+    })?;
+    let mut data: HashMap<u64, u64> = HashMap::new();
+    let mut metas: HashMap<u64, Vec<u64>> = HashMap::new();
+    for e in entries {
+        let e = e.map_err(|source| Error::DataDir {
+            path: v.finalized.clone(),
+            source,
+        })?;
+        let name = e.file_name();
+        let Some(parsed) = name.to_str().and_then(parse_name) else {
+            warn!(
+                "{}: ignoring unexpected file {:?}",
+                v.finalized.display(),
+                name
+            );
+            continue;
+        };
+        match parsed {
+            Name::Data(id) => match e.metadata() {
+                Ok(m) => {
+                    data.insert(id, m.len());
+                }
+                Err(err) => warn!("{}: {err}", e.path().display()),
+            },
+            Name::Meta(id, gs) => metas.entry(id).or_default().push(gs),
+        }
+    }
+    for (id, len) in data {
+        let data_path = Volume::data_path(&v.finalized, id);
+        let gss = metas.remove(&id).unwrap_or_default();
+        let gs = match gss.as_slice() {
+            [gs] => *gs,
+            [] => {
+                warn!("{}: no .meta file; replica not served", data_path.display());
+                continue;
+            }
+            many => {
+                warn!(
+                    "{}: several .meta files (stamps {many:?}); replica not served",
+                    data_path.display()
+                );
+                continue;
+            }
+        };
+        let meta_path = Volume::meta_path(&v.finalized, id, gs);
+        match check_meta(&meta_path, len) {
+            Ok(bpc) => {
+                let info = ReplicaInfo {
+                    block_id: id,
+                    gen_stamp: gs,
+                    length: len,
+                    bytes_per_checksum: bpc,
+                    volume,
+                };
+                if let Some(prev) = replicas.get(&id) {
+                    warn!(
+                        "block {id} is finalized in two volumes ({} and {}); serving the first",
+                        prev.volume, volume
+                    );
+                    continue;
+                }
+                replicas.insert(id, info);
+            }
+            Err(why) => warn!("{}: {why}; replica not served", meta_path.display()),
+        }
+    }
+    for (id, _) in metas {
+        warn!(
+            "{}: .meta without data file for block {id}; ignored",
+            v.finalized.display()
+        );
+    }
+    Ok(())
+}
+
+fn check_meta(path: &Path, data_len: u64) -> std::result::Result<u32, String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut h = [0u8; meta::HEADER_LEN as usize];
+    f.read_exact(&mut h)
+        .map_err(|e| format!("reading header: {e}"))?;
+    let bpc = meta::decode_header(&h)?;
+    let len = f.metadata().map_err(|e| e.to_string())?.len();
+    let want = meta::meta_len(data_len, bpc);
+    if len != want {
+        return Err(format!(
+            "meta is {len} bytes but {data_len} data bytes need {want}"
+        ));
+    }
+    Ok(bpc)
+}

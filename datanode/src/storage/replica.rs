@@ -1,0 +1,234 @@
+//! Writing a replica in `rbw/` and moving it into `finalized/`; reading a
+//! finalized replica's data with its stored checksums.
+//!
+//! Blocking file I/O throughout: call from `spawn_blocking`.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use super::meta;
+use super::{ReplicaInfo, Storage, Volume, WritingGuard};
+use crate::error::{is_no_space, Error, Result};
+
+/// An open replica being written. Dropped without [`ReplicaWriter::finalize`]
+/// it leaves its rbw files in place (lease recovery may want them) unless
+/// [`ReplicaWriter::delete`] is called.
+pub struct ReplicaWriter {
+    guard: WritingGuard,
+    pub volume: usize,
+    pub gen_stamp: u64,
+    pub bytes_per_checksum: u32,
+    data: File,
+    meta: File,
+    data_path: PathBuf,
+    meta_path: PathBuf,
+    /// Bytes of data written so far.
+    pub length: u64,
+}
+
+impl ReplicaWriter {
+    pub(super) fn create(
+        guard: WritingGuard,
+        volume: usize,
+        gen_stamp: u64,
+        bytes_per_checksum: u32,
+    ) -> Result<ReplicaWriter> {
+        let storage = guard.storage.clone();
+        let v = &storage.volumes[volume];
+        let block_id = guard.block_id;
+        let data_path = Volume::data_path(&v.rbw, block_id);
+        let meta_path = Volume::meta_path(&v.rbw, block_id, gen_stamp);
+        let open = |p: &PathBuf| {
+            OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .open(p)
+        };
+        let data = open(&data_path).map_err(|e| storage.io_error(e))?;
+        let meta = open(&meta_path).map_err(|e| storage.io_error(e))?;
+        meta.write_all_at(&meta::encode_header(bytes_per_checksum), 0)
+            .map_err(|e| storage.io_error(e))?;
+        Ok(ReplicaWriter {
+            guard,
+            volume,
+            gen_stamp,
+            bytes_per_checksum,
+            data,
+            meta,
+            data_path,
+            meta_path,
+            length: 0,
+        })
+    }
+
+    pub fn block_id(&self) -> u64 {
+        self.guard.block_id
+    }
+
+    /// Where the next packet may start: the current length, or the start
+    /// of a partial last chunk (a writer resends it after an hflush).
+    pub fn accepts_offset(&self, offset: u64) -> bool {
+        let bpc = self.bytes_per_checksum as u64;
+        offset == self.length
+            || (self.length % bpc != 0 && offset == self.length - self.length % bpc)
+    }
+
+    /// Writes a packet's data (starting on a chunk boundary at `offset`,
+    /// checked by [`Self::accepts_offset`]) and its checksums.
+    pub fn write_packet(&mut self, offset: u64, data: &[u8], checksums: &[u8]) -> Result<()> {
+        let storage = self.guard.storage.clone();
+        let io = |e| storage.io_error(e);
+        if offset < self.length {
+            self.data.set_len(offset).map_err(io)?;
+            self.meta
+                .set_len(meta::checksum_pos(offset, self.bytes_per_checksum))
+                .map_err(io)?;
+        }
+        self.data.write_all_at(data, offset).map_err(io)?;
+        self.meta
+            .write_all_at(
+                checksums,
+                meta::checksum_pos(offset, self.bytes_per_checksum),
+            )
+            .map_err(io)?;
+        self.length = offset + data.len() as u64;
+        Ok(())
+    }
+
+    /// fsyncs data and meta (hsync / before finalizing).
+    pub fn sync(&self) -> Result<()> {
+        let storage = &self.guard.storage;
+        self.data.sync_all().map_err(|e| storage.io_error(e))?;
+        self.meta.sync_all().map_err(|e| storage.io_error(e))?;
+        Ok(())
+    }
+
+    /// fsync (unless disabled), rename into `finalized/`, fsync the
+    /// directories, and record the replica.
+    pub fn finalize(self, node: &str) -> Result<ReplicaInfo> {
+        let storage = self.guard.storage.clone();
+        let block_id = self.block_id();
+        if storage.get(block_id).is_some() {
+            return Err(Error::ReplicaExists {
+                block: block_id,
+                node: node.to_string(),
+            });
+        }
+        if storage.fsync {
+            self.sync()?;
+        }
+        let v = &storage.volumes[self.volume];
+        let data_to = Volume::data_path(&v.finalized, block_id);
+        let meta_to = Volume::meta_path(&v.finalized, block_id, self.gen_stamp);
+        let io = |e| storage.io_error(e);
+        // Meta first: a crash between the renames leaves a data file with
+        // no meta in finalized/, which the startup scan refuses to serve.
+        std::fs::rename(&self.meta_path, &meta_to).map_err(io)?;
+        std::fs::rename(&self.data_path, &data_to).map_err(io)?;
+        if storage.fsync {
+            super::sync_dir(&v.finalized).map_err(io)?;
+            super::sync_dir(&v.rbw).map_err(io)?;
+        }
+        let info = ReplicaInfo {
+            block_id,
+            gen_stamp: self.gen_stamp,
+            length: self.length,
+            bytes_per_checksum: self.bytes_per_checksum,
+            volume: self.volume,
+        };
+        storage.insert_finalized(info.clone(), node)?;
+        Ok(info)
+    }
+
+    /// Removes the rbw files (a write that can never be completed).
+    pub fn delete(self) {
+        for p in [&self.data_path, &self.meta_path] {
+            if let Err(e) = std::fs::remove_file(p) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!("removing {}: {e}", p.display());
+                }
+            }
+        }
+    }
+}
+
+impl Storage {
+    /// Turns a write error into `NoSpace` when the disk is full.
+    fn io_error(&self, e: std::io::Error) -> Error {
+        if is_no_space(&e) {
+            Error::NoSpace {
+                datanode: self.datanode_id.clone(),
+                detail: String::new(),
+            }
+        } else {
+            Error::Io(e)
+        }
+    }
+}
+
+/// A finalized replica open for reading. Cheap to clone into blocking tasks.
+#[derive(Clone)]
+pub struct ReplicaReader {
+    pub info: ReplicaInfo,
+    data: Arc<File>,
+    meta: Arc<File>,
+    data_path: PathBuf,
+}
+
+impl ReplicaReader {
+    pub fn open(storage: &Storage, info: ReplicaInfo) -> Result<ReplicaReader> {
+        let v = &storage.volumes[info.volume];
+        let data_path = Volume::data_path(&v.finalized, info.block_id);
+        let meta_path = Volume::meta_path(&v.finalized, info.block_id, info.gen_stamp);
+        let data = File::open(&data_path)?;
+        let meta = File::open(&meta_path)?;
+        let mut h = [0u8; meta::HEADER_LEN as usize];
+        meta.read_exact_at(&mut h, 0)?;
+        let bpc = meta::decode_header(&h).map_err(|why| Error::CorruptReplica {
+            path: meta_path.clone(),
+            why,
+        })?;
+        if bpc != info.bytes_per_checksum {
+            return Err(Error::CorruptReplica {
+                path: meta_path,
+                why: format!(
+                    "bytes_per_checksum {bpc} differs from {} seen at load",
+                    info.bytes_per_checksum
+                ),
+            });
+        }
+        Ok(ReplicaReader {
+            info,
+            data: Arc::new(data),
+            meta: Arc::new(meta),
+            data_path,
+        })
+    }
+
+    /// Reads `len` data bytes at `offset` (a chunk boundary) and the stored
+    /// checksums of the chunks they cover, as (checksums, data).
+    pub fn read(&self, offset: u64, len: usize) -> Result<(Bytes, Bytes)> {
+        let bpc = self.info.bytes_per_checksum;
+        let mut data = BytesMut::zeroed(len);
+        self.data
+            .read_exact_at(&mut data, offset)
+            .map_err(|e| Error::CorruptReplica {
+                path: self.data_path.clone(),
+                why: format!("reading {len} bytes at offset {offset}: {e}"),
+            })?;
+        let chunks = (len as u64).div_ceil(bpc as u64) as usize;
+        let mut sums = BytesMut::zeroed(chunks * 4);
+        self.meta
+            .read_exact_at(&mut sums, meta::checksum_pos(offset, bpc))
+            .map_err(|e| Error::CorruptReplica {
+                path: self.data_path.with_extension("meta"),
+                why: format!("reading checksums for offset {offset}: {e}"),
+            })?;
+        Ok((sums.freeze(), data.freeze()))
+    }
+}

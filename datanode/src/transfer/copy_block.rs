@@ -1,0 +1,153 @@
+//! COPY_BLOCK (and the namenode's TransferBlock command): push a local
+//! finalized replica to other datanodes as a WRITE_BLOCK pipeline, with the
+//! stored checksums, so a corrupt local replica is caught by the first
+//! receiver instead of being copied.
+
+use std::sync::Arc;
+
+use rfs_proto::common::{DatanodeInfo, ExtendedBlock};
+use rfs_proto::transfer::{CopyBlockOp, Frame, Packet, Status, WriteBlockOp};
+use rfs_transport::{FrameReceiver, FrameSender};
+
+use super::read_block::packet_len;
+use super::write_pipeline::connect_downstream;
+use super::{error_response, reject, send_response, MAX_TARGETS};
+use crate::error::{Error, Result};
+use crate::storage::ReplicaReader;
+use crate::Node;
+
+pub async fn copy_block(
+    node: &Arc<Node>,
+    op: CopyBlockOp,
+    mut tx: Box<dyn FrameSender>,
+    rx: Box<dyn FrameReceiver>,
+) -> Result<()> {
+    let Some(block) = op.block else {
+        let e = Error::Invalid("COPY_BLOCK without a block".into());
+        reject(tx, rx, e.status(), e.to_string()).await;
+        return Err(e);
+    };
+    let permit = node.transfers.acquire().await;
+    let result = push_replica(node, &block, &op.targets).await;
+    drop(permit);
+    match result {
+        Ok(()) => {
+            send_response(&mut *tx, error_response(Status::Success, String::new())).await?;
+            let _ = tx.close().await;
+            Ok(())
+        }
+        Err(e) => {
+            reject(tx, rx, e.status(), e.to_string()).await;
+            Err(e)
+        }
+    }
+}
+
+/// Streams the local replica of `block` to `targets` and waits for every
+/// ack.
+pub async fn push_replica(
+    node: &Arc<Node>,
+    block: &ExtendedBlock,
+    targets: &[DatanodeInfo],
+) -> Result<()> {
+    if targets.is_empty() || targets.len() > MAX_TARGETS {
+        return Err(Error::Invalid(format!(
+            "a copy needs 1 to {MAX_TARGETS} targets, got {}",
+            targets.len()
+        )));
+    }
+    let info = node
+        .storage
+        .lookup(block.block_id, block.generation_stamp, &node.addr)?;
+    let storage = node.storage.clone();
+    let info2 = info.clone();
+    let reader =
+        tokio::task::spawn_blocking(move || ReplicaReader::open(&storage, info2)).await??;
+    let op = WriteBlockOp {
+        block: Some(info.extended()),
+        targets: targets.to_vec(),
+        client_id: String::new(),
+        bytes_per_checksum: info.bytes_per_checksum,
+        source_datanode: node.storage.datanode_id.clone(),
+    };
+    let down = match connect_downstream(node, &op).await {
+        Ok(Some(d)) => d,
+        Ok(None) => return Err(Error::Invalid("no copy target".into())),
+        Err((bad, status, message)) => {
+            return Err(match status {
+                Status::ErrorExists => Error::ReplicaExists {
+                    block: block.block_id,
+                    node: bad,
+                },
+                _ => Error::Pipeline(format!(
+                    "copy of block {} to {bad} failed: {message}",
+                    block.block_id
+                )),
+            })
+        }
+    };
+    let (mut tx, mut rx, name) = (down.tx, down.rx, down.name);
+    let step = packet_len(info.bytes_per_checksum);
+    let packets = info.length.div_ceil(step);
+    let ack_timeout = node.config.ack_timeout();
+    let id = block.block_id;
+    let acks = tokio::spawn(async move {
+        for seqno in 0..=packets {
+            match tokio::time::timeout(ack_timeout, rx.recv()).await {
+                Ok(Ok(Some(Frame::Ack(a)))) if a.seqno == seqno && a.is_success() => {}
+                Ok(Ok(Some(Frame::Ack(a)))) => {
+                    return Err(Error::Pipeline(format!(
+                        "copy of block {id}: ack {} ({:?}) for packet {seqno}: {}",
+                        a.seqno, a.replies, a.message
+                    )))
+                }
+                Ok(Ok(Some(f))) => {
+                    return Err(Error::Pipeline(format!(
+                        "copy of block {id}: {name} sent a {}",
+                        super::frame_name(&f)
+                    )))
+                }
+                Ok(Ok(None)) => {
+                    return Err(Error::Pipeline(format!(
+                        "copy of block {id}: {name} closed before acknowledging packet {seqno}"
+                    )))
+                }
+                Ok(Err(e)) => return Err(Error::Pipeline(format!("copy of block {id}: {name}: {e}"))),
+                Err(_) => {
+                    return Err(Error::Timeout(format!(
+                        "copy of block {id}: {name} did not acknowledge packet {seqno} within {ack_timeout:?}"
+                    )))
+                }
+            }
+        }
+        Ok(())
+    });
+    let send = async {
+        let mut pos = 0u64;
+        let mut seqno = 0u64;
+        while pos < info.length {
+            let len = step.min(info.length - pos) as usize;
+            let r = reader.clone();
+            let (checksums, data) = tokio::task::spawn_blocking(move || r.read(pos, len)).await??;
+            tx.send(Frame::Packet(Packet {
+                seqno,
+                offset_in_block: pos,
+                flags: 0,
+                checksums,
+                data,
+            }))
+            .await?;
+            pos += len as u64;
+            seqno += 1;
+        }
+        tx.send(Frame::Packet(Packet::last(seqno, pos))).await?;
+        Ok::<(), Error>(())
+    };
+    let sent = send.await;
+    let acked = acks.await?;
+    // An ack failure explains a send failure better than "broken pipe".
+    acked?;
+    sent?;
+    let _ = tx.close().await;
+    Ok(())
+}

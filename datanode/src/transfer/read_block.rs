@@ -1,0 +1,156 @@
+//! READ_BLOCK: stream a range of a finalized replica with its stored
+//! checksums (never recomputed, so the reader detects on-disk corruption).
+//!
+//! Packets hold whole chunks (the last may be short at the replica's end)
+//! and at most `PACKET_SIZE` bytes, from `first_chunk_offset` (the offset
+//! rounded down to a chunk) to the chunk boundary at or after the end of
+//! the range; an empty last packet closes the stream.
+
+use std::sync::Arc;
+
+use rfs_proto::defaults::PACKET_SIZE;
+use rfs_proto::transfer::{Frame, OpResponse, Packet, ReadBlockOp, Status};
+use rfs_transport::{FrameReceiver, FrameSender};
+use tokio::sync::mpsc;
+
+use super::{reject, send_response};
+use crate::error::{Error, Result};
+use crate::http::names;
+use crate::storage::{ReplicaInfo, ReplicaReader, Storage};
+use crate::Node;
+
+/// Packets read ahead of the socket.
+const READ_AHEAD: usize = 4;
+
+/// The byte range a read streams: (first chunk offset, end).
+pub fn plan(info: &ReplicaInfo, offset: u64, length: u64) -> (u64, u64) {
+    let bpc = info.bytes_per_checksum as u64;
+    let first = offset / bpc * bpc;
+    let want_end = if length == 0 {
+        info.length
+    } else {
+        offset.saturating_add(length).min(info.length)
+    };
+    let end = want_end.div_ceil(bpc).saturating_mul(bpc).min(info.length);
+    (first, end.max(first))
+}
+
+/// Bytes of data per packet: whole chunks, at most `PACKET_SIZE` unless one
+/// chunk is bigger.
+pub fn packet_len(bpc: u32) -> u64 {
+    let bpc = bpc as u64;
+    ((PACKET_SIZE as u64 / bpc).max(1)) * bpc
+}
+
+pub async fn read_block(
+    node: &Arc<Node>,
+    op: ReadBlockOp,
+    mut tx: Box<dyn FrameSender>,
+    rx: Box<dyn FrameReceiver>,
+) -> Result<()> {
+    let reader = match open(node, &op).await {
+        Ok(r) => r,
+        Err(e) => {
+            let m = e.to_string();
+            reject(tx, rx, e.status(), m).await;
+            return Err(e);
+        }
+    };
+    let info = reader.info.clone();
+    let (first, end) = plan(&info, op.offset, op.length);
+    send_response(
+        &mut *tx,
+        OpResponse {
+            status: Status::Success as i32,
+            bytes_per_checksum: info.bytes_per_checksum,
+            first_chunk_offset: first,
+            replica_length: info.length,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let step = packet_len(info.bytes_per_checksum);
+    let (ptx, mut prx) = mpsc::channel::<Result<(u64, bytes::Bytes, bytes::Bytes)>>(READ_AHEAD);
+    let producer = tokio::spawn(async move {
+        let mut pos = first;
+        while pos < end {
+            let len = step.min(end - pos) as usize;
+            let r2 = reader.clone();
+            let r = tokio::task::spawn_blocking(move || r2.read(pos, len))
+                .await
+                .map_err(Error::from)
+                .and_then(|r| r);
+            let failed = r.is_err();
+            if ptx.send(r.map(|(s, d)| (pos, s, d))).await.is_err() || failed {
+                return;
+            }
+            pos += len as u64;
+        }
+    });
+    let mut seqno = 0u64;
+    let result = async {
+        while let Some(r) = prx.recv().await {
+            let (pos, checksums, data) = r?;
+            let n = data.len() as u64;
+            tx.send(Frame::Packet(Packet {
+                seqno,
+                offset_in_block: pos,
+                flags: 0,
+                checksums,
+                data,
+            }))
+            .await?;
+            metrics::counter!(names::BYTES_READ).increment(n);
+            metrics::counter!(names::PACKETS_SENT).increment(1);
+            seqno += 1;
+        }
+        tx.send(Frame::Packet(Packet::last(seqno, end))).await?;
+        metrics::counter!(names::BLOCKS_READ).increment(1);
+        Ok::<(), Error>(())
+    }
+    .await;
+    producer.abort();
+    let _ = tx.close().await;
+    drop(rx);
+    result
+}
+
+async fn open(node: &Node, op: &ReadBlockOp) -> Result<ReplicaReader> {
+    let block = op
+        .block
+        .as_ref()
+        .ok_or_else(|| Error::Invalid("READ_BLOCK without a block".into()))?;
+    let info = node
+        .storage
+        .lookup(block.block_id, block.generation_stamp, &node.addr)?;
+    if op.offset > info.length {
+        return Err(Error::Invalid(format!(
+            "offset {} is beyond the {} bytes of block {} on datanode {}",
+            op.offset, info.length, info.block_id, node.addr
+        )));
+    }
+    let storage: Arc<Storage> = node.storage.clone();
+    tokio::task::spawn_blocking(move || ReplicaReader::open(&storage, info)).await?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_rounds_to_chunks() {
+        let info = ReplicaInfo {
+            block_id: 1,
+            gen_stamp: 1,
+            length: 1300,
+            bytes_per_checksum: 512,
+            volume: 0,
+        };
+        assert_eq!(plan(&info, 0, 0), (0, 1300));
+        assert_eq!(plan(&info, 600, 10), (512, 1024));
+        assert_eq!(plan(&info, 600, 1000), (512, 1300));
+        assert_eq!(plan(&info, 1300, 0), (1024, 1300));
+        assert_eq!(packet_len(512), 65536);
+        assert_eq!(packet_len(100_000), 100_000);
+    }
+}
