@@ -1,1 +1,39 @@
+//! rfs client library: namenode calls through [`Client`], file data through
+//! [`FileWriter`] (`AsyncWrite`, replication pipeline) and [`FileReader`]
+//! (`AsyncRead` + `AsyncSeek` + positional reads, checksum-verified with
+//! replica failover). All datanode I/O goes through
+//! `rfs_transport::default_transport()`.
+//!
+//! ```no_run
+//! # async fn demo() -> rfs_client::Result<()> {
+//! use rfs_client::{Client, ClientConfig, CreateOptions};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! let client = Client::connect(ClientConfig::with_namenode("127.0.0.1:8020")).await?;
+//! let mut w = client.create("/data/x", CreateOptions::default()).await?;
+//! w.write_all(b"hello").await.map_err(|e| rfs_client::Error::Protocol(e.to_string()))?;
+//! w.close().await?;
+//! let mut r = client.open("/data/x").await?;
+//! let mut s = String::new();
+//! r.read_to_string(&mut s).await.map_err(|e| rfs_client::Error::Protocol(e.to_string()))?;
+//! # Ok(()) }
+//! ```
 
+mod client;
+mod config;
+mod datanode;
+mod error;
+mod lease;
+mod namenode;
+mod read;
+mod write;
+
+pub use client::{Client, CreateOptions};
+pub use config::ClientConfig;
+pub use error::{Error, Result};
+pub use read::FileReader;
+pub use rfs_proto::namenode::{
+    ContentSummaryResponse as ContentSummary, FileStatus, FileType,
+    FsStatsResponse as FsStats, GetBlockLocationsResponse as BlockLocations,
+};
+pub use write::FileWriter;

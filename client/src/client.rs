@@ -1,0 +1,370 @@
+//! [`Client`]: the namenode calls, and the entry points to the data path
+//! ([`Client::create`] → [`FileWriter`], [`Client::open`] → [`FileReader`]).
+
+use std::sync::{Arc, Mutex};
+
+use rfs_proto::common::ExtendedBlock;
+use rfs_proto::namenode::{
+    ContentSummaryRequest, CreateRequest, DeleteRequest, FileStatus, FsStatsRequest,
+    GetBlockLocationsRequest, GetFileInfoRequest, ListRequest, MkdirsRequest, RenameRequest,
+    ReportBadBlocksRequest, SetReplicationRequest,
+};
+use rfs_transport::BlockTransport;
+
+use crate::config::ClientConfig;
+use crate::error::{Error, Result};
+use crate::lease;
+use crate::namenode::NamenodeRpc;
+use crate::read::FileReader;
+use crate::write::FileWriter;
+use crate::{BlockLocations, ContentSummary, FsStats};
+
+/// Entries asked for per `list` page.
+const LIST_PAGE: u32 = 1000;
+/// Mode of new directories and files.
+const DIR_MODE: u32 = 0o755;
+const FILE_MODE: u32 = 0o644;
+
+/// How to create a file.
+#[derive(Clone, Debug)]
+pub struct CreateOptions {
+    /// Replace an existing file (never a directory).
+    pub overwrite: bool,
+    /// `None`: the client's configured replication, else the namenode's.
+    pub replication: Option<u32>,
+    /// `None`: the client's configured block size, else the namenode's.
+    pub block_size: Option<u64>,
+    /// Create missing parent directories (default `true`).
+    pub create_parent: bool,
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        CreateOptions {
+            overwrite: false,
+            replication: None,
+            block_size: None,
+            create_parent: true,
+        }
+    }
+}
+
+/// A connection to one namenode plus the client's identity (lease holder).
+/// Cheap to clone; clones share the connection and the lease renewer.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: ClientConfig,
+    pub(crate) client_id: String,
+    pub(crate) rpc: NamenodeRpc,
+    pub(crate) transport: Arc<dyn BlockTransport>,
+    owner: String,
+    pub(crate) lease_renewer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Ok(mut g) = self.lease_renewer.lock() {
+            if let Some(h) = g.take() {
+                h.abort();
+            }
+        }
+    }
+}
+
+impl Client {
+    /// Validates `config` and connects to its namenode.
+    pub async fn connect(config: ClientConfig) -> Result<Client> {
+        config.validate()?;
+        let rpc = NamenodeRpc::connect(&config.namenode, config.rpc_timeout).await?;
+        let client_id = config
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("rfs-client-{}", uuid::Uuid::new_v4()));
+        Ok(Client {
+            inner: Arc::new(Inner {
+                client_id,
+                rpc,
+                transport: rfs_transport::default_transport(),
+                owner: std::env::var("USER").unwrap_or_default(),
+                lease_renewer: Mutex::new(None),
+                config,
+            }),
+        })
+    }
+
+    /// The lease holder name this client writes under.
+    pub fn client_id(&self) -> &str {
+        &self.inner.client_id
+    }
+
+    pub(crate) fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn rpc(&self) -> &NamenodeRpc {
+        &self.inner.rpc
+    }
+
+    /// Creates `path` and returns a writer for it. The file is complete
+    /// (visible with its length, lease released) once the writer is shut
+    /// down or closed.
+    pub async fn create(&self, path: &str, opts: CreateOptions) -> Result<FileWriter> {
+        let cfg = self.config();
+        let replication = opts.replication.or(cfg.replication).unwrap_or(0);
+        let block_size = opts.block_size.or(cfg.block_size).unwrap_or(0);
+        let req = CreateRequest {
+            path: path.to_string(),
+            client_id: self.inner.client_id.clone(),
+            overwrite: opts.overwrite,
+            replication,
+            block_size,
+            mode: FILE_MODE,
+            create_parent: opts.create_parent,
+            owner: self.inner.owner.clone(),
+            group: String::new(),
+        };
+        let resp = self
+            .rpc()
+            .call("create", |mut c| async move { c.create(req).await })
+            .await?;
+        let status = resp.status.ok_or_else(|| {
+            Error::Protocol(format!("{path}: namenode answered create without a status"))
+        })?;
+        let block_size = match (status.block_size, block_size) {
+            (0, 0) => rfs_proto::defaults::BLOCK_SIZE,
+            (0, asked) => asked,
+            (bs, _) => bs,
+        };
+        lease::ensure_renewer(self);
+        Ok(FileWriter::start(self.clone(), status.path_or(path), block_size))
+    }
+
+    /// Opens `path` for reading (positional or streaming).
+    pub async fn open(&self, path: &str) -> Result<FileReader> {
+        let locs = self.get_block_locations(path, 0, 0).await?;
+        if let Some(st) = &locs.status {
+            if st.file_type() == crate::FileType::Directory {
+                return Err(Error::Path {
+                    path: path.to_string(),
+                    kind: rfs_proto::rpc_error::RpcErrorKind::IsDirectory,
+                    message: "Is a directory".into(),
+                });
+            }
+        }
+        Ok(FileReader::new(self.clone(), path.to_string(), locs))
+    }
+
+    /// Creates the directory `path`; `false` when it already exists.
+    pub async fn mkdirs(&self, path: &str, create_parent: bool) -> Result<bool> {
+        let req = MkdirsRequest {
+            path: path.to_string(),
+            mode: DIR_MODE,
+            create_parent,
+            owner: self.inner.owner.clone(),
+            group: String::new(),
+        };
+        let r = self
+            .rpc()
+            .call("mkdirs", |mut c| async move { c.mkdirs(req).await })
+            .await?;
+        Ok(r.created)
+    }
+
+    /// The status of `path`, or `None` when nothing is there.
+    pub async fn get_file_info(&self, path: &str) -> Result<Option<FileStatus>> {
+        let req = GetFileInfoRequest {
+            path: path.to_string(),
+        };
+        let r = self
+            .rpc()
+            .call("get_file_info", |mut c| async move {
+                c.get_file_info(req).await
+            })
+            .await?;
+        Ok(r.status)
+    }
+
+    /// Every entry of a directory in name order (all pages); a file lists
+    /// as itself.
+    pub async fn list(&self, path: &str) -> Result<Vec<FileStatus>> {
+        let mut out = Vec::new();
+        let mut start_after = String::new();
+        loop {
+            let (page, more) = self.list_page(path, &start_after, LIST_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            start_after = base_name(&last.path).to_string();
+            out.extend(page);
+            if !more {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` entries whose names sort after `start_after` (a name,
+    /// not a path), and whether more follow.
+    pub async fn list_page(
+        &self,
+        path: &str,
+        start_after: &str,
+        limit: u32,
+    ) -> Result<(Vec<FileStatus>, bool)> {
+        let req = ListRequest {
+            path: path.to_string(),
+            start_after: start_after.to_string(),
+            limit,
+        };
+        let r = self
+            .rpc()
+            .call("list", |mut c| async move { c.list(req).await })
+            .await?;
+        Ok((r.entries, r.has_more))
+    }
+
+    pub async fn delete(&self, path: &str, recursive: bool) -> Result<bool> {
+        let req = DeleteRequest {
+            path: path.to_string(),
+            recursive,
+            client_id: self.inner.client_id.clone(),
+        };
+        let r = self
+            .rpc()
+            .call("delete", |mut c| async move { c.delete(req).await })
+            .await?;
+        Ok(r.deleted)
+    }
+
+    /// Renames `src` to `dst` (into `dst` when it is a directory); returns
+    /// the final path.
+    pub async fn rename(&self, src: &str, dst: &str) -> Result<String> {
+        let req = RenameRequest {
+            src: src.to_string(),
+            dst: dst.to_string(),
+            client_id: self.inner.client_id.clone(),
+        };
+        let r = self
+            .rpc()
+            .call("rename", |mut c| async move { c.rename(req).await })
+            .await?;
+        if r.final_path.is_empty() {
+            Ok(dst.to_string())
+        } else {
+            Ok(r.final_path)
+        }
+    }
+
+    pub async fn set_replication(&self, path: &str, replication: u32) -> Result<bool> {
+        let req = SetReplicationRequest {
+            path: path.to_string(),
+            replication,
+        };
+        let r = self
+            .rpc()
+            .call("set_replication", |mut c| async move {
+                c.set_replication(req).await
+            })
+            .await?;
+        Ok(r.changed)
+    }
+
+    pub async fn content_summary(&self, path: &str) -> Result<ContentSummary> {
+        let req = ContentSummaryRequest {
+            path: path.to_string(),
+        };
+        self.rpc()
+            .call("content_summary", |mut c| async move {
+                c.content_summary(req).await
+            })
+            .await
+    }
+
+    pub async fn fs_stats(&self) -> Result<FsStats> {
+        self.rpc()
+            .call("fs_stats", |mut c| async move {
+                c.fs_stats(FsStatsRequest {}).await
+            })
+            .await
+    }
+
+    /// Blocks of `path` overlapping `[offset, offset + length)`; length 0
+    /// means to the end of the file.
+    pub async fn get_block_locations(
+        &self,
+        path: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<BlockLocations> {
+        let req = GetBlockLocationsRequest {
+            path: path.to_string(),
+            offset,
+            length,
+            client_host: self.config().client_host.clone(),
+        };
+        self.rpc()
+            .call("get_block_locations", |mut c| async move {
+                c.get_block_locations(req).await
+            })
+            .await
+    }
+
+    /// Tells the namenode a replica failed its checksums.
+    pub(crate) async fn report_bad_block(
+        &self,
+        block: &ExtendedBlock,
+        datanode_id: &str,
+        reason: &str,
+    ) -> Result<()> {
+        let req = ReportBadBlocksRequest {
+            block: Some(*block),
+            datanode_id: datanode_id.to_string(),
+            reason: reason.to_string(),
+        };
+        self.rpc()
+            .call("report_bad_blocks", |mut c| async move {
+                c.report_bad_blocks(req).await
+            })
+            .await
+            .map(|_| ())
+    }
+}
+
+/// The last component of a path.
+pub(crate) fn base_name(path: &str) -> &str {
+    path.trim_end_matches('/').rsplit('/').next().unwrap_or(path)
+}
+
+trait PathOr {
+    fn path_or(&self, fallback: &str) -> String;
+}
+
+impl PathOr for FileStatus {
+    fn path_or(&self, fallback: &str) -> String {
+        if self.path.is_empty() {
+            fallback.to_string()
+        } else {
+            self.path.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_options_default_creates_parents() {
+        let o = CreateOptions::default();
+        assert!(o.create_parent && !o.overwrite);
+    }
+
+    #[test]
+    fn base_names() {
+        assert_eq!(base_name("/a/b"), "b");
+        assert_eq!(base_name("/a/b/"), "b");
+        assert_eq!(base_name("b"), "b");
+    }
+}

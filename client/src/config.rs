@@ -1,0 +1,130 @@
+//! Client settings. Where the namenode address comes from (flags,
+//! environment, config file) is the `dfs` shell's business; the library
+//! takes a finished [`ClientConfig`].
+
+use std::time::Duration;
+
+use rfs_proto::defaults;
+use rfs_proto::transfer::MAX_FRAME_LEN;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Namenode RPC address, `host:port`.
+    pub namenode: String,
+    /// Lease holder name; `None` gives `rfs-client-<uuid>`.
+    pub client_id: Option<String>,
+    /// This machine's host name or address, sent for writer-local placement
+    /// and used to prefer a local replica when reading.
+    pub client_host: String,
+    /// Replication of new files; `None` leaves it to the namenode.
+    pub replication: Option<u32>,
+    /// Block size of new files; `None` leaves it to the namenode.
+    pub block_size: Option<u64>,
+    /// Bytes of block data per packet; a multiple of `bytes_per_checksum`.
+    pub packet_size: usize,
+    /// Bytes covered by one CRC32C when writing.
+    pub bytes_per_checksum: u32,
+    /// Packets sent down a pipeline before their acks come back.
+    pub max_packets_in_flight: usize,
+    /// Limit on each namenode call.
+    pub rpc_timeout: Duration,
+    /// Limit on each datanode wait: connect, op response, ack, packet.
+    pub datanode_timeout: Duration,
+    pub lease_renew_interval: Duration,
+    /// How long a read retries a block the namenode knows no replica of.
+    pub locate_retry_deadline: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            namenode: format!("127.0.0.1:{}", defaults::NAMENODE_RPC_PORT),
+            client_id: None,
+            client_host: "127.0.0.1".to_string(),
+            replication: None,
+            block_size: None,
+            packet_size: defaults::PACKET_SIZE,
+            bytes_per_checksum: defaults::BYTES_PER_CHECKSUM,
+            max_packets_in_flight: 16,
+            rpc_timeout: Duration::from_secs(30),
+            datanode_timeout: Duration::from_secs(30),
+            lease_renew_interval: Duration::from_secs(10),
+            locate_retry_deadline: Duration::from_secs(30),
+        }
+    }
+}
+
+impl ClientConfig {
+    pub fn with_namenode(addr: impl Into<String>) -> Self {
+        ClientConfig {
+            namenode: addr.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Rejects settings the data path cannot honour.
+    pub(crate) fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.namenode.trim().is_empty() {
+            return bad("the namenode address is empty".into());
+        }
+        if self.bytes_per_checksum == 0 {
+            return bad("bytes_per_checksum must be positive".into());
+        }
+        let bpc = self.bytes_per_checksum as usize;
+        if self.packet_size == 0 || self.packet_size % bpc != 0 {
+            return bad(format!(
+                "packet_size {} must be a positive multiple of bytes_per_checksum {bpc}",
+                self.packet_size
+            ));
+        }
+        // Leave room for the packet header and checksums in one frame.
+        if self.packet_size > MAX_FRAME_LEN - 256 * 1024 {
+            return bad(format!(
+                "packet_size {} exceeds the largest packet ({} bytes)",
+                self.packet_size,
+                MAX_FRAME_LEN - 256 * 1024
+            ));
+        }
+        if self.max_packets_in_flight == 0 {
+            return bad("max_packets_in_flight must be at least 1".into());
+        }
+        if self.block_size == Some(0) {
+            return bad("block_size must be positive".into());
+        }
+        if self.replication == Some(0) {
+            return bad("replication must be at least 1".into());
+        }
+        for (name, d) in [
+            ("rpc_timeout", self.rpc_timeout),
+            ("datanode_timeout", self.datanode_timeout),
+            ("lease_renew_interval", self.lease_renew_interval),
+        ] {
+            if d.is_zero() {
+                return bad(format!("{name} must be positive"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_checked() {
+        let c = ClientConfig::with_namenode("nn:1");
+        assert_eq!(c.namenode, "nn:1");
+        assert_eq!(c.packet_size, 64 * 1024);
+        c.validate().expect("defaults are valid");
+        let mut bad = c.clone();
+        bad.packet_size = 1000;
+        assert!(bad.validate().unwrap_err().to_string().contains("multiple"));
+        let mut bad = c;
+        bad.max_packets_in_flight = 0;
+        assert!(bad.validate().is_err());
+    }
+}

@@ -1,0 +1,267 @@
+//! Reading one byte range of one block, failing over between replicas.
+//!
+//! Replicas are tried in order, the one on `client_host` first. A replica
+//! whose data fails a checksum is reported to the namenode
+//! (`report_bad_blocks`) and the read goes on at the same offset from the
+//! next; an unreachable or misbehaving one is simply skipped. A block the
+//! namenode knows no replica of (it may have just restarted and be waiting
+//! for block reports) is looked up again with backoff until
+//! `locate_retry_deadline`.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rfs_proto::common::{DatanodeInfo, ExtendedBlock, LocatedBlock};
+
+use super::replica::{ReadRequest, ReplicaError, ReplicaStream};
+use crate::client::Client;
+use crate::datanode::{describe, is_local};
+use crate::error::{Error, Result};
+
+/// What every read of one open file shares.
+pub(crate) struct OpenFile {
+    pub client: Client,
+    pub path: String,
+    pub len: u64,
+    pub blocks: Mutex<Vec<LocatedBlock>>,
+}
+
+pub(crate) struct BlockRead {
+    file: Arc<OpenFile>,
+    block: ExtendedBlock,
+    /// File offset of the block's first byte.
+    block_start: u64,
+    /// Next block offset to deliver, and the end of the range (exclusive).
+    pos: u64,
+    end: u64,
+    candidates: VecDeque<DatanodeInfo>,
+    stream: Option<(ReplicaStream, DatanodeInfo)>,
+    failures: Vec<String>,
+    corrupt: usize,
+}
+
+impl BlockRead {
+    /// The part of `[from, to)` (file offsets, `from < to`) that lies in
+    /// the block holding `from`.
+    pub(crate) fn new(file: Arc<OpenFile>, from: u64, to: u64) -> Result<BlockRead> {
+        let located = {
+            let blocks = file
+                .blocks
+                .lock()
+                .map_err(|_| Error::Protocol("block list lock poisoned".into()))?;
+            blocks
+                .iter()
+                .find(|b| {
+                    let len = b.block.map_or(0, |x| x.num_bytes);
+                    b.offset <= from && from < b.offset + len
+                })
+                .cloned()
+        };
+        let Some(located) = located else {
+            return Err(Error::Protocol(format!(
+                "{}: the namenode listed no block at offset {from} (file length {})",
+                file.path, file.len
+            )));
+        };
+        let block = located.block.unwrap_or_default();
+        let block_start = located.offset;
+        let candidates = order_replicas(located.locations, &file.client.config().client_host);
+        Ok(BlockRead {
+            block,
+            block_start,
+            pos: from - block_start,
+            end: (to - block_start).min(block.num_bytes),
+            candidates,
+            stream: None,
+            failures: Vec::new(),
+            corrupt: 0,
+            file,
+        })
+    }
+
+    /// The next verified bytes of the range, `None` once it is all read.
+    pub(crate) async fn next(&mut self) -> Result<Option<Bytes>> {
+        let mut waited_since: Option<Instant> = None;
+        loop {
+            if self.pos >= self.end {
+                return Ok(None);
+            }
+            let Some((stream, dn)) = self.stream.as_mut() else {
+                self.connect_next(&mut waited_since).await?;
+                continue;
+            };
+            match stream.next_packet().await {
+                Ok(Some((off, data))) => {
+                    let pkt_end = off + data.len() as u64;
+                    if pkt_end <= self.pos {
+                        continue; // before the range (chunk alignment)
+                    }
+                    let from = (self.pos - off) as usize;
+                    let to = (pkt_end.min(self.end) - off) as usize;
+                    let out = data.slice(from..to);
+                    self.pos += out.len() as u64;
+                    return Ok(Some(out));
+                }
+                Ok(None) => {
+                    let at = stream.next_offset();
+                    let dn = dn.clone();
+                    self.stream = None;
+                    self.failed(
+                        &dn,
+                        ReplicaError::Failed(format!(
+                            "the replica ended at block offset {at}, before {}",
+                            self.end
+                        )),
+                    )
+                    .await;
+                }
+                Err(e) => {
+                    let dn = dn.clone();
+                    self.stream = None;
+                    self.failed(&dn, e).await;
+                }
+            }
+        }
+    }
+
+    /// Opens the next candidate replica, or fails when none is left.
+    async fn connect_next(&mut self, waited_since: &mut Option<Instant>) -> Result<()> {
+        let Some(dn) = self.candidates.pop_front() else {
+            if self.failures.is_empty() {
+                return self.wait_for_locations(waited_since).await;
+            }
+            return Err(self.all_failed());
+        };
+        let client = &self.file.client;
+        let req = ReadRequest {
+            block: self.block,
+            offset: self.pos,
+            length: self.end - self.pos,
+            client_id: client.client_id(),
+            timeout: client.config().datanode_timeout,
+        };
+        match ReplicaStream::open(client.inner.transport.as_ref(), &dn, req).await {
+            Ok(s) => self.stream = Some((s, dn)),
+            Err(e) => self.failed(&dn, e).await,
+        }
+        Ok(())
+    }
+
+    async fn failed(&mut self, dn: &DatanodeInfo, e: ReplicaError) {
+        let reason = match e {
+            ReplicaError::Corrupt(reason) => {
+                self.corrupt += 1;
+                let client = &self.file.client;
+                if let Err(err) = client
+                    .report_bad_block(&self.block, &dn.datanode_id, &reason)
+                    .await
+                {
+                    tracing::warn!(
+                        "reporting corrupt replica of block {} on {}: {err}",
+                        self.block.block_id,
+                        describe(dn)
+                    );
+                }
+                reason
+            }
+            ReplicaError::Failed(reason) => reason,
+        };
+        tracing::debug!(
+            "{}: block {} replica on {} failed: {reason}",
+            self.file.path,
+            self.block.block_id,
+            describe(dn)
+        );
+        self.failures.push(format!("{}: {reason}", describe(dn)));
+    }
+
+    fn all_failed(&self) -> Error {
+        let all_corrupt = self.corrupt == self.failures.len();
+        let list = self.failures.join("; ");
+        Error::Read {
+            path: self.file.path.clone(),
+            block: self.block.block_id,
+            offset: self.block_start + self.pos,
+            reasons: if all_corrupt {
+                format!("every replica is corrupt ({list})")
+            } else {
+                list
+            },
+            all_corrupt,
+        }
+    }
+
+    /// Looks the block up again with backoff until it has locations or
+    /// `locate_retry_deadline` passed.
+    async fn wait_for_locations(&mut self, waited_since: &mut Option<Instant>) -> Result<()> {
+        let cfg = self.file.client.config();
+        let deadline = cfg.locate_retry_deadline;
+        let since = *waited_since.get_or_insert_with(Instant::now);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let waited = since.elapsed();
+            if waited >= deadline {
+                return Err(Error::NoReplica {
+                    path: self.file.path.clone(),
+                    block: self.block.block_id,
+                    offset: self.block_start + self.pos,
+                    waited,
+                });
+            }
+            tokio::time::sleep(backoff.min(deadline - waited)).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+            let locs = self
+                .file
+                .client
+                .get_block_locations(&self.file.path, self.block_start, 1)
+                .await?;
+            let Some(found) = locs.blocks.into_iter().find(|b| {
+                b.block.is_some_and(|x| x.block_id == self.block.block_id)
+            }) else {
+                continue;
+            };
+            if found.locations.is_empty() {
+                continue;
+            }
+            if let Ok(mut blocks) = self.file.blocks.lock() {
+                if let Some(slot) = blocks
+                    .iter_mut()
+                    .find(|b| b.block.is_some_and(|x| x.block_id == self.block.block_id))
+                {
+                    *slot = found.clone();
+                }
+            }
+            self.candidates =
+                order_replicas(found.locations, &self.file.client.config().client_host);
+            return Ok(());
+        }
+    }
+}
+
+/// Local replicas first, otherwise in the namenode's order.
+fn order_replicas(mut nodes: Vec<DatanodeInfo>, client_host: &str) -> VecDeque<DatanodeInfo> {
+    nodes.sort_by_key(|dn| !is_local(dn, client_host));
+    nodes.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_replica_goes_first() {
+        let dn = |id: &str, ip: &str| DatanodeInfo {
+            datanode_id: id.into(),
+            ip: ip.into(),
+            ..Default::default()
+        };
+        let order = order_replicas(
+            vec![dn("a", "10.0.0.1"), dn("b", "10.0.0.2"), dn("c", "10.0.0.3")],
+            "10.0.0.2",
+        );
+        let ids: Vec<_> = order.iter().map(|d| d.datanode_id.as_str()).collect();
+        assert_eq!(ids, ["b", "a", "c"]);
+    }
+}
