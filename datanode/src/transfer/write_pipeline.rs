@@ -353,7 +353,12 @@ async fn receive_loop(
         }
         next_seqno = Some(seqno.wrapping_add(1));
         let off = packet.offset_in_block;
-        if off % bpc as u64 != 0 || !writer.accepts_offset(off) {
+        let continues = if packet.data.is_empty() {
+            off == writer.length
+        } else {
+            off % bpc as u64 == 0 && writer.accepts_offset(off)
+        };
+        if !continues {
             let m = format!(
                 "packet {seqno} of block {id} at offset {off} does not continue the {} bytes received on datanode {}",
                 writer.length, node.addr
