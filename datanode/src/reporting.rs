@@ -108,7 +108,7 @@ impl Reporter {
     pub fn block_received(&self, block: ExtendedBlock) -> Vec<oneshot::Receiver<()>> {
         self.queues
             .iter()
-            .map(|q| q.push(Some(block.clone()), &[]))
+            .map(|q| q.push(Some(block), &[]))
             .collect()
     }
 

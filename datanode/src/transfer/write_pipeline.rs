@@ -61,7 +61,6 @@ pub struct Downstream {
 fn validate(op: &WriteBlockOp) -> Result<ExtendedBlock> {
     let block = op
         .block
-        .clone()
         .ok_or_else(|| Error::Invalid("WRITE_BLOCK without a block".into()))?;
     if op.bytes_per_checksum == 0 || op.bytes_per_checksum > MAX_BYTES_PER_CHECKSUM {
         return Err(Error::Invalid(format!(
@@ -240,15 +239,7 @@ async fn run_pipeline(
         node.config.ack_timeout(),
     ));
     let abort = responder.abort_handle();
-    let receive = receive_loop(
-        node.clone(),
-        block.clone(),
-        bpc,
-        writer,
-        up_rx,
-        down_tx,
-        done_tx,
-    );
+    let receive = receive_loop(node.clone(), block, bpc, writer, up_rx, down_tx, done_tx);
     tokio::pin!(receive);
     let mut responder = responder;
     tokio::select! {
