@@ -544,3 +544,77 @@ async fn metrics_are_served_over_http() {
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     assert!(out.contains("rfs_datanode_bytes_written_total"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hflushed_partial_chunk_may_be_resent() {
+    let (_root, nodes) = cluster(2).await;
+    let all: Vec<&Node> = nodes.iter().collect();
+    let data = payload(1500, 2);
+    let sums = Checksums::new(BPC);
+    let mut first = Packet::new(0, 0, Bytes::copy_from_slice(&data[..700]), &sums);
+    first.flags = rfs_proto::transfer::packet::FLAG_SYNC;
+    let pkts = vec![
+        first,
+        Packet::new(1, 512, Bytes::copy_from_slice(&data[512..]), &sums),
+        Packet::last(2, 1500),
+    ];
+    let acks = write(&all, block(50, 1, 0), pkts).await;
+    assert_eq!(acks.len(), 3);
+    assert!(acks.iter().all(|a| a.is_success()), "{acks:?}");
+    for n in &nodes {
+        check_replica(n, 50, 1, &data);
+    }
+}
+
+/// Mounts a small tmpfs; `None` where that is not permitted (not root).
+fn tmpfs(path: &Path, size: &str) -> Option<impl Drop> {
+    struct Mounted(PathBuf);
+    impl Drop for Mounted {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    std::fs::create_dir_all(path).ok()?;
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(path)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .ok()?
+        .success();
+    ok.then(|| Mounted(path.to_path_buf()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn full_disk_fails_with_no_space_and_keeps_finalized_blocks() {
+    let root = tempfile::tempdir().unwrap();
+    let disk = root.path().join("disk");
+    let Some(_mount) = tmpfs(&disk, "1m") else {
+        eprintln!("skipping: cannot mount a tmpfs here");
+        return;
+    };
+    let node = start(&disk, "dn").await;
+    let kept = payload(100_000, 1);
+    let acks = write(&[&node], block(1, 1, 0), packets(&kept, 64 * 1024)).await;
+    assert!(acks.iter().all(|a| a.is_success()));
+    // Bigger than what is left: fails mid-write.
+    let big = payload(2_000_000, 2);
+    let acks = write(&[&node], block(2, 1, 0), packets(&big, 64 * 1024)).await;
+    let last = acks.last().expect("an ack");
+    assert_eq!(last.replies[0], Status::ErrorNoSpace, "{last:?}");
+    assert!(
+        last.message.contains("no space left on device on datanode"),
+        "{}",
+        last.message
+    );
+    assert!(!node.rbw(2).exists(), "partial replica deleted");
+    check_replica(&node, 1, 1, &kept);
+    let (r, pkts) = read(&node, block(1, 1, 0), 0, 0).await;
+    assert_eq!(r.status(), Status::Success);
+    let got: Vec<u8> = pkts.iter().flat_map(|p| p.data.to_vec()).collect();
+    assert!(got == kept);
+    node.dn.stop().await.unwrap();
+}

@@ -292,6 +292,13 @@ async fn receive_loop(
         message: String,
         delete: bool,
     ) -> Error {
+        // Delete first, so that whoever sees the error sees no partial
+        // replica either.
+        if delete {
+            let _ = tokio::task::spawn_blocking(move || writer.delete()).await;
+        } else {
+            drop(writer);
+        }
         let _ = done
             .send(Done::Fail {
                 seqno,
@@ -299,9 +306,6 @@ async fn receive_loop(
                 message: message.clone(),
             })
             .await;
-        if delete {
-            let _ = tokio::task::spawn_blocking(move || writer.delete()).await;
-        }
         Error::Pipeline(message)
     }
     loop {
