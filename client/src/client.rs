@@ -140,7 +140,11 @@ impl Client {
             (bs, _) => bs,
         };
         lease::ensure_renewer(self);
-        Ok(FileWriter::start(self.clone(), status.path_or(path), block_size))
+        Ok(FileWriter::start(
+            self.clone(),
+            status.path_or(path),
+            block_size,
+        ))
     }
 
     /// Opens `path` for reading (positional or streaming).
@@ -334,7 +338,10 @@ impl Client {
 
 /// The last component of a path.
 pub(crate) fn base_name(path: &str) -> &str {
-    path.trim_end_matches('/').rsplit('/').next().unwrap_or(path)
+    path.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(path)
 }
 
 trait PathOr {

@@ -33,7 +33,7 @@ pub use config::ClientConfig;
 pub use error::{Error, Result};
 pub use read::FileReader;
 pub use rfs_proto::namenode::{
-    ContentSummaryResponse as ContentSummary, FileStatus, FileType,
-    FsStatsResponse as FsStats, GetBlockLocationsResponse as BlockLocations,
+    ContentSummaryResponse as ContentSummary, FileStatus, FileType, FsStatsResponse as FsStats,
+    GetBlockLocationsResponse as BlockLocations,
 };
 pub use write::FileWriter;

@@ -58,7 +58,9 @@ async fn setup(bad_first: usize, good: bool) -> Setup {
     cfg.rpc_timeout = Duration::from_secs(5);
     cfg.datanode_timeout = Duration::from_secs(5);
     cfg.locate_retry_deadline = Duration::from_millis(300);
-    let client = Client::connect(cfg).await.expect("connect to the fake namenode");
+    let client = Client::connect(cfg)
+        .await
+        .expect("connect to the fake namenode");
     Setup { nn, client, store }
 }
 
@@ -96,7 +98,11 @@ async fn round_trip_across_packet_and_block_boundaries() {
             .collect();
         assert_eq!(lens, want, "{path}: block lengths");
         let store = s.store.lock().unwrap().clone();
-        let ids: Vec<u64> = s.nn.state().files[&path].blocks.iter().map(|b| b.block_id).collect();
+        let ids: Vec<u64> = s.nn.state().files[&path]
+            .blocks
+            .iter()
+            .map(|b| b.block_id)
+            .collect();
         let stored: Vec<u8> = ids.iter().flat_map(|id| store[id].clone()).collect();
         assert!(stored == data, "{path}: stored bytes");
 
@@ -152,9 +158,16 @@ async fn packets_never_cross_blocks_and_start_on_chunks() {
     w.close().await.unwrap();
     for (_, off, len) in dn.packets_seen.lock().unwrap().iter().filter(|p| p.2 > 0) {
         assert_eq!(off % 512, 0, "packet starts on a chunk");
-        assert!(off + *len as u64 <= 2560, "packet at {off}+{len} crosses the block");
+        assert!(
+            off + *len as u64 <= 2560,
+            "packet at {off}+{len} crosses the block"
+        );
     }
-    let lens: Vec<u64> = nn.state().files["/p"].blocks.iter().map(|b| b.num_bytes).collect();
+    let lens: Vec<u64> = nn.state().files["/p"]
+        .blocks
+        .iter()
+        .map(|b| b.num_bytes)
+        .collect();
     assert_eq!(lens, [2560, 2560, 880]);
 }
 
@@ -169,7 +182,9 @@ async fn corrupt_replica_is_reported_and_read_served_by_the_next() {
     assert!(back == data, "good bytes from the second replica");
     let reports = s.nn.state().bad_reports.clone();
     assert_eq!(reports.len(), 2, "one report per block: {reports:?}");
-    assert!(reports.iter().all(|(_, dn, why)| dn == "dn-bad0" && why.contains("checksum")));
+    assert!(reports
+        .iter()
+        .all(|(_, dn, why)| dn == "dn-bad0" && why.contains("checksum")));
 
     let mut buf = vec![0u8; 100];
     assert_eq!(r.read_at(4090, &mut buf).await.unwrap(), 100);
@@ -184,8 +199,14 @@ async fn every_replica_corrupt_is_an_error() {
     let mut back = Vec::new();
     let err = r.read_to_end(&mut back).await.unwrap_err();
     let msg = err.to_string();
-    assert!(msg.starts_with("could not read block 1 of /bad at offset 0: every replica is corrupt"), "{msg}");
-    assert!(msg.contains("dn-bad0") && msg.contains("dn-bad1") && msg.contains("checksum"), "{msg}");
+    assert!(
+        msg.starts_with("could not read block 1 of /bad at offset 0: every replica is corrupt"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("dn-bad0") && msg.contains("dn-bad1") && msg.contains("checksum"),
+        "{msg}"
+    );
     assert!(!msg.contains('\n'));
 }
 
@@ -197,7 +218,10 @@ async fn block_without_locations_is_retried_then_fails() {
     let start = std::time::Instant::now();
     let err = r.read_to_end(&mut Vec::new()).await.unwrap_err();
     assert!(start.elapsed() >= Duration::from_millis(300));
-    assert!(err.to_string().contains("no datanode holds a replica"), "{err}");
+    assert!(
+        err.to_string().contains("no datanode holds a replica"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -205,7 +229,10 @@ async fn failed_ack_fails_the_write_naming_the_node() {
     let store = BlockStore::default();
     let how = DnBehaviour {
         max_packet: PACKET,
-        fail_writes: Some((Status::ErrorNoSpace, "no space left on device on datanode dn".into())),
+        fail_writes: Some((
+            Status::ErrorNoSpace,
+            "no space left on device on datanode dn".into(),
+        )),
         ..Default::default()
     };
     let dn = start_datanode("dn-full", store, how).await;
@@ -215,7 +242,10 @@ async fn failed_ack_fails_the_write_naming_the_node() {
     let mut cfg = ClientConfig::with_namenode(addr.to_string());
     cfg.packet_size = PACKET;
     let client = Client::connect(cfg).await.unwrap();
-    let mut w = client.create("/full", CreateOptions::default()).await.unwrap();
+    let mut w = client
+        .create("/full", CreateOptions::default())
+        .await
+        .unwrap();
     let res = async {
         w.write_all(&payload(100_000, 3)).await?;
         w.shutdown().await
@@ -233,7 +263,11 @@ async fn failed_ack_fails_the_write_naming_the_node() {
 #[tokio::test]
 async fn dropped_writer_leaves_file_under_construction_without_hanging() {
     let s = setup(0, true).await;
-    let mut w = s.client.create("/dropped", CreateOptions::default()).await.unwrap();
+    let mut w = s
+        .client
+        .create("/dropped", CreateOptions::default())
+        .await
+        .unwrap();
     w.write_all(&payload(5000, 1)).await.unwrap();
     drop(w);
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -250,9 +284,16 @@ async fn lease_is_renewed_while_the_client_lives() {
     cfg.lease_renew_interval = Duration::from_millis(50);
     let client = Client::connect(cfg).await.unwrap();
     assert!(client.client_id().starts_with("rfs-client-"));
-    let _w = client.create("/leased", CreateOptions::default()).await.unwrap();
+    let _w = client
+        .create("/leased", CreateOptions::default())
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(nn.state().renewals >= 2, "renewals: {}", nn.state().renewals);
+    assert!(
+        nn.state().renewals >= 2,
+        "renewals: {}",
+        nn.state().renewals
+    );
 }
 
 #[tokio::test]
@@ -262,15 +303,26 @@ async fn namenode_errors_keep_their_text_and_kind() {
     assert_eq!(err.to_string(), "/missing: No such file or directory");
     assert_eq!(err.kind(), rfs_proto::rpc_error::RpcErrorKind::NotFound);
     write(&s.client, "/x", b"1", 1).await;
-    let err = s.client.create("/x", CreateOptions::default()).await.err().expect("exists");
+    let err = s
+        .client
+        .create("/x", CreateOptions::default())
+        .await
+        .err()
+        .expect("exists");
     assert_eq!(err.to_string(), "/x: File exists");
 }
 
 #[tokio::test]
 async fn unreachable_namenode_is_one_clear_line() {
     let cfg = ClientConfig::with_namenode("127.0.0.1:1");
-    let err = Client::connect(cfg).await.err().expect("nothing listens on port 1");
+    let err = Client::connect(cfg)
+        .await
+        .err()
+        .expect("nothing listens on port 1");
     let msg = err.to_string();
-    assert!(msg.starts_with("cannot reach namenode at 127.0.0.1:1: "), "{msg}");
+    assert!(
+        msg.starts_with("cannot reach namenode at 127.0.0.1:1: "),
+        "{msg}"
+    );
     assert!(!msg.contains('\n'), "{msg}");
 }

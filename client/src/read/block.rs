@@ -217,9 +217,11 @@ impl BlockRead {
                 .client
                 .get_block_locations(&self.file.path, self.block_start, 1)
                 .await?;
-            let Some(found) = locs.blocks.into_iter().find(|b| {
-                b.block.is_some_and(|x| x.block_id == self.block.block_id)
-            }) else {
+            let Some(found) = locs
+                .blocks
+                .into_iter()
+                .find(|b| b.block.is_some_and(|x| x.block_id == self.block.block_id))
+            else {
                 continue;
             };
             if found.locations.is_empty() {
@@ -258,7 +260,11 @@ mod tests {
             ..Default::default()
         };
         let order = order_replicas(
-            vec![dn("a", "10.0.0.1"), dn("b", "10.0.0.2"), dn("c", "10.0.0.3")],
+            vec![
+                dn("a", "10.0.0.1"),
+                dn("b", "10.0.0.2"),
+                dn("c", "10.0.0.3"),
+            ],
             "10.0.0.2",
         );
         let ids: Vec<_> = order.iter().map(|d| d.datanode_id.as_str()).collect();

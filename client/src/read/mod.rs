@@ -147,7 +147,10 @@ impl AsyncSeek for FileReader {
         let Some(target) = target else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("{}: seek to a negative or overflowing offset", this.file.path),
+                format!(
+                    "{}: seek to a negative or overflowing offset",
+                    this.file.path
+                ),
             ));
         };
         if target != this.pos {

@@ -157,7 +157,9 @@ impl FileWriter {
                     Ok(Ok(())) => Error::WriterClosed {
                         path: self.path.clone(),
                     },
-                    Err(e) => Error::Protocol(format!("{}: the block streamer stopped: {e}", self.path)),
+                    Err(e) => {
+                        Error::Protocol(format!("{}: the block streamer stopped: {e}", self.path))
+                    }
                 }
             }
         };

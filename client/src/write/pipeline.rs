@@ -142,7 +142,10 @@ impl BlockPipeline {
             Ok(Ok(None)) => return Err(blame.at(0, "connection closed before the op response")),
             Ok(Ok(Some(Frame::Response(r)))) => r,
             Ok(Ok(Some(other))) => {
-                return Err(blame.at(0, format!("expected an op response, got {}", frame_name(&other))))
+                return Err(blame.at(
+                    0,
+                    format!("expected an op response, got {}", frame_name(&other)),
+                ))
             }
         };
         if resp.status() != TransferStatus::Success {
@@ -268,7 +271,9 @@ impl BlockPipeline {
             match timeout(self.timeout, h).await {
                 Ok(Ok(Err(e))) => return e,
                 Ok(Ok(Ok(()))) => {
-                    return self.blame.at(0, "the pipeline finished before all packets were sent")
+                    return self
+                        .blame
+                        .at(0, "the pipeline finished before all packets were sent")
                 }
                 Ok(Err(e)) => return self.blame.at(0, format!("the ack reader stopped: {e}")),
                 Err(_) => {}
@@ -303,10 +308,7 @@ async fn read_acks(
                 }
                 Ok(Ok(Some(Frame::Ack(a)))) => a,
                 Ok(Ok(Some(other))) => {
-                    return Err(blame.at(
-                        0,
-                        format!("expected an ack, got {}", frame_name(&other)),
-                    ))
+                    return Err(blame.at(0, format!("expected an ack, got {}", frame_name(&other))))
                 }
             };
             check_ack(&ack, seqno, &blame)?;

@@ -98,7 +98,11 @@ impl ClientProtocol for FakeNamenode {
             ));
         }
         let f = FileEntry {
-            block_size: if r.block_size == 0 { 4096 } else { r.block_size },
+            block_size: if r.block_size == 0 {
+                4096
+            } else {
+                r.block_size
+            },
             ..Default::default()
         };
         let st = status_of(&r.path, &f);
@@ -181,11 +185,9 @@ impl ClientProtocol for FakeNamenode {
         r: Request<ReportBadBlocksRequest>,
     ) -> Rpc<ReportBadBlocksResponse> {
         let r = r.into_inner();
-        self.state().bad_reports.push((
-            r.block.map_or(0, |b| b.block_id),
-            r.datanode_id,
-            r.reason,
-        ));
+        self.state()
+            .bad_reports
+            .push((r.block.map_or(0, |b| b.block_id), r.datanode_id, r.reason));
         Ok(Response::new(ReportBadBlocksResponse {}))
     }
 
@@ -294,7 +296,9 @@ async fn serve(
                 assert_eq!(p.offset_in_block, data.len() as u64, "contiguous offsets");
                 assert!(p.data.len() <= how.max_packet, "packet of {}", p.data.len());
                 p.verify(&sums).expect("client checksums are right");
-                seen.lock().unwrap().push((block.block_id, p.offset_in_block, p.data.len()));
+                seen.lock()
+                    .unwrap()
+                    .push((block.block_id, p.offset_in_block, p.data.len()));
                 seqno += 1;
                 if let Some((status, msg)) = &how.fail_writes {
                     c.send(Frame::Ack(PipelineAck {
@@ -308,7 +312,10 @@ async fn serve(
                 data.extend_from_slice(&p.data);
                 let last = p.is_last();
                 if last {
-                    store.lock().unwrap().insert(block.block_id, std::mem::take(&mut data));
+                    store
+                        .lock()
+                        .unwrap()
+                        .insert(block.block_id, std::mem::take(&mut data));
                 }
                 c.send(Frame::Ack(PipelineAck::success(p.seqno, 1))).await?;
                 if last {

@@ -1,1 +1,57 @@
-fn main() {}
+//! `dfs`: the rfs shell. Parses the command line, finds the namenode and
+//! hands off to [`commands`]; every failure is one `dfs: <error>` line and
+//! exit status 1.
+
+mod civil_time;
+mod cli;
+mod commands;
+mod listing_format;
+mod namenode_addr;
+mod progress;
+mod remote_path;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Parser;
+use rfs_client::{Client, ClientConfig};
+
+use commands::Report;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut report = Report::default();
+    match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt.block_on(run(cli, &mut report)),
+        Err(e) => report.fail(anyhow::anyhow!("cannot start the runtime: {e}")),
+    }
+    if report.failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+async fn run(cli: cli::Cli, report: &mut Report) {
+    let namenode = match namenode_addr::resolve(
+        cli.namenode.as_deref(),
+        cli.config.as_deref(),
+        |k| std::env::var(k).ok(),
+        Path::new(namenode_addr::SYSTEM_CONFIG),
+    ) {
+        Ok(a) => a,
+        Err(e) => return report.fail(e),
+    };
+    let client = match Client::connect(ClientConfig::with_namenode(namenode.clone())).await {
+        Ok(c) => c,
+        Err(e) => return report.fail(e.into()),
+    };
+    commands::run(&client, &namenode, cli.cmd, report).await;
+}

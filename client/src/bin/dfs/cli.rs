@@ -1,0 +1,219 @@
+//! Command-line syntax of `dfs`, modelled on `hdfs dfs`.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dfs",
+    version,
+    about = "rfs file system shell",
+    long_about = "rfs file system shell, modelled on `hdfs dfs`.\n\n\
+        The namenode is --namenode, else $RFS_NAMENODE, else `namenode` under [client] \
+        in the config file (--config, else $RFS_CONF, else /etc/rfs/rfs.toml if present), \
+        else 127.0.0.1:8020. Failures print one line `dfs: <error>` and exit 1."
+)]
+pub struct Cli {
+    /// Namenode RPC address, HOST:PORT.
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub namenode: Option<String>,
+    /// Config file to read the [client] section from.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Copy local files or directories (recursively) into rfs; `-` reads stdin.
+    #[command(
+        long_about = "Copy local files or directories (recursively) into rfs.\n\n\
+        A source `-` reads standard input. When DST is an existing directory the sources \
+        go into it under their own names; several sources need a directory DST."
+    )]
+    Put {
+        /// Overwrite existing files.
+        #[arg(short = 'f')]
+        force: bool,
+        /// Replication of the new files (default: the namenode's).
+        #[arg(short = 'r', value_name = "N", value_parser = clap::value_parser!(u32).range(1..=255))]
+        replication: Option<u32>,
+        /// Block size of the new files, bytes or with a k/m/g suffix.
+        #[arg(short = 'b', value_name = "BLOCKSIZE", value_parser = parse_size)]
+        block_size: Option<u64>,
+        /// Local sources, then the rfs destination.
+        #[arg(required = true, num_args = 2.., value_name = "LOCAL... DST")]
+        paths: Vec<String>,
+    },
+    /// Copy an rfs file or directory (recursively) to the local file system.
+    Get {
+        /// Overwrite existing local files.
+        #[arg(short = 'f')]
+        force: bool,
+        /// rfs source.
+        src: String,
+        /// Local destination (an existing directory receives SRC by name).
+        local: PathBuf,
+    },
+    /// Print files to standard output.
+    Cat {
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// List directories (default `/`): mode, replication, owner, group, size, mtime (UTC), path.
+    #[command(disable_help_flag = true)]
+    Ls {
+        /// Recurse into subdirectories.
+        #[arg(short = 'R')]
+        recursive: bool,
+        /// Human-readable sizes.
+        #[arg(short = 'h')]
+        human: bool,
+        /// Print help.
+        #[arg(long, action = ArgAction::Help)]
+        help: Option<bool>,
+        paths: Vec<String>,
+    },
+    /// Create directories.
+    Mkdir {
+        /// Create missing parents; an existing directory is no error.
+        #[arg(short = 'p')]
+        parents: bool,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Delete files or directories.
+    Rm {
+        /// Delete directories and everything under them.
+        #[arg(short = 'r', short_alias = 'R')]
+        recursive: bool,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Rename SRC to DST (into DST when it is a directory).
+    Mv { src: String, dst: String },
+    /// Show the status of a path: type, size, replication, block size, owner, group, mode, mtime, blocks.
+    Stat { path: String },
+    /// Show space used: length and disk space consumed (length × replication).
+    #[command(disable_help_flag = true)]
+    Du {
+        /// One summary line per path instead of one line per entry.
+        #[arg(short = 's')]
+        summary: bool,
+        /// Human-readable sizes.
+        #[arg(short = 'h')]
+        human: bool,
+        /// Print help.
+        #[arg(long, action = ArgAction::Help)]
+        help: Option<bool>,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Show file system capacity, usage and datanode counts.
+    #[command(disable_help_flag = true)]
+    Df {
+        /// Human-readable sizes.
+        #[arg(short = 'h')]
+        human: bool,
+        /// Print help.
+        #[arg(long, action = ArgAction::Help)]
+        help: Option<bool>,
+    },
+    /// Set the replication of a file, or of every file under a directory.
+    Setrep {
+        #[arg(value_parser = clap::value_parser!(u32).range(1..=255))]
+        replication: u32,
+        path: String,
+    },
+    /// Create empty files; an existing non-empty file is an error.
+    Touchz {
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+}
+
+/// `4096`, `64k`, `128m`, `1g` (binary multiples).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t
+        .strip_suffix('b')
+        .filter(|x| !x.is_empty() && x.ends_with(['k', 'm', 'g', 't']))
+        .unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (bytes, or a number with k, m, g or t)"))?;
+    match n.checked_mul(mult) {
+        Some(0) => Err("the block size must be positive".into()),
+        Some(v) => Ok(v),
+        None => Err(format!("{s:?} is too large")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64k"), Ok(65536));
+        assert_eq!(parse_size("128M"), Ok(128 << 20));
+        assert_eq!(parse_size("1gb"), Ok(1 << 30));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("x").is_err());
+    }
+
+    #[test]
+    fn flags_parse_like_hdfs() {
+        let c = Cli::try_parse_from(["dfs", "ls", "-Rh", "/a"]).unwrap();
+        assert!(matches!(
+            c.cmd,
+            Cmd::Ls {
+                recursive: true,
+                human: true,
+                ..
+            }
+        ));
+        let c = Cli::try_parse_from([
+            "dfs",
+            "--namenode",
+            "h:1",
+            "put",
+            "-f",
+            "-r",
+            "2",
+            "-",
+            "/x",
+        ])
+        .unwrap();
+        assert_eq!(c.namenode.as_deref(), Some("h:1"));
+        match c.cmd {
+            Cmd::Put {
+                force,
+                replication,
+                paths,
+                ..
+            } => {
+                assert!(force);
+                assert_eq!(replication, Some(2));
+                assert_eq!(paths, ["-", "/x"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

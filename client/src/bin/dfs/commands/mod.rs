@@ -1,0 +1,136 @@
+//! The commands. Each failure is reported as one `dfs: <error>` line; a
+//! command over several paths goes on with the rest and `dfs` exits 1 at
+//! the end.
+
+mod listing;
+mod namespace;
+mod transfer;
+
+use rfs_client::{Client, FileStatus, FileType};
+
+use crate::cli::Cmd;
+
+/// Collects failures; prints each as one line.
+#[derive(Default)]
+pub struct Report {
+    pub failed: bool,
+}
+
+impl Report {
+    pub fn fail(&mut self, e: anyhow::Error) {
+        let msg = format!("{e:#}");
+        eprintln!(
+            "dfs: {}",
+            msg.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+        self.failed = true;
+    }
+
+    pub fn check(&mut self, r: anyhow::Result<()>) {
+        if let Err(e) = r {
+            self.fail(e);
+        }
+    }
+}
+
+pub async fn run(client: &Client, namenode: &str, cmd: Cmd, report: &mut Report) {
+    match cmd {
+        Cmd::Put {
+            force,
+            replication,
+            block_size,
+            mut paths,
+        } => {
+            let dst = paths.pop().unwrap_or_default();
+            let opts = transfer::PutOptions {
+                force,
+                replication,
+                block_size,
+            };
+            transfer::put(client, &paths, &dst, &opts, report).await
+        }
+        Cmd::Get { force, src, local } => {
+            report.check(transfer::get(client, &src, &local, force).await)
+        }
+        Cmd::Cat { paths } => {
+            for p in paths {
+                report.check(transfer::cat(client, &p).await);
+            }
+        }
+        Cmd::Ls {
+            recursive,
+            human,
+            paths,
+            ..
+        } => {
+            let paths = if paths.is_empty() {
+                vec!["/".to_string()]
+            } else {
+                paths
+            };
+            for p in paths {
+                report.check(listing::ls(client, &p, recursive, human).await);
+            }
+        }
+        Cmd::Mkdir { parents, paths } => {
+            for p in paths {
+                report.check(namespace::mkdir(client, &p, parents).await);
+            }
+        }
+        Cmd::Rm { recursive, paths } => {
+            for p in paths {
+                report.check(namespace::rm(client, &p, recursive).await);
+            }
+        }
+        Cmd::Mv { src, dst } => report.check(namespace::mv(client, &src, &dst).await),
+        Cmd::Stat { path } => report.check(listing::stat(client, &path).await),
+        Cmd::Du {
+            summary,
+            human,
+            paths,
+            ..
+        } => {
+            for p in paths {
+                report.check(listing::du(client, &p, summary, human).await);
+            }
+        }
+        Cmd::Df { human, .. } => report.check(listing::df(client, namenode, human).await),
+        Cmd::Setrep { replication, path } => {
+            report.check(namespace::setrep(client, &path, replication).await)
+        }
+        Cmd::Touchz { paths } => {
+            for p in paths {
+                report.check(namespace::touchz(client, &p).await);
+            }
+        }
+    }
+}
+
+/// The status of `path`, or the usual "No such file or directory".
+async fn status(client: &Client, path: &str) -> anyhow::Result<FileStatus> {
+    client
+        .get_file_info(path)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("{path}: No such file or directory"))
+}
+
+fn is_dir(st: &FileStatus) -> bool {
+    st.file_type() == FileType::Directory
+}
+
+/// Everything under directory `root`, depth first, each directory followed
+/// by its contents, names in order within a directory.
+async fn walk(client: &Client, root: &str) -> anyhow::Result<Vec<FileStatus>> {
+    let mut out = Vec::new();
+    let mut stack: Vec<FileStatus> = client.list(root).await?.into_iter().rev().collect();
+    while let Some(st) = stack.pop() {
+        if is_dir(&st) {
+            let children = client.list(&st.path).await?;
+            out.push(st);
+            stack.extend(children.into_iter().rev());
+        } else {
+            out.push(st);
+        }
+    }
+    Ok(out)
+}

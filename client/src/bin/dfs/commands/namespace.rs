@@ -1,0 +1,61 @@
+//! mkdir, rm, mv, setrep, touchz.
+
+use anyhow::{bail, Result};
+use rfs_client::{Client, CreateOptions};
+
+use super::{is_dir, status, walk};
+
+pub async fn mkdir(client: &Client, path: &str, parents: bool) -> Result<()> {
+    if !client.mkdirs(path, parents).await? && !parents {
+        bail!("{path}: File exists");
+    }
+    Ok(())
+}
+
+pub async fn rm(client: &Client, path: &str, recursive: bool) -> Result<()> {
+    if !client.delete(path, recursive).await? {
+        bail!("{path}: No such file or directory");
+    }
+    println!("Deleted {path}");
+    Ok(())
+}
+
+pub async fn mv(client: &Client, src: &str, dst: &str) -> Result<()> {
+    client.rename(src, dst).await?;
+    Ok(())
+}
+
+pub async fn setrep(client: &Client, path: &str, replication: u32) -> Result<()> {
+    let st = status(client, path).await?;
+    let files = if is_dir(&st) {
+        walk(client, path)
+            .await?
+            .into_iter()
+            .filter(|s| !is_dir(s))
+            .collect()
+    } else {
+        vec![st]
+    };
+    for f in files {
+        client.set_replication(&f.path, replication).await?;
+        println!("Replication {replication} set: {}", f.path);
+    }
+    Ok(())
+}
+
+pub async fn touchz(client: &Client, path: &str) -> Result<()> {
+    match client.get_file_info(path).await? {
+        Some(st) if is_dir(&st) => bail!("{path}: Is a directory"),
+        Some(st) if st.length > 0 => bail!("{path}: Not a zero-length file"),
+        Some(_) => Ok(()),
+        None => {
+            let opts = CreateOptions {
+                create_parent: false,
+                ..Default::default()
+            };
+            let mut w = client.create(path, opts).await?;
+            w.close().await?;
+            Ok(())
+        }
+    }
+}

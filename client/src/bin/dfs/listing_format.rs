@@ -1,0 +1,168 @@
+//! How `ls`, `du`, `df` and `stat` print.
+
+use rfs_client::{FileStatus, FileType};
+
+use crate::civil_time::format_ms;
+
+/// `drwxr-xr-x` / `-rw-r--r--`.
+pub fn permissions(st: &FileStatus) -> String {
+    let mut s = String::with_capacity(10);
+    s.push(if st.file_type() == FileType::Directory {
+        'd'
+    } else {
+        '-'
+    });
+    for shift in [6, 3, 0] {
+        let bits = (st.mode >> shift) & 7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    s
+}
+
+/// Bytes, or binary units with `human`.
+pub fn size(n: u64, human: bool) -> String {
+    if human {
+        humansize::format_size(n, humansize::BINARY)
+    } else {
+        n.to_string()
+    }
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() {
+        "-"
+    } else {
+        s
+    }
+}
+
+/// One line per entry, columns aligned across `entries` as `hdfs dfs -ls`:
+/// permissions, replication (`-` for directories), owner, group, size,
+/// mtime, path.
+pub fn ls_lines(entries: &[FileStatus], human: bool) -> Vec<String> {
+    let rows: Vec<[String; 7]> = entries
+        .iter()
+        .map(|st| {
+            let is_dir = st.file_type() == FileType::Directory;
+            [
+                permissions(st),
+                if is_dir {
+                    "-".into()
+                } else {
+                    st.replication.to_string()
+                },
+                or_dash(&st.owner).to_string(),
+                or_dash(&st.group).to_string(),
+                size(if is_dir { 0 } else { st.length }, human),
+                format_ms(st.mtime_ms),
+                st.path.clone(),
+            ]
+        })
+        .collect();
+    let width = |i: usize| rows.iter().map(|r| r[i].len()).max().unwrap_or(0);
+    let (wr, wo, wg, ws) = (width(1), width(2), width(3), width(4));
+    rows.iter()
+        .map(|r| {
+            format!(
+                "{} {:>wr$} {:<wo$} {:<wg$} {:>ws$} {} {}",
+                r[0], r[1], r[2], r[3], r[4], r[5], r[6]
+            )
+        })
+        .collect()
+}
+
+/// The multi-line `stat` report.
+pub fn stat_report(st: &FileStatus, blocks: Option<usize>) -> String {
+    let is_dir = st.file_type() == FileType::Directory;
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<12} {v}\n"));
+    line("Path:", st.path.clone());
+    line(
+        "Type:",
+        if is_dir { "directory" } else { "regular file" }.into(),
+    );
+    line("Size:", st.length.to_string());
+    if is_dir {
+        line("Entries:", st.children.to_string());
+    } else {
+        line("Replication:", st.replication.to_string());
+        line("Block size:", st.block_size.to_string());
+    }
+    line("Owner:", or_dash(&st.owner).to_string());
+    line("Group:", or_dash(&st.group).to_string());
+    line(
+        "Mode:",
+        format!("{:04o} ({})", st.mode & 0o7777, permissions(st)),
+    );
+    line("Modified:", format!("{} UTC", format_ms(st.mtime_ms)));
+    if let Some(b) = blocks {
+        line("Blocks:", b.to_string());
+    }
+    if st.under_construction {
+        line("State:", "under construction".into());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(path: &str, dir: bool, len: u64, mode: u32) -> FileStatus {
+        FileStatus {
+            path: path.into(),
+            file_type: if dir {
+                FileType::Directory
+            } else {
+                FileType::File
+            } as i32,
+            length: len,
+            owner: "me".into(),
+            group: "supergroup".into(),
+            mode,
+            mtime_ms: 951_827_696_000,
+            replication: if dir { 0 } else { 3 },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn ls_columns_line_up() {
+        let lines = ls_lines(
+            &[
+                st("/user/me/tree", true, 0, 0o755),
+                st("/user/me/big.bin", false, 2_097_485, 0o644),
+            ],
+            false,
+        );
+        assert_eq!(
+            lines,
+            [
+                "drwxr-xr-x - me supergroup       0 2000-02-29 12:34 /user/me/tree",
+                "-rw-r--r-- 3 me supergroup 2097485 2000-02-29 12:34 /user/me/big.bin",
+            ]
+        );
+        let human = ls_lines(&[st("/f", false, 2 * 1024 * 1024, 0o600)], true);
+        assert_eq!(
+            human,
+            ["-rw------- 3 me supergroup 2 MiB 2000-02-29 12:34 /f"]
+        );
+    }
+
+    #[test]
+    fn stat_names_everything() {
+        let r = stat_report(&st("/f", false, 11, 0o644), Some(1));
+        for want in [
+            "Path:        /f",
+            "regular file",
+            "Size:        11",
+            "Replication: 3",
+            "0644 (-rw-r--r--)",
+            "Blocks:      1",
+        ] {
+            assert!(r.contains(want), "{want:?} in\n{r}");
+        }
+    }
+}
