@@ -74,7 +74,7 @@ impl ClientConfig {
             return bad("bytes_per_checksum must be positive".into());
         }
         let bpc = self.bytes_per_checksum as usize;
-        if self.packet_size == 0 || self.packet_size % bpc != 0 {
+        if self.packet_size == 0 || !self.packet_size.is_multiple_of(bpc) {
             return bad(format!(
                 "packet_size {} must be a positive multiple of bytes_per_checksum {bpc}",
                 self.packet_size

@@ -34,21 +34,23 @@ async fn setup(bad_first: usize, good: bool) -> Setup {
         ..Default::default()
     };
     let good_dn = start_datanode("dn-good", store.clone(), how.clone()).await;
+    let mut read_locations = Vec::new();
+    for i in 0..bad_first {
+        let bad = DnBehaviour {
+            corrupt_reads: true,
+            ..how.clone()
+        };
+        let dn = start_datanode(&format!("dn-bad{i}"), store.clone(), bad).await;
+        read_locations.push(dn.info);
+    }
+    if good {
+        read_locations.push(good_dn.info.clone());
+    }
     let nn = FakeNamenode::default();
     {
         let mut s = nn.state();
         s.write_targets = vec![good_dn.info.clone()];
-        for i in 0..bad_first {
-            let bad = DnBehaviour {
-                corrupt_reads: true,
-                ..how.clone()
-            };
-            let dn = start_datanode(&format!("dn-bad{i}"), store.clone(), bad).await;
-            s.read_locations.push(dn.info);
-        }
-        if good {
-            s.read_locations.push(good_dn.info.clone());
-        }
+        s.read_locations = read_locations;
     }
     let addr = nn.serve().await;
     let mut cfg = ClientConfig::with_namenode(addr.to_string());

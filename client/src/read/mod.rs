@@ -34,12 +34,14 @@ enum State {
     /// No block stream: the next read opens one at `pos`.
     Idle,
     /// A block stream and the unread rest of its last slice.
-    Ready { read: BlockRead, buf: Bytes },
+    Ready { read: Box<BlockRead>, buf: Bytes },
     /// Waiting for the stream's next slice.
-    Fetching(BoxFuture<'static, (BlockRead, Result<Option<Bytes>>)>),
+    Fetching(BoxFuture<'static, Fetched>),
 }
 
-fn fetch(mut read: BlockRead) -> BoxFuture<'static, (BlockRead, Result<Option<Bytes>>)> {
+type Fetched = (Box<BlockRead>, Result<Option<Bytes>>);
+
+fn fetch(mut read: Box<BlockRead>) -> BoxFuture<'static, Fetched> {
     Box::pin(async move {
         let r = read.next().await;
         (read, r)
@@ -95,7 +97,7 @@ impl FileReader {
                         return Poll::Ready(Ok(()));
                     }
                     let read = BlockRead::new(self.file.clone(), self.pos, self.file.len)?;
-                    self.state = State::Fetching(fetch(read));
+                    self.state = State::Fetching(fetch(Box::new(read)));
                 }
                 State::Ready { read, mut buf } => {
                     if buf.is_empty() {
