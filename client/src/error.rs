@@ -73,6 +73,22 @@ pub enum Error {
     /// A peer broke the protocol (unexpected frame, bad offsets).
     #[error("{0}")]
     Protocol(String),
+
+    /// A local I/O failure (from `From<std::io::Error>`).
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Unwraps the client error inside an `io::Error` from `FileReader` or
+/// `FileWriter`, so `?` on their `AsyncRead`/`AsyncWrite` calls gives back
+/// the original error; other I/O errors keep their text.
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        match e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) {
+            Some(inner) => inner.clone(),
+            None => Error::Io(one_line(&e.to_string())),
+        }
+    }
 }
 
 impl Error {
@@ -88,7 +104,8 @@ impl Error {
             | Error::NoReplica { .. }
             | Error::WriterClosed { .. }
             | Error::WriterAbandoned { .. }
-            | Error::Protocol(_) => RpcErrorKind::Internal,
+            | Error::Protocol(_)
+            | Error::Io(_) => RpcErrorKind::Internal,
         }
     }
 
@@ -215,5 +232,13 @@ mod tests {
         assert!(!e.to_string().contains('\n'));
         let io = Error::Protocol("x".into()).into_io();
         assert_eq!(io.to_string(), "x");
+        let nf = Error::Namenode {
+            kind: RpcErrorKind::NotFound,
+            message: "/x: No such file or directory".into(),
+        };
+        let back: Error = nf.clone().into_io().into();
+        assert_eq!(back, nf);
+        let local: Error = std::io::Error::other("disk gone").into();
+        assert_eq!(local.to_string(), "disk gone");
     }
 }

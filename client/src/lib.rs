@@ -11,11 +11,11 @@
 //!
 //! let client = Client::connect(ClientConfig::with_namenode("127.0.0.1:8020")).await?;
 //! let mut w = client.create("/data/x", CreateOptions::default()).await?;
-//! w.write_all(b"hello").await.map_err(|e| rfs_client::Error::Protocol(e.to_string()))?;
+//! w.write_all(b"hello").await?; // io::Error converts back into rfs_client::Error
 //! w.close().await?;
 //! let mut r = client.open("/data/x").await?;
 //! let mut s = String::new();
-//! r.read_to_string(&mut s).await.map_err(|e| rfs_client::Error::Protocol(e.to_string()))?;
+//! r.read_to_string(&mut s).await?;
 //! # Ok(()) }
 //! ```
 
