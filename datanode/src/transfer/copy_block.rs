@@ -11,7 +11,7 @@ use rfs_transport::{FrameReceiver, FrameSender};
 
 use super::read_block::packet_len;
 use super::write_pipeline::connect_downstream;
-use super::{error_response, reject, send_response, MAX_TARGETS};
+use super::{error_response, reject, send_response, send_within, MAX_TARGETS};
 use crate::error::{Error, Result};
 use crate::storage::ReplicaReader;
 use crate::Node;
@@ -87,6 +87,7 @@ pub async fn push_replica(
         }
     };
     let (mut tx, mut rx, name) = (down.tx, down.rx, down.name);
+    let target = name.clone();
     let step = packet_len(info.bytes_per_checksum);
     let packets = info.length.div_ceil(step);
     let ack_timeout = node.config.ack_timeout();
@@ -129,18 +130,19 @@ pub async fn push_replica(
             let len = step.min(info.length - pos) as usize;
             let r = reader.clone();
             let (checksums, data) = tokio::task::spawn_blocking(move || r.read(pos, len)).await??;
-            tx.send(Frame::Packet(Packet {
+            let p = Frame::Packet(Packet {
                 seqno,
                 offset_in_block: pos,
                 flags: 0,
                 checksums,
                 data,
-            }))
-            .await?;
+            });
+            send_within(&mut *tx, p, ack_timeout, &target).await?;
             pos += len as u64;
             seqno += 1;
         }
-        tx.send(Frame::Packet(Packet::last(seqno, pos))).await?;
+        let p = Frame::Packet(Packet::last(seqno, pos));
+        send_within(&mut *tx, p, ack_timeout, &target).await?;
         Ok::<(), Error>(())
     };
     let sent = send.await;

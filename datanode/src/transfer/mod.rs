@@ -179,6 +179,20 @@ pub async fn reject(
     .await;
 }
 
+/// Sends one frame, giving up when the peer takes none for `limit` (a
+/// peer that stops reading must not pin a connection forever).
+pub async fn send_within(
+    tx: &mut dyn FrameSender,
+    frame: Frame,
+    limit: Duration,
+    peer: &str,
+) -> Result<()> {
+    match tokio::time::timeout(limit, tx.send(frame)).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(Error::Timeout(format!("{peer} took no data for {limit:?}"))),
+    }
+}
+
 pub async fn send_response(tx: &mut dyn FrameSender, resp: OpResponse) -> Result<()> {
     tx.send(Frame::Response(resp)).await?;
     Ok(())

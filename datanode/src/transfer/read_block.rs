@@ -13,7 +13,7 @@ use rfs_proto::transfer::{Frame, OpResponse, Packet, ReadBlockOp, Status};
 use rfs_transport::{FrameReceiver, FrameSender};
 use tokio::sync::mpsc;
 
-use super::{reject, send_response};
+use super::{reject, send_response, send_within};
 use crate::error::{Error, Result};
 use crate::http::names;
 use crate::storage::{ReplicaInfo, ReplicaReader, Storage};
@@ -88,23 +88,25 @@ pub async fn read_block(
         }
     });
     let mut seqno = 0u64;
+    let limit = node.config.idle_timeout();
     let result = async {
         while let Some(r) = prx.recv().await {
             let (pos, checksums, data) = r?;
             let n = data.len() as u64;
-            tx.send(Frame::Packet(Packet {
+            let p = Frame::Packet(Packet {
                 seqno,
                 offset_in_block: pos,
                 flags: 0,
                 checksums,
                 data,
-            }))
-            .await?;
+            });
+            send_within(&mut *tx, p, limit, "reader").await?;
             metrics::counter!(names::BYTES_READ).increment(n);
             metrics::counter!(names::PACKETS_SENT).increment(1);
             seqno += 1;
         }
-        tx.send(Frame::Packet(Packet::last(seqno, end))).await?;
+        let p = Frame::Packet(Packet::last(seqno, end));
+        send_within(&mut *tx, p, limit, "reader").await?;
         metrics::counter!(names::BLOCKS_READ).increment(1);
         Ok::<(), Error>(())
     }

@@ -25,7 +25,9 @@ use rfs_transport::{FrameReceiver, FrameSender};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::{error_response, reject, send_response, target_addr, target_name, MAX_TARGETS};
+use super::{
+    error_response, reject, send_response, send_within, target_addr, target_name, MAX_TARGETS,
+};
 use crate::config::MAX_BYTES_PER_CHECKSUM;
 use crate::error::{Error, Result};
 use crate::http::names;
@@ -377,7 +379,10 @@ async fn receive_loop(
             return Err(fail(&done, writer, seqno, Status::ErrorChecksum, m, true).await);
         }
         if let Some(tx) = down_tx.as_mut() {
-            if let Err(e) = tx.send(Frame::Packet(packet.clone())).await {
+            let fwd = Frame::Packet(packet.clone());
+            if let Err(e) =
+                send_within(&mut **tx, fwd, node.config.ack_timeout(), "downstream").await
+            {
                 // The responder finds the downstream gone when it waits
                 // for this packet's ack and reports it by name.
                 debug!("forwarding packet {seqno} of block {id}: {e}");
@@ -522,9 +527,11 @@ async fn responder(
                 }
                 let ok = ack.is_success();
                 let message = ack.message.clone();
-                up_tx.send(Frame::Ack(ack)).await.map_err(|e| {
-                    Error::Pipeline(format!("sending the ack of packet {seqno} upstream: {e}"))
-                })?;
+                send_within(&mut *up_tx, Frame::Ack(ack), ack_timeout, "upstream")
+                    .await
+                    .map_err(|e| {
+                        Error::Pipeline(format!("sending the ack of packet {seqno} upstream: {e}"))
+                    })?;
                 if !ok {
                     let _ = up_tx.close().await;
                     return Err(Error::Pipeline(format!(
