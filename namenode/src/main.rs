@@ -1,1 +1,81 @@
-fn main() {}
+//! `namenode`: parses flags and the config file, then runs the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use rfs_namenode::Config;
+
+/// The rfs namenode: keeps the namespace and the block map; clients and
+/// datanodes talk to it over gRPC.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// TOML config file; its [namenode] section sets defaults for the flags below.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address for client and datanode RPC [default: 127.0.0.1:8020].
+    #[arg(long)]
+    rpc_addr: Option<SocketAddr>,
+    /// Address for HTTP (/metrics) [default: 127.0.0.1:9870].
+    #[arg(long)]
+    http_addr: Option<SocketAddr>,
+    /// Directory for the metadata store and write-ahead log [default: .rfs/name].
+    #[arg(long)]
+    name_dir: Option<PathBuf>,
+    /// Default block size of new files, in bytes [default: 536870912].
+    #[arg(long)]
+    block_size: Option<u64>,
+    /// Default replication of new files [default: 3].
+    #[arg(long)]
+    replication: Option<u32>,
+    /// Milliseconds without a heartbeat after which a datanode is dead [default: 30000].
+    #[arg(long)]
+    datanode_dead_ms: Option<u64>,
+    /// Milliseconds without renewal after which another client may take a file over [default: 60000].
+    #[arg(long)]
+    lease_soft_limit_ms: Option<u64>,
+    /// Hard lease limit in milliseconds [default: 1200000].
+    #[arg(long)]
+    lease_hard_limit_ms: Option<u64>,
+}
+
+fn config(args: Args) -> Result<Config, String> {
+    let mut c = match &args.config {
+        Some(p) => Config::from_file(p)?,
+        None => Config::default(),
+    };
+    macro_rules! set {
+        ($($f:ident),*) => { $(if let Some(v) = args.$f { c.$f = v; })* };
+    }
+    set!(rpc_addr, http_addr, name_dir, block_size, replication, datanode_dead_ms, lease_soft_limit_ms, lease_hard_limit_ms);
+    Ok(c)
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match config(Args::parse()) {
+        Ok(c) => rfs_namenode::run(c, shutdown_signal()).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        eprintln!("namenode: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,334 @@
+//! The state machine: applies one [`MetaOp`] to the namespace as one atomic
+//! sled batch that also records the op's log index.
+//!
+//! Knows nothing of where ops come from (the local WAL now, the raft log
+//! later). Validation happens here, deterministically, so an op that fails
+//! (the file appeared meanwhile, the directory is no longer empty) applies
+//! as a no-op apart from the index and returns its error. Callers apply ops
+//! one at a time, in index order.
+
+use crate::error::{NamenodeError, Result};
+use crate::meta_op::{MetaOp, MetaResult};
+use crate::namespace::{self, counter, BlockMeta, FileMeta, Inode, Namespace, ROOT_ID};
+use crate::path;
+
+/// Changes of one op, applied together.
+struct Txn<'a> {
+    ns: &'a Namespace,
+    batch: sled::Batch,
+    next_inode: u64,
+    next_block: u64,
+    next_gen_stamp: u64,
+}
+
+impl<'a> Txn<'a> {
+    fn new(ns: &'a Namespace) -> Result<Txn<'a>> {
+        Ok(Txn {
+            ns,
+            batch: sled::Batch::default(),
+            next_inode: ns.counter(counter::NEXT_INODE)?.max(ROOT_ID + 1),
+            next_block: ns.counter(counter::NEXT_BLOCK)?.max(1),
+            next_gen_stamp: ns.counter(counter::NEXT_GEN_STAMP)?.max(1000),
+        })
+    }
+
+    fn put_inode(&mut self, inode: &Inode) -> Result<()> {
+        self.batch.insert(&namespace::inode_key(inode.id), bincode::serialize(inode)?);
+        Ok(())
+    }
+
+    fn link(&mut self, inode: &Inode) {
+        self.batch.insert(namespace::child_key(inode.parent, &inode.name), &inode.id.to_be_bytes());
+    }
+
+    fn unlink(&mut self, inode: &Inode) {
+        self.batch.remove(namespace::child_key(inode.parent, &inode.name));
+    }
+
+    fn remove_inode(&mut self, inode: &Inode) {
+        self.batch.remove(&namespace::inode_key(inode.id));
+        if let Some(f) = &inode.file {
+            for b in &f.blocks {
+                self.batch.remove(&namespace::block_key(b.id));
+            }
+        }
+    }
+
+    fn commit(mut self, index: u64) -> Result<()> {
+        self.batch.insert(counter::APPLIED_INDEX, &index.to_be_bytes());
+        self.batch.insert(counter::NEXT_INODE, &self.next_inode.to_be_bytes());
+        self.batch.insert(counter::NEXT_BLOCK, &self.next_block.to_be_bytes());
+        self.batch.insert(counter::NEXT_GEN_STAMP, &self.next_gen_stamp.to_be_bytes());
+        self.ns.tree.apply_batch(self.batch)?;
+        Ok(())
+    }
+
+    fn new_inode(&mut self, parent: u64, name: &str, owner: &str, group: &str, mode: u32, now: u64, file: Option<FileMeta>) -> Inode {
+        let id = self.next_inode;
+        self.next_inode += 1;
+        Inode {
+            id,
+            parent,
+            name: name.to_string(),
+            owner: owner.to_string(),
+            group: group.to_string(),
+            mode,
+            mtime_ms: now,
+            atime_ms: now,
+            file,
+        }
+    }
+}
+
+/// Creates the root directory if the store is new.
+pub fn format_if_new(ns: &Namespace, now_ms: u64) -> Result<()> {
+    if ns.inode(ROOT_ID)?.is_some() {
+        return Ok(());
+    }
+    let root = Inode {
+        id: ROOT_ID,
+        parent: 0,
+        name: String::new(),
+        owner: "rfs".into(),
+        group: "supergroup".into(),
+        mode: 0o755,
+        mtime_ms: now_ms,
+        atime_ms: now_ms,
+        file: None,
+    };
+    let mut t = Txn::new(ns)?;
+    t.put_inode(&root)?;
+    t.commit(0)?;
+    ns.tree.flush()?;
+    Ok(())
+}
+
+/// Applies `op` (log index `index`). The index is recorded even when the op
+/// fails validation, so replay never applies it twice.
+pub fn apply(ns: &Namespace, index: u64, op: &MetaOp) -> Result<Result<MetaResult>> {
+    let mut t = Txn::new(ns)?;
+    let result = apply_op(&mut t, op);
+    if result.is_err() {
+        // Keep only the index: a failed op changes nothing else.
+        t = Txn::new(ns)?;
+    }
+    t.commit(index)?;
+    Ok(result)
+}
+
+/// Parent directory inode of `comps`, creating missing ones if asked.
+fn parent_dir(t: &mut Txn, comps: &[&str], create_parent: bool, owner: &str, group: &str, now: u64) -> Result<Inode> {
+    let parent_comps = &comps[..comps.len() - 1];
+    let r = t.ns.resolve(parent_comps)?;
+    let mut dir = r.inodes.last().expect("root").clone();
+    if !dir.is_dir() {
+        return Err(NamenodeError::NotDirectory(path::join(&parent_comps[..r.inodes.len() - 1])));
+    }
+    if !r.complete {
+        if !create_parent {
+            return Err(NamenodeError::NotFound(path::join(parent_comps)));
+        }
+        for name in &parent_comps[r.inodes.len() - 1..] {
+            let d = t.new_inode(dir.id, name, owner, group, 0o755, now, None);
+            t.put_inode(&d)?;
+            t.link(&d);
+            dir = d;
+        }
+    }
+    Ok(dir)
+}
+
+fn writable_file(t: &Txn, path: &str, client_id: &str) -> Result<Inode> {
+    let inode = t.ns.get(path)?;
+    let f = inode.file.as_ref().ok_or_else(|| NamenodeError::IsDirectory(path.to_string()))?;
+    match &f.writer {
+        Some(w) if w == client_id => Ok(inode),
+        Some(w) => Err(NamenodeError::LeaseConflict { path: path.to_string(), holder: w.clone() }),
+        None => Err(NamenodeError::NoLease { path: path.to_string(), client: client_id.to_string() }),
+    }
+}
+
+/// Records the final length of a block of `file`.
+fn commit_block(path: &str, file: &mut FileMeta, b: &BlockMeta) -> Result<()> {
+    match file.blocks.iter_mut().find(|x| x.id == b.id) {
+        Some(x) => {
+            x.len = b.len;
+            Ok(())
+        }
+        None => Err(NamenodeError::InvalidArgument(format!("{path}: block {} does not belong to this file", b.id))),
+    }
+}
+
+fn apply_op(t: &mut Txn, op: &MetaOp) -> Result<MetaResult> {
+    match op {
+        MetaOp::Mkdirs { path: p, create_parent, owner, group, mode, now_ms } => {
+            let comps = path::components(p)?;
+            if let Some(existing) = t.ns.lookup(p)? {
+                return if existing.is_dir() { Ok(MetaResult::Mkdirs { created: false }) } else { Err(NamenodeError::AlreadyExists(p.clone())) };
+            }
+            let parent = parent_dir(t, &comps, *create_parent, owner, group, *now_ms)?;
+            let d = t.new_inode(parent.id, comps[comps.len() - 1], owner, group, *mode, *now_ms, None);
+            t.put_inode(&d)?;
+            t.link(&d);
+            Ok(MetaResult::Mkdirs { created: true })
+        }
+        MetaOp::Create { path: p, client_id, overwrite, replication, block_size, mode, create_parent, owner, group, now_ms, take_over_from } => {
+            let comps = path::components(p)?;
+            if comps.is_empty() {
+                return Err(NamenodeError::IsDirectory(p.clone()));
+            }
+            let mut replaced_blocks = Vec::new();
+            if let Some(existing) = t.ns.lookup(p)? {
+                let f = existing.file.as_ref().ok_or_else(|| NamenodeError::IsDirectory(p.clone()))?;
+                if let Some(w) = &f.writer {
+                    if w != client_id && take_over_from.as_deref() != Some(w.as_str()) {
+                        return Err(NamenodeError::LeaseConflict { path: p.clone(), holder: w.clone() });
+                    }
+                }
+                if !overwrite {
+                    return Err(NamenodeError::AlreadyExists(p.clone()));
+                }
+                replaced_blocks = f.blocks.clone();
+                t.unlink(&existing);
+                t.remove_inode(&existing);
+            }
+            let parent = parent_dir(t, &comps, *create_parent, owner, group, *now_ms)?;
+            let file = FileMeta { replication: *replication, block_size: *block_size, blocks: Vec::new(), writer: Some(client_id.clone()) };
+            let inode = t.new_inode(parent.id, comps[comps.len() - 1], owner, group, *mode, *now_ms, Some(file));
+            t.put_inode(&inode)?;
+            t.link(&inode);
+            Ok(MetaResult::Created { inode, replaced_blocks })
+        }
+        MetaOp::AddBlock { path: p, client_id, previous, now_ms } => {
+            let mut inode = writable_file(t, p, client_id)?;
+            let f = inode.file.as_mut().expect("writable_file returns files");
+            if let Some(prev) = previous {
+                commit_block(p, f, prev)?;
+            }
+            let offset = f.length();
+            let block = BlockMeta { id: t.next_block, gen_stamp: t.next_gen_stamp, len: 0 };
+            t.next_block += 1;
+            t.next_gen_stamp += 1;
+            f.blocks.push(block);
+            let replication = f.replication;
+            inode.mtime_ms = *now_ms;
+            t.batch.insert(&namespace::block_key(block.id), &inode.id.to_be_bytes());
+            t.put_inode(&inode)?;
+            Ok(MetaResult::BlockAdded { block, offset, replication })
+        }
+        MetaOp::Complete { path: p, client_id, last, now_ms } => {
+            let mut inode = t.ns.get(p)?;
+            let f = inode.file.as_mut().ok_or_else(|| NamenodeError::IsDirectory(p.clone()))?;
+            match &f.writer {
+                None => return Ok(MetaResult::Completed { inode }), // already complete: idempotent
+                Some(w) if w != client_id => return Err(NamenodeError::LeaseConflict { path: p.clone(), holder: w.clone() }),
+                Some(_) => {}
+            }
+            if let Some(b) = last {
+                commit_block(p, f, b)?;
+            }
+            f.writer = None;
+            inode.mtime_ms = *now_ms;
+            t.put_inode(&inode)?;
+            Ok(MetaResult::Completed { inode })
+        }
+        MetaOp::AbandonBlock { path: p, client_id, block_id } => {
+            let mut inode = writable_file(t, p, client_id)?;
+            let f = inode.file.as_mut().expect("file");
+            if f.blocks.last().map(|b| b.id) != Some(*block_id) {
+                return Err(NamenodeError::InvalidArgument(format!("{p}: block {block_id} is not the file's last block")));
+            }
+            f.blocks.pop();
+            t.batch.remove(&namespace::block_key(*block_id));
+            t.put_inode(&inode)?;
+            Ok(MetaResult::Abandoned)
+        }
+        MetaOp::Delete { path: p, recursive, now_ms } => {
+            let comps = path::components(p)?;
+            if comps.is_empty() {
+                return Err(NamenodeError::InvalidArgument("cannot delete the root directory".into()));
+            }
+            let inode = t.ns.get(p)?;
+            if inode.is_dir() && !recursive && !t.ns.children(inode.id, "", 1)?.0.is_empty() {
+                return Err(NamenodeError::NotEmpty(p.clone()));
+            }
+            let mut blocks = Vec::new();
+            for n in t.ns.subtree(&inode)? {
+                if let Some(f) = &n.file {
+                    blocks.extend(f.blocks.iter().copied());
+                }
+                t.unlink(&n);
+                t.remove_inode(&n);
+            }
+            touch_dir(t, inode.parent, *now_ms)?;
+            Ok(MetaResult::Deleted { blocks })
+        }
+        MetaOp::Rename { src, dst, now_ms } => rename(t, src, dst, *now_ms),
+        MetaOp::SetReplication { path: p, replication } => {
+            let mut inode = t.ns.get(p)?;
+            let f = inode.file.as_mut().ok_or_else(|| NamenodeError::IsDirectory(p.clone()))?;
+            let changed = f.replication != *replication;
+            f.replication = *replication;
+            let blocks = f.blocks.clone();
+            t.put_inode(&inode)?;
+            Ok(MetaResult::ReplicationSet { changed, blocks })
+        }
+    }
+}
+
+fn touch_dir(t: &mut Txn, id: u64, now_ms: u64) -> Result<()> {
+    if let Some(mut d) = t.ns.inode(id)? {
+        d.mtime_ms = now_ms;
+        t.put_inode(&d)?;
+    }
+    Ok(())
+}
+
+/// HDFS rename rules: into an existing directory as `dst/<name>`; never
+/// over an existing file; never into the source's own subtree.
+fn rename(t: &mut Txn, src: &str, dst: &str, now_ms: u64) -> Result<MetaResult> {
+    let src_comps = path::components(src)?;
+    let dst_comps = path::components(dst)?;
+    if src_comps.is_empty() {
+        return Err(NamenodeError::InvalidArgument("cannot rename the root directory".into()));
+    }
+    let mut node = t.ns.get(src)?;
+    let src_norm = path::join(&src_comps);
+    let mut final_comps: Vec<&str> = dst_comps.clone();
+    if let Some(existing) = t.ns.lookup(dst)? {
+        if existing.id == node.id {
+            return Ok(MetaResult::Renamed { final_path: src_norm });
+        }
+        if !existing.is_dir() {
+            return Err(NamenodeError::AlreadyExists(path::join(&dst_comps)));
+        }
+        final_comps.push(src_comps[src_comps.len() - 1]);
+    }
+    let final_path = path::join(&final_comps);
+    if final_comps.len() > src_comps.len() && final_comps[..src_comps.len()] == src_comps[..] {
+        return Err(NamenodeError::InvalidArgument(format!("cannot move {src_norm} into its own subtree {final_path}")));
+    }
+    if t.ns.lookup(&final_path)?.is_some() {
+        return Err(NamenodeError::AlreadyExists(final_path));
+    }
+    let parent_comps = &final_comps[..final_comps.len() - 1];
+    let parent = t.ns.resolve(parent_comps)?;
+    if !parent.complete {
+        return Err(NamenodeError::NotFound(path::join(parent_comps)));
+    }
+    let parent = parent.inodes.last().expect("root").clone();
+    if !parent.is_dir() {
+        return Err(NamenodeError::NotDirectory(path::join(parent_comps)));
+    }
+    let old_parent = node.parent;
+    t.unlink(&node);
+    node.parent = parent.id;
+    node.name = final_comps[final_comps.len() - 1].to_string();
+    t.put_inode(&node)?;
+    t.link(&node);
+    touch_dir(t, old_parent, now_ms)?;
+    if parent.id != old_parent {
+        touch_dir(t, parent.id, now_ms)?;
+    }
+    Ok(MetaResult::Renamed { final_path })
+}

@@ -1,0 +1,76 @@
+//! Namenode configuration: the `[namenode]` section of the config file,
+//! overridden by command-line flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rfs_proto::defaults;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub rpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    /// Metadata directory: the sled store and the write-ahead log.
+    pub name_dir: PathBuf,
+    pub block_size: u64,
+    pub replication: u32,
+    /// A datanode silent this long is dead.
+    pub datanode_dead_ms: u64,
+    /// After this long without renewal another client may take a file over.
+    pub lease_soft_limit_ms: u64,
+    pub lease_hard_limit_ms: u64,
+    /// Ops between checkpoints (sled flush + WAL segment roll).
+    pub checkpoint_ops: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            rpc_addr: SocketAddr::from(([127, 0, 0, 1], defaults::NAMENODE_RPC_PORT)),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], defaults::NAMENODE_HTTP_PORT)),
+            name_dir: PathBuf::from(".rfs/name"),
+            block_size: defaults::BLOCK_SIZE,
+            replication: defaults::REPLICATION,
+            datanode_dead_ms: 30_000,
+            lease_soft_limit_ms: 60_000,
+            lease_hard_limit_ms: 20 * 60_000,
+            checkpoint_ops: 50_000,
+        }
+    }
+}
+
+impl Config {
+    /// Reads the `[namenode]` section of a TOML file (absent section: defaults).
+    pub fn from_file(path: &std::path::Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        let mut table: toml::Table = text.parse().map_err(|e| format!("config {}: {e}", path.display()))?;
+        match table.remove("namenode") {
+            None => Ok(Config::default()),
+            Some(v) => v.try_into().map_err(|e| format!("config {} [namenode]: {e}", path.display())),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.block_size == 0 || self.block_size % defaults::BYTES_PER_CHECKSUM as u64 != 0 {
+            return Err(format!("block size {} must be a positive multiple of {}", self.block_size, defaults::BYTES_PER_CHECKSUM));
+        }
+        if self.replication == 0 || self.replication > 32 {
+            return Err(format!("replication {} must be between 1 and 32", self.replication));
+        }
+        if self.datanode_dead_ms == 0 {
+            return Err("datanode-dead-ms must be positive".into());
+        }
+        Ok(())
+    }
+
+    pub fn datanode_dead(&self) -> Duration {
+        Duration::from_millis(self.datanode_dead_ms)
+    }
+
+    pub fn lease_soft_limit(&self) -> Duration {
+        Duration::from_millis(self.lease_soft_limit_ms)
+    }
+}

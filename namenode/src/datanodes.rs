@@ -1,0 +1,77 @@
+//! The datanode registry: who is registered, their storage figures from
+//! heartbeats, liveness, and the commands queued for each.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rfs_proto::common::DatanodeInfo;
+use rfs_proto::datanode::DatanodeCommand;
+
+pub struct DatanodeState {
+    pub info: DatanodeInfo,
+    pub last_seen: Instant,
+    /// Storage figures are known once a heartbeat arrived.
+    pub reported: bool,
+    pub pending: Vec<DatanodeCommand>,
+}
+
+pub struct Registry {
+    nodes: HashMap<String, DatanodeState>,
+    dead_after: Duration,
+}
+
+impl Registry {
+    pub fn new(dead_after: Duration) -> Registry {
+        Registry { nodes: HashMap::new(), dead_after }
+    }
+
+    pub fn register(&mut self, info: DatanodeInfo) {
+        let id = info.datanode_id.clone();
+        let pending = self.nodes.remove(&id).map(|s| s.pending).unwrap_or_default();
+        self.nodes.insert(id, DatanodeState { info, last_seen: Instant::now(), reported: false, pending });
+    }
+
+    /// Records a heartbeat; `None` if the node is unknown (must re-register).
+    pub fn heartbeat(&mut self, id: &str, capacity: u64, used: u64, remaining: u64) -> Option<Vec<DatanodeCommand>> {
+        let s = self.nodes.get_mut(id)?;
+        s.last_seen = Instant::now();
+        s.reported = true;
+        s.info.capacity = capacity;
+        s.info.used = used;
+        s.info.remaining = remaining;
+        Some(std::mem::take(&mut s.pending))
+    }
+
+    pub fn touch(&mut self, id: &str) -> bool {
+        match self.nodes.get_mut(id) {
+            Some(s) => {
+                s.last_seen = Instant::now();
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn is_live(&self, id: &str) -> bool {
+        self.nodes.get(id).is_some_and(|s| s.last_seen.elapsed() < self.dead_after)
+    }
+
+    pub fn get(&self, id: &str) -> Option<&DatanodeState> {
+        self.nodes.get(id)
+    }
+
+    pub fn live(&self) -> impl Iterator<Item = &DatanodeState> {
+        self.nodes.values().filter(|s| s.last_seen.elapsed() < self.dead_after)
+    }
+
+    pub fn counts(&self) -> (u32, u32) {
+        let live = self.live().count() as u32;
+        (live, self.nodes.len() as u32 - live)
+    }
+
+    pub fn queue(&mut self, id: &str, cmd: DatanodeCommand) {
+        if let Some(s) = self.nodes.get_mut(id) {
+            s.pending.push(cmd);
+        }
+    }
+}

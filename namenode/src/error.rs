@@ -1,0 +1,67 @@
+//! The namenode's error type and its one mapping onto the wire.
+
+use rfs_proto::rpc_error::{self, RpcErrorKind};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NamenodeError {
+    #[error("{0}: No such file or directory")]
+    NotFound(String),
+    #[error("{0}: File exists")]
+    AlreadyExists(String),
+    #[error("{0}: Directory is not empty")]
+    NotEmpty(String),
+    #[error("{0}: Is a directory")]
+    IsDirectory(String),
+    #[error("{0}: Not a directory")]
+    NotDirectory(String),
+    #[error("invalid path \"{path}\": {reason}")]
+    InvalidPath { path: String, reason: String },
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{path}: file is being written by {holder}")]
+    LeaseConflict { path: String, holder: String },
+    #[error("{path}: no lease held by {client} (the file is not open for writing by this client)")]
+    NoLease { path: String, client: String },
+    #[error("no live datanodes to place a block of {path} on")]
+    NoLiveDatanodes { path: String },
+    #[error("namenode internal error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = NamenodeError> = std::result::Result<T, E>;
+
+impl NamenodeError {
+    pub fn kind(&self) -> RpcErrorKind {
+        match self {
+            NamenodeError::NotFound(_) => RpcErrorKind::NotFound,
+            NamenodeError::AlreadyExists(_) => RpcErrorKind::AlreadyExists,
+            NamenodeError::NotEmpty(_) => RpcErrorKind::NotEmpty,
+            NamenodeError::IsDirectory(_) => RpcErrorKind::IsDirectory,
+            NamenodeError::NotDirectory(_) => RpcErrorKind::NotDirectory,
+            NamenodeError::InvalidPath { .. } => RpcErrorKind::InvalidPath,
+            NamenodeError::InvalidArgument(_) => RpcErrorKind::InvalidArgument,
+            NamenodeError::LeaseConflict { .. } => RpcErrorKind::LeaseConflict,
+            NamenodeError::NoLease { .. } => RpcErrorKind::LeaseExpired,
+            NamenodeError::NoLiveDatanodes { .. } => RpcErrorKind::NoLiveDatanodes,
+            NamenodeError::Internal(_) => RpcErrorKind::Internal,
+        }
+    }
+}
+
+impl From<NamenodeError> for tonic::Status {
+    fn from(e: NamenodeError) -> tonic::Status {
+        rpc_error::status(e.kind(), e.to_string())
+    }
+}
+
+impl From<sled::Error> for NamenodeError {
+    fn from(e: sled::Error) -> Self {
+        NamenodeError::Internal(format!("metadata store: {e}"))
+    }
+}
+
+impl From<bincode::Error> for NamenodeError {
+    fn from(e: bincode::Error) -> Self {
+        NamenodeError::Internal(format!("metadata encoding: {e}"))
+    }
+}

@@ -1,0 +1,307 @@
+//! The client protocol (`ClientProtocol`): validates requests, turns
+//! mutations into `MetaOp`s for the log, and answers reads from the
+//! namespace and the block map.
+
+use std::sync::Arc;
+
+use rfs_proto::namenode::client_protocol_server::ClientProtocol;
+use rfs_proto::namenode::*;
+use tonic::{Request, Response, Status};
+
+use crate::error::NamenodeError;
+use crate::meta_log::now_ms;
+use crate::meta_op::{MetaOp, MetaResult};
+use crate::namespace::BlockMeta;
+use crate::path;
+use crate::placement;
+use crate::state::{file_status, State};
+
+pub struct ClientService {
+    pub state: Arc<State>,
+}
+
+type R<T> = Result<Response<T>, Status>;
+
+const DEFAULT_LIST_LIMIT: u32 = 1000;
+const MAX_LIST_LIMIT: u32 = 10_000;
+
+fn or_default(s: &str, d: &str) -> String {
+    if s.is_empty() { d.to_string() } else { s.to_string() }
+}
+
+fn block_meta(b: &Option<rfs_proto::common::ExtendedBlock>) -> Option<BlockMeta> {
+    b.as_ref().map(|b| BlockMeta { id: b.block_id, gen_stamp: b.generation_stamp, len: b.num_bytes })
+}
+
+fn unexpected(r: MetaResult) -> Status {
+    NamenodeError::Internal(format!("unexpected log result {r:?}")).into()
+}
+
+impl ClientService {
+    async fn submit(&self, op: MetaOp) -> Result<MetaResult, Status> {
+        Ok(self.state.log.submit(op).await?)
+    }
+
+    fn require_client(id: &str) -> Result<(), Status> {
+        if id.is_empty() {
+            return Err(NamenodeError::InvalidArgument("client_id is required".into()).into());
+        }
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl ClientProtocol for ClientService {
+    async fn mkdirs(&self, req: Request<MkdirsRequest>) -> R<MkdirsResponse> {
+        let r = req.into_inner();
+        let op = MetaOp::Mkdirs {
+            path: path::normalize(&r.path)?,
+            create_parent: r.create_parent,
+            owner: or_default(&r.owner, "rfs"),
+            group: or_default(&r.group, "supergroup"),
+            mode: if r.mode == 0 { 0o755 } else { r.mode & 0o7777 },
+            now_ms: now_ms(),
+        };
+        match self.submit(op).await? {
+            MetaResult::Mkdirs { created } => Ok(Response::new(MkdirsResponse { created })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn create(&self, req: Request<CreateRequest>) -> R<CreateResponse> {
+        let r = req.into_inner();
+        Self::require_client(&r.client_id)?;
+        let p = path::normalize(&r.path)?;
+        let cfg = &self.state.config;
+        let replication = if r.replication == 0 { cfg.replication } else { r.replication };
+        let block_size = if r.block_size == 0 { cfg.block_size } else { r.block_size };
+        if replication > 32 {
+            return Err(NamenodeError::InvalidArgument(format!("replication {replication} is more than 32")).into());
+        }
+        if block_size % rfs_proto::defaults::BYTES_PER_CHECKSUM as u64 != 0 {
+            return Err(NamenodeError::InvalidArgument(format!("block size {block_size} is not a multiple of 512")).into());
+        }
+        // A writer past its soft limit may be taken over (decided here,
+        // because lease clocks are not part of the replicated state).
+        let take_over_from = match self.state.ns.lookup(&p)?.and_then(|i| i.file).and_then(|f| f.writer) {
+            Some(w) if w != r.client_id && !self.state.leases().is_live(&w) => Some(w),
+            _ => None,
+        };
+        self.state.leases().renew(&r.client_id);
+        let op = MetaOp::Create {
+            path: p.clone(),
+            client_id: r.client_id,
+            overwrite: r.overwrite,
+            replication,
+            block_size,
+            mode: if r.mode == 0 { 0o644 } else { r.mode & 0o7777 },
+            create_parent: r.create_parent,
+            owner: or_default(&r.owner, "rfs"),
+            group: or_default(&r.group, "supergroup"),
+            now_ms: now_ms(),
+            take_over_from,
+        };
+        match self.submit(op).await? {
+            MetaResult::Created { inode, replaced_blocks } => {
+                self.state.invalidate(&replaced_blocks);
+                Ok(Response::new(CreateResponse { status: Some(file_status(p, &inode)) }))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn add_block(&self, req: Request<AddBlockRequest>) -> R<AddBlockResponse> {
+        let r = req.into_inner();
+        Self::require_client(&r.client_id)?;
+        let p = path::normalize(&r.path)?;
+        let inode = self.state.ns.get(&p)?;
+        let file = inode.file.as_ref().ok_or_else(|| NamenodeError::IsDirectory(p.clone()))?;
+        let targets = placement::choose(&self.state.registry(), file.replication as usize, file.block_size, &r.client_host, &r.excluded_datanodes);
+        if targets.is_empty() {
+            return Err(NamenodeError::NoLiveDatanodes { path: p }.into());
+        }
+        if targets.len() < file.replication as usize {
+            tracing::warn!("{p}: only {} live datanodes for replication {}", targets.len(), file.replication);
+        }
+        self.state.leases().renew(&r.client_id);
+        let op = MetaOp::AddBlock { path: p, client_id: r.client_id, previous: block_meta(&r.previous), now_ms: now_ms() };
+        match self.submit(op).await? {
+            MetaResult::BlockAdded { block, offset, replication } => {
+                let ids = targets.iter().map(|t| t.datanode_id.clone()).collect();
+                self.state.blocks().allocated(block.id, block.gen_stamp, replication, ids);
+                let located = rfs_proto::common::LocatedBlock {
+                    block: Some(crate::state::extended(&block)),
+                    offset,
+                    locations: targets,
+                    corrupt: false,
+                };
+                Ok(Response::new(AddBlockResponse { block: Some(located) }))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn complete(&self, req: Request<CompleteRequest>) -> R<CompleteResponse> {
+        let r = req.into_inner();
+        Self::require_client(&r.client_id)?;
+        let p = path::normalize(&r.path)?;
+        let op = MetaOp::Complete { path: p.clone(), client_id: r.client_id, last: block_meta(&r.last), now_ms: now_ms() };
+        match self.submit(op).await? {
+            MetaResult::Completed { inode } => Ok(Response::new(CompleteResponse { completed: true, status: Some(file_status(p, &inode)) })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn abandon_block(&self, req: Request<AbandonBlockRequest>) -> R<AbandonBlockResponse> {
+        let r = req.into_inner();
+        let b = block_meta(&r.block).ok_or_else(|| NamenodeError::InvalidArgument("block is required".into()))?;
+        let op = MetaOp::AbandonBlock { path: path::normalize(&r.path)?, client_id: r.client_id, block_id: b.id };
+        self.submit(op).await?;
+        self.state.invalidate(&[b]);
+        Ok(Response::new(AbandonBlockResponse {}))
+    }
+
+    async fn get_block_locations(&self, req: Request<GetBlockLocationsRequest>) -> R<GetBlockLocationsResponse> {
+        let r = req.into_inner();
+        let p = path::normalize(&r.path)?;
+        let inode = self.state.ns.get(&p)?;
+        let file = inode.file.as_ref().ok_or_else(|| NamenodeError::IsDirectory(p.clone()))?;
+        let end = if r.length == 0 { u64::MAX } else { r.offset.saturating_add(r.length) };
+        let mut blocks = Vec::new();
+        let mut offset = 0;
+        for b in &file.blocks {
+            let b_end = offset + b.len;
+            // A zero-length (still being written) last block overlaps its offset.
+            if (b_end > r.offset || (b.len == 0 && offset >= r.offset)) && offset < end {
+                blocks.push(self.state.located(b, offset, &r.client_host));
+            }
+            offset = b_end;
+        }
+        Ok(Response::new(GetBlockLocationsResponse {
+            file_length: file.length(),
+            blocks,
+            under_construction: file.writer.is_some(),
+            status: Some(file_status(p, &inode)),
+        }))
+    }
+
+    async fn get_file_info(&self, req: Request<GetFileInfoRequest>) -> R<GetFileInfoResponse> {
+        let p = path::normalize(&req.into_inner().path)?;
+        let status = self.state.ns.lookup(&p)?.map(|i| file_status(p, &i));
+        Ok(Response::new(GetFileInfoResponse { status }))
+    }
+
+    async fn list(&self, req: Request<ListRequest>) -> R<ListResponse> {
+        let r = req.into_inner();
+        let p = path::normalize(&r.path)?;
+        let inode = self.state.ns.get(&p)?;
+        if !inode.is_dir() {
+            return Ok(Response::new(ListResponse { entries: vec![file_status(p, &inode)], has_more: false }));
+        }
+        let limit = match r.limit {
+            0 => DEFAULT_LIST_LIMIT,
+            n => n.min(MAX_LIST_LIMIT),
+        };
+        let (kids, has_more) = self.state.ns.children(inode.id, &r.start_after, limit as usize)?;
+        let entries = kids.iter().map(|k| file_status(path::child(&p, &k.name), k)).collect();
+        Ok(Response::new(ListResponse { entries, has_more }))
+    }
+
+    async fn delete(&self, req: Request<DeleteRequest>) -> R<DeleteResponse> {
+        let r = req.into_inner();
+        let op = MetaOp::Delete { path: path::normalize(&r.path)?, recursive: r.recursive, now_ms: now_ms() };
+        match self.submit(op).await? {
+            MetaResult::Deleted { blocks } => {
+                self.state.invalidate(&blocks);
+                Ok(Response::new(DeleteResponse { deleted: true }))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn rename(&self, req: Request<RenameRequest>) -> R<RenameResponse> {
+        let r = req.into_inner();
+        let op = MetaOp::Rename { src: path::normalize(&r.src)?, dst: path::normalize(&r.dst)?, now_ms: now_ms() };
+        match self.submit(op).await? {
+            MetaResult::Renamed { final_path } => Ok(Response::new(RenameResponse { renamed: true, final_path })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn set_replication(&self, req: Request<SetReplicationRequest>) -> R<SetReplicationResponse> {
+        let r = req.into_inner();
+        if r.replication == 0 || r.replication > 32 {
+            return Err(NamenodeError::InvalidArgument(format!("replication {} must be between 1 and 32", r.replication)).into());
+        }
+        let op = MetaOp::SetReplication { path: path::normalize(&r.path)?, replication: r.replication };
+        match self.submit(op).await? {
+            MetaResult::ReplicationSet { changed, blocks } => {
+                let mut map = self.state.blocks();
+                for b in blocks {
+                    map.set_replication(b.id, r.replication);
+                }
+                Ok(Response::new(SetReplicationResponse { changed }))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn content_summary(&self, req: Request<ContentSummaryRequest>) -> R<ContentSummaryResponse> {
+        let p = path::normalize(&req.into_inner().path)?;
+        let inode = self.state.ns.get(&p)?;
+        let mut s = ContentSummaryResponse::default();
+        for n in self.state.ns.subtree(&inode)? {
+            match &n.file {
+                Some(f) => {
+                    s.file_count += 1;
+                    s.length += f.length();
+                    s.space_consumed += f.length() * f.replication as u64;
+                }
+                None => s.directory_count += 1,
+            }
+        }
+        Ok(Response::new(s))
+    }
+
+    async fn fs_stats(&self, _req: Request<FsStatsRequest>) -> R<FsStatsResponse> {
+        let (total_files, total_blocks) = self.state.ns.totals()?;
+        let mut s = FsStatsResponse { total_files, total_blocks, ..Default::default() };
+        {
+            let reg = self.state.registry();
+            for d in reg.live() {
+                s.capacity += d.info.capacity;
+                s.used += d.info.used;
+                s.remaining += d.info.remaining;
+            }
+            (s.live_datanodes, s.dead_datanodes) = reg.counts();
+            let map = self.state.blocks();
+            for (_, info) in map.iter() {
+                let live = info.replicas.iter().filter(|n| reg.is_live(n)).count();
+                if live == 0 && info.expected.is_empty() {
+                    s.missing_blocks += 1;
+                }
+                if live == 0 && !info.corrupt.is_empty() {
+                    s.corrupt_blocks += 1;
+                }
+                if live > 0 && live < info.replication as usize {
+                    s.under_replicated_blocks += 1;
+                }
+            }
+        }
+        Ok(Response::new(s))
+    }
+
+    async fn renew_lease(&self, req: Request<RenewLeaseRequest>) -> R<RenewLeaseResponse> {
+        let r = req.into_inner();
+        Self::require_client(&r.client_id)?;
+        self.state.leases().renew(&r.client_id);
+        Ok(Response::new(RenewLeaseResponse {}))
+    }
+
+    async fn report_bad_blocks(&self, req: Request<ReportBadBlocksRequest>) -> R<ReportBadBlocksResponse> {
+        let r = req.into_inner();
+        let b = r.block.ok_or_else(|| NamenodeError::InvalidArgument("block is required".into()))?;
+        crate::service::datanode::record_bad_replica(&self.state, &b, &r.datanode_id, &r.reason);
+        Ok(Response::new(ReportBadBlocksResponse {}))
+    }
+}

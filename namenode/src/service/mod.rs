@@ -1,0 +1,3 @@
+//! gRPC services of the namenode.
+pub mod client;
+pub mod datanode;

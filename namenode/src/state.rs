@@ -1,0 +1,113 @@
+//! What the services share: the log, the namespace, and the in-memory maps.
+//! Locks are std mutexes held for short, non-async sections only.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rfs_proto::common::{DatanodeInfo, ExtendedBlock, LocatedBlock};
+use rfs_proto::datanode::{datanode_command, DatanodeCommand, InvalidateBlocks};
+use rfs_proto::namenode::{FileStatus, FileType};
+
+use crate::blockmap::BlockMap;
+use crate::config::Config;
+use crate::datanodes::Registry;
+use crate::leases::Leases;
+use crate::meta_log::MetaLog;
+use crate::namespace::{BlockMeta, Inode, Namespace};
+
+pub struct State {
+    pub config: Config,
+    pub log: Arc<dyn MetaLog>,
+    pub ns: Namespace,
+    pub registry: Mutex<Registry>,
+    pub blocks: Mutex<BlockMap>,
+    pub leases: Mutex<Leases>,
+}
+
+impl State {
+    pub fn new(config: Config, log: Arc<dyn MetaLog>, ns: Namespace) -> State {
+        State {
+            registry: Mutex::new(Registry::new(config.datanode_dead())),
+            leases: Mutex::new(Leases::new(config.lease_soft_limit())),
+            blocks: Mutex::new(BlockMap::default()),
+            config,
+            log,
+            ns,
+        }
+    }
+
+    pub fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().expect("registry lock")
+    }
+    pub fn blocks(&self) -> MutexGuard<'_, BlockMap> {
+        self.blocks.lock().expect("block map lock")
+    }
+    pub fn leases(&self) -> MutexGuard<'_, Leases> {
+        self.leases.lock().expect("lease lock")
+    }
+
+    /// Forgets deleted blocks and asks their datanodes to delete replicas.
+    pub fn invalidate(&self, blocks: &[BlockMeta]) {
+        let mut per_node: std::collections::HashMap<String, Vec<ExtendedBlock>> = Default::default();
+        {
+            let mut map = self.blocks();
+            for b in blocks {
+                for node in map.remove_block(b.id) {
+                    per_node.entry(node).or_default().push(extended(b));
+                }
+            }
+        }
+        let mut reg = self.registry();
+        for (node, blocks) in per_node {
+            reg.queue(&node, invalidate_command(blocks));
+        }
+    }
+
+    /// Where readers should go for `b`: live good replicas, local first.
+    pub fn located(&self, b: &BlockMeta, offset: u64, client_host: &str) -> LocatedBlock {
+        let map = self.blocks();
+        let reg = self.registry();
+        let info = map.get(b.id);
+        let mut ids: Vec<&String> = Vec::new();
+        let mut corrupt = false;
+        if let Some(info) = info {
+            ids = info.replicas.iter().filter(|n| info.gen_stamp == b.gen_stamp && reg.is_live(n)).collect();
+            if ids.is_empty() {
+                ids = info.expected.iter().filter(|n| reg.is_live(n) && !info.corrupt.contains(*n)).collect();
+            }
+            corrupt = ids.is_empty() && !info.corrupt.is_empty();
+        }
+        let mut locations: Vec<DatanodeInfo> = ids.into_iter().filter_map(|id| reg.get(id).map(|s| s.info.clone())).collect();
+        locations.sort_by_key(|d| !(d.ip == client_host || d.hostname == client_host));
+        LocatedBlock { block: Some(extended(b)), offset, locations, corrupt }
+    }
+}
+
+pub fn extended(b: &BlockMeta) -> ExtendedBlock {
+    ExtendedBlock { block_id: b.id, generation_stamp: b.gen_stamp, num_bytes: b.len }
+}
+
+pub fn invalidate_command(blocks: Vec<ExtendedBlock>) -> DatanodeCommand {
+    DatanodeCommand { command: Some(datanode_command::Command::Invalidate(InvalidateBlocks { blocks })) }
+}
+
+pub fn file_status(path: String, inode: &Inode) -> FileStatus {
+    let (file_type, length, replication, block_size, uc) = match &inode.file {
+        Some(f) => (FileType::File, f.length(), f.replication, f.block_size, f.writer.is_some()),
+        None => (FileType::Directory, 0, 0, 0, false),
+    };
+    FileStatus {
+        path,
+        file_type: file_type as i32,
+        length,
+        owner: inode.owner.clone(),
+        group: inode.group.clone(),
+        mode: inode.mode,
+        mtime_ms: inode.mtime_ms,
+        atime_ms: inode.atime_ms,
+        replication,
+        block_size,
+        inode_id: inode.id,
+        under_construction: uc,
+        children: 0,
+    }
+}
