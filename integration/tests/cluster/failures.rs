@@ -11,6 +11,8 @@ use rfs_proto::transfer::{Frame, FrameCodec, Status};
 use tokio::io::AsyncWriteExt;
 use tokio_util::codec::Decoder;
 
+use super::common::{block_ids, payload, read_file, write_file, MIB};
+
 /// The first frame in `buf`, if a whole valid one is there.
 fn first_frame(buf: &[u8]) -> Option<Frame> {
     FrameCodec::default().decode(&mut BytesMut::from(buf)).ok().flatten()
