@@ -50,7 +50,10 @@ fn mbps(bytes: u64, d: Duration) -> f64 {
 
 /// Loopback TCP throughput in MB/s, from iperf3's JSON report.
 fn iperf3_loopback(seconds: u32) -> Result<f64> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port().to_string();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port()
+        .to_string();
     let mut server = Command::new("iperf3")
         .args(["-s", "-1", "-B", "127.0.0.1", "-p", &port])
         .stdout(Stdio::null())
@@ -60,7 +63,17 @@ fn iperf3_loopback(seconds: u32) -> Result<f64> {
     let mut out = None;
     for _ in 0..50 {
         std::thread::sleep(Duration::from_millis(100));
-        let o = Command::new("iperf3").args(["-c", "127.0.0.1", "-p", &port, "-t", &seconds.to_string(), "-J"]).output()?;
+        let o = Command::new("iperf3")
+            .args([
+                "-c",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-t",
+                &seconds.to_string(),
+                "-J",
+            ])
+            .output()?;
         if o.status.success() {
             out = Some(o);
             break;
@@ -70,7 +83,9 @@ fn iperf3_loopback(seconds: u32) -> Result<f64> {
     let _ = server.wait();
     let out = out.context("iperf3 client never connected")?;
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let bps = json["end"]["sum_received"]["bits_per_second"].as_f64().context("iperf3 report lacks end.sum_received")?;
+    let bps = json["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .context("iperf3 report lacks end.sum_received")?;
     Ok(bps / 8.0 / MB)
 }
 
@@ -94,9 +109,19 @@ fn disk_write(dir: &std::path::Path, bytes: u64, buf: &[u8]) -> Result<f64> {
     Ok(mbps(bytes, took))
 }
 
-async fn put(client: &Client, path: &str, bytes: u64, replication: u32, buf: &[u8]) -> Result<Duration> {
+async fn put(
+    client: &Client,
+    path: &str,
+    bytes: u64,
+    replication: u32,
+    buf: &[u8],
+) -> Result<Duration> {
     let start = Instant::now();
-    let opts = CreateOptions { overwrite: true, replication: Some(replication), ..Default::default() };
+    let opts = CreateOptions {
+        overwrite: true,
+        replication: Some(replication),
+        ..Default::default()
+    };
     let mut w = client.create(path, opts).await?;
     let mut left = bytes;
     while left > 0 {
@@ -128,7 +153,13 @@ async fn get(client: &Client, path: &str, bytes: u64) -> Result<Duration> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let Cmd::PutGet { namenode, size_mib, replication, scratch, iperf_seconds } = Cli::parse().cmd;
+    let Cmd::PutGet {
+        namenode,
+        size_mib,
+        replication,
+        scratch,
+        iperf_seconds,
+    } = Cli::parse().cmd;
     let bytes = size_mib * 1024 * 1024;
     let mut buf = vec![0u8; BUF];
     rand::thread_rng().fill_bytes(&mut buf);
@@ -153,7 +184,12 @@ async fn main() -> Result<()> {
         );
         let g = get(&client, &path, bytes).await?;
         let gr = mbps(bytes, g);
-        println!("{:<34}{:>10.1} MB/s   {:>5.2}x loopback", format!("rfs get, replication {r}"), gr, gr / loopback);
+        println!(
+            "{:<34}{:>10.1} MB/s   {:>5.2}x loopback",
+            format!("rfs get, replication {r}"),
+            gr,
+            gr / loopback
+        );
         client.delete(&path, false).await?;
     }
     Ok(())

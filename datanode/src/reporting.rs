@@ -171,7 +171,7 @@ pub async fn namenode_task(node: Arc<Node>, index: usize, mut shutdown: watch::R
             Err(e) => {
                 failures += 1;
                 // Log the first failure and then every 20th, not each retry.
-                if failures == 1 || failures % 20 == 0 {
+                if failures == 1 || failures.is_multiple_of(20) {
                     warn!("namenode {}: {e} (retrying)", s.addr);
                 } else {
                     debug!("namenode {}: {e}", s.addr);

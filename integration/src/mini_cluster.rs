@@ -25,12 +25,17 @@ pub fn bin_path(name: &str) -> Result<PathBuf> {
         None => {
             let exe = std::env::current_exe()?;
             let deps = exe.parent().context("test executable has no parent dir")?;
-            deps.parent().context("deps dir has no parent")?.to_path_buf()
+            deps.parent()
+                .context("deps dir has no parent")?
+                .to_path_buf()
         }
     };
     let path = dir.join(name);
     if !path.exists() {
-        bail!("{} not found: build the daemons first (cargo build --bins)", path.display());
+        bail!(
+            "{} not found: build the daemons first (cargo build --bins)",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -76,7 +81,9 @@ impl MiniClusterBuilder {
     }
 
     pub async fn start(self) -> Result<MiniCluster> {
-        let root = tempfile::Builder::new().prefix("rfs-minicluster-").tempdir()?;
+        let root = tempfile::Builder::new()
+            .prefix("rfs-minicluster-")
+            .tempdir()?;
         let mut cluster = MiniCluster {
             nn_rpc: SocketAddr::from(([127, 0, 0, 1], free_port()?)),
             nn_http: SocketAddr::from(([127, 0, 0, 1], free_port()?)),
@@ -157,7 +164,10 @@ impl MiniCluster {
 
     fn log_file(&mut self, name: &str) -> Result<std::fs::File> {
         self.log_seq += 1;
-        let path = self.root.path().join(format!("{name}.{}.log", self.log_seq));
+        let path = self
+            .root
+            .path()
+            .join(format!("{name}.{}.log", self.log_seq));
         Ok(std::fs::File::create(path)?)
     }
 
@@ -166,7 +176,10 @@ impl MiniCluster {
         let err = out.try_clone()?;
         Command::new(bin_path(bin)?)
             .args(args)
-            .env("RUST_LOG", std::env::var("RFS_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RFS_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -206,7 +219,10 @@ impl MiniCluster {
             }
             self.check_alive_namenode()?;
             if Instant::now() > deadline {
-                bail!("namenode did not answer within {START_DEADLINE:?}\n{}", self.log_tails());
+                bail!(
+                    "namenode did not answer within {START_DEADLINE:?}\n{}",
+                    self.log_tails()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -320,7 +336,10 @@ impl MiniCluster {
                 }
             }
             if Instant::now() > deadline {
-                bail!("expected {n} live datanodes, namenode reports {last:?}\n{}", self.log_tails());
+                bail!(
+                    "expected {n} live datanodes, namenode reports {last:?}\n{}",
+                    self.log_tails()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -343,7 +362,11 @@ impl MiniCluster {
     pub fn log_tails(&self) -> String {
         let mut out = String::new();
         if let Ok(entries) = std::fs::read_dir(self.root.path()) {
-            let mut logs: Vec<_> = entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "log")).collect();
+            let mut logs: Vec<_> = entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "log"))
+                .collect();
             logs.sort();
             for p in logs {
                 let text = std::fs::read_to_string(&p).unwrap_or_default();
@@ -365,7 +388,10 @@ impl Drop for MiniCluster {
         if std::thread::panicking() && std::env::var_os("RFS_KEEP_CLUSTER").is_some() {
             let kept = self.root.path().to_path_buf();
             eprintln!("keeping cluster dir {}", kept.display());
-            std::mem::forget(std::mem::replace(&mut self.root, tempfile::tempdir().expect("tempdir")));
+            std::mem::forget(std::mem::replace(
+                &mut self.root,
+                tempfile::tempdir().expect("tempdir"),
+            ));
         }
     }
 }

@@ -32,12 +32,22 @@ pub fn find_replicas(data_dir: &Path, block_id: u64) -> Result<Vec<ReplicaFiles>
         let name = entry.file_name().to_string_lossy().into_owned();
         if name == data_name {
             data = Some(entry.path());
-        } else if let Some(gs) = name.strip_prefix(&meta_prefix).and_then(|r| r.strip_suffix(".meta")) {
-            meta = Some((entry.path(), gs.parse::<u64>().context("meta file generation stamp")?));
+        } else if let Some(gs) = name
+            .strip_prefix(&meta_prefix)
+            .and_then(|r| r.strip_suffix(".meta"))
+        {
+            meta = Some((
+                entry.path(),
+                gs.parse::<u64>().context("meta file generation stamp")?,
+            ));
         }
     }
     if let (Some(data), Some((meta, generation_stamp))) = (data, meta) {
-        out.push(ReplicaFiles { data, meta, generation_stamp });
+        out.push(ReplicaFiles {
+            data,
+            meta,
+            generation_stamp,
+        });
     }
     Ok(out)
 }
@@ -57,7 +67,12 @@ pub fn verify_replica(r: &ReplicaFiles) -> Result<Vec<u8>> {
     let sums = &meta[8..];
     let chunks = data.len().div_ceil(bpc);
     if sums.len() != chunks * 4 {
-        bail!("{}: {} checksums for {} chunks", r.meta.display(), sums.len() / 4, chunks);
+        bail!(
+            "{}: {} checksums for {} chunks",
+            r.meta.display(),
+            sums.len() / 4,
+            chunks
+        );
     }
     for (i, chunk) in data.chunks(bpc).enumerate() {
         let want = u32::from_be_bytes(sums[i * 4..i * 4 + 4].try_into().expect("4 bytes"));

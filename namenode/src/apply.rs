@@ -33,16 +33,21 @@ impl<'a> Txn<'a> {
     }
 
     fn put_inode(&mut self, inode: &Inode) -> Result<()> {
-        self.batch.insert(&namespace::inode_key(inode.id), bincode::serialize(inode)?);
+        self.batch
+            .insert(&namespace::inode_key(inode.id), bincode::serialize(inode)?);
         Ok(())
     }
 
     fn link(&mut self, inode: &Inode) {
-        self.batch.insert(namespace::child_key(inode.parent, &inode.name), &inode.id.to_be_bytes());
+        self.batch.insert(
+            namespace::child_key(inode.parent, &inode.name),
+            &inode.id.to_be_bytes(),
+        );
     }
 
     fn unlink(&mut self, inode: &Inode) {
-        self.batch.remove(namespace::child_key(inode.parent, &inode.name));
+        self.batch
+            .remove(namespace::child_key(inode.parent, &inode.name));
     }
 
     fn remove_inode(&mut self, inode: &Inode) {
@@ -55,29 +60,49 @@ impl<'a> Txn<'a> {
     }
 
     fn commit(mut self, index: u64) -> Result<()> {
-        self.batch.insert(counter::APPLIED_INDEX, &index.to_be_bytes());
-        self.batch.insert(counter::NEXT_INODE, &self.next_inode.to_be_bytes());
-        self.batch.insert(counter::NEXT_BLOCK, &self.next_block.to_be_bytes());
-        self.batch.insert(counter::NEXT_GEN_STAMP, &self.next_gen_stamp.to_be_bytes());
+        self.batch
+            .insert(counter::APPLIED_INDEX, &index.to_be_bytes());
+        self.batch
+            .insert(counter::NEXT_INODE, &self.next_inode.to_be_bytes());
+        self.batch
+            .insert(counter::NEXT_BLOCK, &self.next_block.to_be_bytes());
+        self.batch
+            .insert(counter::NEXT_GEN_STAMP, &self.next_gen_stamp.to_be_bytes());
         self.ns.tree.apply_batch(self.batch)?;
         Ok(())
     }
 
-    fn new_inode(&mut self, parent: u64, name: &str, owner: &str, group: &str, mode: u32, now: u64, file: Option<FileMeta>) -> Inode {
+    /// A new inode with a fresh id; `file` is `None` for a directory.
+    fn new_inode(
+        &mut self,
+        parent: u64,
+        name: &str,
+        attrs: &Attrs,
+        file: Option<FileMeta>,
+    ) -> Inode {
         let id = self.next_inode;
         self.next_inode += 1;
         Inode {
             id,
             parent,
             name: name.to_string(),
-            owner: owner.to_string(),
-            group: group.to_string(),
-            mode,
-            mtime_ms: now,
-            atime_ms: now,
+            owner: attrs.owner.to_string(),
+            group: attrs.group.to_string(),
+            mode: attrs.mode,
+            mtime_ms: attrs.now_ms,
+            atime_ms: attrs.now_ms,
             file,
         }
     }
+}
+
+/// Ownership, permission and time of inodes an op creates.
+#[derive(Clone, Copy)]
+struct Attrs<'a> {
+    owner: &'a str,
+    group: &'a str,
+    mode: u32,
+    now_ms: u64,
 }
 
 /// Creates the root directory if the store is new.
@@ -117,19 +142,26 @@ pub fn apply(ns: &Namespace, index: u64, op: &MetaOp) -> Result<Result<MetaResul
 }
 
 /// Parent directory inode of `comps`, creating missing ones if asked.
-fn parent_dir(t: &mut Txn, comps: &[&str], create_parent: bool, owner: &str, group: &str, now: u64) -> Result<Inode> {
+/// Created parents get `attrs` with mode 0755.
+fn parent_dir(t: &mut Txn, comps: &[&str], create_parent: bool, attrs: &Attrs) -> Result<Inode> {
+    let dir_attrs = Attrs {
+        mode: 0o755,
+        ..*attrs
+    };
     let parent_comps = &comps[..comps.len() - 1];
     let r = t.ns.resolve(parent_comps)?;
     let mut dir = r.inodes.last().expect("root").clone();
     if !dir.is_dir() {
-        return Err(NamenodeError::NotDirectory(path::join(&parent_comps[..r.inodes.len() - 1])));
+        return Err(NamenodeError::NotDirectory(path::join(
+            &parent_comps[..r.inodes.len() - 1],
+        )));
     }
     if !r.complete {
         if !create_parent {
             return Err(NamenodeError::NotFound(path::join(parent_comps)));
         }
         for name in &parent_comps[r.inodes.len() - 1..] {
-            let d = t.new_inode(dir.id, name, owner, group, 0o755, now, None);
+            let d = t.new_inode(dir.id, name, &dir_attrs, None);
             t.put_inode(&d)?;
             t.link(&d);
             dir = d;
@@ -140,11 +172,20 @@ fn parent_dir(t: &mut Txn, comps: &[&str], create_parent: bool, owner: &str, gro
 
 fn writable_file(t: &Txn, path: &str, client_id: &str) -> Result<Inode> {
     let inode = t.ns.get(path)?;
-    let f = inode.file.as_ref().ok_or_else(|| NamenodeError::IsDirectory(path.to_string()))?;
+    let f = inode
+        .file
+        .as_ref()
+        .ok_or_else(|| NamenodeError::IsDirectory(path.to_string()))?;
     match &f.writer {
         Some(w) if w == client_id => Ok(inode),
-        Some(w) => Err(NamenodeError::LeaseConflict { path: path.to_string(), holder: w.clone() }),
-        None => Err(NamenodeError::NoLease { path: path.to_string(), client: client_id.to_string() }),
+        Some(w) => Err(NamenodeError::LeaseConflict {
+            path: path.to_string(),
+            holder: w.clone(),
+        }),
+        None => Err(NamenodeError::NoLease {
+            path: path.to_string(),
+            client: client_id.to_string(),
+        }),
     }
 }
 
@@ -155,34 +196,72 @@ fn commit_block(path: &str, file: &mut FileMeta, b: &BlockMeta) -> Result<()> {
             x.len = b.len;
             Ok(())
         }
-        None => Err(NamenodeError::InvalidArgument(format!("{path}: block {} does not belong to this file", b.id))),
+        None => Err(NamenodeError::InvalidArgument(format!(
+            "{path}: block {} does not belong to this file",
+            b.id
+        ))),
     }
 }
 
 fn apply_op(t: &mut Txn, op: &MetaOp) -> Result<MetaResult> {
     match op {
-        MetaOp::Mkdirs { path: p, create_parent, owner, group, mode, now_ms } => {
+        MetaOp::Mkdirs {
+            path: p,
+            create_parent,
+            owner,
+            group,
+            mode,
+            now_ms,
+        } => {
             let comps = path::components(p)?;
             if let Some(existing) = t.ns.lookup(p)? {
-                return if existing.is_dir() { Ok(MetaResult::Mkdirs { created: false }) } else { Err(NamenodeError::AlreadyExists(p.clone())) };
+                return if existing.is_dir() {
+                    Ok(MetaResult::Mkdirs { created: false })
+                } else {
+                    Err(NamenodeError::AlreadyExists(p.clone()))
+                };
             }
-            let parent = parent_dir(t, &comps, *create_parent, owner, group, *now_ms)?;
-            let d = t.new_inode(parent.id, comps[comps.len() - 1], owner, group, *mode, *now_ms, None);
+            let attrs = Attrs {
+                owner,
+                group,
+                mode: *mode,
+                now_ms: *now_ms,
+            };
+            let parent = parent_dir(t, &comps, *create_parent, &attrs)?;
+            let d = t.new_inode(parent.id, comps[comps.len() - 1], &attrs, None);
             t.put_inode(&d)?;
             t.link(&d);
             Ok(MetaResult::Mkdirs { created: true })
         }
-        MetaOp::Create { path: p, client_id, overwrite, replication, block_size, mode, create_parent, owner, group, now_ms, take_over_from } => {
+        MetaOp::Create {
+            path: p,
+            client_id,
+            overwrite,
+            replication,
+            block_size,
+            mode,
+            create_parent,
+            owner,
+            group,
+            now_ms,
+            take_over_from,
+        } => {
             let comps = path::components(p)?;
             if comps.is_empty() {
                 return Err(NamenodeError::IsDirectory(p.clone()));
             }
             let mut replaced_blocks = Vec::new();
             if let Some(existing) = t.ns.lookup(p)? {
-                let f = existing.file.as_ref().ok_or_else(|| NamenodeError::IsDirectory(p.clone()))?;
+                let f = existing
+                    .file
+                    .as_ref()
+                    .ok_or_else(|| NamenodeError::IsDirectory(p.clone()))?;
                 if let Some(w) = &f.writer {
                     if w != client_id && take_over_from.as_deref() != Some(w.as_str()) {
-                        return Err(NamenodeError::LeaseConflict { path: p.clone(), holder: w.clone() });
+                        return Err(NamenodeError::LeaseConflict {
+                            path: p.clone(),
+                            holder: w.clone(),
+                        });
                     }
                 }
                 if !overwrite {
@@ -192,36 +271,77 @@ fn apply_op(t: &mut Txn, op: &MetaOp) -> Result<MetaResult> {
                 t.unlink(&existing);
                 t.remove_inode(&existing);
             }
-            let parent = parent_dir(t, &comps, *create_parent, owner, group, *now_ms)?;
-            let file = FileMeta { replication: *replication, block_size: *block_size, blocks: Vec::new(), writer: Some(client_id.clone()) };
-            let inode = t.new_inode(parent.id, comps[comps.len() - 1], owner, group, *mode, *now_ms, Some(file));
+            let attrs = Attrs {
+                owner,
+                group,
+                mode: *mode,
+                now_ms: *now_ms,
+            };
+            let parent = parent_dir(t, &comps, *create_parent, &attrs)?;
+            let file = FileMeta {
+                replication: *replication,
+                block_size: *block_size,
+                blocks: Vec::new(),
+                writer: Some(client_id.clone()),
+            };
+            let inode = t.new_inode(parent.id, comps[comps.len() - 1], &attrs, Some(file));
             t.put_inode(&inode)?;
             t.link(&inode);
-            Ok(MetaResult::Created { inode, replaced_blocks })
+            Ok(MetaResult::Created {
+                inode,
+                replaced_blocks,
+            })
         }
-        MetaOp::AddBlock { path: p, client_id, previous, now_ms } => {
+        MetaOp::AddBlock {
+            path: p,
+            client_id,
+            previous,
+            now_ms,
+        } => {
             let mut inode = writable_file(t, p, client_id)?;
             let f = inode.file.as_mut().expect("writable_file returns files");
             if let Some(prev) = previous {
                 commit_block(p, f, prev)?;
             }
             let offset = f.length();
-            let block = BlockMeta { id: t.next_block, gen_stamp: t.next_gen_stamp, len: 0 };
+            let block = BlockMeta {
+                id: t.next_block,
+                gen_stamp: t.next_gen_stamp,
+                len: 0,
+            };
             t.next_block += 1;
             t.next_gen_stamp += 1;
             f.blocks.push(block);
             let replication = f.replication;
             inode.mtime_ms = *now_ms;
-            t.batch.insert(&namespace::block_key(block.id), &inode.id.to_be_bytes());
+            t.batch
+                .insert(&namespace::block_key(block.id), &inode.id.to_be_bytes());
             t.put_inode(&inode)?;
-            Ok(MetaResult::BlockAdded { block, offset, replication })
+            Ok(MetaResult::BlockAdded {
+                block,
+                offset,
+                replication,
+            })
         }
-        MetaOp::Complete { path: p, client_id, last, now_ms } => {
+        MetaOp::Complete {
+            path: p,
+            client_id,
+            last,
+            now_ms,
+        } => {
             let mut inode = t.ns.get(p)?;
-            let f = inode.file.as_mut().ok_or_else(|| NamenodeError::IsDirectory(p.clone()))?;
+            let f = inode
+                .file
+                .as_mut()
+                .ok_or_else(|| NamenodeError::IsDirectory(p.clone()))?;
             match &f.writer {
                 None => return Ok(MetaResult::Completed { inode }), // already complete: idempotent
-                Some(w) if w != client_id => return Err(NamenodeError::LeaseConflict { path: p.clone(), holder: w.clone() }),
+                Some(w) if w != client_id => {
+                    return Err(NamenodeError::LeaseConflict {
+                        path: p.clone(),
+                        holder: w.clone(),
+                    })
+                }
                 Some(_) => {}
             }
             if let Some(b) = last {
@@ -232,21 +352,33 @@ fn apply_op(t: &mut Txn, op: &MetaOp) -> Result<MetaResult> {
             t.put_inode(&inode)?;
             Ok(MetaResult::Completed { inode })
         }
-        MetaOp::AbandonBlock { path: p, client_id, block_id } => {
+        MetaOp::AbandonBlock {
+            path: p,
+            client_id,
+            block_id,
+        } => {
             let mut inode = writable_file(t, p, client_id)?;
             let f = inode.file.as_mut().expect("file");
             if f.blocks.last().map(|b| b.id) != Some(*block_id) {
-                return Err(NamenodeError::InvalidArgument(format!("{p}: block {block_id} is not the file's last block")));
+                return Err(NamenodeError::InvalidArgument(format!(
+                    "{p}: block {block_id} is not the file's last block"
+                )));
             }
             f.blocks.pop();
             t.batch.remove(&namespace::block_key(*block_id));
             t.put_inode(&inode)?;
             Ok(MetaResult::Abandoned)
         }
-        MetaOp::Delete { path: p, recursive, now_ms } => {
+        MetaOp::Delete {
+            path: p,
+            recursive,
+            now_ms,
+        } => {
             let comps = path::components(p)?;
             if comps.is_empty() {
-                return Err(NamenodeError::InvalidArgument("cannot delete the root directory".into()));
+                return Err(NamenodeError::InvalidArgument(
+                    "cannot delete the root directory".into(),
+                ));
             }
             let inode = t.ns.get(p)?;
             if inode.is_dir() && !recursive && !t.ns.children(inode.id, "", 1)?.0.is_empty() {
@@ -264,9 +396,15 @@ fn apply_op(t: &mut Txn, op: &MetaOp) -> Result<MetaResult> {
             Ok(MetaResult::Deleted { blocks })
         }
         MetaOp::Rename { src, dst, now_ms } => rename(t, src, dst, *now_ms),
-        MetaOp::SetReplication { path: p, replication } => {
+        MetaOp::SetReplication {
+            path: p,
+            replication,
+        } => {
             let mut inode = t.ns.get(p)?;
-            let f = inode.file.as_mut().ok_or_else(|| NamenodeError::IsDirectory(p.clone()))?;
+            let f = inode
+                .file
+                .as_mut()
+                .ok_or_else(|| NamenodeError::IsDirectory(p.clone()))?;
             let changed = f.replication != *replication;
             f.replication = *replication;
             let blocks = f.blocks.clone();
@@ -290,14 +428,18 @@ fn rename(t: &mut Txn, src: &str, dst: &str, now_ms: u64) -> Result<MetaResult> 
     let src_comps = path::components(src)?;
     let dst_comps = path::components(dst)?;
     if src_comps.is_empty() {
-        return Err(NamenodeError::InvalidArgument("cannot rename the root directory".into()));
+        return Err(NamenodeError::InvalidArgument(
+            "cannot rename the root directory".into(),
+        ));
     }
     let mut node = t.ns.get(src)?;
     let src_norm = path::join(&src_comps);
     let mut final_comps: Vec<&str> = dst_comps.clone();
     if let Some(existing) = t.ns.lookup(dst)? {
         if existing.id == node.id {
-            return Ok(MetaResult::Renamed { final_path: src_norm });
+            return Ok(MetaResult::Renamed {
+                final_path: src_norm,
+            });
         }
         if !existing.is_dir() {
             return Err(NamenodeError::AlreadyExists(path::join(&dst_comps)));
@@ -306,7 +448,9 @@ fn rename(t: &mut Txn, src: &str, dst: &str, now_ms: u64) -> Result<MetaResult> 
     }
     let final_path = path::join(&final_comps);
     if final_comps.len() > src_comps.len() && final_comps[..src_comps.len()] == src_comps[..] {
-        return Err(NamenodeError::InvalidArgument(format!("cannot move {src_norm} into its own subtree {final_path}")));
+        return Err(NamenodeError::InvalidArgument(format!(
+            "cannot move {src_norm} into its own subtree {final_path}"
+        )));
     }
     if t.ns.lookup(&final_path)?.is_some() {
         return Err(NamenodeError::AlreadyExists(final_path));

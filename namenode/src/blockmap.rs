@@ -24,7 +24,15 @@ pub struct BlockMap {
 
 impl BlockMap {
     pub fn allocated(&mut self, id: u64, gen_stamp: u64, replication: u32, expected: Vec<String>) {
-        self.blocks.insert(id, BlockInfo { gen_stamp, replication, expected, ..Default::default() });
+        self.blocks.insert(
+            id,
+            BlockInfo {
+                gen_stamp,
+                replication,
+                expected,
+                ..Default::default()
+            },
+        );
     }
 
     pub fn get(&self, id: u64) -> Option<&BlockInfo> {
@@ -33,7 +41,11 @@ impl BlockMap {
 
     /// Adds a replica (creating the entry from namespace facts if new).
     pub fn add_replica(&mut self, id: u64, gen_stamp: u64, replication: u32, node: &str) {
-        let info = self.blocks.entry(id).or_insert_with(|| BlockInfo { gen_stamp, replication, ..Default::default() });
+        let info = self.blocks.entry(id).or_insert_with(|| BlockInfo {
+            gen_stamp,
+            replication,
+            ..Default::default()
+        });
         info.gen_stamp = gen_stamp;
         info.replication = replication;
         if !info.corrupt.contains(node) {
@@ -67,8 +79,15 @@ impl BlockMap {
 
     /// Forgets a block; returns the nodes that held it.
     pub fn remove_block(&mut self, id: u64) -> Vec<String> {
-        let Some(info) = self.blocks.remove(&id) else { return Vec::new() };
-        let nodes: Vec<String> = info.replicas.into_iter().chain(info.corrupt).chain(info.expected).collect();
+        let Some(info) = self.blocks.remove(&id) else {
+            return Vec::new();
+        };
+        let nodes: Vec<String> = info
+            .replicas
+            .into_iter()
+            .chain(info.corrupt)
+            .chain(info.expected)
+            .collect();
         for n in &nodes {
             if let Some(set) = self.by_node.get_mut(n) {
                 set.remove(&id);
@@ -85,7 +104,10 @@ impl BlockMap {
 
     /// Blocks `node` holds according to the map.
     pub fn blocks_of(&self, node: &str) -> Vec<u64> {
-        self.by_node.get(node).map(|s| s.iter().copied().collect()).unwrap_or_default()
+        self.by_node
+            .get(node)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&u64, &BlockInfo)> {

@@ -45,20 +45,36 @@ impl Default for Config {
 impl Config {
     /// Reads the `[namenode]` section of a TOML file (absent section: defaults).
     pub fn from_file(path: &std::path::Path) -> Result<Config, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-        let mut table: toml::Table = text.parse().map_err(|e| format!("config {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e| format!("config {}: {e}", path.display()))?;
         match table.remove("namenode") {
             None => Ok(Config::default()),
-            Some(v) => v.try_into().map_err(|e| format!("config {} [namenode]: {e}", path.display())),
+            Some(v) => v
+                .try_into()
+                .map_err(|e| format!("config {} [namenode]: {e}", path.display())),
         }
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        if self.block_size == 0 || self.block_size % defaults::BYTES_PER_CHECKSUM as u64 != 0 {
-            return Err(format!("block size {} must be a positive multiple of {}", self.block_size, defaults::BYTES_PER_CHECKSUM));
+        if self.block_size == 0
+            || !self
+                .block_size
+                .is_multiple_of(defaults::BYTES_PER_CHECKSUM as u64)
+        {
+            return Err(format!(
+                "block size {} must be a positive multiple of {}",
+                self.block_size,
+                defaults::BYTES_PER_CHECKSUM
+            ));
         }
         if self.replication == 0 || self.replication > 32 {
-            return Err(format!("replication {} must be between 1 and 32", self.replication));
+            return Err(format!(
+                "replication {} must be between 1 and 32",
+                self.replication
+            ));
         }
         if self.datanode_dead_ms == 0 {
             return Err("datanode-dead-ms must be positive".into());

@@ -22,17 +22,38 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(dead_after: Duration) -> Registry {
-        Registry { nodes: HashMap::new(), dead_after }
+        Registry {
+            nodes: HashMap::new(),
+            dead_after,
+        }
     }
 
     pub fn register(&mut self, info: DatanodeInfo) {
         let id = info.datanode_id.clone();
-        let pending = self.nodes.remove(&id).map(|s| s.pending).unwrap_or_default();
-        self.nodes.insert(id, DatanodeState { info, last_seen: Instant::now(), reported: false, pending });
+        let pending = self
+            .nodes
+            .remove(&id)
+            .map(|s| s.pending)
+            .unwrap_or_default();
+        self.nodes.insert(
+            id,
+            DatanodeState {
+                info,
+                last_seen: Instant::now(),
+                reported: false,
+                pending,
+            },
+        );
     }
 
     /// Records a heartbeat; `None` if the node is unknown (must re-register).
-    pub fn heartbeat(&mut self, id: &str, capacity: u64, used: u64, remaining: u64) -> Option<Vec<DatanodeCommand>> {
+    pub fn heartbeat(
+        &mut self,
+        id: &str,
+        capacity: u64,
+        used: u64,
+        remaining: u64,
+    ) -> Option<Vec<DatanodeCommand>> {
         let s = self.nodes.get_mut(id)?;
         s.last_seen = Instant::now();
         s.reported = true;
@@ -53,7 +74,9 @@ impl Registry {
     }
 
     pub fn is_live(&self, id: &str) -> bool {
-        self.nodes.get(id).is_some_and(|s| s.last_seen.elapsed() < self.dead_after)
+        self.nodes
+            .get(id)
+            .is_some_and(|s| s.last_seen.elapsed() < self.dead_after)
     }
 
     pub fn get(&self, id: &str) -> Option<&DatanodeState> {
@@ -61,7 +84,9 @@ impl Registry {
     }
 
     pub fn live(&self) -> impl Iterator<Item = &DatanodeState> {
-        self.nodes.values().filter(|s| s.last_seen.elapsed() < self.dead_after)
+        self.nodes
+            .values()
+            .filter(|s| s.last_seen.elapsed() < self.dead_after)
     }
 
     pub fn counts(&self) -> (u32, u32) {

@@ -14,7 +14,11 @@ pub struct Leases {
 
 impl Leases {
     pub fn new(soft_limit: Duration) -> Leases {
-        Leases { renewed: HashMap::new(), started: Instant::now(), soft_limit }
+        Leases {
+            renewed: HashMap::new(),
+            started: Instant::now(),
+            soft_limit,
+        }
     }
 
     pub fn renew(&mut self, client: &str) {

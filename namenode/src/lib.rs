@@ -32,7 +32,10 @@ use state::State;
 const MAX_RPC_MESSAGE: usize = 64 * 1024 * 1024;
 
 /// Runs the namenode until `shutdown` completes, then checkpoints.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), String> {
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
     config.validate()?;
     let listener = tokio::net::TcpListener::bind(config.rpc_addr)
         .await
@@ -41,10 +44,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let (log, ns) = LocalMetaLog::open(&config.name_dir, config.checkpoint_ops)?;
     let log = Arc::new(log);
     let state = Arc::new(State::new(config.clone(), log.clone(), ns));
-    tracing::info!("namenode serving RPC on {}, HTTP on {}, metadata in {}", config.rpc_addr, config.http_addr, config.name_dir.display());
+    tracing::info!(
+        "namenode serving RPC on {}, HTTP on {}, metadata in {}",
+        config.rpc_addr,
+        config.http_addr,
+        config.name_dir.display()
+    );
 
-    let client = ClientProtocolServer::new(service::client::ClientService { state: state.clone() })
-        .max_decoding_message_size(MAX_RPC_MESSAGE);
+    let client = ClientProtocolServer::new(service::client::ClientService {
+        state: state.clone(),
+    })
+    .max_decoding_message_size(MAX_RPC_MESSAGE);
     let datanode = DatanodeProtocolServer::new(service::datanode::DatanodeService {
         state,
         namenode_id: config.rpc_addr.to_string(),

@@ -48,7 +48,16 @@ fn config(args: Args) -> Result<Config, String> {
     macro_rules! set {
         ($($f:ident),*) => { $(if let Some(v) = args.$f { c.$f = v; })* };
     }
-    set!(rpc_addr, http_addr, name_dir, block_size, replication, datanode_dead_ms, lease_soft_limit_ms, lease_hard_limit_ms);
+    set!(
+        rpc_addr,
+        http_addr,
+        name_dir,
+        block_size,
+        replication,
+        datanode_dead_ms,
+        lease_soft_limit_ms,
+        lease_hard_limit_ms
+    );
     Ok(c)
 }
 
@@ -67,7 +76,9 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let result = match config(Args::parse()) {

@@ -46,14 +46,21 @@ pub struct LogStats {
 }
 
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl LocalMetaLog {
     /// Opens the store under `name_dir`, replays the log past the applied
     /// index, and starts the writer thread.
-    pub fn open(name_dir: &Path, checkpoint_ops: u64) -> std::result::Result<(LocalMetaLog, Namespace), String> {
-        std::fs::create_dir_all(name_dir).map_err(|e| format!("cannot create name dir {}: {e}", name_dir.display()))?;
+    pub fn open(
+        name_dir: &Path,
+        checkpoint_ops: u64,
+    ) -> std::result::Result<(LocalMetaLog, Namespace), String> {
+        std::fs::create_dir_all(name_dir)
+            .map_err(|e| format!("cannot create name dir {}: {e}", name_dir.display()))?;
         let db = sled::Config::new()
             .path(name_dir.join("meta.sled"))
             .open()
@@ -61,7 +68,9 @@ impl LocalMetaLog {
         let ns = Namespace::open(&db).map_err(|e| e.to_string())?;
         apply::format_if_new(&ns, now_ms()).map_err(|e| e.to_string())?;
         let (mut wal, records) = Wal::open(&name_dir.join("wal")).map_err(|e| e.to_string())?;
-        let applied = ns.counter(counter::APPLIED_INDEX).map_err(|e| e.to_string())?;
+        let applied = ns
+            .counter(counter::APPLIED_INDEX)
+            .map_err(|e| e.to_string())?;
         let mut next = applied + 1;
         let mut replayed = 0;
         for (index, op) in records {
@@ -69,26 +78,49 @@ impl LocalMetaLog {
                 continue;
             }
             if index != next {
-                return Err(format!("write-ahead log skips from index {} to {index}", next - 1));
+                return Err(format!(
+                    "write-ahead log skips from index {} to {index}",
+                    next - 1
+                ));
             }
-            apply::apply(&ns, index, &op).map_err(|e| format!("replaying op {index}: {e}"))?.ok();
+            apply::apply(&ns, index, &op)
+                .map_err(|e| format!("replaying op {index}: {e}"))?
+                .ok();
             next += 1;
             replayed += 1;
         }
         if replayed > 0 {
-            tracing::info!("replayed {replayed} ops from the write-ahead log (applied index {})", next - 1);
+            tracing::info!(
+                "replayed {replayed} ops from the write-ahead log (applied index {})",
+                next - 1
+            );
         }
         ns.tree.flush().map_err(|e| e.to_string())?;
         wal.roll(next).map_err(|e| e.to_string())?;
 
         let (tx, rx) = mpsc::channel(QUEUE);
         let stats = Arc::new(LogStats::default());
-        let worker = Writer { ns: ns.clone(), wal, next, rx, stats: stats.clone(), checkpoint_ops, since_checkpoint: 0 };
+        let worker = Writer {
+            ns: ns.clone(),
+            wal,
+            next,
+            rx,
+            stats: stats.clone(),
+            checkpoint_ops,
+            since_checkpoint: 0,
+        };
         let writer = std::thread::Builder::new()
             .name("wal-writer".into())
             .spawn(move || worker.run())
             .map_err(|e| format!("cannot start the log writer: {e}"))?;
-        Ok((LocalMetaLog { tx: Mutex::new(Some(tx)), writer: Mutex::new(Some(writer)), stats }, ns))
+        Ok((
+            LocalMetaLog {
+                tx: Mutex::new(Some(tx)),
+                writer: Mutex::new(Some(writer)),
+                stats,
+            },
+            ns,
+        ))
     }
 
     pub fn stats(&self) -> &LogStats {
@@ -108,10 +140,14 @@ impl MetaLog for LocalMetaLog {
     fn submit(&self, op: MetaOp) -> BoxFuture<'static, Result<MetaResult>> {
         let tx = self.tx.lock().expect("lock").clone();
         Box::pin(async move {
-            let tx = tx.ok_or_else(|| NamenodeError::Internal("namenode is shutting down".into()))?;
+            let tx =
+                tx.ok_or_else(|| NamenodeError::Internal("namenode is shutting down".into()))?;
             let (done, wait) = oneshot::channel();
-            tx.send((op, done)).await.map_err(|_| NamenodeError::Internal("metadata log has stopped".into()))?;
-            wait.await.map_err(|_| NamenodeError::Internal("metadata log has stopped".into()))?
+            tx.send((op, done))
+                .await
+                .map_err(|_| NamenodeError::Internal("metadata log has stopped".into()))?;
+            wait.await
+                .map_err(|_| NamenodeError::Internal("metadata log has stopped".into()))?
         })
     }
 }
@@ -142,7 +178,9 @@ impl Writer {
                 tracing::error!("metadata log failed, refusing further mutations: {e}");
                 self.rx.close();
                 while let Ok((_, done)) = self.rx.try_recv() {
-                    let _ = done.send(Err(NamenodeError::Internal(format!("metadata log failed: {e}"))));
+                    let _ = done.send(Err(NamenodeError::Internal(format!(
+                        "metadata log failed: {e}"
+                    ))));
                 }
                 return;
             }
@@ -152,12 +190,18 @@ impl Writer {
 
     fn commit(&mut self, batch: Vec<Pending>) -> Result<(), String> {
         let first = self.next;
-        let records: Vec<(u64, &MetaOp)> = batch.iter().enumerate().map(|(i, (op, _))| (first + i as u64, op)).collect();
+        let records: Vec<(u64, &MetaOp)> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, (op, _))| (first + i as u64, op))
+            .collect();
         let written = self.wal.append(&records).and_then(|_| self.wal.sync());
         if let Err(e) = written {
             let msg = e.to_string();
             for (_, done) in batch {
-                let _ = done.send(Err(NamenodeError::Internal(format!("metadata log failed: {msg}"))));
+                let _ = done.send(Err(NamenodeError::Internal(format!(
+                    "metadata log failed: {msg}"
+                ))));
             }
             return Err(msg);
         }

@@ -9,7 +9,14 @@ use crate::namespace::{BlockMeta, Inode};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetaOp {
-    Mkdirs { path: String, create_parent: bool, owner: String, group: String, mode: u32, now_ms: u64 },
+    Mkdirs {
+        path: String,
+        create_parent: bool,
+        owner: String,
+        group: String,
+        mode: u32,
+        now_ms: u64,
+    },
     Create {
         path: String,
         client_id: String,
@@ -24,22 +31,65 @@ pub enum MetaOp {
         /// A writer whose lease expired, whose file this create may replace.
         take_over_from: Option<String>,
     },
-    AddBlock { path: String, client_id: String, previous: Option<BlockMeta>, now_ms: u64 },
-    Complete { path: String, client_id: String, last: Option<BlockMeta>, now_ms: u64 },
-    AbandonBlock { path: String, client_id: String, block_id: u64 },
-    Delete { path: String, recursive: bool, now_ms: u64 },
-    Rename { src: String, dst: String, now_ms: u64 },
-    SetReplication { path: String, replication: u32 },
+    AddBlock {
+        path: String,
+        client_id: String,
+        previous: Option<BlockMeta>,
+        now_ms: u64,
+    },
+    Complete {
+        path: String,
+        client_id: String,
+        last: Option<BlockMeta>,
+        now_ms: u64,
+    },
+    AbandonBlock {
+        path: String,
+        client_id: String,
+        block_id: u64,
+    },
+    Delete {
+        path: String,
+        recursive: bool,
+        now_ms: u64,
+    },
+    Rename {
+        src: String,
+        dst: String,
+        now_ms: u64,
+    },
+    SetReplication {
+        path: String,
+        replication: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MetaResult {
-    Mkdirs { created: bool },
-    Created { inode: Inode, replaced_blocks: Vec<BlockMeta> },
-    BlockAdded { block: BlockMeta, offset: u64, replication: u32 },
-    Completed { inode: Inode },
+    Mkdirs {
+        created: bool,
+    },
+    Created {
+        inode: Inode,
+        replaced_blocks: Vec<BlockMeta>,
+    },
+    BlockAdded {
+        block: BlockMeta,
+        offset: u64,
+        replication: u32,
+    },
+    Completed {
+        inode: Inode,
+    },
     Abandoned,
-    Deleted { blocks: Vec<BlockMeta> },
-    Renamed { final_path: String },
-    ReplicationSet { changed: bool, blocks: Vec<BlockMeta> },
+    Deleted {
+        blocks: Vec<BlockMeta>,
+    },
+    Renamed {
+        final_path: String,
+    },
+    ReplicationSet {
+        changed: bool,
+        blocks: Vec<BlockMeta>,
+    },
 }

@@ -91,7 +91,9 @@ pub fn block_key(id: u64) -> [u8; 9] {
 }
 
 fn u64_of(v: &[u8]) -> Result<u64> {
-    let a: [u8; 8] = v.try_into().map_err(|_| NamenodeError::Internal("corrupt u64 value".into()))?;
+    let a: [u8; 8] = v
+        .try_into()
+        .map_err(|_| NamenodeError::Internal("corrupt u64 value".into()))?;
     Ok(u64::from_be_bytes(a))
 }
 
@@ -111,7 +113,9 @@ pub struct Resolved {
 
 impl Namespace {
     pub fn open(db: &sled::Db) -> Result<Namespace> {
-        Ok(Namespace { tree: db.open_tree("namespace")? })
+        Ok(Namespace {
+            tree: db.open_tree("namespace")?,
+        })
     }
 
     pub fn counter(&self, key: &[u8]) -> Result<u64> {
@@ -129,7 +133,8 @@ impl Namespace {
     }
 
     pub fn root(&self) -> Result<Inode> {
-        self.inode(ROOT_ID)?.ok_or_else(|| NamenodeError::Internal("root inode missing".into()))
+        self.inode(ROOT_ID)?
+            .ok_or_else(|| NamenodeError::Internal("root inode missing".into()))
     }
 
     pub fn child(&self, parent: u64, name: &str) -> Result<Option<Inode>> {
@@ -150,26 +155,44 @@ impl Namespace {
             }
             match self.child(cur.id, name)? {
                 Some(next) => inodes.push(next),
-                None => return Ok(Resolved { inodes, complete: false }),
+                None => {
+                    return Ok(Resolved {
+                        inodes,
+                        complete: false,
+                    })
+                }
             }
         }
-        Ok(Resolved { inodes, complete: true })
+        Ok(Resolved {
+            inodes,
+            complete: true,
+        })
     }
 
     /// The inode at `path`, or `None`.
     pub fn lookup(&self, path: &str) -> Result<Option<Inode>> {
         let comps = path::components(path)?;
         let r = self.resolve(&comps)?;
-        Ok(if r.complete { r.inodes.last().cloned() } else { None })
+        Ok(if r.complete {
+            r.inodes.last().cloned()
+        } else {
+            None
+        })
     }
 
     /// The inode at `path`, or `NotFound`.
     pub fn get(&self, path: &str) -> Result<Inode> {
-        self.lookup(path)?.ok_or_else(|| NamenodeError::NotFound(path.to_string()))
+        self.lookup(path)?
+            .ok_or_else(|| NamenodeError::NotFound(path.to_string()))
     }
 
     /// Children of `dir` with names after `start_after`, in name order.
-    pub fn children(&self, dir: u64, start_after: &str, limit: usize) -> Result<(Vec<Inode>, bool)> {
+    pub fn children(
+        &self,
+        dir: u64,
+        start_after: &str,
+        limit: usize,
+    ) -> Result<(Vec<Inode>, bool)> {
         let prefix = child_key(dir, "");
         let mut start = child_key(dir, start_after);
         if !start_after.is_empty() {
@@ -186,9 +209,9 @@ impl Namespace {
             if out.len() == limit {
                 return Ok((out, true));
             }
-            let child = self
-                .inode(u64_of(&v)?)?
-                .ok_or_else(|| NamenodeError::Internal(format!("dangling child entry under inode {dir}")))?;
+            let child = self.inode(u64_of(&v)?)?.ok_or_else(|| {
+                NamenodeError::Internal(format!("dangling child entry under inode {dir}"))
+            })?;
             out.push(child);
         }
         Ok((out, false))
@@ -231,9 +254,9 @@ impl Namespace {
         let mut cur = inode.clone();
         while cur.id != ROOT_ID {
             names.push(cur.name.clone());
-            cur = self
-                .inode(cur.parent)?
-                .ok_or_else(|| NamenodeError::Internal(format!("inode {} has no parent", cur.id)))?;
+            cur = self.inode(cur.parent)?.ok_or_else(|| {
+                NamenodeError::Internal(format!("inode {} has no parent", cur.id))
+            })?;
         }
         names.reverse();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();

@@ -8,8 +8,13 @@ pub const MAX_NAME_LEN: usize = 255;
 
 /// The components of a valid absolute path (empty for `/`).
 pub fn components(path: &str) -> Result<Vec<&str>> {
-    let bad = |reason: &str| NamenodeError::InvalidPath { path: path.escape_default().to_string(), reason: reason.into() };
-    let rest = path.strip_prefix('/').ok_or_else(|| bad("paths must be absolute (start with /)"))?;
+    let bad = |reason: &str| NamenodeError::InvalidPath {
+        path: path.escape_default().to_string(),
+        reason: reason.into(),
+    };
+    let rest = path
+        .strip_prefix('/')
+        .ok_or_else(|| bad("paths must be absolute (start with /)"))?;
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     if rest.is_empty() {
         return Ok(Vec::new());

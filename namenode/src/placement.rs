@@ -7,7 +7,13 @@ use rfs_proto::common::DatanodeInfo;
 use crate::datanodes::Registry;
 
 /// Chooses targets; may return fewer than `replication` (even none).
-pub fn choose(reg: &Registry, replication: usize, block_size: u64, client_host: &str, excluded: &[String]) -> Vec<DatanodeInfo> {
+pub fn choose(
+    reg: &Registry,
+    replication: usize,
+    block_size: u64,
+    client_host: &str,
+    excluded: &[String],
+) -> Vec<DatanodeInfo> {
     let mut candidates: Vec<&DatanodeInfo> = reg
         .live()
         .filter(|s| !excluded.contains(&s.info.datanode_id))
@@ -18,7 +24,9 @@ pub fn choose(reg: &Registry, replication: usize, block_size: u64, client_host: 
     candidates.shuffle(&mut rand::thread_rng());
     // Stable sort keeps the shuffle among equals: local node first.
     candidates.sort_by_key(|d| !(d.ip == client_host || d.hostname == client_host));
-    let local_first = candidates.first().is_some_and(|d| d.ip == client_host || d.hostname == client_host);
+    let local_first = candidates
+        .first()
+        .is_some_and(|d| d.ip == client_host || d.hostname == client_host);
     if local_first {
         // Only one writer-local replica: the rest spread (random order).
         let (first, rest) = candidates.split_at_mut(1);

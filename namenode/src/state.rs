@@ -47,7 +47,8 @@ impl State {
 
     /// Forgets deleted blocks and asks their datanodes to delete replicas.
     pub fn invalidate(&self, blocks: &[BlockMeta]) {
-        let mut per_node: std::collections::HashMap<String, Vec<ExtendedBlock>> = Default::default();
+        let mut per_node: std::collections::HashMap<String, Vec<ExtendedBlock>> =
+            Default::default();
         {
             let mut map = self.blocks();
             for b in blocks {
@@ -70,29 +71,59 @@ impl State {
         let mut ids: Vec<&String> = Vec::new();
         let mut corrupt = false;
         if let Some(info) = info {
-            ids = info.replicas.iter().filter(|n| info.gen_stamp == b.gen_stamp && reg.is_live(n)).collect();
+            ids = info
+                .replicas
+                .iter()
+                .filter(|n| info.gen_stamp == b.gen_stamp && reg.is_live(n))
+                .collect();
             if ids.is_empty() {
-                ids = info.expected.iter().filter(|n| reg.is_live(n) && !info.corrupt.contains(*n)).collect();
+                ids = info
+                    .expected
+                    .iter()
+                    .filter(|n| reg.is_live(n) && !info.corrupt.contains(*n))
+                    .collect();
             }
             corrupt = ids.is_empty() && !info.corrupt.is_empty();
         }
-        let mut locations: Vec<DatanodeInfo> = ids.into_iter().filter_map(|id| reg.get(id).map(|s| s.info.clone())).collect();
+        let mut locations: Vec<DatanodeInfo> = ids
+            .into_iter()
+            .filter_map(|id| reg.get(id).map(|s| s.info.clone()))
+            .collect();
         locations.sort_by_key(|d| !(d.ip == client_host || d.hostname == client_host));
-        LocatedBlock { block: Some(extended(b)), offset, locations, corrupt }
+        LocatedBlock {
+            block: Some(extended(b)),
+            offset,
+            locations,
+            corrupt,
+        }
     }
 }
 
 pub fn extended(b: &BlockMeta) -> ExtendedBlock {
-    ExtendedBlock { block_id: b.id, generation_stamp: b.gen_stamp, num_bytes: b.len }
+    ExtendedBlock {
+        block_id: b.id,
+        generation_stamp: b.gen_stamp,
+        num_bytes: b.len,
+    }
 }
 
 pub fn invalidate_command(blocks: Vec<ExtendedBlock>) -> DatanodeCommand {
-    DatanodeCommand { command: Some(datanode_command::Command::Invalidate(InvalidateBlocks { blocks })) }
+    DatanodeCommand {
+        command: Some(datanode_command::Command::Invalidate(InvalidateBlocks {
+            blocks,
+        })),
+    }
 }
 
 pub fn file_status(path: String, inode: &Inode) -> FileStatus {
     let (file_type, length, replication, block_size, uc) = match &inode.file {
-        Some(f) => (FileType::File, f.length(), f.replication, f.block_size, f.writer.is_some()),
+        Some(f) => (
+            FileType::File,
+            f.length(),
+            f.replication,
+            f.block_size,
+            f.writer.is_some(),
+        ),
         None => (FileType::Directory, 0, 0, 0, false),
     };
     FileStatus {

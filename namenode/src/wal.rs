@@ -20,13 +20,23 @@ const MAX_RECORD: usize = 64 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
     #[error("write-ahead log {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("write-ahead log {path} is corrupt at byte {offset}: {why}")]
-    Corrupt { path: PathBuf, offset: u64, why: String },
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        why: String,
+    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WalError + '_ {
-    move |source| WalError::Io { path: path.to_path_buf(), source }
+    move |source| WalError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 pub struct Wal {
@@ -44,7 +54,11 @@ fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, WalError> {
     for e in std::fs::read_dir(dir).map_err(io(dir))? {
         let e = e.map_err(io(dir))?;
         let name = e.file_name().to_string_lossy().into_owned();
-        if let Some(n) = name.strip_prefix("wal-").and_then(|r| r.strip_suffix(".log")).and_then(|n| n.parse().ok()) {
+        if let Some(n) = name
+            .strip_prefix("wal-")
+            .and_then(|r| r.strip_suffix(".log"))
+            .and_then(|n| n.parse().ok())
+        {
             out.push((n, e.path()));
         }
     }
@@ -64,7 +78,11 @@ fn read_segment(bytes: &[u8]) -> (Vec<(u64, MetaOp)>, usize, Option<String>) {
         let len = u32::from_be_bytes(bytes[pos..pos + 4].try_into().expect("4")) as usize;
         let crc = u32::from_be_bytes(bytes[pos + 4..pos + 8].try_into().expect("4"));
         if len > MAX_RECORD || bytes.len() - pos - 8 < len {
-            return (out, pos, Some(format!("record of {len} bytes runs past the end")));
+            return (
+                out,
+                pos,
+                Some(format!("record of {len} bytes runs past the end")),
+            );
         }
         let payload = &bytes[pos + 8..pos + 8 + len];
         if crc32c::crc32c(payload) != crc {
@@ -87,31 +105,59 @@ impl Wal {
         let mut records = Vec::new();
         for (i, (_, path)) in segs.iter().enumerate() {
             let mut bytes = Vec::new();
-            File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(io(path))?;
+            File::open(path)
+                .and_then(|mut f| f.read_to_end(&mut bytes))
+                .map_err(io(path))?;
             let (recs, valid, bad) = read_segment(&bytes);
             records.extend(recs);
             if let Some(why) = bad {
                 if i + 1 != segs.len() {
-                    return Err(WalError::Corrupt { path: path.clone(), offset: valid as u64, why });
+                    return Err(WalError::Corrupt {
+                        path: path.clone(),
+                        offset: valid as u64,
+                        why,
+                    });
                 }
-                tracing::warn!("{}: cutting an unfinished record at byte {valid} ({why})", path.display());
-                let f = OpenOptions::new().write(true).open(path).map_err(io(path))?;
+                tracing::warn!(
+                    "{}: cutting an unfinished record at byte {valid} ({why})",
+                    path.display()
+                );
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(io(path))?;
                 f.set_len(valid as u64).map_err(io(path))?;
                 f.sync_all().map_err(io(path))?;
             }
         }
         let next = records.last().map_or(1, |(i, _)| i + 1);
         let (current, current_path) = match segs.last() {
-            Some((_, p)) => (OpenOptions::new().append(true).open(p).map_err(io(p))?, p.clone()),
+            Some((_, p)) => (
+                OpenOptions::new().append(true).open(p).map_err(io(p))?,
+                p.clone(),
+            ),
             None => Self::create_segment(dir, next)?,
         };
-        Ok((Wal { dir: dir.to_path_buf(), current, current_path }, records))
+        Ok((
+            Wal {
+                dir: dir.to_path_buf(),
+                current,
+                current_path,
+            },
+            records,
+        ))
     }
 
     fn create_segment(dir: &Path, first_index: u64) -> Result<(File, PathBuf), WalError> {
         let path = dir.join(segment_name(first_index));
-        let f = OpenOptions::new().create(true).append(true).open(&path).map_err(io(&path))?;
-        File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir))?;
         Ok((f, path))
     }
 
@@ -154,7 +200,10 @@ mod tests {
     use super::*;
 
     fn op(i: u64) -> MetaOp {
-        MetaOp::SetReplication { path: format!("/f{i}"), replication: 3 }
+        MetaOp::SetReplication {
+            path: format!("/f{i}"),
+            replication: 3,
+        }
     }
 
     #[test]
@@ -189,6 +238,9 @@ mod tests {
         drop(w);
         // Recreate an old segment with garbage.
         std::fs::write(dir2.path().join(segment_name(0)), b"garbage!!").unwrap();
-        assert!(matches!(Wal::open(dir2.path()), Err(WalError::Corrupt { .. })));
+        assert!(matches!(
+            Wal::open(dir2.path()),
+            Err(WalError::Corrupt { .. })
+        ));
     }
 }

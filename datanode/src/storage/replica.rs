@@ -75,7 +75,7 @@ impl ReplicaWriter {
     pub fn accepts_offset(&self, offset: u64) -> bool {
         let bpc = self.bytes_per_checksum as u64;
         offset == self.length
-            || (self.length % bpc != 0 && offset == self.length - self.length % bpc)
+            || (!self.length.is_multiple_of(bpc) && offset == self.length - self.length % bpc)
     }
 
     /// Writes a packet's data (starting on a chunk boundary at `offset`,

@@ -31,7 +31,16 @@ pub async fn read_file(client: &Client, path: &str) -> anyhow::Result<Vec<u8>> {
 /// Block ids of a file, in order.
 pub async fn block_ids(client: &Client, path: &str) -> anyhow::Result<Vec<u64>> {
     let locs = client.get_block_locations(path, 0, 0).await?;
-    Ok(locs.blocks.iter().map(|b| b.block.as_ref().expect("located block has a block").block_id).collect())
+    Ok(locs
+        .blocks
+        .iter()
+        .map(|b| {
+            b.block
+                .as_ref()
+                .expect("located block has a block")
+                .block_id
+        })
+        .collect())
 }
 
 pub const MIB: usize = 1024 * 1024;

@@ -30,11 +30,22 @@ async fn round_trip_replication_3_at_every_boundary() -> anyhow::Result<()> {
         let path = format!("/rt/file-{size}");
         let data = payload(size, i as u64);
         write_file(&client, &path, &data).await?;
-        let status = client.get_file_info(&path).await?.expect("file exists after close");
+        let status = client
+            .get_file_info(&path)
+            .await?
+            .expect("file exists after close");
         assert_eq!(status.length, size as u64, "{path}: length");
-        assert!(!status.under_construction, "{path}: still under construction after close");
+        assert!(
+            !status.under_construction,
+            "{path}: still under construction after close"
+        );
         let back = read_file(&client, &path).await?;
-        assert!(back == data, "{path}: {} bytes read back differ from the {} written", back.len(), data.len());
+        assert!(
+            back == data,
+            "{path}: {} bytes read back differ from the {} written",
+            back.len(),
+            data.len()
+        );
 
         // Every block has three finalized replicas whose checksums hold and
         // whose bytes are exactly that part of the file.
@@ -42,12 +53,16 @@ async fn round_trip_replication_3_at_every_boundary() -> anyhow::Result<()> {
         assert_eq!(ids.len(), size.div_ceil(MIB), "{path}: block count");
         for (b, id) in ids.iter().enumerate() {
             let replicas = cluster.replicas_of(*id)?;
-            let nodes: std::collections::BTreeSet<usize> = replicas.iter().map(|(dn, _)| *dn).collect();
+            let nodes: std::collections::BTreeSet<usize> =
+                replicas.iter().map(|(dn, _)| *dn).collect();
             assert_eq!(nodes.len(), 3, "{path}: block {id} on datanodes {nodes:?}");
             let want = &data[b * MIB..((b + 1) * MIB).min(size)];
             for (dn, r) in &replicas {
                 let on_disk = verify_replica(r)?;
-                assert!(on_disk == want, "{path}: block {id} on dn{dn} holds other bytes");
+                assert!(
+                    on_disk == want,
+                    "{path}: block {id} on dn{dn} holds other bytes"
+                );
             }
         }
     }
@@ -63,7 +78,13 @@ async fn positional_reads_and_seeks_cross_blocks() -> anyhow::Result<()> {
     let mut r = client.open("/seek").await?;
     assert_eq!(r.len(), data.len() as u64);
 
-    for &(pos, len) in &[(0usize, 10usize), (511, 3), (MIB - 5, 10), (2 * MIB, 12345), (777_777, 300_000)] {
+    for &(pos, len) in &[
+        (0usize, 10usize),
+        (511, 3),
+        (MIB - 5, 10),
+        (2 * MIB, 12345),
+        (777_777, 300_000),
+    ] {
         let mut buf = vec![0u8; len];
         let n = r.read_at(pos as u64, &mut buf).await?;
         assert_eq!(n, len, "read_at({pos}, {len})");
@@ -108,7 +129,12 @@ async fn concurrent_writers_on_different_files() -> anyhow::Result<()> {
 }
 
 /// Index of the datanode serving the first location of `path`'s block `b`.
-async fn first_location(cluster: &MiniCluster, client: &rfs_client::Client, path: &str, b: usize) -> anyhow::Result<usize> {
+async fn first_location(
+    cluster: &MiniCluster,
+    client: &rfs_client::Client,
+    path: &str,
+    b: usize,
+) -> anyhow::Result<usize> {
     let locs = client.get_block_locations(path, 0, 0).await?;
     let first = &locs.blocks[b].locations[0];
     (0..cluster.datanode_count())
@@ -134,15 +160,28 @@ async fn flipped_byte_in_one_replica_is_detected_and_read_served_elsewhere() -> 
     let mut bytes = std::fs::read(&files.data)?;
     bytes[1000] ^= 0x20;
     std::fs::write(&files.data, &bytes)?;
-    assert!(verify_replica(&files).is_err(), "the flip must break the on-disk checksum");
+    assert!(
+        verify_replica(&files).is_err(),
+        "the flip must break the on-disk checksum"
+    );
 
-    assert!(read_file(&client, "/corrupt").await? == data, "read must return the good bytes");
+    assert!(
+        read_file(&client, "/corrupt").await? == data,
+        "read must return the good bytes"
+    );
 
     // The client reported the bad replica: the namenode no longer offers it.
     let victim_port = cluster.datanode_data_addr(victim).port() as u32;
     let locs = client.get_block_locations("/corrupt", 0, 0).await?;
-    let ports: Vec<u32> = locs.blocks[0].locations.iter().map(|l| l.data_port).collect();
-    assert!(!ports.contains(&victim_port), "corrupt replica on port {victim_port} still offered: {ports:?}");
+    let ports: Vec<u32> = locs.blocks[0]
+        .locations
+        .iter()
+        .map(|l| l.data_port)
+        .collect();
+    assert!(
+        !ports.contains(&victim_port),
+        "corrupt replica on port {victim_port} still offered: {ports:?}"
+    );
     assert_eq!(ports.len(), 2);
     Ok(())
 }
@@ -158,7 +197,12 @@ async fn every_replica_corrupt_is_an_error_not_bad_data() -> anyhow::Result<()> 
         bytes[10] ^= 1;
         std::fs::write(&files.data, &bytes)?;
     }
-    let err = read_file(&client, "/allbad").await.expect_err("corrupt data must not be returned");
-    assert!(format!("{err:#}").contains("checksum"), "error should say why: {err:#}");
+    let err = read_file(&client, "/allbad")
+        .await
+        .expect_err("corrupt data must not be returned");
+    assert!(
+        format!("{err:#}").contains("checksum"),
+        "error should say why: {err:#}"
+    );
     Ok(())
 }

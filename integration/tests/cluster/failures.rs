@@ -15,7 +15,10 @@ use super::common::{block_ids, payload, read_file, write_file, MIB};
 
 /// The first frame in `buf`, if a whole valid one is there.
 fn first_frame(buf: &[u8]) -> Option<Frame> {
-    FrameCodec::default().decode(&mut BytesMut::from(buf)).ok().flatten()
+    FrameCodec::default()
+        .decode(&mut BytesMut::from(buf))
+        .ok()
+        .flatten()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,7 +43,11 @@ async fn namenode_kill_9_keeps_every_acknowledged_change() -> anyhow::Result<()>
     cluster.wait_live_datanodes(3).await?;
     let c = cluster.client().await?;
     let after = c.list("/keep").await?;
-    let names = |v: &Vec<rfs_client::FileStatus>| v.iter().map(|s| (s.path.clone(), s.length)).collect::<Vec<_>>();
+    let names = |v: &Vec<rfs_client::FileStatus>| {
+        v.iter()
+            .map(|s| (s.path.clone(), s.length))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(names(&after), names(&before));
     assert!(c.get_file_info("/keep/gone").await?.is_none());
     assert!(c.get_file_info("/keep/empty/dir").await?.is_some());
@@ -51,7 +58,10 @@ async fn namenode_kill_9_keeps_every_acknowledged_change() -> anyhow::Result<()>
     write_file(&c, "/keep/after", &payload(MIB + 1, 99)).await?;
     assert!(read_file(&c, "/keep/after").await? == payload(MIB + 1, 99));
     for (path, data) in &files {
-        assert!(read_file(&c, path).await? == *data, "{path} after a new write");
+        assert!(
+            read_file(&c, path).await? == *data,
+            "{path} after a new write"
+        );
     }
     Ok(())
 }
@@ -67,7 +77,11 @@ async fn datanode_restart_keeps_and_serves_its_blocks() -> anyhow::Result<()> {
     cluster.kill_datanode(0);
     cluster.restart_datanode(0).await?;
     for id in &ids {
-        let on_dn0: Vec<_> = cluster.replicas_of(*id)?.into_iter().filter(|(dn, _)| *dn == 0).collect();
+        let on_dn0: Vec<_> = cluster
+            .replicas_of(*id)?
+            .into_iter()
+            .filter(|(dn, _)| *dn == 0)
+            .collect();
         assert_eq!(on_dn0.len(), 1, "block {id} survived the restart on dn0");
         verify_replica(&on_dn0[0].1)?;
     }
@@ -96,7 +110,8 @@ async fn fewer_live_datanodes_than_replication_still_writes() -> anyhow::Result<
 /// Sends `bytes` to `addr`, half-closes, and returns what came back.
 fn poke(addr: std::net::SocketAddr, bytes: &[u8]) -> Vec<u8> {
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     let _ = s.write_all(bytes);
     let _ = s.shutdown(std::net::Shutdown::Write);
     let mut out = Vec::new();
@@ -121,7 +136,11 @@ async fn garbage_on_data_and_rpc_ports_leaves_nodes_serving() -> anyhow::Result<
     match first_frame(&reply) {
         Some(Frame::Response(r)) => {
             assert_eq!(r.status(), Status::ErrorInvalid);
-            assert!(r.message.contains("exceeds"), "message names the problem: {}", r.message);
+            assert!(
+                r.message.contains("exceeds"),
+                "message names the problem: {}",
+                r.message
+            );
         }
         other => panic!("expected an error response to an oversized frame, got {other:?}"),
     }
@@ -129,7 +148,11 @@ async fn garbage_on_data_and_rpc_ports_leaves_nodes_serving() -> anyhow::Result<
         b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
         payload(100_000, 42),
         b"RF\x01\x51\x00\x00\x00\x10short".to_vec(),
-        b"RF\x01\x02\x00\x00\x00\x30".iter().copied().chain(std::iter::repeat_n(0xff, 0x30)).collect(),
+        b"RF\x01\x02\x00\x00\x00\x30"
+            .iter()
+            .copied()
+            .chain(std::iter::repeat_n(0xff, 0x30))
+            .collect(),
     ];
     junk.push(Vec::new());
     for bytes in junk {
@@ -154,15 +177,25 @@ struct Tmpfs(std::path::PathBuf);
 impl Tmpfs {
     fn mount(path: std::path::PathBuf, size: &str) -> anyhow::Result<Tmpfs> {
         std::fs::create_dir_all(&path)?;
-        let st = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(&path).status()?;
-        anyhow::ensure!(st.success(), "mounting a tmpfs at {} failed: this test needs root", path.display());
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .status()?;
+        anyhow::ensure!(
+            st.success(),
+            "mounting a tmpfs at {} failed: this test needs root",
+            path.display()
+        );
         Ok(Tmpfs(path))
     }
 }
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
     }
 }
 
@@ -196,10 +229,16 @@ async fn full_disk_fails_the_write_clearly_and_keeps_finalized_blocks() -> anyho
     }
     .await;
     let err = res.expect_err("writing to a full disk must fail");
-    assert!(err.to_string().to_lowercase().contains("no space"), "error should say no space: {err}");
+    assert!(
+        err.to_string().to_lowercase().contains("no space"),
+        "error should say no space: {err}"
+    );
 
     std::fs::remove_file(&filler)?;
-    assert!(read_file(&c, "/kept").await? == kept, "finalized blocks survive a full disk");
+    assert!(
+        read_file(&c, "/kept").await? == kept,
+        "finalized blocks survive a full disk"
+    );
     for id in block_ids(&c, "/kept").await? {
         for (_, r) in cluster.replicas_of(id)? {
             verify_replica(&r)?;

@@ -12,7 +12,11 @@ fn assert_kind<T>(r: Result<T, rfs_client::Error>, kind: RpcErrorKind, text: &st
         Ok(_) => panic!("expected {kind:?} ({text}), got success"),
         Err(e) => {
             assert_eq!(e.kind(), kind, "{e}");
-            assert!(e.to_string().contains(text), "message {:?} should contain {text:?}", e.to_string());
+            assert!(
+                e.to_string().contains(text),
+                "message {:?} should contain {text:?}",
+                e.to_string()
+            );
         }
     }
 }
@@ -24,55 +28,146 @@ async fn namespace_operations_and_errors() -> anyhow::Result<()> {
 
     // mkdirs
     assert!(c.mkdirs("/a/b/c", true).await?);
-    assert!(!c.mkdirs("/a/b/c", true).await?, "existing dir: no error, not created");
-    assert_kind(c.mkdirs("/x/y", false).await, RpcErrorKind::NotFound, "No such file or directory");
+    assert!(
+        !c.mkdirs("/a/b/c", true).await?,
+        "existing dir: no error, not created"
+    );
+    assert_kind(
+        c.mkdirs("/x/y", false).await,
+        RpcErrorKind::NotFound,
+        "No such file or directory",
+    );
     let st = c.get_file_info("/a/b").await?.expect("dir exists");
     assert_eq!(st.file_type(), FileType::Directory);
     assert!(c.get_file_info("/nope").await?.is_none());
 
     // invalid paths
     for bad in ["relative", "/a//b", "/a/./b", "/a/../b", "/a/b\0c"] {
-        assert_kind(c.mkdirs(bad, true).await, RpcErrorKind::InvalidPath, "invalid path");
+        assert_kind(
+            c.mkdirs(bad, true).await,
+            RpcErrorKind::InvalidPath,
+            "invalid path",
+        );
     }
     let long = format!("/{}", "n".repeat(256));
-    assert_kind(c.mkdirs(&long, true).await, RpcErrorKind::InvalidPath, "invalid path");
+    assert_kind(
+        c.mkdirs(&long, true).await,
+        RpcErrorKind::InvalidPath,
+        "invalid path",
+    );
 
     // create rules
     write_file(&c, "/a/f", b"hello").await?;
-    assert_kind(c.create("/a/f", CreateOptions::default()).await, RpcErrorKind::AlreadyExists, "/a/f: File exists");
-    assert_kind(c.create("/a/b", CreateOptions { overwrite: true, ..Default::default() }).await, RpcErrorKind::IsDirectory, "Is a directory");
-    assert_kind(c.mkdirs("/a/f/g", true).await, RpcErrorKind::NotDirectory, "Not a directory");
-    let mut w = c.create("/a/f", CreateOptions { overwrite: true, ..Default::default() }).await?;
+    assert_kind(
+        c.create("/a/f", CreateOptions::default()).await,
+        RpcErrorKind::AlreadyExists,
+        "/a/f: File exists",
+    );
+    assert_kind(
+        c.create(
+            "/a/b",
+            CreateOptions {
+                overwrite: true,
+                ..Default::default()
+            },
+        )
+        .await,
+        RpcErrorKind::IsDirectory,
+        "Is a directory",
+    );
+    assert_kind(
+        c.mkdirs("/a/f/g", true).await,
+        RpcErrorKind::NotDirectory,
+        "Not a directory",
+    );
+    let mut w = c
+        .create(
+            "/a/f",
+            CreateOptions {
+                overwrite: true,
+                ..Default::default()
+            },
+        )
+        .await?;
     w.write_all(b"bye").await?;
     w.shutdown().await?;
     assert_eq!(read_file(&c, "/a/f").await?, b"bye");
-    assert_kind(c.open("/a/missing").await, RpcErrorKind::NotFound, "/a/missing: No such file or directory");
-    assert_kind(c.open("/a").await, RpcErrorKind::IsDirectory, "Is a directory");
+    assert_kind(
+        c.open("/a/missing").await,
+        RpcErrorKind::NotFound,
+        "/a/missing: No such file or directory",
+    );
+    assert_kind(
+        c.open("/a").await,
+        RpcErrorKind::IsDirectory,
+        "Is a directory",
+    );
 
     // rename
     assert_eq!(c.rename("/a/f", "/a/g").await?, "/a/g");
-    assert_eq!(c.rename("/a/g", "/a/b").await?, "/a/b/g", "into an existing dir");
+    assert_eq!(
+        c.rename("/a/g", "/a/b").await?,
+        "/a/b/g",
+        "into an existing dir"
+    );
     write_file(&c, "/a/h", b"h").await?;
-    assert_kind(c.rename("/a/h", "/a/b/g").await, RpcErrorKind::AlreadyExists, "File exists");
-    assert_kind(c.rename("/a", "/a/b/c/d").await, RpcErrorKind::InvalidArgument, "own subtree");
-    assert_kind(c.rename("/a/h", "/nodir/h").await, RpcErrorKind::NotFound, "No such file or directory");
-    assert_kind(c.rename("/zz", "/a/zz").await, RpcErrorKind::NotFound, "/zz: No such file or directory");
+    assert_kind(
+        c.rename("/a/h", "/a/b/g").await,
+        RpcErrorKind::AlreadyExists,
+        "File exists",
+    );
+    assert_kind(
+        c.rename("/a", "/a/b/c/d").await,
+        RpcErrorKind::InvalidArgument,
+        "own subtree",
+    );
+    assert_kind(
+        c.rename("/a/h", "/nodir/h").await,
+        RpcErrorKind::NotFound,
+        "No such file or directory",
+    );
+    assert_kind(
+        c.rename("/zz", "/a/zz").await,
+        RpcErrorKind::NotFound,
+        "/zz: No such file or directory",
+    );
     assert_eq!(read_file(&c, "/a/b/g").await?, b"bye");
 
     // delete
-    assert_kind(c.delete("/a", false).await, RpcErrorKind::NotEmpty, "/a: Directory is not empty");
+    assert_kind(
+        c.delete("/a", false).await,
+        RpcErrorKind::NotEmpty,
+        "/a: Directory is not empty",
+    );
     assert!(c.delete("/a/h", false).await?);
-    assert_kind(c.delete("/a/h", false).await, RpcErrorKind::NotFound, "No such file or directory");
+    assert_kind(
+        c.delete("/a/h", false).await,
+        RpcErrorKind::NotFound,
+        "No such file or directory",
+    );
     assert!(c.delete("/a", true).await?);
     assert!(c.get_file_info("/a/b/g").await?.is_none());
-    assert!(c.delete("/", true).await.is_err(), "deleting the root is refused");
+    assert!(
+        c.delete("/", true).await.is_err(),
+        "deleting the root is refused"
+    );
 
     // set_replication, content summary, fs stats
     write_file(&c, "/s/one", &payload(1000, 1)).await?;
     write_file(&c, "/s/d/two", &payload(3000, 2)).await?;
     assert!(c.set_replication("/s/one", 2).await?);
-    assert_eq!(c.get_file_info("/s/one").await?.expect("exists").replication, 2);
-    assert_kind(c.set_replication("/s", 2).await, RpcErrorKind::IsDirectory, "Is a directory");
+    assert_eq!(
+        c.get_file_info("/s/one")
+            .await?
+            .expect("exists")
+            .replication,
+        2
+    );
+    assert_kind(
+        c.set_replication("/s", 2).await,
+        RpcErrorKind::IsDirectory,
+        "Is a directory",
+    );
     let cs = c.content_summary("/s").await?;
     assert_eq!((cs.length, cs.file_count, cs.directory_count), (4000, 2, 2));
     assert_eq!(cs.space_consumed, 1000 * 2 + 3000 * 3);
@@ -110,7 +205,11 @@ async fn listing_pages_through_a_large_directory() -> anyhow::Result<()> {
     let all = c.list("/big").await?;
     assert_eq!(all.len(), n);
     let mut names: Vec<_> = all.iter().map(|s| s.path.clone()).collect();
-    let sorted = { let mut s = names.clone(); s.sort(); s };
+    let sorted = {
+        let mut s = names.clone();
+        s.sort();
+        s
+    };
     assert_eq!(names, sorted, "listing is in name order");
     names.dedup();
     assert_eq!(names.len(), n);
@@ -125,10 +224,29 @@ async fn second_writer_gets_a_lease_conflict() -> anyhow::Result<()> {
     let mut w = a.create("/leased", CreateOptions::default()).await?;
     w.write_all(&payload(MIB + 10, 1)).await?;
     let expected = format!("/leased: file is being written by {}", a.client_id());
-    assert_kind(b.create("/leased", CreateOptions { overwrite: true, ..Default::default() }).await, RpcErrorKind::LeaseConflict, &expected);
+    assert_kind(
+        b.create(
+            "/leased",
+            CreateOptions {
+                overwrite: true,
+                ..Default::default()
+            },
+        )
+        .await,
+        RpcErrorKind::LeaseConflict,
+        &expected,
+    );
     w.shutdown().await?;
     // Once closed, the file is free for the next writer.
-    let mut w2 = b.create("/leased", CreateOptions { overwrite: true, ..Default::default() }).await?;
+    let mut w2 = b
+        .create(
+            "/leased",
+            CreateOptions {
+                overwrite: true,
+                ..Default::default()
+            },
+        )
+        .await?;
     w2.write_all(b"second").await?;
     w2.shutdown().await?;
     assert_eq!(read_file(&a, "/leased").await?, b"second");

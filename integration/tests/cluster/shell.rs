@@ -22,13 +22,22 @@ impl Dfs {
             .args(args)
             .env("RFS_NAMENODE", &self.namenode)
             .env_remove("RFS_CONF")
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn dfs");
         if let Some(input) = stdin {
-            child.stdin.take().expect("piped").write_all(input).expect("write stdin");
+            child
+                .stdin
+                .take()
+                .expect("piped")
+                .write_all(input)
+                .expect("write stdin");
         }
         child.wait_with_output().expect("dfs output")
     }
@@ -36,26 +45,38 @@ impl Dfs {
     /// Runs and expects success; returns stdout.
     fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(out.status.success(), "dfs {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "dfs {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).expect("utf-8 stdout")
     }
 
     /// Runs and expects failure; returns stderr.
     fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert_eq!(out.status.code(), Some(1), "dfs {args:?} should fail with exit 1");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "dfs {args:?} should fail with exit 1"
+        );
         String::from_utf8(out.stderr).expect("utf-8 stderr")
     }
 }
 
-fn blocking<F: FnOnce() -> anyhow::Result<()> + Send + 'static>(f: F) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+fn blocking<F: FnOnce() -> anyhow::Result<()> + Send + 'static>(
+    f: F,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
     tokio::task::spawn_blocking(f)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dfs_commands_round_trip_and_fail_clearly() -> anyhow::Result<()> {
     let cluster = MiniCluster::start().await?;
-    let dfs = Dfs { namenode: cluster.namenode_addr() };
+    let dfs = Dfs {
+        namenode: cluster.namenode_addr(),
+    };
     blocking(move || {
         let local = tempfile::tempdir()?;
         let big = payload(2 * MIB + 333, 1);
@@ -69,14 +90,23 @@ async fn dfs_commands_round_trip_and_fail_clearly() -> anyhow::Result<()> {
         dfs.ok(&["mkdir", "-p", "/user/me"]);
         dfs.ok(&["put", src.to_str().unwrap(), "/user/me/big.bin"]);
         dfs.ok(&["put", tree.to_str().unwrap(), "/user/me/"]);
-        let stdin_out = dfs.run_with_stdin(&["put", "-", "/user/me/stdin.txt"], Some(b"from stdin\n"));
-        assert!(stdin_out.status.success(), "{}", String::from_utf8_lossy(&stdin_out.stderr));
+        let stdin_out =
+            dfs.run_with_stdin(&["put", "-", "/user/me/stdin.txt"], Some(b"from stdin\n"));
+        assert!(
+            stdin_out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&stdin_out.stderr)
+        );
 
         let ls = dfs.ok(&["ls", "/user/me"]);
         for name in ["/user/me/big.bin", "/user/me/tree", "/user/me/stdin.txt"] {
             assert!(ls.contains(name), "ls lacks {name}:\n{ls}");
         }
-        assert!(ls.lines().any(|l| l.starts_with("-rw-r--r--") && l.contains(&(2 * MIB + 333).to_string())), "{ls}");
+        assert!(
+            ls.lines()
+                .any(|l| l.starts_with("-rw-r--r--") && l.contains(&(2 * MIB + 333).to_string())),
+            "{ls}"
+        );
         assert!(ls.lines().any(|l| l.starts_with("drwxr-xr-x")), "{ls}");
         let lsr = dfs.ok(&["ls", "-R", "/user"]);
         assert!(lsr.contains("/user/me/tree/sub/b.txt"), "{lsr}");
@@ -94,28 +124,44 @@ async fn dfs_commands_round_trip_and_fail_clearly() -> anyhow::Result<()> {
         assert!(dfs.ok(&["stat", "/user/me/moved.txt"]).contains("11"));
         dfs.ok(&["setrep", "2", "/user/me/moved.txt"]);
         dfs.ok(&["touchz", "/user/me/empty"]);
-        assert!(dfs.ok(&["du", "-s", "/user/me"]).contains(&(2 * MIB + 333 + 6 + 5 + 11).to_string()));
+        assert!(dfs
+            .ok(&["du", "-s", "/user/me"])
+            .contains(&(2 * MIB + 333 + 6 + 5 + 11).to_string()));
         assert!(dfs.ok(&["df", "-h"]).lines().count() >= 2);
 
         // Errors: one line, named, exit 1.
         let err = dfs.fails(&["cat", "/nope"]);
         assert_eq!(err.trim_end(), "dfs: /nope: No such file or directory");
         let err = dfs.fails(&["put", src.to_str().unwrap(), "/user/me/big.bin"]);
-        assert!(err.trim_end().ends_with("/user/me/big.bin: File exists"), "{err}");
+        assert!(
+            err.trim_end().ends_with("/user/me/big.bin: File exists"),
+            "{err}"
+        );
         assert_eq!(err.lines().count(), 1, "{err}");
         dfs.ok(&["put", "-f", src.to_str().unwrap(), "/user/me/big.bin"]);
         let err = dfs.fails(&["rm", "/user/me/tree"]);
-        assert!(err.contains("/user/me/tree") && err.contains("Directory is not empty"), "{err}");
+        assert!(
+            err.contains("/user/me/tree") && err.contains("Directory is not empty"),
+            "{err}"
+        );
         dfs.ok(&["rm", "-r", "/user/me/tree"]);
         let err = dfs.fails(&["ls", "/user/me/tree"]);
         assert!(err.contains("No such file or directory"), "{err}");
         let err = dfs.fails(&["mkdir", "/a//b"]);
-        assert!(err.starts_with("dfs: ") && err.contains("invalid path"), "{err}");
+        assert!(
+            err.starts_with("dfs: ") && err.contains("invalid path"),
+            "{err}"
+        );
 
         // An unreachable namenode is a clear one-line error too.
-        let dead = Dfs { namenode: "127.0.0.1:1".into() };
+        let dead = Dfs {
+            namenode: "127.0.0.1:1".into(),
+        };
         let err = dead.fails(&["ls", "/"]);
-        assert!(err.starts_with("dfs: ") && err.contains("127.0.0.1:1"), "{err}");
+        assert!(
+            err.starts_with("dfs: ") && err.contains("127.0.0.1:1"),
+            "{err}"
+        );
         Ok(())
     })
     .await?

@@ -26,11 +26,19 @@ const DEFAULT_LIST_LIMIT: u32 = 1000;
 const MAX_LIST_LIMIT: u32 = 10_000;
 
 fn or_default(s: &str, d: &str) -> String {
-    if s.is_empty() { d.to_string() } else { s.to_string() }
+    if s.is_empty() {
+        d.to_string()
+    } else {
+        s.to_string()
+    }
 }
 
 fn block_meta(b: &Option<rfs_proto::common::ExtendedBlock>) -> Option<BlockMeta> {
-    b.as_ref().map(|b| BlockMeta { id: b.block_id, gen_stamp: b.generation_stamp, len: b.num_bytes })
+    b.as_ref().map(|b| BlockMeta {
+        id: b.block_id,
+        gen_stamp: b.generation_stamp,
+        len: b.num_bytes,
+    })
 }
 
 fn unexpected(r: MetaResult) -> Status {
@@ -73,17 +81,37 @@ impl ClientProtocol for ClientService {
         Self::require_client(&r.client_id)?;
         let p = path::normalize(&r.path)?;
         let cfg = &self.state.config;
-        let replication = if r.replication == 0 { cfg.replication } else { r.replication };
-        let block_size = if r.block_size == 0 { cfg.block_size } else { r.block_size };
+        let replication = if r.replication == 0 {
+            cfg.replication
+        } else {
+            r.replication
+        };
+        let block_size = if r.block_size == 0 {
+            cfg.block_size
+        } else {
+            r.block_size
+        };
         if replication > 32 {
-            return Err(NamenodeError::InvalidArgument(format!("replication {replication} is more than 32")).into());
+            return Err(NamenodeError::InvalidArgument(format!(
+                "replication {replication} is more than 32"
+            ))
+            .into());
         }
         if block_size % rfs_proto::defaults::BYTES_PER_CHECKSUM as u64 != 0 {
-            return Err(NamenodeError::InvalidArgument(format!("block size {block_size} is not a multiple of 512")).into());
+            return Err(NamenodeError::InvalidArgument(format!(
+                "block size {block_size} is not a multiple of 512"
+            ))
+            .into());
         }
         // A writer past its soft limit may be taken over (decided here,
         // because lease clocks are not part of the replicated state).
-        let take_over_from = match self.state.ns.lookup(&p)?.and_then(|i| i.file).and_then(|f| f.writer) {
+        let take_over_from = match self
+            .state
+            .ns
+            .lookup(&p)?
+            .and_then(|i| i.file)
+            .and_then(|f| f.writer)
+        {
             Some(w) if w != r.client_id && !self.state.leases().is_live(&w) => Some(w),
             _ => None,
         };
@@ -102,9 +130,14 @@ impl ClientProtocol for ClientService {
             take_over_from,
         };
         match self.submit(op).await? {
-            MetaResult::Created { inode, replaced_blocks } => {
+            MetaResult::Created {
+                inode,
+                replaced_blocks,
+            } => {
                 self.state.invalidate(&replaced_blocks);
-                Ok(Response::new(CreateResponse { status: Some(file_status(p, &inode)) }))
+                Ok(Response::new(CreateResponse {
+                    status: Some(file_status(p, &inode)),
+                }))
             }
             other => Err(unexpected(other)),
         }
@@ -115,27 +148,53 @@ impl ClientProtocol for ClientService {
         Self::require_client(&r.client_id)?;
         let p = path::normalize(&r.path)?;
         let inode = self.state.ns.get(&p)?;
-        let file = inode.file.as_ref().ok_or_else(|| NamenodeError::IsDirectory(p.clone()))?;
-        let targets = placement::choose(&self.state.registry(), file.replication as usize, file.block_size, &r.client_host, &r.excluded_datanodes);
+        let file = inode
+            .file
+            .as_ref()
+            .ok_or_else(|| NamenodeError::IsDirectory(p.clone()))?;
+        let targets = placement::choose(
+            &self.state.registry(),
+            file.replication as usize,
+            file.block_size,
+            &r.client_host,
+            &r.excluded_datanodes,
+        );
         if targets.is_empty() {
             return Err(NamenodeError::NoLiveDatanodes { path: p }.into());
         }
         if targets.len() < file.replication as usize {
-            tracing::warn!("{p}: only {} live datanodes for replication {}", targets.len(), file.replication);
+            tracing::warn!(
+                "{p}: only {} live datanodes for replication {}",
+                targets.len(),
+                file.replication
+            );
         }
         self.state.leases().renew(&r.client_id);
-        let op = MetaOp::AddBlock { path: p, client_id: r.client_id, previous: block_meta(&r.previous), now_ms: now_ms() };
+        let op = MetaOp::AddBlock {
+            path: p,
+            client_id: r.client_id,
+            previous: block_meta(&r.previous),
+            now_ms: now_ms(),
+        };
         match self.submit(op).await? {
-            MetaResult::BlockAdded { block, offset, replication } => {
+            MetaResult::BlockAdded {
+                block,
+                offset,
+                replication,
+            } => {
                 let ids = targets.iter().map(|t| t.datanode_id.clone()).collect();
-                self.state.blocks().allocated(block.id, block.gen_stamp, replication, ids);
+                self.state
+                    .blocks()
+                    .allocated(block.id, block.gen_stamp, replication, ids);
                 let located = rfs_proto::common::LocatedBlock {
                     block: Some(crate::state::extended(&block)),
                     offset,
                     locations: targets,
                     corrupt: false,
                 };
-                Ok(Response::new(AddBlockResponse { block: Some(located) }))
+                Ok(Response::new(AddBlockResponse {
+                    block: Some(located),
+                }))
             }
             other => Err(unexpected(other)),
         }
@@ -145,28 +204,51 @@ impl ClientProtocol for ClientService {
         let r = req.into_inner();
         Self::require_client(&r.client_id)?;
         let p = path::normalize(&r.path)?;
-        let op = MetaOp::Complete { path: p.clone(), client_id: r.client_id, last: block_meta(&r.last), now_ms: now_ms() };
+        let op = MetaOp::Complete {
+            path: p.clone(),
+            client_id: r.client_id,
+            last: block_meta(&r.last),
+            now_ms: now_ms(),
+        };
         match self.submit(op).await? {
-            MetaResult::Completed { inode } => Ok(Response::new(CompleteResponse { completed: true, status: Some(file_status(p, &inode)) })),
+            MetaResult::Completed { inode } => Ok(Response::new(CompleteResponse {
+                completed: true,
+                status: Some(file_status(p, &inode)),
+            })),
             other => Err(unexpected(other)),
         }
     }
 
     async fn abandon_block(&self, req: Request<AbandonBlockRequest>) -> R<AbandonBlockResponse> {
         let r = req.into_inner();
-        let b = block_meta(&r.block).ok_or_else(|| NamenodeError::InvalidArgument("block is required".into()))?;
-        let op = MetaOp::AbandonBlock { path: path::normalize(&r.path)?, client_id: r.client_id, block_id: b.id };
+        let b = block_meta(&r.block)
+            .ok_or_else(|| NamenodeError::InvalidArgument("block is required".into()))?;
+        let op = MetaOp::AbandonBlock {
+            path: path::normalize(&r.path)?,
+            client_id: r.client_id,
+            block_id: b.id,
+        };
         self.submit(op).await?;
         self.state.invalidate(&[b]);
         Ok(Response::new(AbandonBlockResponse {}))
     }
 
-    async fn get_block_locations(&self, req: Request<GetBlockLocationsRequest>) -> R<GetBlockLocationsResponse> {
+    async fn get_block_locations(
+        &self,
+        req: Request<GetBlockLocationsRequest>,
+    ) -> R<GetBlockLocationsResponse> {
         let r = req.into_inner();
         let p = path::normalize(&r.path)?;
         let inode = self.state.ns.get(&p)?;
-        let file = inode.file.as_ref().ok_or_else(|| NamenodeError::IsDirectory(p.clone()))?;
-        let end = if r.length == 0 { u64::MAX } else { r.offset.saturating_add(r.length) };
+        let file = inode
+            .file
+            .as_ref()
+            .ok_or_else(|| NamenodeError::IsDirectory(p.clone()))?;
+        let end = if r.length == 0 {
+            u64::MAX
+        } else {
+            r.offset.saturating_add(r.length)
+        };
         let mut blocks = Vec::new();
         let mut offset = 0;
         for b in &file.blocks {
@@ -196,20 +278,33 @@ impl ClientProtocol for ClientService {
         let p = path::normalize(&r.path)?;
         let inode = self.state.ns.get(&p)?;
         if !inode.is_dir() {
-            return Ok(Response::new(ListResponse { entries: vec![file_status(p, &inode)], has_more: false }));
+            return Ok(Response::new(ListResponse {
+                entries: vec![file_status(p, &inode)],
+                has_more: false,
+            }));
         }
         let limit = match r.limit {
             0 => DEFAULT_LIST_LIMIT,
             n => n.min(MAX_LIST_LIMIT),
         };
-        let (kids, has_more) = self.state.ns.children(inode.id, &r.start_after, limit as usize)?;
-        let entries = kids.iter().map(|k| file_status(path::child(&p, &k.name), k)).collect();
+        let (kids, has_more) = self
+            .state
+            .ns
+            .children(inode.id, &r.start_after, limit as usize)?;
+        let entries = kids
+            .iter()
+            .map(|k| file_status(path::child(&p, &k.name), k))
+            .collect();
         Ok(Response::new(ListResponse { entries, has_more }))
     }
 
     async fn delete(&self, req: Request<DeleteRequest>) -> R<DeleteResponse> {
         let r = req.into_inner();
-        let op = MetaOp::Delete { path: path::normalize(&r.path)?, recursive: r.recursive, now_ms: now_ms() };
+        let op = MetaOp::Delete {
+            path: path::normalize(&r.path)?,
+            recursive: r.recursive,
+            now_ms: now_ms(),
+        };
         match self.submit(op).await? {
             MetaResult::Deleted { blocks } => {
                 self.state.invalidate(&blocks);
@@ -221,19 +316,36 @@ impl ClientProtocol for ClientService {
 
     async fn rename(&self, req: Request<RenameRequest>) -> R<RenameResponse> {
         let r = req.into_inner();
-        let op = MetaOp::Rename { src: path::normalize(&r.src)?, dst: path::normalize(&r.dst)?, now_ms: now_ms() };
+        let op = MetaOp::Rename {
+            src: path::normalize(&r.src)?,
+            dst: path::normalize(&r.dst)?,
+            now_ms: now_ms(),
+        };
         match self.submit(op).await? {
-            MetaResult::Renamed { final_path } => Ok(Response::new(RenameResponse { renamed: true, final_path })),
+            MetaResult::Renamed { final_path } => Ok(Response::new(RenameResponse {
+                renamed: true,
+                final_path,
+            })),
             other => Err(unexpected(other)),
         }
     }
 
-    async fn set_replication(&self, req: Request<SetReplicationRequest>) -> R<SetReplicationResponse> {
+    async fn set_replication(
+        &self,
+        req: Request<SetReplicationRequest>,
+    ) -> R<SetReplicationResponse> {
         let r = req.into_inner();
         if r.replication == 0 || r.replication > 32 {
-            return Err(NamenodeError::InvalidArgument(format!("replication {} must be between 1 and 32", r.replication)).into());
+            return Err(NamenodeError::InvalidArgument(format!(
+                "replication {} must be between 1 and 32",
+                r.replication
+            ))
+            .into());
         }
-        let op = MetaOp::SetReplication { path: path::normalize(&r.path)?, replication: r.replication };
+        let op = MetaOp::SetReplication {
+            path: path::normalize(&r.path)?,
+            replication: r.replication,
+        };
         match self.submit(op).await? {
             MetaResult::ReplicationSet { changed, blocks } => {
                 let mut map = self.state.blocks();
@@ -246,7 +358,10 @@ impl ClientProtocol for ClientService {
         }
     }
 
-    async fn content_summary(&self, req: Request<ContentSummaryRequest>) -> R<ContentSummaryResponse> {
+    async fn content_summary(
+        &self,
+        req: Request<ContentSummaryRequest>,
+    ) -> R<ContentSummaryResponse> {
         let p = path::normalize(&req.into_inner().path)?;
         let inode = self.state.ns.get(&p)?;
         let mut s = ContentSummaryResponse::default();
@@ -265,7 +380,11 @@ impl ClientProtocol for ClientService {
 
     async fn fs_stats(&self, _req: Request<FsStatsRequest>) -> R<FsStatsResponse> {
         let (total_files, total_blocks) = self.state.ns.totals()?;
-        let mut s = FsStatsResponse { total_files, total_blocks, ..Default::default() };
+        let mut s = FsStatsResponse {
+            total_files,
+            total_blocks,
+            ..Default::default()
+        };
         {
             let reg = self.state.registry();
             for d in reg.live() {
@@ -298,9 +417,14 @@ impl ClientProtocol for ClientService {
         Ok(Response::new(RenewLeaseResponse {}))
     }
 
-    async fn report_bad_blocks(&self, req: Request<ReportBadBlocksRequest>) -> R<ReportBadBlocksResponse> {
+    async fn report_bad_blocks(
+        &self,
+        req: Request<ReportBadBlocksRequest>,
+    ) -> R<ReportBadBlocksResponse> {
         let r = req.into_inner();
-        let b = r.block.ok_or_else(|| NamenodeError::InvalidArgument("block is required".into()))?;
+        let b = r
+            .block
+            .ok_or_else(|| NamenodeError::InvalidArgument("block is required".into()))?;
         crate::service::datanode::record_bad_replica(&self.state, &b, &r.datanode_id, &r.reason);
         Ok(Response::new(ReportBadBlocksResponse {}))
     }

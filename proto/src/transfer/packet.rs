@@ -114,7 +114,7 @@ impl Packet {
                 body.len()
             )));
         }
-        if sums_len % super::checksum::CHECKSUM_LEN != 0 {
+        if !sums_len.is_multiple_of(super::checksum::CHECKSUM_LEN) {
             return Err(malformed(format!(
                 "checksum length {sums_len} is not a multiple of 4"
             )));
