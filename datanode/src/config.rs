@@ -166,4 +166,12 @@ mod tests {
         assert_eq!(c.bytes_per_checksum, 512);
         assert!(DatanodeConfig::from_toml("[datanode]\nbogus = 1\n").is_err());
     }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/rfs.toml");
+        let c = DatanodeConfig::from_file(&path).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.namenodes, vec!["127.0.0.1:8020".to_string()]);
+    }
 }

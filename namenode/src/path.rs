@@ -15,7 +15,11 @@ pub fn components(path: &str) -> Result<Vec<&str>> {
     let rest = path
         .strip_prefix('/')
         .ok_or_else(|| bad("paths must be absolute (start with /)"))?;
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let rest = match rest.strip_suffix('/') {
+        Some("") => return Err(bad("empty path component")), // "//"
+        Some(r) => r,
+        None => rest,
+    };
     if rest.is_empty() {
         return Ok(Vec::new());
     }
