@@ -22,16 +22,70 @@ pub fn choose(
         .map(|s| &s.info)
         .collect();
     candidates.shuffle(&mut rand::thread_rng());
-    // Stable sort keeps the shuffle among equals: local node first.
-    candidates.sort_by_key(|d| !(d.ip == client_host || d.hostname == client_host));
-    let local_first = candidates
-        .first()
-        .is_some_and(|d| d.ip == client_host || d.hostname == client_host);
-    if local_first {
-        // Only one writer-local replica: the rest spread (random order).
-        let (first, rest) = candidates.split_at_mut(1);
-        let _ = first;
-        rest.shuffle(&mut rand::thread_rng());
-    }
+    // Stable sort: the writer's own node first, the rest in shuffled order.
+    candidates.sort_by_key(|d| !is_local(d, client_host));
     candidates.into_iter().take(replication).cloned().collect()
+}
+
+/// Whether `d` runs on the client's host.
+pub fn is_local(d: &DatanodeInfo, client_host: &str) -> bool {
+    d.ip == client_host || d.hostname == client_host
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn node(id: &str, ip: &str) -> DatanodeInfo {
+        DatanodeInfo {
+            datanode_id: id.into(),
+            hostname: ip.into(),
+            ip: ip.into(),
+            data_port: 1,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn writer_local_first_never_full_never_excluded() {
+        let mut reg = Registry::new(Duration::from_secs(60));
+        for (id, ip) in [
+            ("a", "10.0.0.1"),
+            ("b", "10.0.0.2"),
+            ("c", "10.0.0.3"),
+            ("full", "10.0.0.4"),
+        ] {
+            reg.register(node(id, ip));
+            let remaining = if id == "full" { 10 } else { 1 << 30 };
+            reg.heartbeat(id, 1 << 31, 0, remaining)
+                .expect("registered");
+        }
+        for _ in 0..20 {
+            let t = choose(&reg, 3, 1 << 20, "10.0.0.2", &[]);
+            let ids: Vec<_> = t.iter().map(|d| d.datanode_id.as_str()).collect();
+            assert_eq!(ids.len(), 3);
+            assert_eq!(ids[0], "b", "writer-local node first");
+            assert!(
+                !ids.contains(&"full"),
+                "a node without room for a block is never chosen"
+            );
+        }
+        let t = choose(&reg, 3, 1 << 20, "10.9.9.9", &["a".to_string()]);
+        let ids: Vec<_> = t.iter().map(|d| d.datanode_id.as_str()).collect();
+        assert_eq!(
+            ids.len(),
+            2,
+            "fewer candidates than replication: take what there is"
+        );
+        assert!(!ids.contains(&"a") && !ids.contains(&"full"));
+    }
+
+    #[test]
+    fn dead_nodes_are_never_chosen() {
+        let mut reg = Registry::new(Duration::from_millis(1));
+        reg.register(node("a", "10.0.0.1"));
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(choose(&reg, 3, 1, "10.0.0.1", &[]).is_empty());
+    }
 }

@@ -89,7 +89,7 @@ impl State {
             .into_iter()
             .filter_map(|id| reg.get(id).map(|s| s.info.clone()))
             .collect();
-        locations.sort_by_key(|d| !(d.ip == client_host || d.hostname == client_host));
+        locations.sort_by_key(|d| !crate::placement::is_local(d, client_host));
         LocatedBlock {
             block: Some(extended(b)),
             offset,
