@@ -309,3 +309,80 @@ fn the_example_config_is_valid() {
     c.validate().unwrap();
     assert_eq!(c.rpc_addr.port(), 8020);
 }
+
+#[tokio::test]
+async fn add_block_commits_lengths_and_abandon_removes_only_the_last_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, ns) = LocalMetaLog::open(dir.path(), 1_000_000).unwrap();
+    let create = MetaOp::Create {
+        path: "/f".into(),
+        client_id: "w".into(),
+        overwrite: false,
+        replication: 1,
+        block_size: 1024,
+        mode: 0o644,
+        create_parent: false,
+        owner: "u".into(),
+        group: "g".into(),
+        now_ms: 1,
+        take_over_from: None,
+    };
+    log.submit(create).await.unwrap();
+    let add = |previous| MetaOp::AddBlock {
+        path: "/f".into(),
+        client_id: "w".into(),
+        previous,
+        now_ms: 2,
+    };
+    let MetaResult::BlockAdded {
+        block: b1,
+        offset: 0,
+        ..
+    } = log.submit(add(None)).await.unwrap()
+    else {
+        panic!("first block")
+    };
+    let full = rfs_namenode::namespace::BlockMeta { len: 1024, ..b1 };
+    let MetaResult::BlockAdded {
+        block: b2,
+        offset: 1024,
+        ..
+    } = log.submit(add(Some(full))).await.unwrap()
+    else {
+        panic!("second block at 1024")
+    };
+    assert!(
+        b2.id > b1.id && b2.gen_stamp > b1.gen_stamp,
+        "ids and stamps only grow"
+    );
+    // Another client may not add or abandon.
+    let stranger = MetaOp::AddBlock {
+        path: "/f".into(),
+        client_id: "x".into(),
+        previous: None,
+        now_ms: 3,
+    };
+    assert!(log
+        .submit(stranger)
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("being written by w"));
+    let abandon = |id| MetaOp::AbandonBlock {
+        path: "/f".into(),
+        client_id: "w".into(),
+        block_id: id,
+    };
+    assert!(
+        log.submit(abandon(b1.id)).await.is_err(),
+        "only the last block can be abandoned"
+    );
+    log.submit(abandon(b2.id)).await.unwrap();
+    let f = ns.lookup("/f").unwrap().unwrap().file.unwrap();
+    assert_eq!(f.blocks, vec![full]);
+    assert!(
+        ns.block_owner(b2.id).unwrap().is_none(),
+        "abandoned block no longer maps to the file"
+    );
+    log.close();
+}

@@ -123,6 +123,30 @@ async fn dfs_commands_round_trip_and_fail_clearly() -> anyhow::Result<()> {
         dfs.ok(&["mv", "/user/me/stdin.txt", "/user/me/moved.txt"]);
         assert!(dfs.ok(&["stat", "/user/me/moved.txt"]).contains("11"));
         dfs.ok(&["setrep", "2", "/user/me/moved.txt"]);
+        let setrep = dfs.ok(&["ls", "/user/me/moved.txt"]);
+        assert!(
+            setrep.contains("-rw-r--r-- 2 "),
+            "setrep 2 shows in ls: {setrep}"
+        );
+        dfs.ok(&[
+            "put",
+            "-r",
+            "1",
+            src.to_str().unwrap(),
+            "/user/me/one-replica.bin",
+        ]);
+        let one = dfs.ok(&["stat", "/user/me/one-replica.bin"]);
+        assert!(
+            one.lines()
+                .any(|l| l.contains("Replication") && l.trim_end().ends_with('1')),
+            "{one}"
+        );
+        dfs.ok(&["rm", "/user/me/one-replica.bin"]);
+        let human = dfs.ok(&["ls", "-h", "/user/me/big.bin"]);
+        assert!(
+            human.contains("2.00 MiB"),
+            "ls -h shows human sizes: {human}"
+        );
         dfs.ok(&["touchz", "/user/me/empty"]);
         assert!(dfs
             .ok(&["du", "-s", "/user/me"])
