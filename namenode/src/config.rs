@@ -8,6 +8,11 @@ use std::time::Duration;
 use rfs_proto::defaults;
 use serde::Deserialize;
 
+use crate::error::{NamenodeError, Result};
+
+/// Most replicas one file may ask for.
+pub const MAX_REPLICATION: u32 = 32;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -44,40 +49,49 @@ impl Default for Config {
 
 impl Config {
     /// Reads the `[namenode]` section of a TOML file (absent section: defaults).
-    pub fn from_file(path: &std::path::Path) -> Result<Config, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-        let mut table: toml::Table = text
-            .parse()
-            .map_err(|e| format!("config {}: {e}", path.display()))?;
+    pub fn from_file(path: &std::path::Path) -> Result<Config> {
+        let bad = |e: &dyn std::fmt::Display| {
+            NamenodeError::Config(format!("config file {}: {e}", path.display()))
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| bad(&e))?;
+        let mut table: toml::Table = text.parse().map_err(|e| bad(&e))?;
         match table.remove("namenode") {
             None => Ok(Config::default()),
-            Some(v) => v
-                .try_into()
-                .map_err(|e| format!("config {} [namenode]: {e}", path.display())),
+            Some(v) => v.try_into().map_err(|e| bad(&format!("[namenode]: {e}"))),
         }
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks values the namenode cannot run with, naming the setting.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(NamenodeError::Config(m));
         if self.block_size == 0
             || !self
                 .block_size
                 .is_multiple_of(defaults::BYTES_PER_CHECKSUM as u64)
         {
-            return Err(format!(
-                "block size {} must be a positive multiple of {}",
+            return bad(format!(
+                "block-size {} must be a positive multiple of {}",
                 self.block_size,
                 defaults::BYTES_PER_CHECKSUM
             ));
         }
-        if self.replication == 0 || self.replication > 32 {
-            return Err(format!(
-                "replication {} must be between 1 and 32",
+        if self.replication == 0 || self.replication > MAX_REPLICATION {
+            return bad(format!(
+                "replication {} must be between 1 and {MAX_REPLICATION}",
                 self.replication
             ));
         }
         if self.datanode_dead_ms == 0 {
-            return Err("datanode-dead-ms must be positive".into());
+            return bad("datanode-dead-ms must be positive".into());
+        }
+        if self.lease_soft_limit_ms == 0 || self.lease_hard_limit_ms < self.lease_soft_limit_ms {
+            return bad(format!(
+                "lease limits must satisfy 0 < lease-soft-limit-ms ({}) <= lease-hard-limit-ms ({})",
+                self.lease_soft_limit_ms, self.lease_hard_limit_ms
+            ));
+        }
+        if self.checkpoint_ops == 0 {
+            return bad("checkpoint_ops must be positive".into());
         }
         Ok(())
     }
@@ -88,5 +102,9 @@ impl Config {
 
     pub fn lease_soft_limit(&self) -> Duration {
         Duration::from_millis(self.lease_soft_limit_ms)
+    }
+
+    pub fn lease_hard_limit(&self) -> Duration {
+        Duration::from_millis(self.lease_hard_limit_ms)
     }
 }

@@ -22,10 +22,27 @@ pub enum NamenodeError {
     LeaseConflict { path: String, holder: String },
     #[error("{path}: no lease held by {client} (the file is not open for writing by this client)")]
     NoLease { path: String, client: String },
-    #[error("no live datanodes to place a block of {path} on")]
+    /// `path` is kept for the log; the user-facing text is fixed.
+    #[error("no live datanodes to place block on")]
     NoLiveDatanodes { path: String },
     #[error("namenode internal error: {0}")]
     Internal(String),
+    /// A configuration value the namenode cannot run with.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A listening socket could not be bound (port in use, bad address).
+    #[error("cannot listen for {what} on {addr}: {reason}")]
+    Bind {
+        what: &'static str,
+        addr: std::net::SocketAddr,
+        reason: String,
+    },
+    /// The name directory cannot be opened, or its log or store is damaged.
+    #[error("{0}")]
+    Store(String),
+    /// The RPC server stopped with an error.
+    #[error("RPC server failed: {0}")]
+    Server(String),
 }
 
 pub type Result<T, E = NamenodeError> = std::result::Result<T, E>;
@@ -43,7 +60,11 @@ impl NamenodeError {
             NamenodeError::LeaseConflict { .. } => RpcErrorKind::LeaseConflict,
             NamenodeError::NoLease { .. } => RpcErrorKind::LeaseExpired,
             NamenodeError::NoLiveDatanodes { .. } => RpcErrorKind::NoLiveDatanodes,
-            NamenodeError::Internal(_) => RpcErrorKind::Internal,
+            NamenodeError::Internal(_)
+            | NamenodeError::Config(_)
+            | NamenodeError::Bind { .. }
+            | NamenodeError::Store(_)
+            | NamenodeError::Server(_) => RpcErrorKind::Internal,
         }
     }
 }

@@ -40,7 +40,8 @@ struct Args {
     lease_hard_limit_ms: Option<u64>,
 }
 
-fn config(args: Args) -> Result<Config, String> {
+/// The config file's `[namenode]` section (or the defaults), then flags.
+fn config(args: Args) -> Result<Config, rfs_namenode::NamenodeError> {
     let mut c = match &args.config {
         Some(p) => Config::from_file(p)?,
         None => Config::default(),
@@ -58,19 +59,23 @@ fn config(args: Args) -> Result<Config, String> {
         lease_soft_limit_ms,
         lease_hard_limit_ms
     );
+    c.validate()?;
     Ok(c)
 }
 
 async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
-        Err(_) => return std::future::pending().await,
+        Err(e) => {
+            tracing::warn!("cannot watch SIGTERM ({e}); only SIGINT stops the namenode");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
     };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-    tracing::info!("shutting down");
 }
 
 #[tokio::main]
@@ -81,12 +86,14 @@ async fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let result = match config(Args::parse()) {
-        Ok(c) => rfs_namenode::run(c, shutdown_signal()).await,
-        Err(e) => Err(e),
-    };
-    if let Err(e) = result {
-        eprintln!("namenode: {e}");
+    if let Err(e) = start(Args::parse()).await {
+        eprintln!("namenode: {e:#}");
         std::process::exit(1);
     }
+}
+
+async fn start(args: Args) -> anyhow::Result<()> {
+    let config = config(args)?;
+    rfs_namenode::run(config, shutdown_signal()).await?;
+    Ok(())
 }

@@ -19,7 +19,7 @@ use crate::apply;
 use crate::error::{NamenodeError, Result};
 use crate::meta_op::{MetaOp, MetaResult};
 use crate::namespace::{counter, Namespace};
-use crate::wal::Wal;
+use crate::wal::{self, Wal};
 
 pub trait MetaLog: Send + Sync + 'static {
     /// Makes `op` durable, applies it, and returns its result.
@@ -55,22 +55,33 @@ pub fn now_ms() -> u64 {
 impl LocalMetaLog {
     /// Opens the store under `name_dir`, replays the log past the applied
     /// index, and starts the writer thread.
-    pub fn open(
-        name_dir: &Path,
-        checkpoint_ops: u64,
-    ) -> std::result::Result<(LocalMetaLog, Namespace), String> {
-        std::fs::create_dir_all(name_dir)
-            .map_err(|e| format!("cannot create name dir {}: {e}", name_dir.display()))?;
+    pub fn open(name_dir: &Path, checkpoint_ops: u64) -> Result<(LocalMetaLog, Namespace)> {
+        let store = |what: &str| {
+            let what = what.to_string();
+            move |e: NamenodeError| NamenodeError::Store(format!("{what}: {e}"))
+        };
+        std::fs::create_dir_all(name_dir).map_err(|e| {
+            NamenodeError::Store(format!(
+                "cannot create name dir {}: {e}",
+                name_dir.display()
+            ))
+        })?;
         let db = sled::Config::new()
             .path(name_dir.join("meta.sled"))
             .open()
-            .map_err(|e| format!("cannot open metadata store in {}: {e}", name_dir.display()))?;
-        let ns = Namespace::open(&db).map_err(|e| e.to_string())?;
-        apply::format_if_new(&ns, now_ms()).map_err(|e| e.to_string())?;
-        let (mut wal, records) = Wal::open(&name_dir.join("wal")).map_err(|e| e.to_string())?;
+            .map_err(|e| {
+                NamenodeError::Store(format!(
+                    "cannot open metadata store in {}: {e}",
+                    name_dir.display()
+                ))
+            })?;
+        let ns = Namespace::open(&db).map_err(store("metadata store"))?;
+        apply::format_if_new(&ns, now_ms()).map_err(store("formatting the metadata store"))?;
+        let (mut wal, records) =
+            Wal::open(&name_dir.join("wal")).map_err(|e| NamenodeError::Store(e.to_string()))?;
         let applied = ns
             .counter(counter::APPLIED_INDEX)
-            .map_err(|e| e.to_string())?;
+            .map_err(store("metadata store"))?;
         let mut next = applied + 1;
         let mut replayed = 0;
         for (index, op) in records {
@@ -78,14 +89,16 @@ impl LocalMetaLog {
                 continue;
             }
             if index != next {
-                return Err(format!(
-                    "write-ahead log skips from index {} to {index}",
+                return Err(NamenodeError::Store(format!(
+                    "write-ahead log in {} skips from index {} to {index}",
+                    name_dir.display(),
                     next - 1
-                ));
+                )));
             }
-            apply::apply(&ns, index, &op)
-                .map_err(|e| format!("replaying op {index}: {e}"))?
-                .ok();
+            // The op's own validation result was answered before the crash
+            // (or never); replay only needs its effect.
+            let _ =
+                apply::apply(&ns, index, &op).map_err(store(&format!("replaying op {index}")))?;
             next += 1;
             replayed += 1;
         }
@@ -95,8 +108,11 @@ impl LocalMetaLog {
                 next - 1
             );
         }
-        ns.tree.flush().map_err(|e| e.to_string())?;
-        wal.roll(next).map_err(|e| e.to_string())?;
+        ns.tree
+            .flush()
+            .map_err(|e| NamenodeError::Store(format!("flushing the metadata store: {e}")))?;
+        wal.roll(next)
+            .map_err(|e| NamenodeError::Store(e.to_string()))?;
 
         let (tx, rx) = mpsc::channel(QUEUE);
         let stats = Arc::new(LogStats::default());
@@ -112,7 +128,7 @@ impl LocalMetaLog {
         let writer = std::thread::Builder::new()
             .name("wal-writer".into())
             .spawn(move || worker.run())
-            .map_err(|e| format!("cannot start the log writer: {e}"))?;
+            .map_err(|e| NamenodeError::Store(format!("cannot start the log writer: {e}")))?;
         Ok((
             LocalMetaLog {
                 tx: Mutex::new(Some(tx)),
@@ -127,7 +143,9 @@ impl LocalMetaLog {
         &self.stats
     }
 
-    /// Stops accepting ops, lets queued ones finish, checkpoints.
+    /// Stops accepting ops, lets queued ones finish, checkpoints. Blocks
+    /// until the writer thread is done (call it from `spawn_blocking` in
+    /// async code).
     pub fn close(&self) {
         self.tx.lock().expect("lock").take();
         if let Some(h) = self.writer.lock().expect("lock").take() {
@@ -189,6 +207,21 @@ impl Writer {
     }
 
     fn commit(&mut self, batch: Vec<Pending>) -> Result<(), String> {
+        // An op too large for one log record is refused alone, before it
+        // takes an index: writing it would make the log unreadable.
+        let batch: Vec<Pending> = batch
+            .into_iter()
+            .filter_map(|(op, done)| match wal::record_fits(&op) {
+                Ok(()) => Some((op, done)),
+                Err(e) => {
+                    let _ = done.send(Err(e));
+                    None
+                }
+            })
+            .collect();
+        if batch.is_empty() {
+            return Ok(());
+        }
         let first = self.next;
         let records: Vec<(u64, &MetaOp)> = batch
             .iter()

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 use crate::meta_op::MetaOp;
 
-const MAX_RECORD: usize = 64 * 1024 * 1024;
+/// Largest record payload; a longer length field is damage, not data.
+pub const MAX_RECORD: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
@@ -95,6 +96,19 @@ fn read_segment(bytes: &[u8]) -> (Vec<(u64, MetaOp)>, usize, Option<String>) {
         pos += 8 + len;
     }
     (out, pos, None)
+}
+
+/// Whether `op` fits one record; an op that does not is refused before it
+/// reaches the log (it would read back as corruption).
+pub fn record_fits(op: &MetaOp) -> Result<(), crate::error::NamenodeError> {
+    let size = bincode::serialized_size(&(0u64, op))
+        .map_err(|e| crate::error::NamenodeError::Internal(format!("encoding an op: {e}")))?;
+    if size > MAX_RECORD as u64 {
+        return Err(crate::error::NamenodeError::InvalidArgument(format!(
+            "request too large for the metadata log ({size} bytes)"
+        )));
+    }
+    Ok(())
 }
 
 impl Wal {
