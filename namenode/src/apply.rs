@@ -189,18 +189,35 @@ fn writable_file(t: &Txn, path: &str, client_id: &str) -> Result<Inode> {
     }
 }
 
-/// Records the final length of a block of `file`.
+/// Records the final length the writer reports for `b`, which must be the
+/// file's last block with its generation stamp; a block holds at most the
+/// file's block size (this also keeps file lengths far from overflow).
 fn commit_block(path: &str, file: &mut FileMeta, b: &BlockMeta) -> Result<()> {
-    match file.blocks.iter_mut().find(|x| x.id == b.id) {
-        Some(x) => {
-            x.len = b.len;
-            Ok(())
-        }
-        None => Err(NamenodeError::InvalidArgument(format!(
-            "{path}: block {} does not belong to this file",
-            b.id
-        ))),
+    let block_size = file.block_size;
+    let bad = |why: String| Err(NamenodeError::InvalidArgument(format!("{path}: {why}")));
+    let Some(last) = file.blocks.last_mut() else {
+        return bad(format!("block {} does not belong to this file", b.id));
+    };
+    if last.id != b.id {
+        return bad(format!(
+            "block {} is not the file's last block {}",
+            b.id, last.id
+        ));
     }
+    if last.gen_stamp != b.gen_stamp {
+        return bad(format!(
+            "block {} has generation stamp {}, not {}",
+            b.id, last.gen_stamp, b.gen_stamp
+        ));
+    }
+    if b.len > block_size {
+        return bad(format!(
+            "block {} length {} exceeds the block size {block_size}",
+            b.id, b.len
+        ));
+    }
+    last.len = b.len;
+    Ok(())
 }
 
 fn apply_op(t: &mut Txn, op: &MetaOp) -> Result<MetaResult> {
@@ -435,6 +452,7 @@ fn rename(t: &mut Txn, src: &str, dst: &str, now_ms: u64) -> Result<MetaResult> 
     let mut node = t.ns.get(src)?;
     let src_norm = path::join(&src_comps);
     let mut final_comps: Vec<&str> = dst_comps.clone();
+    let dst_norm = path::join(&dst_comps);
     if let Some(existing) = t.ns.lookup(dst)? {
         if existing.id == node.id {
             return Ok(MetaResult::Renamed {
@@ -447,9 +465,15 @@ fn rename(t: &mut Txn, src: &str, dst: &str, now_ms: u64) -> Result<MetaResult> 
         final_comps.push(src_comps[src_comps.len() - 1]);
     }
     let final_path = path::join(&final_comps);
+    if final_comps == src_comps {
+        // Into its own parent directory: already there.
+        return Ok(MetaResult::Renamed {
+            final_path: src_norm,
+        });
+    }
     if final_comps.len() > src_comps.len() && final_comps[..src_comps.len()] == src_comps[..] {
         return Err(NamenodeError::InvalidArgument(format!(
-            "cannot move {src_norm} into its own subtree {final_path}"
+            "cannot move {src_norm} into its own subtree {dst_norm}"
         )));
     }
     if t.ns.lookup(&final_path)?.is_some() {

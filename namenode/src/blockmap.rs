@@ -64,17 +64,19 @@ impl BlockMap {
         }
     }
 
-    /// Marks `node`'s replica bad; returns whether a good one remains elsewhere.
-    pub fn mark_corrupt(&mut self, id: u64, node: &str) -> bool {
-        match self.blocks.get_mut(&id) {
-            Some(info) => {
-                info.replicas.remove(node);
-                info.expected.retain(|n| n != node);
-                info.corrupt.insert(node.to_string());
-                !info.replicas.is_empty()
-            }
-            None => false,
-        }
+    /// Marks `node`'s replica of block `id` (a block the namespace has,
+    /// with `gen_stamp`) bad; returns whether a good one remains elsewhere.
+    pub fn mark_corrupt(&mut self, id: u64, gen_stamp: u64, replication: u32, node: &str) -> bool {
+        let info = self.blocks.entry(id).or_insert_with(|| BlockInfo {
+            gen_stamp,
+            replication,
+            ..Default::default()
+        });
+        info.replicas.remove(node);
+        info.expected.retain(|n| n != node);
+        info.corrupt.insert(node.to_string());
+        self.by_node.entry(node.to_string()).or_default().insert(id);
+        !info.replicas.is_empty()
     }
 
     /// Forgets a block; returns the nodes that held it.

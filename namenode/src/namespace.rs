@@ -46,7 +46,7 @@ pub struct FileMeta {
 
 impl FileMeta {
     pub fn length(&self) -> u64 {
-        self.blocks.iter().map(|b| b.len).sum()
+        self.blocks.iter().fold(0, |n, b| n.saturating_add(b.len))
     }
 }
 
@@ -217,6 +217,16 @@ impl Namespace {
         Ok((out, false))
     }
 
+    /// Number of entries in directory `dir`.
+    pub fn child_count(&self, dir: u64) -> Result<u64> {
+        let mut n = 0;
+        for item in self.tree.scan_prefix(child_key(dir, "")) {
+            item?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Every inode of the subtree at `root`, root first.
     pub fn subtree(&self, root: &Inode) -> Result<Vec<Inode>> {
         let mut out = vec![root.clone()];
@@ -261,6 +271,19 @@ impl Namespace {
         names.reverse();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         Ok(path::join(&refs))
+    }
+
+    /// Every file inode, in inode-id order.
+    pub fn files(&self) -> impl Iterator<Item = Result<Inode>> + '_ {
+        self.tree.scan_prefix(b"i").filter_map(|item| {
+            let inode = item
+                .map_err(NamenodeError::from)
+                .and_then(|(_, v)| Ok(bincode::deserialize::<Inode>(&v)?));
+            match inode {
+                Ok(i) if i.is_dir() => None,
+                other => Some(other),
+            }
+        })
     }
 
     /// Count of files and of blocks.

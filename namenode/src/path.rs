@@ -5,13 +5,26 @@
 use crate::error::{NamenodeError, Result};
 
 pub const MAX_NAME_LEN: usize = 255;
+/// Longest path accepted, in bytes (HDFS's limit).
+pub const MAX_PATH_LEN: usize = 8000;
+/// Most components a path may have (HDFS's limit).
+pub const MAX_DEPTH: usize = 1000;
 
 /// The components of a valid absolute path (empty for `/`).
 pub fn components(path: &str) -> Result<Vec<&str>> {
     let bad = |reason: &str| NamenodeError::InvalidPath {
-        path: path.escape_default().to_string(),
+        path: path.escape_debug().to_string(),
         reason: reason.into(),
     };
+    if path.len() > MAX_PATH_LEN {
+        return Err(NamenodeError::InvalidPath {
+            path: format!(
+                "{}...",
+                path.chars().take(64).collect::<String>().escape_debug()
+            ),
+            reason: format!("longer than {MAX_PATH_LEN} bytes"),
+        });
+    }
     let rest = path
         .strip_prefix('/')
         .ok_or_else(|| bad("paths must be absolute (start with /)"))?;
@@ -22,6 +35,9 @@ pub fn components(path: &str) -> Result<Vec<&str>> {
     };
     if rest.is_empty() {
         return Ok(Vec::new());
+    }
+    if rest.split('/').count() > MAX_DEPTH {
+        return Err(bad("more than 1000 components"));
     }
     rest.split('/')
         .map(|c| match c {
@@ -73,5 +89,9 @@ mod tests {
         }
         assert!(components(&format!("/{}", "x".repeat(256))).is_err());
         assert!(components(&format!("/{}", "x".repeat(255))).is_ok());
+        assert!(components(&"/x".repeat(1001)).is_err());
+        assert!(components(&"/x".repeat(1000)).is_ok());
+        let e = components("/a//b").unwrap_err().to_string();
+        assert_eq!(e, "invalid path \"/a//b\": empty path component");
     }
 }

@@ -7,7 +7,7 @@ use rfs_proto::common::{DatanodeInfo, ExtendedBlock, LocatedBlock};
 use rfs_proto::datanode::{datanode_command, DatanodeCommand, InvalidateBlocks};
 use rfs_proto::namenode::{FileStatus, FileType};
 
-use crate::blockmap::BlockMap;
+use crate::blockmap::{BlockInfo, BlockMap};
 use crate::config::Config;
 use crate::datanodes::Registry;
 use crate::leases::Leases;
@@ -27,7 +27,10 @@ impl State {
     pub fn new(config: Config, log: Arc<dyn MetaLog>, ns: Namespace) -> State {
         State {
             registry: Mutex::new(Registry::new(config.datanode_dead())),
-            leases: Mutex::new(Leases::new(config.lease_soft_limit())),
+            leases: Mutex::new(Leases::new(
+                config.lease_soft_limit(),
+                config.lease_hard_limit(),
+            )),
             blocks: Mutex::new(BlockMap::default()),
             config,
             log,
@@ -67,24 +70,14 @@ impl State {
     pub fn located(&self, b: &BlockMeta, offset: u64, client_host: &str) -> LocatedBlock {
         let map = self.blocks();
         let reg = self.registry();
-        let info = map.get(b.id);
-        let mut ids: Vec<&String> = Vec::new();
-        let mut corrupt = false;
-        if let Some(info) = info {
-            ids = info
-                .replicas
-                .iter()
-                .filter(|n| info.gen_stamp == b.gen_stamp && reg.is_live(n))
-                .collect();
-            if ids.is_empty() {
-                ids = info
-                    .expected
-                    .iter()
-                    .filter(|n| reg.is_live(n) && !info.corrupt.contains(*n))
-                    .collect();
+        let (ids, corrupt) = match map.get(b.id) {
+            Some(info) => {
+                let ids = readable_replicas(info, b.gen_stamp, &reg);
+                let corrupt = ids.is_empty() && !info.corrupt.is_empty();
+                (ids, corrupt)
             }
-            corrupt = ids.is_empty() && !info.corrupt.is_empty();
-        }
+            None => (Vec::new(), false),
+        };
         let mut locations: Vec<DatanodeInfo> = ids
             .into_iter()
             .filter_map(|id| reg.get(id).map(|s| s.info.clone()))
@@ -97,6 +90,28 @@ impl State {
             corrupt,
         }
     }
+}
+
+/// Datanodes a reader may use for a block with generation stamp
+/// `gen_stamp`: live, non-corrupt replicas that were reported; until any
+/// is reported, the live targets chosen at `add_block` (a file read right
+/// after it was closed, before the datanodes' reports arrive).
+pub fn readable_replicas<'a>(
+    info: &'a BlockInfo,
+    gen_stamp: u64,
+    reg: &Registry,
+) -> Vec<&'a String> {
+    if info.gen_stamp != gen_stamp {
+        return Vec::new();
+    }
+    let reported: Vec<&String> = info.replicas.iter().filter(|n| reg.is_live(n)).collect();
+    if !reported.is_empty() {
+        return reported;
+    }
+    info.expected
+        .iter()
+        .filter(|n| reg.is_live(n) && !info.corrupt.contains(*n))
+        .collect()
 }
 
 pub fn extended(b: &BlockMeta) -> ExtendedBlock {
@@ -115,6 +130,20 @@ pub fn invalidate_command(blocks: Vec<ExtendedBlock>) -> DatanodeCommand {
     }
 }
 
+/// The status of `inode` at `path`, with the entry count of a directory.
+pub fn status_with_children(
+    ns: &Namespace,
+    path: String,
+    inode: &Inode,
+) -> crate::error::Result<FileStatus> {
+    let mut st = file_status(path, inode);
+    if inode.is_dir() {
+        st.children = ns.child_count(inode.id)?;
+    }
+    Ok(st)
+}
+
+/// The status of `inode` at `path` (a directory's `children` left 0).
 pub fn file_status(path: String, inode: &Inode) -> FileStatus {
     let (file_type, length, replication, block_size, uc) = match &inode.file {
         Some(f) => (

@@ -164,6 +164,9 @@ impl Model {
             ),
             None => dst.to_string(),
         };
+        if fin == src {
+            return true; // into its own parent: already there
+        }
         if fin.starts_with(&format!("{src}/"))
             || self.is_dir(&fin).is_some()
             || self.is_dir(parent(&fin)) != Some(true)

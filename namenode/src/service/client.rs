@@ -8,13 +8,14 @@ use rfs_proto::namenode::client_protocol_server::ClientProtocol;
 use rfs_proto::namenode::*;
 use tonic::{Request, Response, Status};
 
+use crate::config::MAX_REPLICATION;
 use crate::error::NamenodeError;
 use crate::meta_log::now_ms;
 use crate::meta_op::{MetaOp, MetaResult};
 use crate::namespace::BlockMeta;
 use crate::path;
 use crate::placement;
-use crate::state::{file_status, State};
+use crate::state::{file_status, readable_replicas, status_with_children, State};
 
 pub struct ClientService {
     pub state: Arc<State>,
@@ -24,6 +25,24 @@ type R<T> = Result<Response<T>, Status>;
 
 const DEFAULT_LIST_LIMIT: u32 = 1000;
 const MAX_LIST_LIMIT: u32 = 10_000;
+/// Longest client id, owner or group accepted, in bytes.
+const MAX_FIELD_LEN: usize = 1024;
+
+/// Counts one call of `method`.
+fn rpc(method: &'static str) {
+    metrics::counter!("rfs_namenode_rpcs_total", "method" => method).increment(1);
+}
+
+/// Refuses identity fields that are oversized or hold control characters.
+fn check_field(field: &str, value: &str) -> Result<(), Status> {
+    if value.len() > MAX_FIELD_LEN || value.chars().any(char::is_control) {
+        return Err(NamenodeError::InvalidArgument(format!(
+            "{field} must be at most {MAX_FIELD_LEN} bytes without control characters"
+        ))
+        .into());
+    }
+    Ok(())
+}
 
 fn or_default(s: &str, d: &str) -> String {
     if s.is_empty() {
@@ -54,14 +73,17 @@ impl ClientService {
         if id.is_empty() {
             return Err(NamenodeError::InvalidArgument("client_id is required".into()).into());
         }
-        Ok(())
+        check_field("client_id", id)
     }
 }
 
 #[tonic::async_trait]
 impl ClientProtocol for ClientService {
     async fn mkdirs(&self, req: Request<MkdirsRequest>) -> R<MkdirsResponse> {
+        rpc("mkdirs");
         let r = req.into_inner();
+        check_field("owner", &r.owner)?;
+        check_field("group", &r.group)?;
         let op = MetaOp::Mkdirs {
             path: path::normalize(&r.path)?,
             create_parent: r.create_parent,
@@ -77,8 +99,11 @@ impl ClientProtocol for ClientService {
     }
 
     async fn create(&self, req: Request<CreateRequest>) -> R<CreateResponse> {
+        rpc("create");
         let r = req.into_inner();
         Self::require_client(&r.client_id)?;
+        check_field("owner", &r.owner)?;
+        check_field("group", &r.group)?;
         let p = path::normalize(&r.path)?;
         let cfg = &self.state.config;
         let replication = if r.replication == 0 {
@@ -91,13 +116,13 @@ impl ClientProtocol for ClientService {
         } else {
             r.block_size
         };
-        if replication > 32 {
+        if replication > MAX_REPLICATION {
             return Err(NamenodeError::InvalidArgument(format!(
-                "replication {replication} is more than 32"
+                "replication {replication} is more than {MAX_REPLICATION}"
             ))
             .into());
         }
-        if block_size % rfs_proto::defaults::BYTES_PER_CHECKSUM as u64 != 0 {
+        if !block_size.is_multiple_of(rfs_proto::defaults::BYTES_PER_CHECKSUM as u64) {
             return Err(NamenodeError::InvalidArgument(format!(
                 "block size {block_size} is not a multiple of 512"
             ))
@@ -144,6 +169,7 @@ impl ClientProtocol for ClientService {
     }
 
     async fn add_block(&self, req: Request<AddBlockRequest>) -> R<AddBlockResponse> {
+        rpc("add_block");
         let r = req.into_inner();
         Self::require_client(&r.client_id)?;
         let p = path::normalize(&r.path)?;
@@ -152,6 +178,25 @@ impl ClientProtocol for ClientService {
             .file
             .as_ref()
             .ok_or_else(|| NamenodeError::IsDirectory(p.clone()))?;
+        // Checked again in apply; checked here so that a writer without
+        // the lease hears that, not that no datanode is free.
+        match &file.writer {
+            Some(w) if *w == r.client_id => {}
+            Some(w) => {
+                return Err(NamenodeError::LeaseConflict {
+                    path: p,
+                    holder: w.clone(),
+                }
+                .into())
+            }
+            None => {
+                return Err(NamenodeError::NoLease {
+                    path: p,
+                    client: r.client_id,
+                }
+                .into())
+            }
+        }
         let targets = placement::choose(
             &self.state.registry(),
             file.replication as usize,
@@ -160,6 +205,7 @@ impl ClientProtocol for ClientService {
             &r.excluded_datanodes,
         );
         if targets.is_empty() {
+            tracing::warn!("{p}: no live datanode can take a new block");
             return Err(NamenodeError::NoLiveDatanodes { path: p }.into());
         }
         if targets.len() < file.replication as usize {
@@ -201,6 +247,7 @@ impl ClientProtocol for ClientService {
     }
 
     async fn complete(&self, req: Request<CompleteRequest>) -> R<CompleteResponse> {
+        rpc("complete");
         let r = req.into_inner();
         Self::require_client(&r.client_id)?;
         let p = path::normalize(&r.path)?;
@@ -220,6 +267,7 @@ impl ClientProtocol for ClientService {
     }
 
     async fn abandon_block(&self, req: Request<AbandonBlockRequest>) -> R<AbandonBlockResponse> {
+        rpc("abandon_block");
         let r = req.into_inner();
         let b = block_meta(&r.block)
             .ok_or_else(|| NamenodeError::InvalidArgument("block is required".into()))?;
@@ -237,6 +285,7 @@ impl ClientProtocol for ClientService {
         &self,
         req: Request<GetBlockLocationsRequest>,
     ) -> R<GetBlockLocationsResponse> {
+        rpc("get_block_locations");
         let r = req.into_inner();
         let p = path::normalize(&r.path)?;
         let inode = self.state.ns.get(&p)?;
@@ -268,12 +317,17 @@ impl ClientProtocol for ClientService {
     }
 
     async fn get_file_info(&self, req: Request<GetFileInfoRequest>) -> R<GetFileInfoResponse> {
+        rpc("get_file_info");
         let p = path::normalize(&req.into_inner().path)?;
-        let status = self.state.ns.lookup(&p)?.map(|i| file_status(p, &i));
+        let status = match self.state.ns.lookup(&p)? {
+            Some(i) => Some(status_with_children(&self.state.ns, p, &i)?),
+            None => None,
+        };
         Ok(Response::new(GetFileInfoResponse { status }))
     }
 
     async fn list(&self, req: Request<ListRequest>) -> R<ListResponse> {
+        rpc("list");
         let r = req.into_inner();
         let p = path::normalize(&r.path)?;
         let inode = self.state.ns.get(&p)?;
@@ -293,12 +347,13 @@ impl ClientProtocol for ClientService {
             .children(inode.id, &r.start_after, limit as usize)?;
         let entries = kids
             .iter()
-            .map(|k| file_status(path::child(&p, &k.name), k))
-            .collect();
+            .map(|k| status_with_children(&self.state.ns, path::child(&p, &k.name), k))
+            .collect::<Result<_, _>>()?;
         Ok(Response::new(ListResponse { entries, has_more }))
     }
 
     async fn delete(&self, req: Request<DeleteRequest>) -> R<DeleteResponse> {
+        rpc("delete");
         let r = req.into_inner();
         let op = MetaOp::Delete {
             path: path::normalize(&r.path)?,
@@ -315,6 +370,7 @@ impl ClientProtocol for ClientService {
     }
 
     async fn rename(&self, req: Request<RenameRequest>) -> R<RenameResponse> {
+        rpc("rename");
         let r = req.into_inner();
         let op = MetaOp::Rename {
             src: path::normalize(&r.src)?,
@@ -334,10 +390,11 @@ impl ClientProtocol for ClientService {
         &self,
         req: Request<SetReplicationRequest>,
     ) -> R<SetReplicationResponse> {
+        rpc("set_replication");
         let r = req.into_inner();
-        if r.replication == 0 || r.replication > 32 {
+        if r.replication == 0 || r.replication > MAX_REPLICATION {
             return Err(NamenodeError::InvalidArgument(format!(
-                "replication {} must be between 1 and 32",
+                "replication {} must be between 1 and {MAX_REPLICATION}",
                 r.replication
             ))
             .into());
@@ -362,6 +419,7 @@ impl ClientProtocol for ClientService {
         &self,
         req: Request<ContentSummaryRequest>,
     ) -> R<ContentSummaryResponse> {
+        rpc("content_summary");
         let p = path::normalize(&req.into_inner().path)?;
         let inode = self.state.ns.get(&p)?;
         let mut s = ContentSummaryResponse::default();
@@ -369,8 +427,10 @@ impl ClientProtocol for ClientService {
             match &n.file {
                 Some(f) => {
                     s.file_count += 1;
-                    s.length += f.length();
-                    s.space_consumed += f.length() * f.replication as u64;
+                    s.length = s.length.saturating_add(f.length());
+                    s.space_consumed = s
+                        .space_consumed
+                        .saturating_add(f.length().saturating_mul(f.replication as u64));
                 }
                 None => s.directory_count += 1,
             }
@@ -379,38 +439,45 @@ impl ClientProtocol for ClientService {
     }
 
     async fn fs_stats(&self, _req: Request<FsStatsRequest>) -> R<FsStatsResponse> {
-        let (total_files, total_blocks) = self.state.ns.totals()?;
-        let mut s = FsStatsResponse {
-            total_files,
-            total_blocks,
-            ..Default::default()
-        };
-        {
-            let reg = self.state.registry();
-            for d in reg.live() {
-                s.capacity += d.info.capacity;
-                s.used += d.info.used;
-                s.remaining += d.info.remaining;
+        rpc("fs_stats");
+        // Blocks of files being written are left out of the health counts:
+        // their replicas are still arriving.
+        let mut complete_blocks = Vec::new();
+        let mut s = FsStatsResponse::default();
+        for inode in self.state.ns.files() {
+            let Some(f) = inode?.file else { continue };
+            s.total_files += 1;
+            s.total_blocks += f.blocks.len() as u64;
+            if f.writer.is_none() {
+                complete_blocks.extend(f.blocks.iter().map(|b| (*b, f.replication)));
             }
-            (s.live_datanodes, s.dead_datanodes) = reg.counts();
-            let map = self.state.blocks();
-            for (_, info) in map.iter() {
-                let live = info.replicas.iter().filter(|n| reg.is_live(n)).count();
-                if live == 0 && info.expected.is_empty() {
-                    s.missing_blocks += 1;
-                }
-                if live == 0 && !info.corrupt.is_empty() {
-                    s.corrupt_blocks += 1;
-                }
-                if live > 0 && live < info.replication as usize {
-                    s.under_replicated_blocks += 1;
-                }
+        }
+        let reg = self.state.registry();
+        for d in reg.live() {
+            s.capacity = s.capacity.saturating_add(d.info.capacity);
+            s.used = s.used.saturating_add(d.info.used);
+            s.remaining = s.remaining.saturating_add(d.info.remaining);
+        }
+        (s.live_datanodes, s.dead_datanodes) = reg.counts();
+        let map = self.state.blocks();
+        for (b, replication) in complete_blocks {
+            let info = map.get(b.id);
+            let good = info.map_or(0, |i| readable_replicas(i, b.gen_stamp, &reg).len());
+            if good == 0 {
+                s.missing_blocks += 1;
+            }
+            if good < replication as usize {
+                s.under_replicated_blocks += 1;
+            }
+            if info.is_some_and(|i| !i.corrupt.is_empty()) {
+                s.corrupt_blocks += 1;
             }
         }
         Ok(Response::new(s))
     }
 
     async fn renew_lease(&self, req: Request<RenewLeaseRequest>) -> R<RenewLeaseResponse> {
+        rpc("renew_lease");
         let r = req.into_inner();
         Self::require_client(&r.client_id)?;
         self.state.leases().renew(&r.client_id);
@@ -421,11 +488,15 @@ impl ClientProtocol for ClientService {
         &self,
         req: Request<ReportBadBlocksRequest>,
     ) -> R<ReportBadBlocksResponse> {
+        rpc("report_bad_blocks");
         let r = req.into_inner();
         let b = r
             .block
             .ok_or_else(|| NamenodeError::InvalidArgument("block is required".into()))?;
-        crate::service::datanode::record_bad_replica(&self.state, &b, &r.datanode_id, &r.reason);
+        if r.datanode_id.is_empty() {
+            return Err(NamenodeError::InvalidArgument("datanode_id is required".into()).into());
+        }
+        crate::service::datanode::record_bad_replica(&self.state, &b, &r.datanode_id, &r.reason)?;
         Ok(Response::new(ReportBadBlocksResponse {}))
     }
 }

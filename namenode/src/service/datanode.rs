@@ -18,6 +18,11 @@ pub struct DatanodeService {
 
 type R<T> = Result<Response<T>, Status>;
 
+/// Counts one call of `method`.
+fn rpc(method: &'static str) {
+    metrics::counter!("rfs_namenode_rpcs_total", "method" => method).increment(1);
+}
+
 fn reregister() -> DatanodeCommand {
     DatanodeCommand {
         command: Some(datanode_command::Command::Reregister(ReRegister {})),
@@ -48,22 +53,56 @@ fn add_reported(
     }
 }
 
-/// Marks a replica bad; deletes it on its node once a good copy exists.
-pub fn record_bad_replica(state: &State, b: &ExtendedBlock, node: &str, reason: &str) {
+/// Marks a replica bad: it is never offered to readers again, and it is
+/// deleted on its node once a good copy exists elsewhere. A report for a
+/// block the namespace no longer has, or for an older generation, is moot.
+pub fn record_bad_replica(
+    state: &State,
+    b: &ExtendedBlock,
+    node: &str,
+    reason: &str,
+) -> Result<(), NamenodeError> {
+    let Some(owner) = state.ns.block_owner(b.block_id)? else {
+        tracing::info!(
+            "bad replica report for deleted block {} ignored",
+            b.block_id
+        );
+        return Ok(());
+    };
+    let Some(meta) = owner
+        .file
+        .as_ref()
+        .and_then(|f| f.blocks.iter().find(|m| m.id == b.block_id))
+    else {
+        return Ok(());
+    };
+    if meta.gen_stamp != b.generation_stamp {
+        tracing::info!(
+            "bad replica report for block {} with stale generation stamp {} ignored",
+            b.block_id,
+            b.generation_stamp
+        );
+        return Ok(());
+    }
     tracing::warn!(
         "replica of block {} on datanode {node} reported bad: {reason}",
         b.block_id
     );
     metrics::counter!("rfs_namenode_bad_replicas_total").increment(1);
-    let good_elsewhere = state.blocks().mark_corrupt(b.block_id, node);
+    let replication = owner.file.as_ref().map_or(1, |f| f.replication);
+    let good_elsewhere = state
+        .blocks()
+        .mark_corrupt(b.block_id, meta.gen_stamp, replication, node);
     if good_elsewhere {
         state.registry().queue(node, invalidate_command(vec![*b]));
     }
+    Ok(())
 }
 
 #[tonic::async_trait]
 impl DatanodeProtocol for DatanodeService {
     async fn register(&self, req: Request<RegisterRequest>) -> R<RegisterResponse> {
+        rpc("register");
         let info = req.into_inner().info.ok_or_else(|| {
             NamenodeError::InvalidArgument("registration without datanode info".into())
         })?;
@@ -86,6 +125,7 @@ impl DatanodeProtocol for DatanodeService {
     }
 
     async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> R<HeartbeatResponse> {
+        rpc("heartbeat");
         let r = req.into_inner();
         let s = r.storage.unwrap_or_default();
         let commands =
@@ -98,6 +138,7 @@ impl DatanodeProtocol for DatanodeService {
     }
 
     async fn block_report(&self, req: Request<BlockReportRequest>) -> R<BlockReportResponse> {
+        rpc("block_report");
         let r = req.into_inner();
         if !self.state.registry().touch(&r.datanode_id) {
             return Ok(Response::new(BlockReportResponse {
@@ -138,6 +179,7 @@ impl DatanodeProtocol for DatanodeService {
         &self,
         req: Request<BlockReceivedAndDeletedRequest>,
     ) -> R<BlockReceivedAndDeletedResponse> {
+        rpc("block_received_and_deleted");
         let r = req.into_inner();
         if !self.state.registry().touch(&r.datanode_id) {
             return Err(NamenodeError::InvalidArgument(format!(
@@ -170,11 +212,12 @@ impl DatanodeProtocol for DatanodeService {
         &self,
         req: Request<ReportBadReplicaRequest>,
     ) -> R<ReportBadReplicaResponse> {
+        rpc("report_bad_replica");
         let r = req.into_inner();
         let b = r
             .block
             .ok_or_else(|| NamenodeError::InvalidArgument("block is required".into()))?;
-        record_bad_replica(&self.state, &b, &r.datanode_id, &r.reason);
+        record_bad_replica(&self.state, &b, &r.datanode_id, &r.reason)?;
         Ok(Response::new(ReportBadReplicaResponse {}))
     }
 }
