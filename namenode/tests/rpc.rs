@@ -1,0 +1,581 @@
+//! The namenode over real gRPC, in process: the client protocol's rules and
+//! error texts, and the datanode protocol driving the block map (fake
+//! datanodes: registration, heartbeats, reports; no block bytes).
+
+use std::time::Duration;
+
+use rfs_proto::common::{DatanodeInfo, ExtendedBlock, LocatedBlock};
+use rfs_proto::datanode::datanode_command::Command;
+use rfs_proto::datanode::datanode_protocol_client::DatanodeProtocolClient;
+use rfs_proto::datanode::*;
+use rfs_proto::namenode::client_protocol_client::ClientProtocolClient;
+use rfs_proto::namenode::*;
+use rfs_proto::rpc_error::{kind_of, RpcErrorKind};
+use tonic::transport::Channel;
+
+struct Namenode {
+    client: ClientProtocolClient<Channel>,
+    datanode: DatanodeProtocolClient<Channel>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<rfs_namenode::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Namenode {
+    async fn start(tweak: impl FnOnce(&mut rfs_namenode::Config)) -> Namenode {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = rfs_namenode::Config {
+            name_dir: dir.path().join("name"),
+            http_addr: "127.0.0.1:0".parse().unwrap(),
+            block_size: 1024 * 1024,
+            replication: 3,
+            ..Default::default()
+        };
+        tweak(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(rfs_namenode::serve(config, listener, async move {
+            let _ = stopped.await;
+        }));
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        Namenode {
+            client: ClientProtocolClient::new(channel.clone()),
+            datanode: DatanodeProtocolClient::new(channel),
+            stop: Some(stop),
+            task,
+            _dir: dir,
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.unwrap().unwrap();
+    }
+
+    async fn register(&mut self, id: &str, ip: &str, remaining: u64) {
+        let info = DatanodeInfo {
+            datanode_id: id.into(),
+            hostname: format!("host-{ip}"),
+            ip: ip.into(),
+            data_port: 9866,
+            ..Default::default()
+        };
+        self.datanode
+            .register(RegisterRequest { info: Some(info) })
+            .await
+            .unwrap();
+        self.heartbeat(id, remaining).await;
+    }
+
+    async fn heartbeat(&mut self, id: &str, remaining: u64) -> Vec<Command> {
+        let storage = StorageReport {
+            capacity: remaining * 2,
+            used: 0,
+            remaining,
+            failed_volumes: 0,
+        };
+        self.datanode
+            .heartbeat(HeartbeatRequest {
+                datanode_id: id.into(),
+                storage: Some(storage),
+                xceivers: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .commands
+            .into_iter()
+            .filter_map(|c| c.command)
+            .collect()
+    }
+
+    async fn mkdirs(&mut self, path: &str, create_parent: bool) -> Result<bool, tonic::Status> {
+        let r = MkdirsRequest {
+            path: path.into(),
+            create_parent,
+            ..Default::default()
+        };
+        Ok(self.client.mkdirs(r).await?.into_inner().created)
+    }
+
+    async fn create(
+        &mut self,
+        path: &str,
+        client: &str,
+        overwrite: bool,
+    ) -> Result<FileStatus, tonic::Status> {
+        let r = CreateRequest {
+            path: path.into(),
+            client_id: client.into(),
+            overwrite,
+            create_parent: true,
+            ..Default::default()
+        };
+        Ok(self.client.create(r).await?.into_inner().status.unwrap())
+    }
+
+    async fn add_block(
+        &mut self,
+        path: &str,
+        client: &str,
+        previous: Option<ExtendedBlock>,
+        host: &str,
+    ) -> Result<LocatedBlock, tonic::Status> {
+        let r = AddBlockRequest {
+            path: path.into(),
+            client_id: client.into(),
+            previous,
+            excluded_datanodes: vec![],
+            client_host: host.into(),
+        };
+        Ok(self.client.add_block(r).await?.into_inner().block.unwrap())
+    }
+
+    async fn complete(
+        &mut self,
+        path: &str,
+        client: &str,
+        last: Option<ExtendedBlock>,
+    ) -> Result<FileStatus, tonic::Status> {
+        let r = CompleteRequest {
+            path: path.into(),
+            client_id: client.into(),
+            last,
+        };
+        Ok(self.client.complete(r).await?.into_inner().status.unwrap())
+    }
+
+    /// Writes a one-block file of `len` bytes (metadata only).
+    async fn write(&mut self, path: &str, len: u64) -> ExtendedBlock {
+        self.create(path, "w", false).await.unwrap();
+        let b = self.add_block(path, "w", None, "").await.unwrap();
+        let mut blk = b.block.unwrap();
+        blk.num_bytes = len;
+        self.complete(path, "w", Some(blk)).await.unwrap();
+        blk
+    }
+
+    async fn rename(&mut self, src: &str, dst: &str) -> Result<String, tonic::Status> {
+        let r = RenameRequest {
+            src: src.into(),
+            dst: dst.into(),
+            client_id: String::new(),
+        };
+        Ok(self.client.rename(r).await?.into_inner().final_path)
+    }
+
+    async fn delete(&mut self, path: &str, recursive: bool) -> Result<bool, tonic::Status> {
+        let r = DeleteRequest {
+            path: path.into(),
+            recursive,
+            client_id: String::new(),
+        };
+        Ok(self.client.delete(r).await?.into_inner().deleted)
+    }
+
+    async fn locations(&mut self, path: &str, host: &str) -> GetBlockLocationsResponse {
+        let r = GetBlockLocationsRequest {
+            path: path.into(),
+            offset: 0,
+            length: 0,
+            client_host: host.into(),
+        };
+        self.client
+            .get_block_locations(r)
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    async fn stats(&mut self) -> FsStatsResponse {
+        self.client
+            .fs_stats(FsStatsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    }
+}
+
+#[track_caller]
+fn assert_err<T: std::fmt::Debug>(r: Result<T, tonic::Status>, kind: RpcErrorKind, message: &str) {
+    let s = r.expect_err(message);
+    assert_eq!(kind_of(&s), kind, "{}", s.message());
+    assert_eq!(s.message(), message);
+}
+
+fn ids(b: &LocatedBlock) -> Vec<&str> {
+    b.locations.iter().map(|d| d.datanode_id.as_str()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_rules_and_error_texts() {
+    let mut nn = Namenode::start(|_| {}).await;
+    nn.register("dn1", "10.0.0.1", 1 << 30).await;
+    assert!(nn.mkdirs("/a/b", true).await.unwrap());
+    assert!(
+        !nn.mkdirs("/a/b/", true).await.unwrap(),
+        "exists: not created"
+    );
+    assert_err(
+        nn.mkdirs("/x/y", false).await,
+        RpcErrorKind::NotFound,
+        "/x: No such file or directory",
+    );
+    assert_err(
+        nn.mkdirs("/a//b", true).await,
+        RpcErrorKind::InvalidPath,
+        "invalid path \"/a//b\": empty path component",
+    );
+    assert_err(
+        nn.mkdirs("rel", true).await,
+        RpcErrorKind::InvalidPath,
+        "invalid path \"rel\": paths must be absolute (start with /)",
+    );
+
+    nn.write("/a/f", 5).await;
+    assert_err(
+        nn.create("/a/f", "w2", false).await,
+        RpcErrorKind::AlreadyExists,
+        "/a/f: File exists",
+    );
+    assert_err(
+        nn.create("/a/b", "w2", true).await,
+        RpcErrorKind::IsDirectory,
+        "/a/b: Is a directory",
+    );
+    assert_err(
+        nn.mkdirs("/a/f/g", true).await,
+        RpcErrorKind::NotDirectory,
+        "/a/f: Not a directory",
+    );
+    assert_err(
+        nn.mkdirs("/a/f", true).await,
+        RpcErrorKind::AlreadyExists,
+        "/a/f: File exists",
+    );
+
+    // rename
+    assert_eq!(nn.rename("/a/f", "/a/g").await.unwrap(), "/a/g");
+    assert_eq!(nn.rename("/a/g", "/a/b").await.unwrap(), "/a/b/g");
+    assert_eq!(nn.rename("/a/b/g", "/a/b").await.unwrap(), "/a/b/g");
+    assert_eq!(nn.rename("/a/b/g", "/a/b/g").await.unwrap(), "/a/b/g");
+    nn.write("/a/h", 1).await;
+    assert_err(
+        nn.rename("/a/h", "/a/b/g").await,
+        RpcErrorKind::AlreadyExists,
+        "/a/b/g: File exists",
+    );
+    assert_err(
+        nn.rename("/a", "/a/b").await,
+        RpcErrorKind::InvalidArgument,
+        "cannot move /a into its own subtree /a/b",
+    );
+    assert_err(
+        nn.rename("/a/h", "/nodir/h").await,
+        RpcErrorKind::NotFound,
+        "/nodir: No such file or directory",
+    );
+    assert_err(
+        nn.rename("/zz", "/a/zz").await,
+        RpcErrorKind::NotFound,
+        "/zz: No such file or directory",
+    );
+    assert!(nn.rename("/", "/q").await.is_err());
+
+    // listing and status
+    let info = nn
+        .client
+        .get_file_info(GetFileInfoRequest { path: "/a".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    assert_eq!((info.path.as_str(), info.children), ("/a", 2));
+    let missing = nn
+        .client
+        .get_file_info(GetFileInfoRequest {
+            path: "/nope".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(missing.status.is_none());
+    let list = nn
+        .client
+        .list(ListRequest {
+            path: "/a".into(),
+            start_after: "b".into(),
+            limit: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let names: Vec<_> = list.entries.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(names, ["/a/h"]);
+    let list = nn
+        .client
+        .list(ListRequest {
+            path: "/a/h".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.entries.len(), 1, "listing a file gives the file");
+    assert_eq!(list.entries[0].length, 1);
+
+    // delete
+    assert_err(
+        nn.delete("/a", false).await,
+        RpcErrorKind::NotEmpty,
+        "/a: Directory is not empty",
+    );
+    assert!(nn.delete("/a/h", false).await.unwrap());
+    assert_err(
+        nn.delete("/a/h", false).await,
+        RpcErrorKind::NotFound,
+        "/a/h: No such file or directory",
+    );
+    assert_eq!(
+        kind_of(&nn.delete("/", true).await.unwrap_err()),
+        RpcErrorKind::InvalidArgument
+    );
+    assert!(nn.delete("/a", true).await.unwrap());
+
+    // set_replication and content summary
+    nn.write("/s/one", 1000).await;
+    nn.write("/s/d/two", 3000).await;
+    let r = SetReplicationRequest {
+        path: "/s/one".into(),
+        replication: 2,
+    };
+    assert!(
+        nn.client
+            .set_replication(r)
+            .await
+            .unwrap()
+            .into_inner()
+            .changed
+    );
+    let r = SetReplicationRequest {
+        path: "/s".into(),
+        replication: 2,
+    };
+    assert_err(
+        nn.client.set_replication(r).await,
+        RpcErrorKind::IsDirectory,
+        "/s: Is a directory",
+    );
+    let cs = nn
+        .client
+        .content_summary(ContentSummaryRequest { path: "/s".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            cs.length,
+            cs.file_count,
+            cs.directory_count,
+            cs.space_consumed
+        ),
+        (4000, 2, 2, 1000 * 2 + 3000 * 3)
+    );
+    nn.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_leases_and_placement() {
+    let mut nn = Namenode::start(|c| c.lease_soft_limit_ms = 300).await;
+    nn.create("/f", "w1", false).await.unwrap();
+    assert_err(
+        nn.add_block("/f", "w1", None, "").await,
+        RpcErrorKind::NoLiveDatanodes,
+        "no live datanodes to place block on",
+    );
+    assert_err(
+        nn.add_block("/f", "w2", None, "").await,
+        RpcErrorKind::LeaseConflict,
+        "/f: file is being written by w1",
+    );
+    assert_err(
+        nn.create("/f", "w2", true).await,
+        RpcErrorKind::LeaseConflict,
+        "/f: file is being written by w1",
+    );
+
+    nn.register("dn1", "10.0.0.1", 1 << 30).await;
+    nn.register("dn2", "10.0.0.2", 1 << 30).await;
+    nn.register("full", "10.0.0.3", 10).await;
+    let b1 = nn.add_block("/f", "w1", None, "10.0.0.2").await.unwrap();
+    assert_eq!(b1.offset, 0);
+    assert_eq!(ids(&b1), ["dn2", "dn1"], "writer-local first, never full");
+    let mut prev = b1.block.unwrap();
+    prev.num_bytes = 1024 * 1024;
+    let b2 = nn
+        .add_block("/f", "w1", Some(prev), "10.0.0.1")
+        .await
+        .unwrap();
+    assert_eq!(b2.offset, 1024 * 1024);
+    assert_eq!(ids(&b2)[0], "dn1");
+    let mut last = b2.block.unwrap();
+    last.num_bytes = 10;
+    // Too long a block is refused, not stored.
+    let mut huge = last;
+    huge.num_bytes = u64::MAX;
+    assert_eq!(
+        kind_of(&nn.complete("/f", "w1", Some(huge)).await.unwrap_err()),
+        RpcErrorKind::InvalidArgument
+    );
+    let st = nn.complete("/f", "w1", Some(last)).await.unwrap();
+    assert_eq!(
+        (st.length, st.under_construction),
+        (1024 * 1024 + 10, false)
+    );
+    assert!(
+        nn.complete("/f", "w1", Some(last)).await.is_ok(),
+        "complete is idempotent"
+    );
+
+    // Readable at once from the pipeline targets, local first.
+    let locs = nn.locations("/f", "10.0.0.1").await;
+    assert_eq!(locs.file_length, 1024 * 1024 + 10);
+    assert_eq!(locs.blocks.len(), 2);
+    assert_eq!(ids(&locs.blocks[0])[0], "dn1");
+    let range = nn
+        .client
+        .get_block_locations(GetBlockLocationsRequest {
+            path: "/f".into(),
+            offset: 1024 * 1024 + 5,
+            length: 1,
+            client_host: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(range.blocks.len(), 1);
+    assert_eq!(range.blocks[0].offset, 1024 * 1024);
+
+    // A writer silent past the soft limit loses the file to a new writer.
+    nn.create("/g", "w1", false).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    nn.create("/g", "w2", true).await.unwrap();
+    assert_err(
+        nn.add_block("/g", "w1", None, "").await,
+        RpcErrorKind::LeaseConflict,
+        "/g: file is being written by w2",
+    );
+    nn.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn block_reports_corruption_and_invalidation() {
+    let mut nn = Namenode::start(|c| c.replication = 2).await;
+    nn.register("dn1", "10.0.0.1", 1 << 30).await;
+    nn.register("dn2", "10.0.0.2", 1 << 30).await;
+    let blk = nn.write("/f", 100).await;
+
+    // Unknown datanodes are told to register again.
+    let cmds = nn.heartbeat("stranger", 1).await;
+    assert!(matches!(cmds[..], [Command::Reregister(_)]));
+
+    // A full report: the real block is kept, an unknown one is deleted.
+    let bogus = ExtendedBlock {
+        block_id: 999_999,
+        generation_stamp: 1,
+        num_bytes: 1,
+    };
+    for dn in ["dn1", "dn2"] {
+        let resp = nn
+            .datanode
+            .block_report(BlockReportRequest {
+                datanode_id: dn.into(),
+                blocks: vec![blk, bogus],
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let Some(Command::Invalidate(inv)) = &resp.commands[0].command else {
+            panic!("expected an invalidation, got {resp:?}");
+        };
+        assert_eq!(inv.blocks, [bogus]);
+    }
+    let stats = nn.stats().await;
+    assert_eq!(
+        (stats.total_files, stats.total_blocks, stats.missing_blocks),
+        (1, 1, 0)
+    );
+    assert_eq!(stats.under_replicated_blocks, 0);
+
+    // A bad replica is never offered again and is deleted on its node.
+    nn.client
+        .report_bad_blocks(ReportBadBlocksRequest {
+            block: Some(blk),
+            datanode_id: "dn1".into(),
+            reason: "checksum".into(),
+        })
+        .await
+        .unwrap();
+    let locs = nn.locations("/f", "10.0.0.1").await;
+    assert_eq!(ids(&locs.blocks[0]), ["dn2"]);
+    let cmds = nn.heartbeat("dn1", 1 << 30).await;
+    assert!(
+        matches!(&cmds[..], [Command::Invalidate(i)] if i.blocks[0].block_id == blk.block_id),
+        "{cmds:?}"
+    );
+    assert_eq!(nn.stats().await.corrupt_blocks, 1);
+    nn.datanode
+        .report_bad_replica(ReportBadReplicaRequest {
+            datanode_id: "dn2".into(),
+            block: Some(blk),
+            reason: "checksum".into(),
+        })
+        .await
+        .unwrap();
+    let locs = nn.locations("/f", "").await;
+    assert!(locs.blocks[0].locations.is_empty() && locs.blocks[0].corrupt);
+    assert_eq!(nn.stats().await.missing_blocks, 1);
+
+    // Deleting a file queues its replicas for deletion.
+    let b2 = nn.write("/g", 7).await;
+    nn.datanode
+        .block_received_and_deleted(BlockReceivedAndDeletedRequest {
+            datanode_id: "dn2".into(),
+            received: vec![b2],
+            deleted: vec![],
+        })
+        .await
+        .unwrap();
+    nn.heartbeat("dn2", 1 << 30).await;
+    assert!(nn.delete("/g", false).await.unwrap());
+    let cmds = nn.heartbeat("dn2", 1 << 30).await;
+    assert!(
+        cmds.iter().any(
+            |c| matches!(c, Command::Invalidate(i) if i.blocks.iter().any(|b| b.block_id == b2.block_id))
+        ),
+        "{cmds:?}"
+    );
+    nn.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_datanodes_are_left_out() {
+    let mut nn = Namenode::start(|c| c.datanode_dead_ms = 200).await;
+    nn.register("dn1", "10.0.0.1", 1 << 30).await;
+    nn.register("dn2", "10.0.0.2", 1 << 30).await;
+    nn.create("/f", "w", false).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    nn.heartbeat("dn2", 1 << 30).await;
+    let b = nn.add_block("/f", "w", None, "10.0.0.1").await.unwrap();
+    assert_eq!(ids(&b), ["dn2"], "a dead node is never a target");
+    let stats = nn.stats().await;
+    assert_eq!((stats.live_datanodes, stats.dead_datanodes), (1, 1));
+    assert_eq!(stats.capacity, 2 << 30);
+    nn.stop().await;
+}
