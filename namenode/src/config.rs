@@ -47,6 +47,22 @@ impl Default for Config {
     }
 }
 
+/// A TOML error as one line: toml's own text draws the offending source
+/// over several lines.
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim();
+    match e.span() {
+        Some(span) => {
+            let line = text
+                .get(..span.start)
+                .map_or(0, |before| before.matches('\n').count())
+                + 1;
+            format!("line {line}: {message}")
+        }
+        None => message.to_string(),
+    }
+}
+
 impl Config {
     /// Reads the `[namenode]` section of a TOML file (absent section: defaults).
     pub fn from_file(path: &std::path::Path) -> Result<Config> {
@@ -54,10 +70,12 @@ impl Config {
             NamenodeError::Config(format!("config file {}: {e}", path.display()))
         };
         let text = std::fs::read_to_string(path).map_err(|e| bad(&e))?;
-        let mut table: toml::Table = text.parse().map_err(|e| bad(&e))?;
+        let mut table: toml::Table = text.parse().map_err(|e| bad(&toml_error(&text, &e)))?;
         match table.remove("namenode") {
             None => Ok(Config::default()),
-            Some(v) => v.try_into().map_err(|e| bad(&format!("[namenode]: {e}"))),
+            Some(v) => v
+                .try_into()
+                .map_err(|e| bad(&format!("[namenode]: {}", toml_error(&text, &e)))),
         }
     }
 

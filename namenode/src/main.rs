@@ -87,7 +87,10 @@ async fn main() {
         .with_writer(std::io::stderr)
         .init();
     if let Err(e) = start(Args::parse()).await {
-        eprintln!("namenode: {e:#}");
+        // One line, whatever the error's own formatting.
+        let text = format!("{e:#}");
+        let line: Vec<&str> = text.split_whitespace().collect();
+        eprintln!("namenode: {}", line.join(" "));
         std::process::exit(1);
     }
 }
