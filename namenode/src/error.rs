@@ -37,6 +37,20 @@ pub enum NamenodeError {
         addr: std::net::SocketAddr,
         reason: String,
     },
+    /// The write-ahead log could not be read or written.
+    #[error("write-ahead log {path}: {reason}")]
+    Wal {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    /// The write-ahead log is damaged where a torn last write cannot
+    /// explain it; the namenode refuses to start rather than lose ops.
+    #[error("write-ahead log {path} is corrupt at byte {offset}: {why}")]
+    WalCorrupt {
+        path: std::path::PathBuf,
+        offset: u64,
+        why: String,
+    },
     /// The name directory cannot be opened, or its log or store is damaged.
     #[error("{0}")]
     Store(String),
@@ -64,6 +78,8 @@ impl NamenodeError {
             | NamenodeError::Config(_)
             | NamenodeError::Bind { .. }
             | NamenodeError::Store(_)
+            | NamenodeError::Wal { .. }
+            | NamenodeError::WalCorrupt { .. }
             | NamenodeError::Server(_) => RpcErrorKind::Internal,
         }
     }

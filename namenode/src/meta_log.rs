@@ -77,8 +77,7 @@ impl LocalMetaLog {
             })?;
         let ns = Namespace::open(&db).map_err(store("metadata store"))?;
         apply::format_if_new(&ns, now_ms()).map_err(store("formatting the metadata store"))?;
-        let (mut wal, records) =
-            Wal::open(&name_dir.join("wal")).map_err(|e| NamenodeError::Store(e.to_string()))?;
+        let (mut wal, records) = Wal::open(&name_dir.join("wal"))?;
         let applied = ns
             .counter(counter::APPLIED_INDEX)
             .map_err(store("metadata store"))?;

@@ -1,5 +1,7 @@
 //! What the services share: the log, the namespace, and the in-memory maps.
-//! Locks are std mutexes held for short, non-async sections only.
+//! Locks are std mutexes held for short, non-async sections only. When both
+//! are needed, take the block map before the registry (never the reverse),
+//! so two such sections cannot deadlock.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 

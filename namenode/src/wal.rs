@@ -13,30 +13,16 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::error::NamenodeError;
 use crate::meta_op::MetaOp;
 
 /// Largest record payload; a longer length field is damage, not data.
 pub const MAX_RECORD: usize = 64 * 1024 * 1024;
 
-#[derive(Debug, thiserror::Error)]
-pub enum WalError {
-    #[error("write-ahead log {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("write-ahead log {path} is corrupt at byte {offset}: {why}")]
-    Corrupt {
-        path: PathBuf,
-        offset: u64,
-        why: String,
-    },
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WalError + '_ {
-    move |source| WalError::Io {
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> NamenodeError + '_ {
+    move |e| NamenodeError::Wal {
         path: path.to_path_buf(),
-        source,
+        reason: e.to_string(),
     }
 }
 
@@ -50,7 +36,7 @@ fn segment_name(first_index: u64) -> String {
     format!("wal-{first_index:020}.log")
 }
 
-fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, WalError> {
+fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, NamenodeError> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).map_err(io(dir))? {
         let e = e.map_err(io(dir))?;
@@ -100,11 +86,11 @@ fn read_segment(bytes: &[u8]) -> (Vec<(u64, MetaOp)>, usize, Option<String>) {
 
 /// Whether `op` fits one record; an op that does not is refused before it
 /// reaches the log (it would read back as corruption).
-pub fn record_fits(op: &MetaOp) -> Result<(), crate::error::NamenodeError> {
+pub fn record_fits(op: &MetaOp) -> Result<(), NamenodeError> {
     let size = bincode::serialized_size(&(0u64, op))
-        .map_err(|e| crate::error::NamenodeError::Internal(format!("encoding an op: {e}")))?;
+        .map_err(|e| NamenodeError::Internal(format!("encoding an op: {e}")))?;
     if size > MAX_RECORD as u64 {
-        return Err(crate::error::NamenodeError::InvalidArgument(format!(
+        return Err(NamenodeError::InvalidArgument(format!(
             "request too large for the metadata log ({size} bytes)"
         )));
     }
@@ -113,7 +99,7 @@ pub fn record_fits(op: &MetaOp) -> Result<(), crate::error::NamenodeError> {
 
 impl Wal {
     /// Opens the log, returning it and every record in it, in order.
-    pub fn open(dir: &Path) -> Result<(Wal, Vec<(u64, MetaOp)>), WalError> {
+    pub fn open(dir: &Path) -> Result<(Wal, Vec<(u64, MetaOp)>), NamenodeError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let segs = segments(dir)?;
         let mut records = Vec::new();
@@ -126,7 +112,7 @@ impl Wal {
             records.extend(recs);
             if let Some(why) = bad {
                 if i + 1 != segs.len() {
-                    return Err(WalError::Corrupt {
+                    return Err(NamenodeError::WalCorrupt {
                         path: path.clone(),
                         offset: valid as u64,
                         why,
@@ -162,7 +148,7 @@ impl Wal {
         ))
     }
 
-    fn create_segment(dir: &Path, first_index: u64) -> Result<(File, PathBuf), WalError> {
+    fn create_segment(dir: &Path, first_index: u64) -> Result<(File, PathBuf), NamenodeError> {
         let path = dir.join(segment_name(first_index));
         let f = OpenOptions::new()
             .create(true)
@@ -176,12 +162,12 @@ impl Wal {
     }
 
     /// Appends records (not yet durable: call [`Wal::sync`]).
-    pub fn append(&mut self, records: &[(u64, &MetaOp)]) -> Result<(), WalError> {
+    pub fn append(&mut self, records: &[(u64, &MetaOp)]) -> Result<(), NamenodeError> {
         let mut buf = Vec::new();
         for (index, op) in records {
-            let payload = bincode::serialize(&(index, op)).map_err(|e| WalError::Io {
+            let payload = bincode::serialize(&(index, op)).map_err(|e| NamenodeError::Wal {
                 path: self.current_path.clone(),
-                source: std::io::Error::other(e),
+                reason: format!("encoding a record: {e}"),
             })?;
             buf.extend_from_slice(&(payload.len() as u32).to_be_bytes());
             buf.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
@@ -190,13 +176,13 @@ impl Wal {
         self.current.write_all(&buf).map_err(io(&self.current_path))
     }
 
-    pub fn sync(&mut self) -> Result<(), WalError> {
+    pub fn sync(&mut self) -> Result<(), NamenodeError> {
         self.current.sync_data().map_err(io(&self.current_path))
     }
 
     /// Starts a new segment at `next_index` and deletes the older ones:
     /// the caller has made every op before `next_index` durable elsewhere.
-    pub fn roll(&mut self, next_index: u64) -> Result<(), WalError> {
+    pub fn roll(&mut self, next_index: u64) -> Result<(), NamenodeError> {
         let (f, p) = Self::create_segment(&self.dir, next_index)?;
         self.current = f;
         self.current_path = p.clone();
@@ -254,7 +240,7 @@ mod tests {
         std::fs::write(dir2.path().join(segment_name(0)), b"garbage!!").unwrap();
         assert!(matches!(
             Wal::open(dir2.path()),
-            Err(WalError::Corrupt { .. })
+            Err(NamenodeError::WalCorrupt { .. })
         ));
     }
 }

@@ -452,6 +452,8 @@ impl ClientProtocol for ClientService {
                 complete_blocks.extend(f.blocks.iter().map(|b| (*b, f.replication)));
             }
         }
+        // Lock order: block map, then registry (as everywhere).
+        let map = self.state.blocks();
         let reg = self.state.registry();
         for d in reg.live() {
             s.capacity = s.capacity.saturating_add(d.info.capacity);
@@ -459,7 +461,6 @@ impl ClientProtocol for ClientService {
             s.remaining = s.remaining.saturating_add(d.info.remaining);
         }
         (s.live_datanodes, s.dead_datanodes) = reg.counts();
-        let map = self.state.blocks();
         for (b, replication) in complete_blocks {
             let info = map.get(b.id);
             let good = info.map_or(0, |i| readable_replicas(i, b.gen_stamp, &reg).len());
