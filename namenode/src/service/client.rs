@@ -299,9 +299,9 @@ impl ClientProtocol for ClientService {
             r.offset.saturating_add(r.length)
         };
         let mut blocks = Vec::new();
-        let mut offset = 0;
+        let mut offset = 0u64;
         for b in &file.blocks {
-            let b_end = offset + b.len;
+            let b_end = offset.saturating_add(b.len);
             // A zero-length (still being written) last block overlaps its offset.
             if (b_end > r.offset || (b.len == 0 && offset >= r.offset)) && offset < end {
                 blocks.push(self.state.located(b, offset, &r.client_host));
