@@ -73,10 +73,17 @@ pub async fn serve(
     let metrics_task = http::serve_metrics(config.http_addr)?;
     let name_dir = config.name_dir.clone();
     let checkpoint_ops = config.checkpoint_ops;
-    let (log, ns) =
-        tokio::task::spawn_blocking(move || LocalMetaLog::open(&name_dir, checkpoint_ops))
-            .await
-            .map_err(|e| NamenodeError::Store(format!("opening the metadata store: {e}")))??;
+    let opened = tokio::task::spawn_blocking(move || LocalMetaLog::open(&name_dir, checkpoint_ops))
+        .await
+        .map_err(|e| NamenodeError::Store(format!("opening the metadata store: {e}")))
+        .and_then(|r| r);
+    let (log, ns) = match opened {
+        Ok(opened) => opened,
+        Err(e) => {
+            metrics_task.abort();
+            return Err(e);
+        }
+    };
     let log = Arc::new(log);
     let state = Arc::new(State::new(config.clone(), log.clone(), ns));
     tracing::info!(
