@@ -141,6 +141,21 @@ pub fn apply(ns: &Namespace, index: u64, op: &MetaOp) -> Result<Result<MetaResul
     Ok(result)
 }
 
+/// Creates the inode at `comps` (a directory when `file` is `None`) under
+/// its parent, creating missing parents if asked, and links it there.
+fn create_child(
+    t: &mut Txn,
+    comps: &[&str],
+    create_parent: bool,
+    attrs: &Attrs,
+    file: Option<FileMeta>,
+) -> Result<Inode> {
+    let parent = parent_dir(t, comps, create_parent, attrs)?;
+    let inode = t.new_inode(parent.id, comps[comps.len() - 1], attrs, file);
+    t.put_inode(&inode)?;
+    t.link(&inode);
+    Ok(inode)
+}
 /// Parent directory inode of `comps`, creating missing ones if asked.
 /// Created parents get `attrs` with mode 0755.
 fn parent_dir(t: &mut Txn, comps: &[&str], create_parent: bool, attrs: &Attrs) -> Result<Inode> {
@@ -244,10 +259,7 @@ fn apply_op(t: &mut Txn, op: &MetaOp) -> Result<MetaResult> {
                 mode: *mode,
                 now_ms: *now_ms,
             };
-            let parent = parent_dir(t, &comps, *create_parent, &attrs)?;
-            let d = t.new_inode(parent.id, comps[comps.len() - 1], &attrs, None);
-            t.put_inode(&d)?;
-            t.link(&d);
+            create_child(t, &comps, *create_parent, &attrs, None)?;
             Ok(MetaResult::Mkdirs { created: true })
         }
         MetaOp::Create {
@@ -294,16 +306,13 @@ fn apply_op(t: &mut Txn, op: &MetaOp) -> Result<MetaResult> {
                 mode: *mode,
                 now_ms: *now_ms,
             };
-            let parent = parent_dir(t, &comps, *create_parent, &attrs)?;
             let file = FileMeta {
                 replication: *replication,
                 block_size: *block_size,
                 blocks: Vec::new(),
                 writer: Some(client_id.clone()),
             };
-            let inode = t.new_inode(parent.id, comps[comps.len() - 1], &attrs, Some(file));
-            t.put_inode(&inode)?;
-            t.link(&inode);
+            let inode = create_child(t, &comps, *create_parent, &attrs, Some(file))?;
             Ok(MetaResult::Created {
                 inode,
                 replaced_blocks,
