@@ -16,6 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/namenode.proto",
         "proto/datanode.proto",
         "proto/transfer.proto",
+        "proto/ha.proto",
     ];
     tonic_prost_build::configure()
         .extern_path(".rfs.common", "crate::common")

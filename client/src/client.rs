@@ -117,6 +117,7 @@ impl Client {
         let replication = opts.replication.or(cfg.replication).unwrap_or(0);
         let block_size = opts.block_size.or(cfg.block_size).unwrap_or(0);
         let req = CreateRequest {
+            call: None,
             path: path.to_string(),
             client_id: self.inner.client_id.clone(),
             overwrite: opts.overwrite,
@@ -165,6 +166,7 @@ impl Client {
     /// Creates the directory `path`; `false` when it already exists.
     pub async fn mkdirs(&self, path: &str, create_parent: bool) -> Result<bool> {
         let req = MkdirsRequest {
+            call: None,
             path: path.to_string(),
             mode: DIR_MODE,
             create_parent,
@@ -231,6 +233,7 @@ impl Client {
 
     pub async fn delete(&self, path: &str, recursive: bool) -> Result<bool> {
         let req = DeleteRequest {
+            call: None,
             path: path.to_string(),
             recursive,
             client_id: self.inner.client_id.clone(),
@@ -246,6 +249,7 @@ impl Client {
     /// the final path.
     pub async fn rename(&self, src: &str, dst: &str) -> Result<String> {
         let req = RenameRequest {
+            call: None,
             src: src.to_string(),
             dst: dst.to_string(),
             client_id: self.inner.client_id.clone(),

@@ -40,6 +40,7 @@ impl DatanodeProtocol for Mock {
         self.0.lock().unwrap().registered.push(info);
         Ok(Response::new(RegisterResponse {
             namenode_id: "mock".into(),
+            fencing: None,
         }))
     }
     async fn heartbeat(
@@ -49,7 +50,10 @@ impl DatanodeProtocol for Mock {
         let mut s = self.0.lock().unwrap();
         s.heartbeats.push(r.into_inner());
         let commands = std::mem::take(&mut s.commands);
-        Ok(Response::new(HeartbeatResponse { commands }))
+        Ok(Response::new(HeartbeatResponse {
+            commands,
+            fencing: None,
+        }))
     }
     async fn block_report(
         &self,

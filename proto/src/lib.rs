@@ -2,6 +2,8 @@
 //!
 //! - [`common`], [`namenode`], [`datanode`]: the gRPC messages and services
 //!   (tonic/prost) between clients, namenodes and datanodes.
+//! - [`ha`]: raft traffic between the namenodes of an HA group, and the
+//!   admin view of the group.
 //! - [`transfer`]: the binary framing of the data-transfer protocol (op
 //!   headers, packets of block data with their CRC32C checksums, pipeline
 //!   acks), shared by datanodes and clients.
@@ -20,6 +22,9 @@ pub mod namenode {
 }
 pub mod datanode {
     tonic::include_proto!("rfs.datanode");
+}
+pub mod ha {
+    tonic::include_proto!("rfs.ha");
 }
 pub mod defaults;
 pub mod rpc_error;

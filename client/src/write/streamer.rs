@@ -64,6 +64,7 @@ async fn new_block(
     previous: Option<ExtendedBlock>,
 ) -> Result<BlockPipeline> {
     let req = AddBlockRequest {
+        call: None,
         path: path.to_string(),
         client_id: client.client_id().to_string(),
         previous,
@@ -89,6 +90,7 @@ async fn complete(client: &Client, path: &str, last: Option<ExtendedBlock>) -> R
     let mut backoff = Duration::from_millis(20);
     loop {
         let req = CompleteRequest {
+            call: None,
             path: path.to_string(),
             client_id: client.client_id().to_string(),
             last,

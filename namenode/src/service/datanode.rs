@@ -121,6 +121,7 @@ impl DatanodeProtocol for DatanodeService {
         self.state.registry().register(info);
         Ok(Response::new(RegisterResponse {
             namenode_id: self.namenode_id.clone(),
+            fencing: None,
         }))
     }
 
@@ -134,6 +135,7 @@ impl DatanodeProtocol for DatanodeService {
                 .heartbeat(&r.datanode_id, s.capacity, s.used, s.remaining);
         Ok(Response::new(HeartbeatResponse {
             commands: commands.unwrap_or_else(|| vec![reregister()]),
+            fencing: None,
         }))
     }
 
@@ -143,6 +145,7 @@ impl DatanodeProtocol for DatanodeService {
         if !self.state.registry().touch(&r.datanode_id) {
             return Ok(Response::new(BlockReportResponse {
                 commands: vec![reregister()],
+                fencing: None,
             }));
         }
         let reported: std::collections::HashSet<u64> =
@@ -172,7 +175,10 @@ impl DatanodeProtocol for DatanodeService {
         } else {
             vec![invalidate_command(stale)]
         };
-        Ok(Response::new(BlockReportResponse { commands }))
+        Ok(Response::new(BlockReportResponse {
+            commands,
+            fencing: None,
+        }))
     }
 
     async fn block_received_and_deleted(
