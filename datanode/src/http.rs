@@ -28,6 +28,10 @@ pub mod names {
     pub const OPS: &str = "rfs_datanode_ops_total";
     pub const OP_ERRORS: &str = "rfs_datanode_op_errors_total";
     pub const BLOCKS_DELETED: &str = "rfs_datanode_blocks_deleted_total";
+    /// Data commands dropped by fencing, labelled `reason`.
+    pub const FENCED_COMMANDS: &str = "rfs_datanode_fenced_commands_total";
+    /// Highest raft term a namenode claimed active at.
+    pub const NAMENODE_TERM: &str = "rfs_datanode_namenode_term";
 }
 
 /// The process-wide recorder (several in-process datanodes share it).

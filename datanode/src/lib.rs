@@ -1,7 +1,9 @@
 //! The rfs datanode: stores block replicas as data + `.meta` checksum files,
 //! serves the data-transfer protocol (WRITE_BLOCK pipelines, READ_BLOCK,
 //! COPY_BLOCK) over an `rfs_transport::BlockTransport`, and reports to every
-//! configured namenode (registration, heartbeats, block reports).
+//! configured namenode (registration, heartbeats, block reports), obeying
+//! data commands only from the active namenode of the highest raft term
+//! (see `fencing`).
 //!
 //! It owns no namespace: which blocks belong to which file is the
 //! namenode's business.
@@ -11,6 +13,7 @@
 
 pub mod config;
 pub mod error;
+mod fencing;
 mod http;
 mod reporting;
 mod storage;
@@ -44,6 +47,8 @@ pub(crate) struct Node {
     pub storage: Arc<Storage>,
     pub transport: Arc<dyn BlockTransport>,
     pub reporter: Reporter,
+    /// Highest raft term claimed active: whose data commands to obey.
+    pub fence: fencing::Fence,
     /// How this node describes itself to namenodes.
     pub info: DatanodeInfo,
     /// `ip:port` of the data-transfer listener, for messages.
@@ -105,6 +110,7 @@ impl Datanode {
             storage,
             transport,
             reporter,
+            fence: fencing::Fence::new(),
             info,
             xceivers: AtomicUsize::new(0),
             transfers: tokio::sync::Semaphore::new(8),

@@ -4,6 +4,13 @@
 //! full report every `block-report-interval`, and executes the commands the
 //! namenode answers with.
 //!
+//! Standby namenodes get the same registration and reports as the active
+//! one (their block maps stay hot for a failover), but data commands
+//! (Invalidate, Transfer) are obeyed only when the response's fencing says
+//! active at the highest raft term seen ([`crate::fencing`]); others are
+//! dropped with a warning and counted in `rfs_datanode_fenced_commands_total`.
+//! ReRegister is obeyed from any namenode: it only resyncs this connection.
+//!
 //! Any failed RPC sends the task back to registration (with backoff): a
 //! namenode that restarted knows nothing of this node, and a fresh
 //! registration plus full report is always a correct resync.
@@ -15,7 +22,7 @@ use rfs_proto::common::ExtendedBlock;
 use rfs_proto::datanode::datanode_command::Command;
 use rfs_proto::datanode::datanode_protocol_client::DatanodeProtocolClient;
 use rfs_proto::datanode::{
-    BlockReceivedAndDeletedRequest, BlockReportRequest, DatanodeCommand, HeartbeatRequest,
+    BlockReceivedAndDeletedRequest, BlockReportRequest, DatanodeCommand, Fencing, HeartbeatRequest,
     RegisterRequest,
 };
 use tokio::sync::{oneshot, watch, Notify};
@@ -24,6 +31,7 @@ use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, info, warn};
 
 use crate::error::{Error, Result};
+use crate::fencing::Verdict;
 use crate::http::names;
 use crate::Node;
 
@@ -219,6 +227,8 @@ impl Session {
             "registered with namenode {} ({}) as {}",
             self.addr, resp.namenode_id, storage.datanode_id
         );
+        // No commands here, but an active claim raises the term early.
+        self.node.fence.observe(resp.fencing.as_ref());
         let mut reregister = self.full_report().await?;
         let hb_every = self.node.config.heartbeat_interval();
         let br_every = self.node.config.block_report_interval();
@@ -242,7 +252,7 @@ impl Session {
                         xceivers: self.node.xceivers.load(std::sync::atomic::Ordering::Relaxed) as u32,
                     };
                     let resp = self.client.heartbeat(req).await.map_err(|s| self.rpc_err(s))?.into_inner();
-                    reregister = self.execute(resp.commands).await;
+                    reregister = self.execute(resp.commands, resp.fencing).await;
                 }
                 _ = br.tick() => {
                     reregister = self.full_report().await?;
@@ -291,7 +301,7 @@ impl Session {
                 let _ = w.send(());
             }
         }
-        Ok(self.execute(resp.commands).await)
+        Ok(self.execute(resp.commands, resp.fencing).await)
     }
 
     async fn incremental(&mut self) -> Result<bool> {
@@ -324,11 +334,52 @@ impl Session {
         }
     }
 
-    /// Runs the namenode's commands; returns whether it asked to re-register.
-    async fn execute(&self, commands: Vec<DatanodeCommand>) -> bool {
+    /// Whether this response's data commands may run; logs and counts the
+    /// ones dropped.
+    fn admit(&self, fencing: Option<&Fencing>, data_commands: usize) -> bool {
+        let verdict = self.node.fence.observe(fencing);
+        if verdict == Verdict::Obey || data_commands == 0 {
+            return true;
+        }
+        let n = data_commands;
+        match verdict {
+            Verdict::Obey => {}
+            Verdict::Deposed { term, highest } => warn!(
+                "ignoring {n} command(s) from deposed namenode {} (term {term} < {highest})",
+                self.addr
+            ),
+            Verdict::Standby { term } => warn!(
+                "ignoring {n} command(s) from standby namenode {} (term {term}, highest {})",
+                self.addr,
+                self.node.fence.highest()
+            ),
+            Verdict::Unfenced => warn!(
+                "ignoring {n} command(s) from namenode {}: response has no fencing term (highest {})",
+                self.addr,
+                self.node.fence.highest()
+            ),
+        }
+        metrics::counter!(names::FENCED_COMMANDS, "reason" => verdict.reason()).increment(n as u64);
+        false
+    }
+
+    /// Runs the namenode's commands, the data-changing ones only if
+    /// `fencing` admits them; returns whether it asked to re-register.
+    async fn execute(&self, commands: Vec<DatanodeCommand>, fencing: Option<Fencing>) -> bool {
+        let data_commands = commands
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c.command,
+                    Some(Command::Invalidate(_)) | Some(Command::Transfer(_))
+                )
+            })
+            .count();
+        let obey = self.admit(fencing.as_ref(), data_commands);
         let mut reregister = false;
         for c in commands {
             match c.command {
+                Some(Command::Invalidate(_)) | Some(Command::Transfer(_)) if !obey => {}
                 Some(Command::Invalidate(inv)) => {
                     let storage = self.node.storage.clone();
                     let blocks = inv.blocks;

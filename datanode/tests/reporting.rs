@@ -1,5 +1,7 @@
-//! A datanode reporting to an in-process mock namenode: registration, full
-//! and incremental block reports, heartbeats, and the namenode's commands.
+//! A datanode reporting to in-process mock namenodes: registration, full
+//! and incremental block reports, heartbeats, the namenode's commands, and
+//! fencing (data commands obeyed only from the active namenode of the
+//! highest raft term).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,7 +12,9 @@ use rfs_proto::common::{DatanodeInfo, ExtendedBlock};
 use rfs_proto::datanode::datanode_command::Command;
 use rfs_proto::datanode::datanode_protocol_server::{DatanodeProtocol, DatanodeProtocolServer};
 use rfs_proto::datanode::*;
-use rfs_proto::transfer::{Checksums, Frame, Op, Packet, Status as TStatus, WriteBlockOp};
+use rfs_proto::transfer::{
+    Checksums, Frame, Op, Packet, ReadBlockOp, Status as TStatus, WriteBlockOp,
+};
 use rfs_transport::{BlockTransport, TcpTransport};
 use tonic::{Request, Response, Status};
 
@@ -21,11 +25,83 @@ struct State {
     received: Vec<ExtendedBlock>,
     deleted: Vec<ExtendedBlock>,
     heartbeats: Vec<HeartbeatRequest>,
+    /// Handed out with the next heartbeat.
     commands: Vec<DatanodeCommand>,
+    /// `heartbeats.len()` when commands were last handed out: a later
+    /// heartbeat means the datanode finished running them.
+    delivered_at: usize,
+    /// Sent on every response.
+    fencing: Option<Fencing>,
 }
 
 #[derive(Clone, Default)]
 struct Mock(Arc<Mutex<State>>);
+
+fn fencing(term: u64, active: bool) -> Option<Fencing> {
+    Some(Fencing { term, active })
+}
+
+impl Mock {
+    /// Serves a mock namenode answering with `fencing` on 127.0.0.1.
+    async fn start(
+        fencing: Option<Fencing>,
+    ) -> (Mock, std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+        let mock = Mock::default();
+        mock.0.lock().unwrap().fencing = fencing;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tonic::transport::Server::builder()
+            .add_service(DatanodeProtocolServer::new(mock.clone()))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+        let task = tokio::spawn(async move {
+            let _ = server.await;
+        });
+        (mock, addr, task)
+    }
+
+    fn set_fencing(&self, fencing: Option<Fencing>) {
+        self.0.lock().unwrap().fencing = fencing;
+    }
+
+    /// Queues `commands` for the next heartbeat and waits until the
+    /// datanode ran them (it sent another heartbeat after that response).
+    async fn send_and_await(&self, commands: Vec<DatanodeCommand>) {
+        self.0.lock().unwrap().commands.extend(commands);
+        wait_for("commands delivered and run", || {
+            let s = self.0.lock().unwrap();
+            s.commands.is_empty() && s.heartbeats.len() > s.delivered_at
+        })
+        .await;
+    }
+
+    /// Waits until the datanode acted on a response sent after now: two
+    /// more heartbeats (they are sequential, so the first one's response
+    /// was handled before the second was sent).
+    async fn await_two_heartbeats(&self) {
+        let n = self.0.lock().unwrap().heartbeats.len();
+        wait_for("two heartbeats", || {
+            self.0.lock().unwrap().heartbeats.len() >= n + 2
+        })
+        .await;
+    }
+
+    /// Whether block `id` reached this namenode, incrementally or in a full
+    /// report (a block written before registration comes in the latter).
+    fn knows(&self, id: u64) -> bool {
+        let s = self.0.lock().unwrap();
+        s.received.iter().any(|b| b.block_id == id)
+            || s.full_reports.iter().flatten().any(|b| b.block_id == id)
+    }
+
+    fn deleted(&self, id: u64) -> bool {
+        self.0
+            .lock()
+            .unwrap()
+            .deleted
+            .iter()
+            .any(|b| b.block_id == id)
+    }
+}
 
 #[tonic::async_trait]
 impl DatanodeProtocol for Mock {
@@ -37,10 +113,11 @@ impl DatanodeProtocol for Mock {
             .into_inner()
             .info
             .ok_or_else(|| Status::invalid_argument("no info"))?;
-        self.0.lock().unwrap().registered.push(info);
+        let mut s = self.0.lock().unwrap();
+        s.registered.push(info);
         Ok(Response::new(RegisterResponse {
             namenode_id: "mock".into(),
-            fencing: None,
+            fencing: s.fencing,
         }))
     }
     async fn heartbeat(
@@ -50,21 +127,24 @@ impl DatanodeProtocol for Mock {
         let mut s = self.0.lock().unwrap();
         s.heartbeats.push(r.into_inner());
         let commands = std::mem::take(&mut s.commands);
+        if !commands.is_empty() {
+            s.delivered_at = s.heartbeats.len();
+        }
         Ok(Response::new(HeartbeatResponse {
             commands,
-            fencing: None,
+            fencing: s.fencing,
         }))
     }
     async fn block_report(
         &self,
         r: Request<BlockReportRequest>,
     ) -> Result<Response<BlockReportResponse>, Status> {
-        self.0
-            .lock()
-            .unwrap()
-            .full_reports
-            .push(r.into_inner().blocks);
-        Ok(Response::new(BlockReportResponse::default()))
+        let mut s = self.0.lock().unwrap();
+        s.full_reports.push(r.into_inner().blocks);
+        Ok(Response::new(BlockReportResponse {
+            commands: vec![],
+            fencing: s.fencing,
+        }))
     }
     async fn block_received_and_deleted(
         &self,
@@ -95,28 +175,130 @@ async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn registers_reports_and_obeys_commands() {
-    let mock = Mock::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let nn_addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(DatanodeProtocolServer::new(mock.clone()))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let dn = Datanode::start(DatanodeConfig {
-        namenodes: vec![nn_addr.to_string()],
-        data_dirs: vec![dir.path().to_path_buf()],
+fn config(namenodes: &[std::net::SocketAddr], dir: &std::path::Path) -> DatanodeConfig {
+    DatanodeConfig {
+        namenodes: namenodes.iter().map(|a| a.to_string()).collect(),
+        data_dirs: vec![dir.to_path_buf()],
         data_addr: Some("127.0.0.1:0".parse().unwrap()),
         http_addr: Some("127.0.0.1:0".parse().unwrap()),
         heartbeat_interval_ms: 50,
         no_fsync: true,
         ..Default::default()
-    })
+    }
+}
+
+const BLOCK_LEN: usize = 1500;
+
+fn data_of(id: u64) -> Vec<u8> {
+    vec![id as u8; BLOCK_LEN]
+}
+
+/// Writes block `id` (generation stamp 3, `data_of(id)`) through the
+/// datanode's WRITE_BLOCK; returns after the last ack.
+async fn write_block(dn: &Datanode, id: u64) {
+    let mut c = TcpTransport::default().connect(dn.data_addr).await.unwrap();
+    c.send(Frame::Op(Op::WriteBlock(WriteBlockOp {
+        block: Some(ExtendedBlock {
+            block_id: id,
+            generation_stamp: 3,
+            num_bytes: 0,
+        }),
+        targets: vec![],
+        client_id: "c".into(),
+        bytes_per_checksum: 512,
+        source_datanode: String::new(),
+    })))
     .await
     .unwrap();
+    match c.recv().await.unwrap() {
+        Some(Frame::Response(r)) => assert_eq!(r.status(), TStatus::Success),
+        other => panic!("{other:?}"),
+    }
+    let data = Bytes::from(data_of(id));
+    c.send(Frame::Packet(Packet::new(0, 0, data, &Checksums::new(512))))
+        .await
+        .unwrap();
+    c.send(Frame::Packet(Packet::last(1, BLOCK_LEN as u64)))
+        .await
+        .unwrap();
+    for seq in 0..2 {
+        match c.recv().await.unwrap() {
+            Some(Frame::Ack(a)) => assert!(a.seqno == seq && a.is_success(), "{a:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+fn invalidate(id: u64) -> DatanodeCommand {
+    DatanodeCommand {
+        command: Some(Command::Invalidate(InvalidateBlocks {
+            blocks: vec![ExtendedBlock {
+                block_id: id,
+                generation_stamp: 3,
+                num_bytes: BLOCK_LEN as u64,
+            }],
+        })),
+    }
+}
+
+fn block_file(dir: &tempfile::TempDir, id: u64) -> std::path::PathBuf {
+    dir.path().join(format!("current/finalized/blk_{id}"))
+}
+
+/// The replica is on disk with its bytes and the datanode still serves it.
+async fn assert_present(dn: &Datanode, dir: &tempfile::TempDir, id: u64) {
+    let path = block_file(dir, id);
+    let on_disk = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(on_disk == data_of(id), "block {id} changed on disk");
+    let mut c = TcpTransport::default().connect(dn.data_addr).await.unwrap();
+    c.send(Frame::Op(Op::ReadBlock(ReadBlockOp {
+        block: Some(ExtendedBlock {
+            block_id: id,
+            generation_stamp: 3,
+            num_bytes: BLOCK_LEN as u64,
+        }),
+        offset: 0,
+        length: BLOCK_LEN as u64,
+        client_id: "c".into(),
+    })))
+    .await
+    .unwrap();
+    match c.recv().await.unwrap() {
+        Some(Frame::Response(r)) => {
+            assert_eq!(r.status(), TStatus::Success, "read block {id}: {r:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn metrics_page(dn: &Datanode) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(dn.http_addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    out
+}
+
+/// The value of the first sample of `name` whose labels contain `labels`.
+fn sample(page: &str, name: &str, labels: &str) -> Option<f64> {
+    page.lines()
+        .filter(|l| l.starts_with(name) && l.contains(labels))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn registers_reports_and_obeys_commands() {
+    let (mock, nn_addr, server) = Mock::start(fencing(1, true)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let dn = Datanode::start(config(&[nn_addr], dir.path()))
+        .await
+        .unwrap();
     let st = mock.0.clone();
     wait_for("registration and first report", || {
         let s = st.lock().unwrap();
@@ -136,42 +318,14 @@ async fn registers_reports_and_obeys_commands() {
     }
 
     // Write a block: the namenode hears of it before the last ack.
-    let mut c = TcpTransport::default().connect(dn.data_addr).await.unwrap();
-    c.send(Frame::Op(Op::WriteBlock(WriteBlockOp {
-        block: Some(ExtendedBlock {
-            block_id: 42,
-            generation_stamp: 3,
-            num_bytes: 0,
-        }),
-        targets: vec![],
-        client_id: "c".into(),
-        bytes_per_checksum: 512,
-        source_datanode: String::new(),
-    })))
-    .await
-    .unwrap();
-    match c.recv().await.unwrap() {
-        Some(Frame::Response(r)) => assert_eq!(r.status(), TStatus::Success),
-        other => panic!("{other:?}"),
-    }
-    let data = Bytes::from(vec![7u8; 1500]);
-    c.send(Frame::Packet(Packet::new(0, 0, data, &Checksums::new(512))))
-        .await
-        .unwrap();
-    c.send(Frame::Packet(Packet::last(1, 1500))).await.unwrap();
-    for seq in 0..2 {
-        match c.recv().await.unwrap() {
-            Some(Frame::Ack(a)) => assert!(a.seqno == seq && a.is_success(), "{a:?}"),
-            other => panic!("{other:?}"),
-        }
-    }
+    write_block(&dn, 42).await;
     {
         let s = st.lock().unwrap();
         assert!(
             s.received.contains(&ExtendedBlock {
                 block_id: 42,
                 generation_stamp: 3,
-                num_bytes: 1500
+                num_bytes: BLOCK_LEN as u64
             }),
             "block received reported before the last ack: {:?}",
             s.received
@@ -179,20 +333,12 @@ async fn registers_reports_and_obeys_commands() {
     }
 
     // Invalidate: the replica goes and is reported deleted.
-    st.lock().unwrap().commands.push(DatanodeCommand {
-        command: Some(Command::Invalidate(InvalidateBlocks {
-            blocks: vec![ExtendedBlock {
-                block_id: 42,
-                generation_stamp: 3,
-                num_bytes: 1500,
-            }],
-        })),
-    });
+    st.lock().unwrap().commands.push(invalidate(42));
     wait_for("deleted report", || {
         st.lock().unwrap().deleted.iter().any(|b| b.block_id == 42)
     })
     .await;
-    assert!(!dir.path().join("current/finalized/blk_42").exists());
+    assert!(!block_file(&dir, 42).exists());
 
     // ReRegister: register again and send a full report.
     let (regs, reports) = {
@@ -207,6 +353,111 @@ async fn registers_reports_and_obeys_commands() {
         s.registered.len() > regs && s.full_reports.len() > reports
     })
     .await;
+
+    dn.stop().await.unwrap();
+    server.abort();
+}
+
+/// Two namenodes hand over leadership: the deposed one's Invalidate is
+/// dropped, the new leader's is obeyed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deposed_namenode_commands_are_fenced() {
+    let (a, a_addr, a_server) = Mock::start(fencing(1, true)).await;
+    let (b, b_addr, b_server) = Mock::start(fencing(1, false)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let dn = Datanode::start(config(&[a_addr, b_addr], dir.path()))
+        .await
+        .unwrap();
+    let (x, y, z) = (101, 102, 103);
+    for id in [x, y, z] {
+        write_block(&dn, id).await;
+        assert_present(&dn, &dir, id).await;
+    }
+    // Both namenodes hear of the blocks, the standby included (in a full
+    // report if the block was written before it registered).
+    for nn in [&a, &b] {
+        wait_for("both namenodes got the blocks", || {
+            [x, y, z].iter().all(|id| nn.knows(*id))
+        })
+        .await;
+    }
+
+    // A leads term 1: its Invalidate runs.
+    a.send_and_await(vec![invalidate(x)]).await;
+    wait_for("X reported deleted", || a.deleted(x) && b.deleted(x)).await;
+    assert!(!block_file(&dir, x).exists(), "X deleted on disk");
+
+    // B wins term 2; A has not noticed and still claims term 1.
+    b.set_fencing(fencing(2, true));
+    b.await_two_heartbeats().await;
+    a.send_and_await(vec![invalidate(y)]).await;
+    assert_present(&dn, &dir, y).await;
+    assert!(!a.deleted(y) && !b.deleted(y), "Y not reported deleted");
+
+    // B's command at term 2 is obeyed.
+    b.send_and_await(vec![invalidate(z)]).await;
+    wait_for("Z reported deleted", || a.deleted(z) && b.deleted(z)).await;
+    assert!(!block_file(&dir, z).exists(), "Z deleted on disk");
+    // ... and A is still fenced after that.
+    a.send_and_await(vec![invalidate(y)]).await;
+    assert_present(&dn, &dir, y).await;
+
+    // The deposed namenode still gets heartbeats and reports.
+    let beats = a.0.lock().unwrap().heartbeats.len();
+    a.await_two_heartbeats().await;
+    assert!(a.0.lock().unwrap().heartbeats.len() >= beats + 2);
+
+    let page = metrics_page(&dn).await;
+    let fenced = sample(
+        &page,
+        "rfs_datanode_fenced_commands_total",
+        "reason=\"deposed\"",
+    );
+    assert!(fenced.is_some_and(|n| n >= 2.0), "{page}");
+    assert!(page.contains("rfs_datanode_namenode_term"), "{page}");
+
+    dn.stop().await.unwrap();
+    a_server.abort();
+    b_server.abort();
+}
+
+/// A standby's or an unfenced response's data commands are dropped; its
+/// ReRegister is still obeyed, and the heartbeats keep coming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn standby_and_unfenced_commands_are_ignored() {
+    let (nn, addr, server) = Mock::start(fencing(5, false)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let dn = Datanode::start(config(&[addr], dir.path())).await.unwrap();
+    let x = 201;
+    write_block(&dn, x).await;
+    wait_for("the namenode got the block", || nn.knows(x)).await;
+
+    // Standby: Invalidate dropped, ReRegister obeyed.
+    let regs = nn.0.lock().unwrap().registered.len();
+    nn.send_and_await(vec![
+        invalidate(x),
+        DatanodeCommand {
+            command: Some(Command::Reregister(ReRegister {})),
+        },
+    ])
+    .await;
+    wait_for("re-registration with the standby", || {
+        nn.0.lock().unwrap().registered.len() > regs
+    })
+    .await;
+    assert_present(&dn, &dir, x).await;
+
+    // No fencing at all: treated as not active.
+    nn.set_fencing(None);
+    nn.send_and_await(vec![invalidate(x)]).await;
+    assert_present(&dn, &dir, x).await;
+    assert!(!nn.deleted(x), "X not reported deleted");
+
+    // The same namenode once active: the very same command runs.
+    nn.set_fencing(fencing(5, true));
+    nn.send_and_await(vec![invalidate(x)]).await;
+    wait_for("X reported deleted", || nn.deleted(x)).await;
+    assert!(!block_file(&dir, x).exists(), "X deleted on disk");
 
     dn.stop().await.unwrap();
     server.abort();
