@@ -2,12 +2,21 @@
 //!
 //! [`MiniCluster`] starts real `namenode` and `datanode` processes (the
 //! binaries of this workspace) on free 127.0.0.1 ports with tiny blocks and
-//! temporary directories, and kills them when dropped. Tests reach the
-//! cluster through `rfs_client` exactly as users do, and reach into the
-//! datanodes' directories to check or damage replicas on disk.
+//! temporary directories, and kills them when dropped. [`HaCluster`] does the
+//! same for an HA group (nn1, nn2 and a witness in one raft group), with one
+//! member optionally inside a network namespace ([`NetNs`]) so a test can cut
+//! it off. Tests reach the clusters through `rfs_client` exactly as users
+//! do, and reach into the datanodes' directories to check or damage replicas
+//! on disk.
 
+pub mod ha_cluster;
 pub mod mini_cluster;
+pub mod netns;
+mod process;
 pub mod replica_files;
 
+pub use ha_cluster::{HaCluster, HaClusterBuilder, NN1, NN2, WITNESS};
 pub use mini_cluster::{MiniCluster, MiniClusterBuilder};
+pub use netns::{netns_unavailable, NetNs};
+pub use process::{bin_path, free_port, free_port_on};
 pub use replica_files::{find_replicas, verify_replica, ReplicaFiles};

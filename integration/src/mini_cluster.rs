@@ -7,44 +7,21 @@
 //! dropped; logs stay in the cluster's temp dir and their tails are printed
 //! when a start times out.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use rfs_client::{Client, ClientConfig};
 
-use crate::replica_files::{find_replicas, ReplicaFiles};
-
-/// Where the workspace's binaries are: `RFS_BIN_DIR`, else the cargo target
-/// dir that holds this test executable (`target/<profile>/deps/..`).
-pub fn bin_path(name: &str) -> Result<PathBuf> {
-    let dir = match std::env::var_os("RFS_BIN_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => {
-            let exe = std::env::current_exe()?;
-            let deps = exe.parent().context("test executable has no parent dir")?;
-            deps.parent()
-                .context("deps dir has no parent")?
-                .to_path_buf()
-        }
-    };
-    let path = dir.join(name);
-    if !path.exists() {
-        bail!(
-            "{} not found: build the daemons first (cargo build --bins)",
-            path.display()
-        );
-    }
-    Ok(path)
-}
-
-/// Reserves a free port on 127.0.0.1 (released when the returned listener drops).
-pub fn free_port() -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
-}
+/// Kept here too: tests name it by this path.
+pub use crate::process::bin_path;
+use crate::process::{
+    check_datanodes_alive, exited, free_port, kill, replicas_in, Daemons, DatanodeSettings,
+    DatanodeSlot,
+};
+use crate::replica_files::ReplicaFiles;
 
 #[derive(Debug, Clone)]
 pub struct MiniClusterBuilder {
@@ -81,40 +58,35 @@ impl MiniClusterBuilder {
     }
 
     pub async fn start(self) -> Result<MiniCluster> {
-        let root = tempfile::Builder::new()
-            .prefix("rfs-minicluster-")
-            .tempdir()?;
+        let daemons = Daemons::new("rfs-minicluster-", None)?;
+        let localhost = std::net::Ipv4Addr::LOCALHOST.into();
+        let mut datanodes = Vec::new();
+        for i in 0..self.datanodes {
+            datanodes.push(DatanodeSlot::new(daemons.root(), i, localhost)?);
+        }
         let mut cluster = MiniCluster {
             nn_rpc: SocketAddr::from(([127, 0, 0, 1], free_port()?)),
             nn_http: SocketAddr::from(([127, 0, 0, 1], free_port()?)),
             namenode: None,
-            datanodes: Vec::new(),
-            root,
+            datanodes,
+            daemons,
             opts: self,
-            log_seq: 0,
         };
         cluster.start_namenode().await?;
         for i in 0..cluster.opts.datanodes {
-            let dn = DatanodeSlot {
-                data_dirs: vec![cluster.root.path().join(format!("dn{i}"))],
-                data_addr: SocketAddr::from(([127, 0, 0, 1], free_port()?)),
-                http_addr: SocketAddr::from(([127, 0, 0, 1], free_port()?)),
-                child: None,
-            };
-            cluster.datanodes.push(dn);
             cluster.start_datanode(i)?;
         }
         let n = cluster.opts.datanodes;
         cluster.wait_live_datanodes(n).await?;
         Ok(cluster)
     }
-}
 
-struct DatanodeSlot {
-    data_dirs: Vec<PathBuf>,
-    data_addr: SocketAddr,
-    http_addr: SocketAddr,
-    child: Option<Child>,
+    pub(crate) fn datanode_settings(&self) -> DatanodeSettings {
+        DatanodeSettings {
+            bytes_per_checksum: self.bytes_per_checksum,
+            heartbeat_ms: self.heartbeat_ms,
+        }
+    }
 }
 
 pub struct MiniCluster {
@@ -122,9 +94,8 @@ pub struct MiniCluster {
     nn_http: SocketAddr,
     namenode: Option<Child>,
     datanodes: Vec<DatanodeSlot>,
-    root: tempfile::TempDir,
+    daemons: Daemons,
     pub opts: MiniClusterBuilder,
-    log_seq: u32,
 }
 
 const START_DEADLINE: Duration = Duration::from_secs(30);
@@ -148,7 +119,7 @@ impl MiniCluster {
     }
 
     pub fn root(&self) -> &Path {
-        self.root.path()
+        self.daemons.root()
     }
 
     pub fn client_config(&self) -> ClientConfig {
@@ -162,31 +133,6 @@ impl MiniCluster {
         Ok(Client::connect(self.client_config()).await?)
     }
 
-    fn log_file(&mut self, name: &str) -> Result<std::fs::File> {
-        self.log_seq += 1;
-        let path = self
-            .root
-            .path()
-            .join(format!("{name}.{}.log", self.log_seq));
-        Ok(std::fs::File::create(path)?)
-    }
-
-    fn spawn(&mut self, bin: &str, log: &str, args: &[String]) -> Result<Child> {
-        let out = self.log_file(log)?;
-        let err = out.try_clone()?;
-        Command::new(bin_path(bin)?)
-            .args(args)
-            .env(
-                "RUST_LOG",
-                std::env::var("RFS_TEST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .with_context(|| format!("spawning {bin}"))
-    }
-
     /// Starts (or restarts) the namenode on its fixed ports and waits until it
     /// answers RPCs.
     pub async fn start_namenode(&mut self) -> Result<()> {
@@ -197,7 +143,7 @@ impl MiniCluster {
             "--http-addr".into(),
             self.nn_http.to_string(),
             "--name-dir".into(),
-            self.root.path().join("name").display().to_string(),
+            self.root().join("name").display().to_string(),
             "--block-size".into(),
             o.block_size.to_string(),
             "--replication".into(),
@@ -208,7 +154,7 @@ impl MiniCluster {
             o.lease_soft_limit_ms.to_string(),
         ];
         args.extend(o.extra_namenode_args.iter().cloned());
-        let child = self.spawn("namenode", "namenode", &args)?;
+        let child = self.daemons.spawn("namenode", "namenode", &args, &[])?;
         self.namenode = Some(child);
         let deadline = Instant::now() + START_DEADLINE;
         loop {
@@ -229,20 +175,15 @@ impl MiniCluster {
     }
 
     fn check_alive_namenode(&mut self) -> Result<()> {
-        if let Some(child) = self.namenode.as_mut() {
-            if let Some(status) = child.try_wait()? {
-                bail!("namenode exited with {status}\n{}", self.log_tails());
-            }
+        if let Some(status) = exited(&mut self.namenode)? {
+            bail!("namenode exited with {status}\n{}", self.log_tails());
         }
         Ok(())
     }
 
     /// kill -9 the namenode.
     pub fn kill_namenode(&mut self) {
-        if let Some(mut c) = self.namenode.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill(&mut self.namenode);
     }
 
     pub async fn restart_namenode(&mut self) -> Result<()> {
@@ -268,35 +209,14 @@ impl MiniCluster {
     }
 
     pub fn start_datanode(&mut self, i: usize) -> Result<()> {
-        let o = &self.opts;
-        let slot = &self.datanodes[i];
-        let mut args = vec![
-            "--namenode".into(),
-            self.nn_rpc.to_string(),
-            "--data-addr".into(),
-            slot.data_addr.to_string(),
-            "--http-addr".into(),
-            slot.http_addr.to_string(),
-            "--bytes-per-checksum".into(),
-            o.bytes_per_checksum.to_string(),
-            "--heartbeat-interval-ms".into(),
-            o.heartbeat_ms.to_string(),
-        ];
-        for d in &slot.data_dirs {
-            args.push("--data-dir".into());
-            args.push(d.display().to_string());
-        }
-        let child = self.spawn("datanode", &format!("dn{i}"), &args)?;
-        self.datanodes[i].child = Some(child);
-        Ok(())
+        let settings = self.opts.datanode_settings();
+        let namenodes = [self.nn_rpc.to_string()];
+        self.datanodes[i].start(&mut self.daemons, i, &namenodes, &settings)
     }
 
     /// kill -9 datanode `i`.
     pub fn kill_datanode(&mut self, i: usize) {
-        if let Some(mut c) = self.datanodes[i].child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill(&mut self.datanodes[i].child);
     }
 
     pub async fn restart_datanode(&mut self, i: usize) -> Result<()> {
@@ -327,14 +247,7 @@ impl MiniCluster {
                 }
             }
             self.check_alive_namenode()?;
-            for (i, d) in self.datanodes.iter_mut().enumerate() {
-                if let Some(c) = d.child.as_mut() {
-                    if let Some(status) = c.try_wait()? {
-                        d.child = None;
-                        bail!("datanode {i} exited with {status}\n{}", self.log_tails());
-                    }
-                }
-            }
+            check_datanodes_alive(&mut self.datanodes, &self.daemons)?;
             if Instant::now() > deadline {
                 bail!(
                     "expected {n} live datanodes, namenode reports {last:?}\n{}",
@@ -347,35 +260,12 @@ impl MiniCluster {
 
     /// Finalized replicas of `block_id` on every datanode, as (datanode index, files).
     pub fn replicas_of(&self, block_id: u64) -> Result<Vec<(usize, ReplicaFiles)>> {
-        let mut out = Vec::new();
-        for (i, d) in self.datanodes.iter().enumerate() {
-            for dir in &d.data_dirs {
-                for r in find_replicas(dir, block_id)? {
-                    out.push((i, r));
-                }
-            }
-        }
-        Ok(out)
+        replicas_in(&self.datanodes, block_id)
     }
 
     /// Last lines of every log, for failure messages.
     pub fn log_tails(&self) -> String {
-        let mut out = String::new();
-        if let Ok(entries) = std::fs::read_dir(self.root.path()) {
-            let mut logs: Vec<_> = entries
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "log"))
-                .collect();
-            logs.sort();
-            for p in logs {
-                let text = std::fs::read_to_string(&p).unwrap_or_default();
-                let lines: Vec<&str> = text.lines().collect();
-                let tail = &lines[lines.len().saturating_sub(15)..];
-                out.push_str(&format!("--- {} ---\n{}\n", p.display(), tail.join("\n")));
-            }
-        }
-        out
+        self.daemons.log_tails()
     }
 }
 
@@ -385,13 +275,6 @@ impl Drop for MiniCluster {
         for i in 0..self.datanodes.len() {
             self.kill_datanode(i);
         }
-        if std::thread::panicking() && std::env::var_os("RFS_KEEP_CLUSTER").is_some() {
-            let kept = self.root.path().to_path_buf();
-            eprintln!("keeping cluster dir {}", kept.display());
-            std::mem::forget(std::mem::replace(
-                &mut self.root,
-                tempfile::tempdir().expect("tempdir"),
-            ));
-        }
+        self.daemons.keep_if_panicking();
     }
 }

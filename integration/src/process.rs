@@ -1,0 +1,249 @@
+//! The processes of a test cluster: where the binaries are, free ports, one
+//! log file per start, datanode command lines, and log tails for failure
+//! messages. Shared by [`crate::MiniCluster`] and [`crate::HaCluster`].
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+use crate::replica_files::{find_replicas, ReplicaFiles};
+
+/// Where the workspace's binaries are: `RFS_BIN_DIR`, else the directory of
+/// the running executable when it holds them (a release `rfs-bench`), else
+/// its parent (a test executable lives in `target/<profile>/deps/`).
+pub fn bin_path(name: &str) -> Result<PathBuf> {
+    let candidates = match std::env::var_os("RFS_BIN_DIR") {
+        Some(d) => vec![PathBuf::from(d)],
+        None => {
+            let exe = std::env::current_exe()?;
+            let dir = exe.parent().context("executable has no parent dir")?;
+            let mut v = vec![dir.to_path_buf()];
+            v.extend(dir.parent().map(Path::to_path_buf));
+            v
+        }
+    };
+    for dir in &candidates {
+        let path = dir.join(name);
+        if path.is_file() {
+            return Ok(path);
+        }
+    }
+    bail!(
+        "{name} not found in {}: build the daemons first (cargo build --bins)",
+        candidates
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" or ")
+    )
+}
+
+/// A free port on 127.0.0.1 (the probe socket is closed on return).
+pub fn free_port() -> Result<u16> {
+    free_port_on(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// A free port on `ip`, which must be a local address.
+pub fn free_port_on(ip: IpAddr) -> Result<u16> {
+    let l = TcpListener::bind(SocketAddr::new(ip, 0))
+        .with_context(|| format!("binding a probe socket on {ip}"))?;
+    Ok(l.local_addr()?.port())
+}
+
+/// A temp dir holding every daemon's files and one log file per start.
+pub(crate) struct Daemons {
+    root: tempfile::TempDir,
+    log_seq: u32,
+}
+
+impl Daemons {
+    /// A new root dir named `<prefix>…`, under `parent` or the system temp dir.
+    pub(crate) fn new(prefix: &str, parent: Option<&Path>) -> Result<Daemons> {
+        let mut b = tempfile::Builder::new();
+        b.prefix(prefix);
+        let root = match parent {
+            Some(p) => {
+                std::fs::create_dir_all(p)?;
+                b.tempdir_in(p)?
+            }
+            None => b.tempdir()?,
+        };
+        Ok(Daemons { root, log_seq: 0 })
+    }
+
+    pub(crate) fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// Starts `bin` with `args`, stdout and stderr to `<root>/<log>.<n>.log`.
+    /// `wrapper` is a command line the binary runs under (e.g. `ip netns
+    /// exec NS`); it must exec the binary in place, so that the child's pid
+    /// is the daemon's and `kill -9` reaches it.
+    pub(crate) fn spawn(
+        &mut self,
+        bin: &str,
+        log: &str,
+        args: &[String],
+        wrapper: &[String],
+    ) -> Result<Child> {
+        self.log_seq += 1;
+        let path = self.root().join(format!("{log}.{}.log", self.log_seq));
+        let out = std::fs::File::create(path)?;
+        let err = out.try_clone()?;
+        let exe = bin_path(bin)?;
+        let mut cmd = match wrapper.split_first() {
+            None => Command::new(&exe),
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(&exe);
+                c
+            }
+        };
+        cmd.args(args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RFS_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("spawning {bin}"))
+    }
+
+    /// The last lines of every log, oldest start first, for failure messages.
+    pub(crate) fn log_tails(&self) -> String {
+        let mut out = String::new();
+        if let Ok(entries) = std::fs::read_dir(self.root()) {
+            let mut logs: Vec<_> = entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "log"))
+                .collect();
+            logs.sort();
+            for p in logs {
+                let text = std::fs::read_to_string(&p).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(15)..];
+                out.push_str(&format!("--- {} ---\n{}\n", p.display(), tail.join("\n")));
+            }
+        }
+        out
+    }
+
+    /// When the thread is panicking and `RFS_KEEP_CLUSTER` is set, leaves the
+    /// root dir on disk (and says where) instead of deleting it.
+    pub(crate) fn keep_if_panicking(&mut self) {
+        if std::thread::panicking() && std::env::var_os("RFS_KEEP_CLUSTER").is_some() {
+            if let Ok(fresh) = tempfile::tempdir() {
+                let kept = std::mem::replace(&mut self.root, fresh).keep();
+                eprintln!("keeping cluster dir {}", kept.display());
+            }
+        }
+    }
+}
+
+/// kill -9 and reap a child, if there is one.
+pub(crate) fn kill(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// The exit status of a child that has exited (the slot is emptied then).
+pub(crate) fn exited(child: &mut Option<Child>) -> Result<Option<ExitStatus>> {
+    if let Some(c) = child.as_mut() {
+        if let Some(status) = c.try_wait()? {
+            *child = None;
+            return Ok(Some(status));
+        }
+    }
+    Ok(None)
+}
+
+/// Settings every datanode of a test cluster shares.
+#[derive(Debug, Clone)]
+pub(crate) struct DatanodeSettings {
+    pub bytes_per_checksum: u32,
+    pub heartbeat_ms: u64,
+}
+
+/// One datanode: its dirs and fixed addresses (kept across restarts).
+pub(crate) struct DatanodeSlot {
+    pub data_dirs: Vec<PathBuf>,
+    pub data_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub child: Option<Child>,
+}
+
+impl DatanodeSlot {
+    /// Slot `i` under `root`, with free ports on `ip`.
+    pub(crate) fn new(root: &Path, i: usize, ip: IpAddr) -> Result<DatanodeSlot> {
+        Ok(DatanodeSlot {
+            data_dirs: vec![root.join(format!("dn{i}"))],
+            data_addr: SocketAddr::new(ip, free_port_on(ip)?),
+            http_addr: SocketAddr::new(ip, free_port_on(ip)?),
+            child: None,
+        })
+    }
+
+    /// Starts datanode `i` reporting to every address in `namenodes`.
+    pub(crate) fn start(
+        &mut self,
+        daemons: &mut Daemons,
+        i: usize,
+        namenodes: &[String],
+        s: &DatanodeSettings,
+    ) -> Result<()> {
+        let mut args = Vec::new();
+        for nn in namenodes {
+            args.push("--namenode".to_string());
+            args.push(nn.clone());
+        }
+        args.extend([
+            "--data-addr".into(),
+            self.data_addr.to_string(),
+            "--http-addr".into(),
+            self.http_addr.to_string(),
+            "--bytes-per-checksum".into(),
+            s.bytes_per_checksum.to_string(),
+            "--heartbeat-interval-ms".into(),
+            s.heartbeat_ms.to_string(),
+        ]);
+        for d in &self.data_dirs {
+            args.push("--data-dir".into());
+            args.push(d.display().to_string());
+        }
+        self.child = Some(daemons.spawn("datanode", &format!("dn{i}"), &args, &[])?);
+        Ok(())
+    }
+}
+
+/// Finalized replicas of `block_id` on every datanode, as (datanode index, files).
+pub(crate) fn replicas_in(
+    slots: &[DatanodeSlot],
+    block_id: u64,
+) -> Result<Vec<(usize, ReplicaFiles)>> {
+    let mut out = Vec::new();
+    for (i, d) in slots.iter().enumerate() {
+        for dir in &d.data_dirs {
+            for r in find_replicas(dir, block_id)? {
+                out.push((i, r));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Fails naming the first datanode that has exited, with the logs.
+pub(crate) fn check_datanodes_alive(slots: &mut [DatanodeSlot], daemons: &Daemons) -> Result<()> {
+    for (i, d) in slots.iter_mut().enumerate() {
+        if let Some(status) = exited(&mut d.child)? {
+            bail!("datanode {i} exited with {status}\n{}", daemons.log_tails());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,257 @@
+//! The leader cut off in a network namespace: no split brain, then it
+//! rejoins as a follower.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Result};
+use rfs_client::Client;
+use rfs_integration::{netns_unavailable, HaCluster, NetNs, NN1};
+use rfs_proto::ha::ha_admin_client::HaAdminClient;
+use rfs_proto::ha::HaStatusRequest;
+use rfs_proto::namenode::{CallId, MkdirsRequest};
+use rfs_proto::rpc_error;
+
+use super::support::{diff_namespaces, namespace, raw_client, serial, verify_acks, wait_for, Load};
+
+const PINNED_CALL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// One mkdirs sent by the pinned client.
+#[derive(Debug)]
+struct PinnedCall {
+    path: String,
+    sent: Instant,
+    /// `Ok` when acknowledged; else the error kind and message.
+    outcome: std::result::Result<(), String>,
+}
+
+/// What the pinned client saw.
+#[derive(Debug, Default)]
+struct PinnedLog {
+    calls: Vec<PinnedCall>,
+    /// When nn1's own Status first said it was not leader after the cut.
+    stepped_down: Option<Instant>,
+}
+
+/// A client inside the namespace, talking to nn1 only (raw gRPC, no
+/// failover): mkdirs `/pinned/p<k>` one after another until stopped.
+struct Pinned {
+    stop: Arc<AtomicBool>,
+    cut: Arc<AtomicBool>,
+    successes: Arc<AtomicUsize>,
+    thread: std::thread::JoinHandle<Result<PinnedLog>>,
+}
+
+impl Pinned {
+    fn start(ns: &NetNs, addr: String) -> Pinned {
+        let stop = Arc::new(AtomicBool::new(false));
+        let cut = Arc::new(AtomicBool::new(false));
+        let successes = Arc::new(AtomicUsize::new(0));
+        let (s, c, n) = (stop.clone(), cut.clone(), successes.clone());
+        let thread = ns.run_inside(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(pinned_calls(addr, s, c, n))
+        });
+        Pinned {
+            stop,
+            cut,
+            successes,
+            thread,
+        }
+    }
+
+    async fn stop(self) -> Result<PinnedLog> {
+        self.stop.store(true, Ordering::SeqCst);
+        let thread = self.thread;
+        tokio::task::spawn_blocking(move || thread.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("pinned client thread panicked"))?
+    }
+}
+
+async fn pinned_calls(
+    addr: String,
+    stop: Arc<AtomicBool>,
+    cut: Arc<AtomicBool>,
+    successes: Arc<AtomicUsize>,
+) -> Result<PinnedLog> {
+    let mut log = PinnedLog::default();
+    let mut k = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        k += 1;
+        let path = format!("/pinned/p{k}");
+        let sent = Instant::now();
+        let outcome = match raw_client(&addr, PINNED_CALL_TIMEOUT).await {
+            Err(e) => Err(format!("connect: {e:#}")),
+            Ok(mut c) => {
+                let req = MkdirsRequest {
+                    path: path.clone(),
+                    mode: 0o755,
+                    create_parent: true,
+                    call: Some(CallId {
+                        client_id: "pinned-in-netns".into(),
+                        call_id: k,
+                    }),
+                    ..Default::default()
+                };
+                match tokio::time::timeout(PINNED_CALL_TIMEOUT, c.mkdirs(req)).await {
+                    Err(_) => Err(format!("no answer within {PINNED_CALL_TIMEOUT:?}")),
+                    Ok(Err(status)) => Err(format!(
+                        "{}: {}",
+                        rpc_error::kind_of(&status).name(),
+                        status.message()
+                    )),
+                    Ok(Ok(_)) => Ok(()),
+                }
+            }
+        };
+        if outcome.is_ok() {
+            successes.fetch_add(1, Ordering::SeqCst);
+        }
+        let failed = outcome.is_err();
+        log.calls.push(PinnedCall {
+            path,
+            sent,
+            outcome,
+        });
+        if cut.load(Ordering::SeqCst) && log.stepped_down.is_none() {
+            if let Ok(s) = own_role(&addr).await {
+                if s != "leader" {
+                    log.stepped_down = Some(Instant::now());
+                }
+            }
+        }
+        if failed {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(log)
+}
+
+async fn own_role(addr: &str) -> Result<String> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(PINNED_CALL_TIMEOUT)
+        .timeout(PINNED_CALL_TIMEOUT)
+        .connect()
+        .await?;
+    let st = HaAdminClient::new(channel)
+        .status(HaStatusRequest {})
+        .await?
+        .into_inner();
+    Ok(st.member.map(|m| m.role).unwrap_or_default())
+}
+
+fn netns(cluster: &HaCluster) -> &NetNs {
+    cluster.netns().expect("nn1 runs in a netns")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_leader_acknowledges_nothing_and_rejoins_as_follower() -> Result<()> {
+    if let Some(why) = netns_unavailable() {
+        eprintln!("skipped: {why}");
+        return Ok(());
+    }
+    let _serial = serial().await;
+    let mut cluster = HaCluster::builder().isolate(NN1).start().await?;
+    cluster.transfer_leader(NN1).await?;
+    let load = Load::start(cluster.client_config(), "/load", 2);
+    load.wait_acked(4, Duration::from_secs(30)).await?;
+    let pinned = Pinned::start(netns(&cluster), cluster.member_addr(NN1));
+    let served = wait_for(
+        "nn1 serving the pinned client",
+        Duration::from_secs(20),
+        || {
+            let n = pinned.successes.load(Ordering::SeqCst);
+            async move { Ok((n >= 3).then_some(n)) }
+        },
+    )
+    .await?;
+
+    netns(&cluster).cut()?;
+    let cut_done = Instant::now();
+    pinned.cut.store(true, Ordering::SeqCst);
+    let new = cluster.new_leader_other_than(NN1).await?;
+    let new_term = cluster.member_status(new).await?.term;
+    eprintln!(
+        "cut after {served} pinned acks; {} leader at term {new_term} {:?} after the cut",
+        cluster.member_id(new),
+        cut_done.elapsed()
+    );
+    // The load goes on through the others.
+    let acked = load.acked();
+    load.wait_acked(acked + 8, Duration::from_secs(40)).await?;
+    let (logs, errors) = load.finish().await?;
+    // Give the pinned client time to see nn1 step down (or keep timing out).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pinned_log = pinned.stop().await?;
+
+    netns(&cluster).restore()?;
+    let rejoined = wait_for(
+        "nn1 a follower at the new term",
+        Duration::from_secs(30),
+        || {
+            let c = &cluster;
+            async move {
+                let st = c.member_status(NN1).await?;
+                Ok((st.role == "follower" && st.term >= new_term).then_some(st))
+            }
+        },
+    )
+    .await?;
+    eprintln!("nn1 after restore: {rejoined:?}");
+    cluster.wait_caught_up(NN1).await?;
+
+    // No split brain: nothing sent to nn1 after the cut was acknowledged,
+    // and everything it ever acknowledged is in the final namespace.
+    let after_cut: Vec<&PinnedCall> = pinned_log
+        .calls
+        .iter()
+        .filter(|c| c.sent >= cut_done)
+        .collect();
+    eprintln!(
+        "pinned client: {} calls after the cut, nn1 stepped down {:?} after it; outcomes: {:?}",
+        after_cut.len(),
+        pinned_log.stepped_down.map(|t| t - cut_done),
+        after_cut
+            .iter()
+            .map(|c| c.outcome.clone().err().unwrap_or_else(|| "OK".into()))
+            .collect::<std::collections::BTreeSet<_>>()
+    );
+    let acked_after_cut: Vec<&str> = after_cut
+        .iter()
+        .filter(|c| c.outcome.is_ok())
+        .map(|c| c.path.as_str())
+        .collect();
+    let client = cluster.client().await?;
+    let mut lost = Vec::new();
+    for c in pinned_log.calls.iter().filter(|c| c.outcome.is_ok()) {
+        if client.get_file_info(&c.path).await?.is_none() {
+            lost.push(c.path.as_str());
+        }
+    }
+    ensure!(lost.is_empty(), "acknowledged by nn1 but lost: {lost:?}");
+    ensure!(
+        acked_after_cut.is_empty(),
+        "nn1 acknowledged mutations sent after it was cut off: {acked_after_cut:?}"
+    );
+    let verified = verify_acks(&client, "/load", &logs).await;
+    ensure!(
+        errors.is_empty(),
+        "errors surfaced to the load's clients: {errors:?}"
+    );
+    verified?;
+
+    // nn1, back as leader, serves exactly the namespace the others built.
+    let through_new = namespace(&Client::connect(cluster.client_config_for(new)).await?).await?;
+    cluster.transfer_leader(NN1).await?;
+    let through_nn1 = namespace(&Client::connect(cluster.client_config_for(NN1)).await?).await?;
+    ensure!(
+        through_nn1 == through_new,
+        "nn1 serves a different namespace after rejoining:\n{}",
+        diff_namespaces(&through_new, &through_nn1)
+    );
+    Ok(())
+}
