@@ -1,14 +1,13 @@
 //! The state machine: applies one [`MetaOp`] to the namespace as one atomic
 //! sled batch that also records the op's log index.
 //!
-//! Knows nothing of where ops come from (the local WAL now, the raft log
-//! later). Validation happens here, deterministically, so an op that fails
+//! Knows nothing of where ops come from (the raft log). Validation happens here, deterministically, so an op that fails
 //! (the file appeared meanwhile, the directory is no longer empty) applies
 //! as a no-op apart from the index and returns its error. Callers apply ops
 //! one at a time, in index order.
 
 use crate::error::{NamenodeError, Result};
-use crate::meta_op::{MetaOp, MetaResult};
+use crate::meta_op::{CallKey, MetaOp, MetaResult, Proposal};
 use crate::namespace::{self, counter, BlockMeta, FileMeta, Inode, Namespace, ROOT_ID};
 use crate::path;
 
@@ -128,17 +127,59 @@ pub fn format_if_new(ns: &Namespace, now_ms: u64) -> Result<()> {
     Ok(())
 }
 
-/// Applies `op` (log index `index`). The index is recorded even when the op
-/// fails validation, so replay never applies it twice.
-pub fn apply(ns: &Namespace, index: u64, op: &MetaOp) -> Result<Result<MetaResult>> {
+/// Records only that log entry `index` was applied (a leader's empty
+/// entry, a membership entry).
+pub fn skip(ns: &Namespace, index: u64) -> Result<()> {
+    Txn::new(ns)?.commit(index)
+}
+
+/// Applies the proposal at log index `index`. The index is recorded even
+/// when the op fails validation, so replay never applies it twice. A
+/// proposal naming a call already in the retry cache returns the recorded
+/// result and changes nothing: the client retried after the first one
+/// was applied (a timeout, a failover).
+pub fn apply(ns: &Namespace, index: u64, p: &Proposal) -> Result<Result<MetaResult>> {
+    if let Some(call) = &p.call {
+        if let Some(recorded) = ns.retry_cached(call)? {
+            skip(ns, index)?;
+            return Ok(recorded);
+        }
+    }
     let mut t = Txn::new(ns)?;
-    let result = apply_op(&mut t, op);
+    let result = match &p.op {
+        MetaOp::ExpireRetryCache { before_ms } => expire_retry_cache(&mut t, *before_ms),
+        op => apply_op(&mut t, op),
+    };
     if result.is_err() {
         // Keep only the index: a failed op changes nothing else.
         t = Txn::new(ns)?;
     }
+    if let Some(call) = &p.call {
+        let entry = namespace::RetryEntry {
+            at_ms: p.now_ms,
+            result: result.clone(),
+        };
+        t.batch
+            .insert(namespace::retry_key(call), bincode::serialize(&entry)?);
+    }
     t.commit(index)?;
     Ok(result)
+}
+
+fn expire_retry_cache(t: &mut Txn, before_ms: u64) -> Result<MetaResult> {
+    let mut removed = 0;
+    for (key, entry) in t.ns.retry_entries() {
+        if entry?.at_ms < before_ms {
+            t.batch.remove(key);
+            removed += 1;
+        }
+    }
+    Ok(MetaResult::RetryCacheExpired { removed })
+}
+
+/// The key of `call` in the retry cache (for tests and tools).
+pub fn retry_key(call: &CallKey) -> Vec<u8> {
+    namespace::retry_key(call)
 }
 
 /// Creates the inode at `comps` (a directory when `file` is `None`) under
@@ -422,6 +463,7 @@ fn apply_op(t: &mut Txn, op: &MetaOp) -> Result<MetaResult> {
             Ok(MetaResult::Deleted { blocks })
         }
         MetaOp::Rename { src, dst, now_ms } => rename(t, src, dst, *now_ms),
+        MetaOp::ExpireRetryCache { before_ms } => expire_retry_cache(t, *before_ms),
         MetaOp::SetReplication {
             path: p,
             replication,

@@ -27,8 +27,60 @@ pub struct Config {
     /// After this long without renewal another client may take a file over.
     pub lease_soft_limit_ms: u64,
     pub lease_hard_limit_ms: u64,
-    /// Ops between checkpoints (sled flush + WAL segment roll).
-    pub checkpoint_ops: u64,
+    /// This member's id in `[ha]`; empty for a namenode without `[ha]`.
+    pub id: String,
+    /// This member votes and keeps the log but never serves or leads.
+    pub witness: bool,
+    /// The raft group (the `[ha]` section). Without it the namenode is a
+    /// group of one: same log, same code, no failover.
+    #[serde(skip)]
+    pub ha: HaConfig,
+}
+
+/// The `[ha]` section: the members of the raft group and its timing.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HaConfig {
+    /// Raft tick, in milliseconds.
+    pub tick_ms: u64,
+    /// Followers call an election after between this many and twice this
+    /// many ticks without hearing from a leader.
+    pub election_ticks: usize,
+    /// The leader sends heartbeats every this many ticks.
+    pub heartbeat_ticks: usize,
+    /// Applied entries between snapshots; the log before a snapshot is
+    /// dropped.
+    pub snapshot_entries: u64,
+    /// Every member, in the same order on every member: a member's raft id
+    /// is its position (from 1).
+    pub member: Vec<Member>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    pub id: String,
+    pub rpc_addr: SocketAddr,
+    #[serde(default)]
+    pub witness: bool,
+}
+
+impl Default for HaConfig {
+    fn default() -> Self {
+        HaConfig {
+            tick_ms: 100,
+            election_ticks: 6,
+            heartbeat_ticks: 2,
+            snapshot_entries: 50_000,
+            member: Vec::new(),
+        }
+    }
+}
+
+impl HaConfig {
+    pub fn tick(&self) -> Duration {
+        Duration::from_millis(self.tick_ms)
+    }
 }
 
 impl Default for Config {
@@ -42,7 +94,9 @@ impl Default for Config {
             datanode_dead_ms: 30_000,
             lease_soft_limit_ms: 60_000,
             lease_hard_limit_ms: 20 * 60_000,
-            checkpoint_ops: 50_000,
+            id: String::new(),
+            witness: false,
+            ha: HaConfig::default(),
         }
     }
 }
@@ -71,12 +125,79 @@ impl Config {
         };
         let text = std::fs::read_to_string(path).map_err(|e| bad(&e))?;
         let mut table: toml::Table = text.parse().map_err(|e| bad(&toml_error(&text, &e)))?;
-        match table.remove("namenode") {
-            None => Ok(Config::default()),
+        let mut config: Config = match table.remove("namenode") {
+            None => Config::default(),
             Some(v) => v
                 .try_into()
-                .map_err(|e| bad(&format!("[namenode]: {}", toml_error(&text, &e)))),
+                .map_err(|e| bad(&format!("[namenode]: {}", toml_error(&text, &e))))?,
+        };
+        if let Some(v) = table.remove("ha") {
+            config.ha = v
+                .try_into()
+                .map_err(|e| bad(&format!("[ha]: {}", toml_error(&text, &e))))?;
         }
+        Ok(config)
+    }
+
+    /// The members of the raft group; without `[ha]`, just this namenode.
+    pub fn members(&self) -> Vec<Member> {
+        if self.ha.member.is_empty() {
+            vec![Member {
+                id: if self.id.is_empty() {
+                    "nn1".into()
+                } else {
+                    self.id.clone()
+                },
+                rpc_addr: self.rpc_addr,
+                witness: false,
+            }]
+        } else {
+            self.ha.member.clone()
+        }
+    }
+
+    /// This member's raft id (its position in [`Config::members`], from 1).
+    pub fn raft_id(&self) -> u64 {
+        let members = self.members();
+        if members.len() == 1 {
+            return 1;
+        }
+        members
+            .iter()
+            .position(|m| m.id == self.id)
+            .map_or(0, |i| i as u64 + 1)
+    }
+
+    /// With `[ha]`, this member's address comes from its entry there.
+    pub fn resolve_member(&mut self) -> Result<()> {
+        if self.ha.member.is_empty() {
+            if self.witness {
+                return Err(NamenodeError::Config(
+                    "--witness needs an [ha] section naming the group's members".into(),
+                ));
+            }
+            return Ok(());
+        }
+        let ids: Vec<&str> = self.ha.member.iter().map(|m| m.id.as_str()).collect();
+        let Some(me) = self.ha.member.iter().find(|m| m.id == self.id) else {
+            return Err(NamenodeError::Config(if self.id.is_empty() {
+                format!("[ha] lists members {ids:?}: start with --id naming one of them")
+            } else {
+                format!("--id {:?} is not a member in [ha] ({ids:?})", self.id)
+            }));
+        };
+        if me.witness != self.witness {
+            return Err(NamenodeError::Config(if me.witness {
+                format!(
+                    "member {} is a witness in [ha]: start it with --witness",
+                    me.id
+                )
+            } else {
+                format!("member {} is not a witness in [ha]: drop --witness", me.id)
+            }));
+        }
+        self.rpc_addr = me.rpc_addr;
+        Ok(())
     }
 
     /// Checks values the namenode cannot run with, naming the setting.
@@ -108,8 +229,35 @@ impl Config {
                 self.lease_soft_limit_ms, self.lease_hard_limit_ms
             ));
         }
-        if self.checkpoint_ops == 0 {
-            return bad("checkpoint_ops must be positive".into());
+        let ha = &self.ha;
+        if ha.tick_ms == 0 || ha.heartbeat_ticks == 0 || ha.election_ticks <= ha.heartbeat_ticks {
+            return bad(format!(
+                "[ha] needs tick_ms > 0 and 0 < heartbeat_ticks ({}) < election_ticks ({})",
+                ha.heartbeat_ticks, ha.election_ticks
+            ));
+        }
+        if ha.snapshot_entries == 0 {
+            return bad("[ha] snapshot_entries must be positive".into());
+        }
+        if !ha.member.is_empty() {
+            let mut seen = std::collections::HashSet::new();
+            for m in &ha.member {
+                if m.id.is_empty() || !seen.insert(&m.id) {
+                    return bad(format!(
+                        "[ha] member ids must be unique and non-empty ({:?})",
+                        m.id
+                    ));
+                }
+            }
+            if ha.member.iter().filter(|m| !m.witness).count() == 0 {
+                return bad("[ha] needs at least one member that is not a witness".into());
+            }
+            if ha.member.len() == 2 {
+                tracing::warn!(
+                    "[ha] has two members: a two-voter raft group cannot elect a leader after \
+                     losing either; add a witness"
+                );
+            }
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 
 use rfs_proto::rpc_error::{self, RpcErrorKind};
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum NamenodeError {
     #[error("{0}: No such file or directory")]
     NotFound(String),
@@ -25,6 +25,10 @@ pub enum NamenodeError {
     /// `path` is kept for the log; the user-facing text is fixed.
     #[error("no live datanodes to place block on")]
     NoLiveDatanodes { path: String },
+    /// This member is not the raft leader; `leader` is the leader's RPC
+    /// address when known.
+    #[error("{}", not_leader_text(.leader))]
+    NotLeader { leader: Option<String> },
     #[error("namenode internal error: {0}")]
     Internal(String),
     /// A configuration value the namenode cannot run with.
@@ -33,23 +37,9 @@ pub enum NamenodeError {
     /// A listening socket could not be bound (port in use, bad address).
     #[error("cannot listen for {what} on {addr}: {reason}")]
     Bind {
-        what: &'static str,
+        what: String,
         addr: std::net::SocketAddr,
         reason: String,
-    },
-    /// The write-ahead log could not be read or written.
-    #[error("write-ahead log {path}: {reason}")]
-    Wal {
-        path: std::path::PathBuf,
-        reason: String,
-    },
-    /// The write-ahead log is damaged where a torn last write cannot
-    /// explain it; the namenode refuses to start rather than lose ops.
-    #[error("write-ahead log {path} is corrupt at byte {offset}: {why}")]
-    WalCorrupt {
-        path: std::path::PathBuf,
-        offset: u64,
-        why: String,
     },
     /// The name directory cannot be opened, or its log or store is damaged.
     #[error("{0}")]
@@ -74,20 +64,35 @@ impl NamenodeError {
             NamenodeError::LeaseConflict { .. } => RpcErrorKind::LeaseConflict,
             NamenodeError::NoLease { .. } => RpcErrorKind::LeaseExpired,
             NamenodeError::NoLiveDatanodes { .. } => RpcErrorKind::NoLiveDatanodes,
+            NamenodeError::NotLeader { .. } => RpcErrorKind::NotLeader,
             NamenodeError::Internal(_)
             | NamenodeError::Config(_)
             | NamenodeError::Bind { .. }
             | NamenodeError::Store(_)
-            | NamenodeError::Wal { .. }
-            | NamenodeError::WalCorrupt { .. }
             | NamenodeError::Server(_) => RpcErrorKind::Internal,
         }
     }
 }
 
+fn not_leader_text(leader: &Option<String>) -> String {
+    match leader {
+        Some(l) => format!("this namenode is not the leader; the leader is {l}"),
+        None => "this namenode is not the leader and no leader is known yet".into(),
+    }
+}
+
 impl From<NamenodeError> for tonic::Status {
     fn from(e: NamenodeError) -> tonic::Status {
-        rpc_error::status(e.kind(), e.to_string())
+        let mut status = rpc_error::status(e.kind(), e.to_string());
+        if let NamenodeError::NotLeader {
+            leader: Some(leader),
+        } = &e
+        {
+            if let Ok(v) = leader.parse() {
+                status.metadata_mut().insert(rpc_error::LEADER_HINT_KEY, v);
+            }
+        }
+        status
     }
 }
 

@@ -16,7 +16,7 @@ pub fn serve_metrics(addr: SocketAddr) -> Result<tokio::task::JoinHandle<()>> {
         .with_http_listener(addr)
         .build()
         .map_err(|e| NamenodeError::Bind {
-            what: "HTTP",
+            what: "HTTP".into(),
             addr,
             reason: e.to_string(),
         })?;

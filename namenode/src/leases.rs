@@ -1,7 +1,8 @@
 //! Writer leases: a client holds the files it writes while it keeps
 //! renewing. The holder of an under-construction file is persisted in its
-//! inode; the renewal clocks live here and restart with the namenode (a
-//! holder we have not heard from since start counts from start).
+//! inode; the renewal clocks live here and restart with the namenode and
+//! whenever it becomes the leader (a holder we have not heard from since
+//! then counts from then).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -38,6 +39,13 @@ impl Leases {
             let hard = self.hard_limit;
             self.renewed.retain(|_, t| t.elapsed() < hard);
         }
+    }
+
+    /// Counts every holder from now: called when this member becomes the
+    /// leader, which has not heard any renewals while it followed.
+    pub fn restart_clocks(&mut self) {
+        self.renewed.clear();
+        self.started = Instant::now();
     }
 
     /// Whether `client`'s lease is within the soft limit.

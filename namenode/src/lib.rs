@@ -1,56 +1,61 @@
-//! The rfs namenode: the namespace (inode tree in sled behind a write-ahead
-//! log), the block map, the datanode registry, leases and block placement,
-//! served over gRPC. It never touches block bytes.
+//! The rfs namenode: the namespace (inode tree in sled, replicated by a
+//! raft group whose log is the write-ahead log), the block map, the
+//! datanode registry, leases and block placement, served over gRPC. It
+//! never touches block bytes.
 //!
 //! [`run`] is the whole daemon; `main.rs` only parses flags and signals, so
 //! tests start exactly the code production runs.
 
 pub mod apply;
 pub mod blockmap;
+pub mod clock;
 pub mod config;
 pub mod datanodes;
 pub mod error;
 pub mod http;
 pub mod leases;
-pub mod meta_log;
 pub mod meta_op;
 pub mod namespace;
 pub mod path;
 pub mod placement;
+pub mod raft;
 pub mod service;
 pub mod state;
-pub mod wal;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rfs_proto::datanode::datanode_protocol_server::DatanodeProtocolServer;
+use rfs_proto::ha::ha_admin_server::HaAdminServer;
+use rfs_proto::ha::raft_peer_server::RaftPeerServer;
 use rfs_proto::namenode::client_protocol_server::ClientProtocolServer;
 
 pub use config::Config;
 pub use error::{NamenodeError, Result};
-use meta_log::LocalMetaLog;
+use namespace::Namespace;
+use raft::RaftGroup;
 use state::State;
 
 /// Largest gRPC message accepted or sent (a block report of ~1M replicas
 /// fits).
 const MAX_RPC_MESSAGE: usize = 64 * 1024 * 1024;
 /// How long in-flight RPCs get to finish after shutdown is asked for; then
-/// the namenode checkpoints and exits regardless (clients retry).
+/// the namenode flushes its store and exits regardless (clients retry).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Runs the namenode on `config.rpc_addr` until `shutdown` completes, then
-/// checkpoints the metadata and returns.
+/// Runs the namenode on `config.rpc_addr` (with `[ha]`: its member's
+/// address) until `shutdown` completes, then flushes the store and returns.
 pub async fn run(
-    config: Config,
+    mut config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     config.validate()?;
+    config.resolve_member()?;
     let listener = tokio::net::TcpListener::bind(config.rpc_addr)
         .await
         .map_err(|e| NamenodeError::Bind {
-            what: "RPC",
+            what: "RPC".into(),
             addr: config.rpc_addr,
             reason: e.to_string(),
         })?;
@@ -60,34 +65,40 @@ pub async fn run(
 /// [`run`] on an already bound RPC listener (tests bind port 0 and read the
 /// address back).
 pub async fn serve(
-    config: Config,
+    mut config: Config,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     config.validate()?;
+    config.resolve_member()?;
     let rpc_addr = listener.local_addr().map_err(|e| NamenodeError::Bind {
-        what: "RPC",
+        what: "RPC".into(),
         addr: config.rpc_addr,
         reason: e.to_string(),
     })?;
     let metrics_task = http::serve_metrics(config.http_addr)?;
-    let name_dir = config.name_dir.clone();
-    let checkpoint_ops = config.checkpoint_ops;
-    let opened = tokio::task::spawn_blocking(move || LocalMetaLog::open(&name_dir, checkpoint_ops))
+    let rt = tokio::runtime::Handle::current();
+    let opening = config.clone();
+    let opened = tokio::task::spawn_blocking(move || open_metadata(&opening, &rt))
         .await
         .map_err(|e| NamenodeError::Store(format!("opening the metadata store: {e}")))
         .and_then(|r| r);
-    let (log, ns) = match opened {
+    let (mut group, ns) = match opened {
         Ok(opened) => opened,
         Err(e) => {
             metrics_task.abort();
             return Err(e);
         }
     };
-    let log = Arc::new(log);
-    let state = Arc::new(State::new(config.clone(), log.clone(), ns));
+    let state = Arc::new(State::new(config.clone(), group.handle.clone(), ns));
+    let leader_watch = tokio::spawn(restart_leases_on_election(state.clone()));
     tracing::info!(
-        "namenode serving RPC on {rpc_addr}, HTTP on {}, metadata in {}",
+        "namenode {} ({}) serving RPC on {rpc_addr}, HTTP on {}, metadata in {}",
+        state
+            .raft
+            .member(state.raft.id())
+            .map_or("", |m| m.id.as_str()),
+        if config.witness { "witness" } else { "voter" },
         config.http_addr,
         config.name_dir.display()
     );
@@ -98,11 +109,19 @@ pub async fn serve(
     .max_decoding_message_size(MAX_RPC_MESSAGE)
     .max_encoding_message_size(MAX_RPC_MESSAGE);
     let datanode = DatanodeProtocolServer::new(service::datanode::DatanodeService {
-        state,
+        state: state.clone(),
         namenode_id: rpc_addr.to_string(),
     })
     .max_decoding_message_size(MAX_RPC_MESSAGE)
     .max_encoding_message_size(MAX_RPC_MESSAGE);
+    let peer_service = std::mem::replace(
+        &mut group.peer_service,
+        raft::transport::PeerService::closed(),
+    );
+    let peer = RaftPeerServer::new(peer_service)
+        .max_decoding_message_size(MAX_RPC_MESSAGE)
+        .max_encoding_message_size(MAX_RPC_MESSAGE);
+    let ha = HaAdminServer::new(service::ha::HaService { state });
 
     // Shutdown first stops new RPCs; those in flight get a grace period.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -115,6 +134,8 @@ pub async fn serve(
     let server = tonic::transport::Server::builder()
         .add_service(client)
         .add_service(datanode)
+        .add_service(peer)
+        .add_service(ha)
         .serve_with_incoming_shutdown(incoming, signal);
     let served = tokio::select! {
         r = server => r.map_err(|e| NamenodeError::Server(e.to_string())),
@@ -124,13 +145,55 @@ pub async fn serve(
         }
     };
     metrics_task.abort();
-    let closing = log.clone();
-    if let Err(e) = tokio::task::spawn_blocking(move || closing.close()).await {
-        tracing::error!("closing the metadata log failed: {e}");
+    leader_watch.abort();
+    if let Err(e) = tokio::task::spawn_blocking(move || group.stop()).await {
+        tracing::error!("stopping the raft loop failed: {e}");
     }
     served?;
     tracing::info!("namenode stopped cleanly");
     Ok(())
+}
+
+/// Opens the store in the name dir and starts the raft loop (blocking);
+/// peers are reached from `rt`.
+pub fn open_metadata(
+    config: &Config,
+    rt: &tokio::runtime::Handle,
+) -> Result<(RaftGroup, Namespace)> {
+    let dir = &config.name_dir;
+    std::fs::create_dir_all(dir).map_err(|e| {
+        NamenodeError::Store(format!("cannot create name dir {}: {e}", dir.display()))
+    })?;
+    let db = sled::Config::new()
+        .path(dir.join("meta.sled"))
+        .open()
+        .map_err(|e| {
+            NamenodeError::Store(format!(
+                "cannot open metadata store in {}: {e}",
+                dir.display()
+            ))
+        })?;
+    let ns =
+        Namespace::open(&db).map_err(|e| NamenodeError::Store(format!("metadata store: {e}")))?;
+    // Every member formats identically (no clock), so their states match.
+    apply::format_if_new(&ns, 0)
+        .map_err(|e| NamenodeError::Store(format!("formatting the metadata store: {e}")))?;
+    let group = RaftGroup::start(config, ns.clone(), rt, MAX_RPC_MESSAGE)?;
+    Ok((group, ns))
+}
+
+/// A new leader has heard no lease renewals while it followed: it counts
+/// every writer's lease from its election.
+async fn restart_leases_on_election(state: Arc<State>) {
+    let mut watch = state.raft.watch();
+    let mut led = false;
+    while watch.changed().await.is_ok() {
+        let leads = state.raft.is_leader();
+        if leads && !led {
+            state.leases().restart_clocks();
+        }
+        led = leads;
+    }
 }
 
 /// Completes [`SHUTDOWN_GRACE`] after shutdown was asked for.

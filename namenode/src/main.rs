@@ -8,19 +8,33 @@ use rfs_namenode::Config;
 
 /// The rfs namenode: keeps the namespace and the block map; clients and
 /// datanodes talk to it over gRPC.
+///
+/// With an [ha] section in the config file, namenodes form a raft group:
+/// start each member with --id naming its entry there (nn1, nn2, ...),
+/// and the witness with --id <its id> --witness. The leader serves; the
+/// others stay hot and take over within seconds if it fails.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
 struct Args {
-    /// TOML config file; its [namenode] section sets defaults for the flags below.
+    /// TOML config file; its [namenode] section sets defaults for the flags
+    /// below, its [ha] section lists the raft group's members.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Address for client and datanode RPC [default: 127.0.0.1:8020].
+    /// This member's id in the config's [ha] section (e.g. nn1).
+    #[arg(long)]
+    id: Option<String>,
+    /// Run as the group's witness: votes and keeps the raft log, never
+    /// leads or serves clients (its [ha] entry must say witness = true).
+    #[arg(long)]
+    witness: bool,
+    /// Address for client and datanode RPC [default: 127.0.0.1:8020;
+    /// with [ha]: this member's rpc_addr there].
     #[arg(long)]
     rpc_addr: Option<SocketAddr>,
     /// Address for HTTP (/metrics) [default: 127.0.0.1:9870].
     #[arg(long)]
     http_addr: Option<SocketAddr>,
-    /// Directory for the metadata store and write-ahead log [default: .rfs/name].
+    /// Directory for the metadata store and raft log [default: .rfs/name].
     #[arg(long)]
     name_dir: Option<PathBuf>,
     /// Default block size of new files, in bytes [default: 536870912].
@@ -59,7 +73,12 @@ fn config(args: Args) -> Result<Config, rfs_namenode::NamenodeError> {
         lease_soft_limit_ms,
         lease_hard_limit_ms
     );
+    if let Some(id) = args.id {
+        c.id = id;
+    }
+    c.witness |= args.witness;
     c.validate()?;
+    c.resolve_member()?;
     Ok(c)
 }
 

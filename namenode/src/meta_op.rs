@@ -62,9 +62,46 @@ pub enum MetaOp {
         path: String,
         replication: u32,
     },
+    /// Drops retry-cache entries recorded before `before_ms` (proposed by
+    /// the leader now and then, so every member forgets the same ones).
+    ExpireRetryCache {
+        before_ms: u64,
+    },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Names one non-idempotent client call: a retry carries the same key and
+/// gets the recorded result instead of applying again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CallKey {
+    pub client: String,
+    pub call: u64,
+}
+
+/// One raft log entry: an op, the call it answers (if the client named
+/// it), and the leader's clock when proposed (retry-cache age).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub call: Option<CallKey>,
+    pub now_ms: u64,
+    pub op: MetaOp,
+}
+
+impl Proposal {
+    pub fn new(op: MetaOp) -> Proposal {
+        Proposal {
+            call: None,
+            now_ms: crate::clock::now_ms(),
+            op,
+        }
+    }
+
+    pub fn with_call(mut self, call: Option<CallKey>) -> Proposal {
+        self.call = call;
+        self
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetaResult {
     Mkdirs {
         created: bool,
@@ -91,5 +128,8 @@ pub enum MetaResult {
     ReplicationSet {
         changed: bool,
         blocks: Vec<BlockMeta>,
+    },
+    RetryCacheExpired {
+        removed: u64,
     },
 }

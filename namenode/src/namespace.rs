@@ -10,14 +10,39 @@
 //! | `c` parent id (u64 BE) ++ name       | child inode id (u64 BE)    |
 //! | `b` block id (u64 BE)                | owning inode id (u64 BE)   |
 //! | `m` counter name                     | u64 BE                     |
+//! | `x` client id ++ 0 ++ call id (u64 BE) | [`RetryEntry`] (bincode) |
+//! | `r`…                                 | the raft log (`raft/storage.rs`) |
 //!
+//! Keeping the raft log in the same tree lets installing a snapshot
+//! replace the namespace and reset the log in one atomic batch.
 //! The root directory is inode [`ROOT_ID`]. Writes happen only in
 //! `apply.rs`; everything here reads.
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{NamenodeError, Result};
+use crate::meta_op::{CallKey, MetaResult};
 use crate::path;
+
+/// Key prefixes of the state machine (everything but the raft log): what
+/// a snapshot carries.
+pub const STATE_PREFIXES: &[u8] = b"bcimx";
+
+/// A retry-cache entry: the result a call got, and when.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RetryEntry {
+    pub at_ms: u64,
+    pub result: Result<MetaResult>,
+}
+
+pub fn retry_key(call: &CallKey) -> Vec<u8> {
+    let mut k = Vec::with_capacity(10 + call.client.len());
+    k.push(b'x');
+    k.extend_from_slice(call.client.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&call.call.to_be_bytes());
+    k
+}
 
 pub const ROOT_ID: u64 = 1;
 
@@ -115,6 +140,25 @@ impl Namespace {
     pub fn open(db: &sled::Db) -> Result<Namespace> {
         Ok(Namespace {
             tree: db.open_tree("namespace")?,
+        })
+    }
+
+    /// The recorded result of `call`, if it was applied and not expired.
+    pub fn retry_cached(&self, call: &CallKey) -> Result<Option<Result<MetaResult>>> {
+        match self.tree.get(retry_key(call))? {
+            Some(v) => Ok(Some(bincode::deserialize::<RetryEntry>(&v)?.result)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every retry-cache entry with its key.
+    pub fn retry_entries(&self) -> impl Iterator<Item = (sled::IVec, Result<RetryEntry>)> + '_ {
+        self.tree.scan_prefix(b"x").map(|kv| match kv {
+            Ok((k, v)) => {
+                let entry = bincode::deserialize(&v).map_err(NamenodeError::from);
+                (k, entry)
+            }
+            Err(e) => (sled::IVec::default(), Err(e.into())),
         })
     }
 

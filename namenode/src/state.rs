@@ -1,9 +1,11 @@
-//! What the services share: the log, the namespace, and the in-memory maps.
+//! What the services share: the raft group, the namespace, and the
+//! in-memory maps (block map, datanode registry, lease clocks), which each
+//! member rebuilds from datanode reports rather than replicating.
 //! Locks are std mutexes held for short, non-async sections only. When both
 //! are needed, take the block map before the registry (never the reverse),
 //! so two such sections cannot deadlock.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use rfs_proto::common::{DatanodeInfo, ExtendedBlock, LocatedBlock};
 use rfs_proto::datanode::{datanode_command, DatanodeCommand, InvalidateBlocks};
@@ -13,12 +15,12 @@ use crate::blockmap::{BlockInfo, BlockMap};
 use crate::config::Config;
 use crate::datanodes::Registry;
 use crate::leases::Leases;
-use crate::meta_log::MetaLog;
 use crate::namespace::{BlockMeta, Inode, Namespace};
+use crate::raft::RaftHandle;
 
 pub struct State {
     pub config: Config,
-    pub log: Arc<dyn MetaLog>,
+    pub raft: RaftHandle,
     pub ns: Namespace,
     pub registry: Mutex<Registry>,
     pub blocks: Mutex<BlockMap>,
@@ -26,7 +28,7 @@ pub struct State {
 }
 
 impl State {
-    pub fn new(config: Config, log: Arc<dyn MetaLog>, ns: Namespace) -> State {
+    pub fn new(config: Config, raft: RaftHandle, ns: Namespace) -> State {
         State {
             registry: Mutex::new(Registry::new(config.datanode_dead())),
             leases: Mutex::new(Leases::new(
@@ -35,7 +37,7 @@ impl State {
             )),
             blocks: Mutex::new(BlockMap::default()),
             config,
-            log,
+            raft,
             ns,
         }
     }

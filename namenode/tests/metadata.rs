@@ -1,14 +1,43 @@
-//! The namenode's metadata path without sockets: group commit, WAL replay,
-//! and random namespace ops against a model, with restarts.
+//! The namenode's metadata path without sockets (a raft group of one):
+//! group commit, restart without double apply, the retry cache, and random
+//! namespace ops against a model, with restarts.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use rfs_namenode::meta_log::{LocalMetaLog, MetaLog};
-use rfs_namenode::meta_op::{MetaOp, MetaResult};
-use rfs_namenode::namespace::Namespace;
-use rfs_namenode::wal::Wal;
+use rfs_namenode::meta_op::{CallKey, MetaOp, MetaResult, Proposal};
+use rfs_namenode::namespace::{counter, Namespace};
+use rfs_namenode::raft::RaftGroup;
+use rfs_namenode::{Config, NamenodeError};
+
+/// One namenode's metadata: its raft group (of one) and namespace.
+struct Meta {
+    group: RaftGroup,
+    ns: Namespace,
+}
+
+impl Meta {
+    async fn open(dir: &Path) -> Meta {
+        let config = Config {
+            name_dir: dir.to_path_buf(),
+            ..Config::default()
+        };
+        let (group, ns) =
+            rfs_namenode::open_metadata(&config, &tokio::runtime::Handle::current()).unwrap();
+        group.handle.wait_leader().await.unwrap();
+        Meta { group, ns }
+    }
+
+    async fn submit(&self, op: MetaOp) -> Result<MetaResult, NamenodeError> {
+        self.group.handle.submit(Proposal::new(op)).await
+    }
+
+    fn close(mut self) {
+        self.group.stop();
+    }
+}
 
 fn mkdirs(path: &str) -> MetaOp {
     MetaOp::Mkdirs {
@@ -24,13 +53,13 @@ fn mkdirs(path: &str) -> MetaOp {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_submits_share_fsyncs() {
     let dir = tempfile::tempdir().unwrap();
-    let (log, ns) = LocalMetaLog::open(dir.path(), 1_000_000).unwrap();
-    let log = Arc::new(log);
+    let meta = Arc::new(Meta::open(dir.path()).await);
+    let before = meta.group.handle.status().syncs;
     let n = 400;
     let tasks: Vec<_> = (0..n)
         .map(|i| {
-            let log = log.clone();
-            tokio::spawn(async move { log.submit(mkdirs(&format!("/d{i}"))).await })
+            let meta = meta.clone();
+            tokio::spawn(async move { meta.submit(mkdirs(&format!("/d{i}"))).await })
         })
         .collect();
     for t in tasks {
@@ -39,48 +68,108 @@ async fn concurrent_submits_share_fsyncs() {
             MetaResult::Mkdirs { created: true }
         );
     }
-    let fsyncs = log
-        .stats()
-        .fsyncs
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let fsyncs = meta.group.handle.status().syncs - before;
     assert!(
         fsyncs < n / 2,
         "{fsyncs} fsyncs for {n} concurrent ops: group commit is not batching"
     );
-    assert_eq!(ns.children(1, "", 10_000).unwrap().0.len(), n as usize);
-    log.close();
+    assert_eq!(meta.ns.children(1, "", 10_000).unwrap().0.len(), n as usize);
+    Arc::into_inner(meta).unwrap().close();
 }
 
 #[tokio::test]
-async fn ops_in_the_log_past_the_applied_index_are_replayed_once() {
+async fn acknowledged_ops_survive_restarts_and_are_applied_once() {
     let dir = tempfile::tempdir().unwrap();
-    // A log written by a namenode that died before its store saw the ops.
-    {
-        let (mut wal, _) = Wal::open(&dir.path().join("wal")).unwrap();
-        let ops = [mkdirs("/a/b"), mkdirs("/c"), mkdirs("/a/b")];
-        let recs: Vec<(u64, &MetaOp)> = ops
-            .iter()
-            .enumerate()
-            .map(|(i, op)| (i as u64 + 1, op))
-            .collect();
-        wal.append(&recs).unwrap();
-        wal.sync().unwrap();
+    let meta = Meta::open(dir.path()).await;
+    for p in ["/a/b", "/c", "/a/b"] {
+        meta.submit(mkdirs(p)).await.unwrap();
     }
+    let applied = meta.ns.counter(counter::APPLIED_INDEX).unwrap();
+    let next_inode = meta.ns.counter(counter::NEXT_INODE).unwrap();
+    meta.close();
     for _ in 0..2 {
-        let (log, ns) = LocalMetaLog::open(dir.path(), 1_000_000).unwrap();
-        assert!(ns.lookup("/a/b").unwrap().is_some());
-        assert!(ns.lookup("/c").unwrap().is_some());
-        assert_eq!(ns.children(1, "", 100).unwrap().0.len(), 2);
-        log.close();
+        let meta = Meta::open(dir.path()).await;
+        assert!(meta.ns.lookup("/a/b").unwrap().is_some());
+        assert!(meta.ns.lookup("/c").unwrap().is_some());
+        assert_eq!(meta.ns.children(1, "", 100).unwrap().0.len(), 2);
+        assert_eq!(
+            meta.ns.counter(counter::NEXT_INODE).unwrap(),
+            next_inode,
+            "an op was applied again on restart"
+        );
+        assert!(meta.ns.counter(counter::APPLIED_INDEX).unwrap() > applied);
+        meta.close();
     }
-    // New ops continue the index sequence after a reopen.
-    let (log, ns) = LocalMetaLog::open(dir.path(), 1_000_000).unwrap();
-    log.submit(mkdirs("/d")).await.unwrap();
-    log.close();
-    drop(ns);
-    let (log, ns) = LocalMetaLog::open(dir.path(), 1_000_000).unwrap();
-    assert!(ns.lookup("/d").unwrap().is_some());
-    log.close();
+    // New ops continue after a reopen.
+    let meta = Meta::open(dir.path()).await;
+    meta.submit(mkdirs("/d")).await.unwrap();
+    meta.close();
+    let meta = Meta::open(dir.path()).await;
+    assert!(meta.ns.lookup("/d").unwrap().is_some());
+    meta.close();
+}
+
+fn create(path: &str, client: &str) -> MetaOp {
+    MetaOp::Create {
+        path: path.into(),
+        client_id: client.into(),
+        overwrite: false,
+        replication: 1,
+        block_size: 1024,
+        mode: 0o644,
+        create_parent: false,
+        owner: "u".into(),
+        group: "g".into(),
+        now_ms: 1,
+        take_over_from: None,
+    }
+}
+
+#[tokio::test]
+async fn a_retried_call_gets_its_recorded_result_and_applies_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = Meta::open(dir.path()).await;
+    let call = |n| {
+        Some(CallKey {
+            client: "c1".into(),
+            call: n,
+        })
+    };
+    let submit = |op: MetaOp, n| {
+        let p = Proposal::new(op).with_call(call(n));
+        let h = meta.group.handle.clone();
+        async move { h.submit(p).await }
+    };
+    let first = submit(create("/f", "c1"), 1).await.unwrap();
+    let next_inode = meta.ns.counter(counter::NEXT_INODE).unwrap();
+    assert_eq!(submit(create("/f", "c1"), 1).await.unwrap(), first);
+    assert_eq!(meta.ns.counter(counter::NEXT_INODE).unwrap(), next_inode);
+    // A new call id is a new call: now the file exists.
+    let again = submit(create("/f", "c1"), 2).await.unwrap_err();
+    assert!(matches!(again, NamenodeError::AlreadyExists(_)), "{again}");
+    // Its error is recorded too, and survives a restart with the result.
+    meta.close();
+    let meta = Meta::open(dir.path()).await;
+    let h = meta.group.handle.clone();
+    let retry = |op: MetaOp, n| h.submit(Proposal::new(op).with_call(call(n)));
+    assert_eq!(retry(create("/f", "c1"), 1).await.unwrap(), first);
+    assert!(matches!(
+        retry(create("/f", "c1"), 2).await.unwrap_err(),
+        NamenodeError::AlreadyExists(_)
+    ));
+    // Expiry forgets old entries: the same call id then applies afresh.
+    let expire = MetaOp::ExpireRetryCache {
+        before_ms: u64::MAX,
+    };
+    assert_eq!(
+        meta.submit(expire).await.unwrap(),
+        MetaResult::RetryCacheExpired { removed: 2 }
+    );
+    assert!(matches!(
+        retry(create("/f", "c1"), 1).await.unwrap_err(),
+        NamenodeError::AlreadyExists(_)
+    ));
+    meta.close();
 }
 
 /// What the namespace should hold: path → is directory.
@@ -224,14 +313,13 @@ fn snapshot(ns: &Namespace) -> BTreeMap<String, bool> {
 
 async fn run_steps(steps: Vec<Step>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
-    let (mut log, mut ns) = LocalMetaLog::open(dir.path(), 7).unwrap();
+    let mut log = Meta::open(dir.path()).await;
     let mut model = Model::default();
     for step in steps {
         let (want, got) = match &step {
             Step::Restart => {
                 log.close();
-                drop(ns);
-                (log, ns) = LocalMetaLog::open(dir.path(), 7).unwrap();
+                log = Meta::open(dir.path()).await;
                 continue;
             }
             Step::Mkdirs(p) => (model.mkdirs(p), log.submit(mkdirs(p)).await.is_ok()),
@@ -290,7 +378,7 @@ async fn run_steps(steps: Vec<Step>) -> Result<(), TestCaseError> {
             want,
             got
         );
-        prop_assert_eq!(snapshot(&ns), model.0.clone(), "after {:?}", step);
+        prop_assert_eq!(snapshot(&log.ns), model.0.clone(), "after {:?}", step);
     }
     log.close();
     Ok(())
@@ -311,12 +399,27 @@ fn the_example_config_is_valid() {
     let c = rfs_namenode::Config::from_file(&path).unwrap();
     c.validate().unwrap();
     assert_eq!(c.rpc_addr.port(), 8020);
+    let ha = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/rfs-ha.toml");
+    let mut c = rfs_namenode::Config::from_file(&ha).unwrap();
+    c.validate().unwrap();
+    assert_eq!(c.members().len(), 3);
+    assert_eq!(c.members().iter().filter(|m| m.witness).count(), 1);
+    c.id = "nn2".into();
+    c.resolve_member().unwrap();
+    assert_eq!(c.rpc_addr.port(), 8021);
+    assert_eq!(c.raft_id(), 2);
+    c.id = "witness".into();
+    let e = c.resolve_member().unwrap_err().to_string();
+    assert!(e.contains("--witness"), "{e}");
+    c.id = "nn9".into();
+    let e = c.resolve_member().unwrap_err().to_string();
+    assert!(e.contains("not a member"), "{e}");
 }
 
 #[tokio::test]
 async fn add_block_commits_lengths_and_abandon_removes_only_the_last_block() {
     let dir = tempfile::tempdir().unwrap();
-    let (log, ns) = LocalMetaLog::open(dir.path(), 1_000_000).unwrap();
+    let log = Meta::open(dir.path()).await;
     let create = MetaOp::Create {
         path: "/f".into(),
         client_id: "w".into(),
@@ -381,10 +484,10 @@ async fn add_block_commits_lengths_and_abandon_removes_only_the_last_block() {
         "only the last block can be abandoned"
     );
     log.submit(abandon(b2.id)).await.unwrap();
-    let f = ns.lookup("/f").unwrap().unwrap().file.unwrap();
+    let f = log.ns.lookup("/f").unwrap().unwrap().file.unwrap();
     assert_eq!(f.blocks, vec![full]);
     assert!(
-        ns.block_owner(b2.id).unwrap().is_none(),
+        log.ns.block_owner(b2.id).unwrap().is_none(),
         "abandoned block no longer maps to the file"
     );
     log.close();

@@ -67,6 +67,7 @@ async fn create_and_close(
     })
     .await?;
     c.complete(CompleteRequest {
+        call: None,
         path: path.clone(),
         client_id: "crash-test".into(),
         last: None,

@@ -127,6 +127,7 @@ impl Namenode {
         host: &str,
     ) -> Result<LocatedBlock, tonic::Status> {
         let r = AddBlockRequest {
+            call: None,
             path: path.into(),
             client_id: client.into(),
             previous,
@@ -143,6 +144,7 @@ impl Namenode {
         last: Option<ExtendedBlock>,
     ) -> Result<FileStatus, tonic::Status> {
         let r = CompleteRequest {
+            call: None,
             path: path.into(),
             client_id: client.into(),
             last,
@@ -162,6 +164,7 @@ impl Namenode {
 
     async fn rename(&mut self, src: &str, dst: &str) -> Result<String, tonic::Status> {
         let r = RenameRequest {
+            call: None,
             src: src.into(),
             dst: dst.into(),
             client_id: String::new(),
@@ -171,6 +174,7 @@ impl Namenode {
 
     async fn delete(&mut self, path: &str, recursive: bool) -> Result<bool, tonic::Status> {
         let r = DeleteRequest {
+            call: None,
             path: path.into(),
             recursive,
             client_id: String::new(),

@@ -8,10 +8,10 @@ use rfs_proto::namenode::client_protocol_server::ClientProtocol;
 use rfs_proto::namenode::*;
 use tonic::{Request, Response, Status};
 
+use crate::clock::now_ms;
 use crate::config::MAX_REPLICATION;
 use crate::error::NamenodeError;
-use crate::meta_log::now_ms;
-use crate::meta_op::{MetaOp, MetaResult};
+use crate::meta_op::{CallKey, MetaOp, MetaResult, Proposal};
 use crate::namespace::BlockMeta;
 use crate::path;
 use crate::placement;
@@ -64,9 +64,45 @@ fn unexpected(r: MetaResult) -> Status {
     NamenodeError::Internal(format!("unexpected log result {r:?}")).into()
 }
 
+/// The retry-cache key of a call the client named.
+fn call_key(call: &Option<CallId>) -> Result<Option<CallKey>, Status> {
+    match call {
+        Some(c) if !c.client_id.is_empty() => {
+            check_field("call.client_id", &c.client_id)?;
+            Ok(Some(CallKey {
+                client: c.client_id.clone(),
+                call: c.call_id,
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
 impl ClientService {
-    async fn submit(&self, op: MetaOp) -> Result<MetaResult, Status> {
-        Ok(self.state.log.submit(op).await?)
+    /// Replicates `op` through the raft log and returns its applied result.
+    /// A call already in the retry cache gets its recorded result without
+    /// a new entry (and `apply` checks again, for a retry that races the
+    /// original's apply on a new leader).
+    async fn submit(&self, call: Option<CallKey>, op: MetaOp) -> Result<MetaResult, Status> {
+        if let Some(key) = &call {
+            if let Some(recorded) = self.state.ns.retry_cached(key)? {
+                metrics::counter!("rfs_namenode_retry_cache_hits_total").increment(1);
+                return Ok(recorded?);
+            }
+        }
+        let proposal = Proposal::new(op).with_call(call);
+        Ok(self.state.raft.submit(proposal).await?)
+    }
+
+    /// Only the leader serves; others answer NotLeader with its address.
+    fn leading(&self) -> Result<(), Status> {
+        Ok(self.state.raft.check_leader()?)
+    }
+
+    /// Leader check plus ReadIndex: what the read sees includes every
+    /// mutation acknowledged before it arrived, on any member.
+    async fn linearizable(&self) -> Result<(), Status> {
+        Ok(self.state.raft.read_barrier().await?)
     }
 
     fn require_client(id: &str) -> Result<(), Status> {
@@ -81,6 +117,7 @@ impl ClientService {
 impl ClientProtocol for ClientService {
     async fn mkdirs(&self, req: Request<MkdirsRequest>) -> R<MkdirsResponse> {
         rpc("mkdirs");
+        self.leading()?;
         let r = req.into_inner();
         check_field("owner", &r.owner)?;
         check_field("group", &r.group)?;
@@ -92,7 +129,7 @@ impl ClientProtocol for ClientService {
             mode: if r.mode == 0 { 0o755 } else { r.mode & 0o7777 },
             now_ms: now_ms(),
         };
-        match self.submit(op).await? {
+        match self.submit(call_key(&r.call)?, op).await? {
             MetaResult::Mkdirs { created } => Ok(Response::new(MkdirsResponse { created })),
             other => Err(unexpected(other)),
         }
@@ -100,6 +137,7 @@ impl ClientProtocol for ClientService {
 
     async fn create(&self, req: Request<CreateRequest>) -> R<CreateResponse> {
         rpc("create");
+        self.leading()?;
         let r = req.into_inner();
         Self::require_client(&r.client_id)?;
         check_field("owner", &r.owner)?;
@@ -141,6 +179,7 @@ impl ClientProtocol for ClientService {
             _ => None,
         };
         self.state.leases().renew(&r.client_id);
+        let call = call_key(&r.call)?;
         let op = MetaOp::Create {
             path: p.clone(),
             client_id: r.client_id,
@@ -154,7 +193,7 @@ impl ClientProtocol for ClientService {
             now_ms: now_ms(),
             take_over_from,
         };
-        match self.submit(op).await? {
+        match self.submit(call, op).await? {
             MetaResult::Created {
                 inode,
                 replaced_blocks,
@@ -170,6 +209,7 @@ impl ClientProtocol for ClientService {
 
     async fn add_block(&self, req: Request<AddBlockRequest>) -> R<AddBlockResponse> {
         rpc("add_block");
+        self.leading()?;
         let r = req.into_inner();
         Self::require_client(&r.client_id)?;
         let p = path::normalize(&r.path)?;
@@ -216,13 +256,14 @@ impl ClientProtocol for ClientService {
             );
         }
         self.state.leases().renew(&r.client_id);
+        let call = call_key(&r.call)?;
         let op = MetaOp::AddBlock {
             path: p,
             client_id: r.client_id,
             previous: block_meta(&r.previous),
             now_ms: now_ms(),
         };
-        match self.submit(op).await? {
+        match self.submit(call, op).await? {
             MetaResult::BlockAdded {
                 block,
                 offset,
@@ -248,16 +289,18 @@ impl ClientProtocol for ClientService {
 
     async fn complete(&self, req: Request<CompleteRequest>) -> R<CompleteResponse> {
         rpc("complete");
+        self.leading()?;
         let r = req.into_inner();
         Self::require_client(&r.client_id)?;
         let p = path::normalize(&r.path)?;
+        let call = call_key(&r.call)?;
         let op = MetaOp::Complete {
             path: p.clone(),
             client_id: r.client_id,
             last: block_meta(&r.last),
             now_ms: now_ms(),
         };
-        match self.submit(op).await? {
+        match self.submit(call, op).await? {
             MetaResult::Completed { inode } => Ok(Response::new(CompleteResponse {
                 completed: true,
                 status: Some(file_status(p, &inode)),
@@ -268,6 +311,7 @@ impl ClientProtocol for ClientService {
 
     async fn abandon_block(&self, req: Request<AbandonBlockRequest>) -> R<AbandonBlockResponse> {
         rpc("abandon_block");
+        self.leading()?;
         let r = req.into_inner();
         let b = block_meta(&r.block)
             .ok_or_else(|| NamenodeError::InvalidArgument("block is required".into()))?;
@@ -276,7 +320,7 @@ impl ClientProtocol for ClientService {
             client_id: r.client_id,
             block_id: b.id,
         };
-        self.submit(op).await?;
+        self.submit(call_key(&r.call)?, op).await?;
         self.state.invalidate(&[b]);
         Ok(Response::new(AbandonBlockResponse {}))
     }
@@ -286,6 +330,7 @@ impl ClientProtocol for ClientService {
         req: Request<GetBlockLocationsRequest>,
     ) -> R<GetBlockLocationsResponse> {
         rpc("get_block_locations");
+        self.linearizable().await?;
         let r = req.into_inner();
         let p = path::normalize(&r.path)?;
         let inode = self.state.ns.get(&p)?;
@@ -318,6 +363,7 @@ impl ClientProtocol for ClientService {
 
     async fn get_file_info(&self, req: Request<GetFileInfoRequest>) -> R<GetFileInfoResponse> {
         rpc("get_file_info");
+        self.linearizable().await?;
         let p = path::normalize(&req.into_inner().path)?;
         let status = match self.state.ns.lookup(&p)? {
             Some(i) => Some(status_with_children(&self.state.ns, p, &i)?),
@@ -328,6 +374,7 @@ impl ClientProtocol for ClientService {
 
     async fn list(&self, req: Request<ListRequest>) -> R<ListResponse> {
         rpc("list");
+        self.linearizable().await?;
         let r = req.into_inner();
         let p = path::normalize(&r.path)?;
         let inode = self.state.ns.get(&p)?;
@@ -354,13 +401,14 @@ impl ClientProtocol for ClientService {
 
     async fn delete(&self, req: Request<DeleteRequest>) -> R<DeleteResponse> {
         rpc("delete");
+        self.leading()?;
         let r = req.into_inner();
         let op = MetaOp::Delete {
             path: path::normalize(&r.path)?,
             recursive: r.recursive,
             now_ms: now_ms(),
         };
-        match self.submit(op).await? {
+        match self.submit(call_key(&r.call)?, op).await? {
             MetaResult::Deleted { blocks } => {
                 self.state.invalidate(&blocks);
                 Ok(Response::new(DeleteResponse { deleted: true }))
@@ -371,13 +419,14 @@ impl ClientProtocol for ClientService {
 
     async fn rename(&self, req: Request<RenameRequest>) -> R<RenameResponse> {
         rpc("rename");
+        self.leading()?;
         let r = req.into_inner();
         let op = MetaOp::Rename {
             src: path::normalize(&r.src)?,
             dst: path::normalize(&r.dst)?,
             now_ms: now_ms(),
         };
-        match self.submit(op).await? {
+        match self.submit(call_key(&r.call)?, op).await? {
             MetaResult::Renamed { final_path } => Ok(Response::new(RenameResponse {
                 renamed: true,
                 final_path,
@@ -391,6 +440,7 @@ impl ClientProtocol for ClientService {
         req: Request<SetReplicationRequest>,
     ) -> R<SetReplicationResponse> {
         rpc("set_replication");
+        self.leading()?;
         let r = req.into_inner();
         if r.replication == 0 || r.replication > MAX_REPLICATION {
             return Err(NamenodeError::InvalidArgument(format!(
@@ -403,7 +453,7 @@ impl ClientProtocol for ClientService {
             path: path::normalize(&r.path)?,
             replication: r.replication,
         };
-        match self.submit(op).await? {
+        match self.submit(None, op).await? {
             MetaResult::ReplicationSet { changed, blocks } => {
                 let mut map = self.state.blocks();
                 for b in blocks {
@@ -420,6 +470,7 @@ impl ClientProtocol for ClientService {
         req: Request<ContentSummaryRequest>,
     ) -> R<ContentSummaryResponse> {
         rpc("content_summary");
+        self.linearizable().await?;
         let p = path::normalize(&req.into_inner().path)?;
         let inode = self.state.ns.get(&p)?;
         let mut s = ContentSummaryResponse::default();
@@ -440,6 +491,7 @@ impl ClientProtocol for ClientService {
 
     async fn fs_stats(&self, _req: Request<FsStatsRequest>) -> R<FsStatsResponse> {
         rpc("fs_stats");
+        self.linearizable().await?;
         // Blocks of files being written are left out of the health counts:
         // their replicas are still arriving.
         let mut complete_blocks = Vec::new();
@@ -479,6 +531,7 @@ impl ClientProtocol for ClientService {
 
     async fn renew_lease(&self, req: Request<RenewLeaseRequest>) -> R<RenewLeaseResponse> {
         rpc("renew_lease");
+        self.leading()?;
         let r = req.into_inner();
         Self::require_client(&r.client_id)?;
         self.state.leases().renew(&r.client_id);
@@ -490,6 +543,7 @@ impl ClientProtocol for ClientService {
         req: Request<ReportBadBlocksRequest>,
     ) -> R<ReportBadBlocksResponse> {
         rpc("report_bad_blocks");
+        self.leading()?;
         let r = req.into_inner();
         let b = r
             .block

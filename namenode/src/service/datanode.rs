@@ -1,5 +1,10 @@
 //! The datanode protocol: registration, heartbeats (which carry commands
 //! back), full and incremental block reports, bad-replica reports.
+//!
+//! Datanodes report to every member, so a standby's block map is as hot
+//! as the leader's. Every response that can carry commands says whether
+//! this member leads and in which raft term ([`Fencing`]); only the leader
+//! sends data commands, and datanodes ignore any from a lower term.
 
 use std::sync::Arc;
 
@@ -21,6 +26,32 @@ type R<T> = Result<Response<T>, Status>;
 /// Counts one call of `method`.
 fn rpc(method: &'static str) {
     metrics::counter!("rfs_namenode_rpcs_total", "method" => method).increment(1);
+}
+
+impl DatanodeService {
+    /// This member's raft term and whether it leads.
+    fn fencing(&self) -> Fencing {
+        let status = self.state.raft.status();
+        Fencing {
+            term: status.term,
+            active: self.state.raft.is_leader(),
+        }
+    }
+
+    /// `commands` as this member may send them: a non-leader keeps only
+    /// re-registration (its own bookkeeping), never data commands.
+    fn fenced(&self, commands: Vec<DatanodeCommand>) -> (Vec<DatanodeCommand>, Option<Fencing>) {
+        let fencing = self.fencing();
+        let commands = if fencing.active {
+            commands
+        } else {
+            commands
+                .into_iter()
+                .filter(|c| matches!(c.command, Some(datanode_command::Command::Reregister(_))))
+                .collect()
+        };
+        (commands, Some(fencing))
+    }
 }
 
 fn reregister() -> DatanodeCommand {
@@ -121,7 +152,7 @@ impl DatanodeProtocol for DatanodeService {
         self.state.registry().register(info);
         Ok(Response::new(RegisterResponse {
             namenode_id: self.namenode_id.clone(),
-            fencing: None,
+            fencing: Some(self.fencing()),
         }))
     }
 
@@ -133,20 +164,16 @@ impl DatanodeProtocol for DatanodeService {
             self.state
                 .registry()
                 .heartbeat(&r.datanode_id, s.capacity, s.used, s.remaining);
-        Ok(Response::new(HeartbeatResponse {
-            commands: commands.unwrap_or_else(|| vec![reregister()]),
-            fencing: None,
-        }))
+        let (commands, fencing) = self.fenced(commands.unwrap_or_else(|| vec![reregister()]));
+        Ok(Response::new(HeartbeatResponse { commands, fencing }))
     }
 
     async fn block_report(&self, req: Request<BlockReportRequest>) -> R<BlockReportResponse> {
         rpc("block_report");
         let r = req.into_inner();
         if !self.state.registry().touch(&r.datanode_id) {
-            return Ok(Response::new(BlockReportResponse {
-                commands: vec![reregister()],
-                fencing: None,
-            }));
+            let (commands, fencing) = self.fenced(vec![reregister()]);
+            return Ok(Response::new(BlockReportResponse { commands, fencing }));
         }
         let reported: std::collections::HashSet<u64> =
             r.blocks.iter().map(|b| b.block_id).collect();
@@ -175,10 +202,8 @@ impl DatanodeProtocol for DatanodeService {
         } else {
             vec![invalidate_command(stale)]
         };
-        Ok(Response::new(BlockReportResponse {
-            commands,
-            fencing: None,
-        }))
+        let (commands, fencing) = self.fenced(commands);
+        Ok(Response::new(BlockReportResponse { commands, fencing }))
     }
 
     async fn block_received_and_deleted(

@@ -1,3 +1,3 @@
-//! gRPC services of the namenode.
 pub mod client;
 pub mod datanode;
+pub mod ha;

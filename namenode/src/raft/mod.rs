@@ -1,0 +1,243 @@
+//! The namenodes' raft group (raft-rs): the replicated log that is the
+//! namenode's write-ahead log.
+//!
+//! - `storage.rs`: the raft log, hard state and snapshots in sled;
+//! - `node.rs`: the one thread that drives `RawNode` and applies
+//!   committed entries to the state machine (`apply.rs`, which knows
+//!   nothing of raft);
+//! - `transport.rs`: raft messages between members over gRPC.
+//!
+//! [`RaftHandle`] is what the services use: submit a proposal, wait for a
+//! linearizable read point, ask who leads.
+
+pub mod node;
+pub mod storage;
+pub mod transport;
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use raft::RawNode;
+use tokio::sync::{oneshot, watch};
+
+use crate::config::{Config, Member};
+use crate::error::{NamenodeError, Result};
+use crate::meta_op::{MetaResult, Proposal};
+use crate::namespace::{counter, Namespace};
+use node::{Inbox, Node, NodeSettings, NodeStatus, Role};
+use storage::SledStorage;
+use transport::{PeerService, Peers};
+
+/// Ticks a witness waits before campaigning: in effect never, so a witness
+/// only votes; if it does end up leading, it hands leadership over.
+const WITNESS_ELECTION_TICKS: usize = 1 << 30;
+
+#[derive(Clone)]
+pub struct RaftHandle {
+    inbox: mpsc::Sender<Inbox>,
+    status: watch::Receiver<NodeStatus>,
+    members: Vec<Member>,
+    me: u64,
+}
+
+/// The running raft loop: its handle and its thread.
+pub struct RaftGroup {
+    pub handle: RaftHandle,
+    pub peer_service: PeerService,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RaftGroup {
+    /// Opens the raft log in `ns`'s store and starts the loop on its own
+    /// thread; peers are reached from `rt`.
+    pub fn start(
+        config: &Config,
+        ns: Namespace,
+        rt: &tokio::runtime::Handle,
+        max_message: usize,
+    ) -> Result<RaftGroup> {
+        let members = config.members();
+        let me = config.raft_id();
+        let voters: Vec<u64> = (1..=members.len() as u64).collect();
+        let mut storage = SledStorage::open(ns.clone(), &voters)?;
+        let mut applied = ns.counter(counter::APPLIED_INDEX)?;
+        if applied > 0 && storage.last() == 0 {
+            return Err(NamenodeError::Store(
+                "the metadata store predates the raft log (an older rfs format); \
+                 start from an empty name dir"
+                    .into(),
+            ));
+        }
+        // Only committed entries are ever applied; a crash may have kept
+        // the applied state but not the commit index written before it.
+        if applied > storage.hard_state().commit {
+            storage.set_commit(applied)?;
+        }
+        applied = applied.max(storage.snapshot_index());
+        let ha = &config.ha;
+        let mut rc = raft::Config {
+            id: me,
+            election_tick: ha.election_ticks,
+            heartbeat_tick: ha.heartbeat_ticks,
+            applied,
+            max_size_per_msg: 1024 * 1024,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            read_only_option: raft::ReadOnlyOption::Safe,
+            priority: if config.witness { 0 } else { 1 },
+            ..Default::default()
+        };
+        if config.witness {
+            rc.min_election_tick = WITNESS_ELECTION_TICKS;
+            rc.max_election_tick = WITNESS_ELECTION_TICKS + 1;
+        }
+        rc.validate()
+            .map_err(|e| NamenodeError::Config(format!("raft settings: {e}")))?;
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let mut raw = RawNode::new(&rc, storage, &logger)
+            .map_err(|e| NamenodeError::Store(format!("starting raft: {e}")))?;
+        if members.len() == 1 {
+            // Alone, there is nobody to wait for: lead at once.
+            raw.campaign()
+                .map_err(|e| NamenodeError::Store(format!("starting raft: {e}")))?;
+        }
+        let (tx, rx) = mpsc::channel();
+        let peers = Peers::start(me, members.clone(), rt, tx.clone(), max_message);
+        let (status_tx, status_rx) = watch::channel(NodeStatus::default());
+        let settings = NodeSettings {
+            tick: ha.tick(),
+            snapshot_entries: ha.snapshot_entries,
+            witness: config.witness,
+            leaders: members
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| !m.witness)
+                .map(|(i, _)| i as u64 + 1)
+                .collect(),
+        };
+        let node = Node::new(raw, ns, rx, peers, status_tx, settings);
+        let thread = std::thread::Builder::new()
+            .name("raft".into())
+            .spawn(move || node.run())
+            .map_err(|e| NamenodeError::Store(format!("cannot start the raft loop: {e}")))?;
+        if members.len() == 1 {
+            // Serve only once the loop has taken the lead it already won,
+            // so the first requests do not hear "not the leader".
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while status_rx.borrow().role != Role::Leader && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        Ok(RaftGroup {
+            handle: RaftHandle {
+                inbox: tx.clone(),
+                status: status_rx,
+                members: members.clone(),
+                me,
+            },
+            peer_service: PeerService {
+                inbox: tx,
+                members: members.len(),
+            },
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the loop and waits for its final flush (blocking).
+    pub fn stop(&mut self) {
+        let _ = self.handle.inbox.send(Inbox::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for RaftGroup {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl RaftHandle {
+    pub fn status(&self) -> NodeStatus {
+        self.status.borrow().clone()
+    }
+
+    /// Waits until this member leads (tests, tools).
+    pub async fn wait_leader(&self) -> Result<()> {
+        let mut w = self.status.clone();
+        w.wait_for(|s| s.role == Role::Leader || s.stopped)
+            .await
+            .map_err(|_| stopped())?;
+        self.check_leader()
+    }
+
+    /// Changes of [`RaftHandle::status`].
+    pub fn watch(&self) -> watch::Receiver<NodeStatus> {
+        self.status.clone()
+    }
+
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    /// This member's raft id.
+    pub fn id(&self) -> u64 {
+        self.me
+    }
+
+    pub fn member(&self, raft_id: u64) -> Option<&Member> {
+        raft_id
+            .checked_sub(1)
+            .and_then(|i| self.members.get(i as usize))
+    }
+
+    /// `NotLeader` (with the leader's address when known) unless this
+    /// member leads.
+    pub fn check_leader(&self) -> Result<()> {
+        let s = self.status.borrow();
+        if s.role == Role::Leader && !s.stopped {
+            return Ok(());
+        }
+        Err(NamenodeError::NotLeader {
+            leader: self.member(s.leader).map(|m| m.rpc_addr.to_string()),
+        })
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.check_leader().is_ok()
+    }
+
+    /// Replicates and applies `proposal`; its result once applied here.
+    pub async fn submit(&self, proposal: Proposal) -> Result<MetaResult> {
+        self.check_leader()?;
+        let (done, wait) = oneshot::channel();
+        self.send(Inbox::Propose { proposal, done })?;
+        wait.await.map_err(|_| stopped())?
+    }
+
+    /// Waits until this member, still leader, has applied everything
+    /// committed when the call was made: a read after it is linearizable.
+    pub async fn read_barrier(&self) -> Result<()> {
+        self.check_leader()?;
+        let (done, wait) = oneshot::channel();
+        self.send(Inbox::Read { done })?;
+        wait.await.map_err(|_| stopped())?
+    }
+
+    /// Hands leadership to member `to`; the new term once it leads.
+    pub async fn transfer(&self, to: u64) -> Result<u64> {
+        let (done, wait) = oneshot::channel();
+        self.send(Inbox::Transfer { to, done })?;
+        wait.await.map_err(|_| stopped())?
+    }
+
+    fn send(&self, m: Inbox) -> Result<()> {
+        self.inbox.send(m).map_err(|_| stopped())
+    }
+}
+
+fn stopped() -> NamenodeError {
+    NamenodeError::Internal("the raft loop has stopped".into())
+}

@@ -1,0 +1,583 @@
+//! The raft loop: one thread owns the `RawNode`, its storage and the state
+//! machine. Everything else talks to it through [`Inbox`] messages.
+//!
+//! Each wake takes every queued inbox message (up to [`MAX_BATCH`]), so a
+//! burst of proposals becomes one append, one fsync and one round of
+//! `MsgAppend`s: group commit falls out of the loop's shape. Then it ticks
+//! when the interval has passed and handles `Ready` in the order raft-rs
+//! documents (`RawNode::ready`/`advance`).
+//!
+//! A proposal is answered after it is applied, by its id carried in the
+//! entry's context (a per-process nonce plus a counter, so an entry written
+//! by an earlier incarnation never answers a new caller). A proposal that
+//! cannot be placed, or whose leader steps down, is answered `NotLeader`:
+//! the client retries with the same call id and the retry cache answers.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use raft::prelude::{Entry, EntryType, Message, MessageType, Snapshot};
+use raft::{RawNode, SnapshotStatus, StateRole};
+use tokio::sync::{oneshot, watch};
+
+use super::storage::SledStorage;
+use super::transport::Peers;
+use crate::apply;
+use crate::error::{NamenodeError, Result};
+use crate::meta_op::{MetaOp, MetaResult, Proposal};
+use crate::namespace::Namespace;
+
+/// Most inbox messages handled per wake (bounds one Ready's size).
+const MAX_BATCH: usize = 8192;
+/// Retry-cache entries older than this are dropped: a client retries
+/// within its failover deadline, far shorter.
+const RETRY_CACHE_TTL_MS: u64 = 10 * 60 * 1000;
+/// How often the leader proposes the retry-cache expiry, in ticks.
+const EXPIRE_EVERY_TICKS: u64 = 600;
+
+pub enum Inbox {
+    Propose {
+        proposal: Proposal,
+        done: oneshot::Sender<Result<MetaResult>>,
+    },
+    /// Answered once this member, as leader, has applied everything that
+    /// was committed when the read arrived (ReadIndex).
+    Read {
+        done: oneshot::Sender<Result<()>>,
+    },
+    Peer(Box<Message>),
+    Transfer {
+        to: u64,
+        done: oneshot::Sender<Result<u64>>,
+    },
+    Unreachable(u64),
+    SnapshotSent {
+        to: u64,
+        ok: bool,
+    },
+    Stop,
+}
+
+/// What the rest of the namenode sees of raft, published after every wake.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NodeStatus {
+    pub role: Role,
+    pub term: u64,
+    /// Raft id of the leader; 0 while none is known.
+    pub leader: u64,
+    pub commit: u64,
+    pub applied: u64,
+    pub last_index: u64,
+    pub snapshot_index: u64,
+    /// On the leader: each member's matched index.
+    pub matched: Vec<(u64, u64)>,
+    /// Log fsyncs so far: far fewer than entries when batching works.
+    pub syncs: u64,
+    /// The loop stopped (shutdown or a store failure).
+    pub stopped: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    #[default]
+    Follower,
+    PreCandidate,
+    Candidate,
+    Leader,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Follower => "follower",
+            Role::PreCandidate => "pre-candidate",
+            Role::Candidate => "candidate",
+            Role::Leader => "leader",
+        }
+    }
+}
+
+impl From<StateRole> for Role {
+    fn from(r: StateRole) -> Role {
+        match r {
+            StateRole::Follower => Role::Follower,
+            StateRole::PreCandidate => Role::PreCandidate,
+            StateRole::Candidate => Role::Candidate,
+            StateRole::Leader => Role::Leader,
+        }
+    }
+}
+
+pub struct NodeSettings {
+    pub tick: Duration,
+    pub snapshot_entries: u64,
+    pub witness: bool,
+    /// Raft ids of members that may lead (not witnesses).
+    pub leaders: Vec<u64>,
+}
+
+struct Batch {
+    waiters: Vec<oneshot::Sender<Result<()>>>,
+    issued_tick: u64,
+}
+
+pub struct Node {
+    raw: RawNode<SledStorage>,
+    ns: Namespace,
+    rx: Receiver<Inbox>,
+    peers: Peers,
+    status: watch::Sender<NodeStatus>,
+    settings: NodeSettings,
+    nonce: u64,
+    next_id: u64,
+    proposals: HashMap<u64, oneshot::Sender<Result<MetaResult>>>,
+    reads_new: Vec<oneshot::Sender<Result<()>>>,
+    reads_in_flight: HashMap<u64, Batch>,
+    next_read: u64,
+    /// Read batches confirmed at an index, waiting for it to be applied.
+    reads_confirmed: Vec<(u64, Vec<oneshot::Sender<Result<()>>>)>,
+    transfer: Option<(u64, oneshot::Sender<Result<u64>>, Instant)>,
+    ticks: u64,
+    role: Role,
+    syncs: u64,
+}
+
+impl Node {
+    pub fn new(
+        raw: RawNode<SledStorage>,
+        ns: Namespace,
+        rx: Receiver<Inbox>,
+        peers: Peers,
+        status: watch::Sender<NodeStatus>,
+        settings: NodeSettings,
+    ) -> Node {
+        Node {
+            raw,
+            ns,
+            rx,
+            peers,
+            status,
+            settings,
+            nonce: rand::random(),
+            next_id: 0,
+            proposals: HashMap::new(),
+            reads_new: Vec::new(),
+            reads_in_flight: HashMap::new(),
+            next_read: 0,
+            reads_confirmed: Vec::new(),
+            transfer: None,
+            ticks: 0,
+            role: Role::Follower,
+            syncs: 0,
+        }
+    }
+
+    /// Runs until [`Inbox::Stop`] or a store failure; then flushes.
+    pub fn run(mut self) {
+        let tick = self.settings.tick;
+        let mut next_tick = Instant::now() + tick;
+        // A group of one has already elected itself: say so at once.
+        let mut result = self.on_ready();
+        self.publish(false);
+        let result = loop {
+            if result.is_err() {
+                break result;
+            }
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(wait) {
+                Ok(Inbox::Stop) | Err(RecvTimeoutError::Disconnected) => break Ok(()),
+                Ok(m) => {
+                    let mut stop = self.handle(m);
+                    for _ in 1..MAX_BATCH {
+                        match self.rx.try_recv() {
+                            Ok(Inbox::Stop) => stop = true,
+                            Ok(m) => stop |= self.handle(m),
+                            Err(_) => break,
+                        }
+                    }
+                    if stop {
+                        break Ok(());
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            if Instant::now() >= next_tick {
+                self.raw.tick();
+                self.ticks += 1;
+                next_tick = Instant::now() + tick;
+                self.on_tick();
+            }
+            self.issue_reads();
+            result = self.on_ready();
+            self.publish(false);
+        };
+        if let Err(e) = &result {
+            tracing::error!("raft loop stopped, refusing further requests: {e}");
+        }
+        if let Err(e) = self.raw.store().sync() {
+            tracing::error!("final flush of the metadata store failed: {e}");
+        }
+        self.fail_all(|| NamenodeError::Internal("the namenode is shutting down".into()));
+        self.publish(true);
+    }
+
+    /// Returns true when asked to stop.
+    fn handle(&mut self, m: Inbox) -> bool {
+        match m {
+            Inbox::Propose { proposal, done } => self.propose(proposal, Some(done)),
+            Inbox::Read { done } => {
+                if self.role == Role::Leader {
+                    self.reads_new.push(done);
+                } else {
+                    let _ = done.send(Err(self.not_leader()));
+                }
+            }
+            Inbox::Peer(mut m) => {
+                // A member whose name dir was wiped gets heartbeats with the
+                // commit index the leader remembers from before; raft-rs
+                // would panic committing past its (now empty) log. Commit
+                // is only a hint, so cap it; the leader then finds the
+                // member behind and sends it a snapshot.
+                let last = self.raw.raft.raft_log.last_index();
+                if m.get_msg_type() == MessageType::MsgHeartbeat && m.commit > last {
+                    m.commit = last;
+                }
+                if let Err(e) = self.raw.step(*m) {
+                    tracing::debug!("raft message dropped: {e}");
+                }
+            }
+            Inbox::Transfer { to, done } => self.start_transfer(to, done),
+            Inbox::Unreachable(id) => self.raw.report_unreachable(id),
+            Inbox::SnapshotSent { to, ok } => {
+                let status = if ok {
+                    SnapshotStatus::Finish
+                } else {
+                    SnapshotStatus::Failure
+                };
+                self.raw.report_snapshot(to, status);
+            }
+            Inbox::Stop => return true,
+        }
+        false
+    }
+
+    fn not_leader(&self) -> NamenodeError {
+        NamenodeError::NotLeader {
+            leader: self.peers.addr_of(self.raw.raft.leader_id),
+        }
+    }
+
+    fn propose(&mut self, proposal: Proposal, done: Option<oneshot::Sender<Result<MetaResult>>>) {
+        if self.role != Role::Leader || self.settings.witness {
+            if let Some(done) = done {
+                let _ = done.send(Err(self.not_leader()));
+            }
+            return;
+        }
+        let data = match bincode::serialize(&proposal) {
+            Ok(d) => d,
+            Err(e) => {
+                if let Some(done) = done {
+                    let _ = done.send(Err(e.into()));
+                }
+                return;
+            }
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut context = Vec::with_capacity(16);
+        context.extend_from_slice(&self.nonce.to_be_bytes());
+        context.extend_from_slice(&id.to_be_bytes());
+        match self.raw.propose(context, data) {
+            Ok(()) => {
+                if let Some(done) = done {
+                    self.proposals.insert(id, done);
+                }
+            }
+            Err(e) => {
+                tracing::debug!("proposal dropped: {e}");
+                if let Some(done) = done {
+                    let _ = done.send(Err(self.not_leader()));
+                }
+            }
+        }
+    }
+
+    fn start_transfer(&mut self, to: u64, done: oneshot::Sender<Result<u64>>) {
+        if self.role != Role::Leader {
+            let _ = done.send(Err(self.not_leader()));
+            return;
+        }
+        if to == self.raw.raft.id {
+            let _ = done.send(Ok(self.raw.raft.term));
+            return;
+        }
+        if let Some((_, old, _)) = self.transfer.take() {
+            let _ = old.send(Err(NamenodeError::InvalidArgument(
+                "superseded by another leadership transfer".into(),
+            )));
+        }
+        self.raw.transfer_leader(to);
+        // raft-rs abandons a transfer after an election timeout; allow two.
+        let timeout = self.settings.tick * (2 * self.raw.raft.election_timeout() as u32 + 2);
+        self.transfer = Some((to, done, Instant::now() + timeout));
+    }
+
+    fn on_tick(&mut self) {
+        // A read index request is dropped by a leader that has not yet
+        // committed in its term; ask again until it answers.
+        let resend: Vec<u64> = self
+            .reads_in_flight
+            .iter()
+            .filter(|(_, b)| self.ticks - b.issued_tick >= 3)
+            .map(|(ctx, _)| *ctx)
+            .collect();
+        for ctx in resend {
+            if let Some(b) = self.reads_in_flight.get_mut(&ctx) {
+                b.issued_tick = self.ticks;
+            }
+            self.raw.read_index(ctx.to_be_bytes().to_vec());
+        }
+        if self.role == Role::Leader && self.ticks.is_multiple_of(EXPIRE_EVERY_TICKS) {
+            let before_ms = crate::clock::now_ms().saturating_sub(RETRY_CACHE_TTL_MS);
+            self.propose(Proposal::new(MetaOp::ExpireRetryCache { before_ms }), None);
+        }
+        if let Some((to, _, deadline)) = &self.transfer {
+            if Instant::now() >= *deadline {
+                let (to, done) = (*to, self.transfer.take().expect("checked").1);
+                let _ = done.send(Err(NamenodeError::Internal(format!(
+                    "leadership transfer to member {} did not complete in time; \
+                     is it running and caught up?",
+                    self.peers.name_of(to)
+                ))));
+            }
+        }
+        // A witness that ends up leading hands over at once.
+        if self.settings.witness && self.role == Role::Leader && self.transfer.is_none() {
+            let best = self
+                .settings
+                .leaders
+                .iter()
+                .copied()
+                .max_by_key(|id| self.raw.raft.prs().get(*id).map_or(0, |p| p.matched));
+            if let Some(to) = best {
+                tracing::info!("witness is leader; handing leadership to member {to}");
+                self.raw.transfer_leader(to);
+            }
+        }
+    }
+
+    fn issue_reads(&mut self) {
+        if self.reads_new.is_empty() {
+            return;
+        }
+        let ctx = self.next_read;
+        self.next_read += 1;
+        self.reads_in_flight.insert(
+            ctx,
+            Batch {
+                waiters: std::mem::take(&mut self.reads_new),
+                issued_tick: self.ticks,
+            },
+        );
+        self.raw.read_index(ctx.to_be_bytes().to_vec());
+    }
+
+    fn on_ready(&mut self) -> Result<()> {
+        if !self.raw.has_ready() {
+            return Ok(());
+        }
+        let mut rd = self.raw.ready();
+        if let Some(ss) = rd.ss() {
+            self.on_role(ss.raft_state.into());
+        }
+        self.peers.send(rd.take_messages());
+        if !rd.snapshot().is_empty() {
+            self.install(rd.snapshot())?;
+        }
+        for rs in rd.take_read_states() {
+            let ctx = rs
+                .request_ctx
+                .as_slice()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .ok();
+            if let Some(batch) = ctx.and_then(|c| self.reads_in_flight.remove(&c)) {
+                self.reads_confirmed.push((rs.index, batch.waiters));
+            }
+        }
+        // The hard state (with the commit index) goes first: applied must
+        // never be ahead of the recorded commit after a crash.
+        if let Some(hs) = rd.hs() {
+            self.raw.mut_store().set_hard_state(hs)?;
+        }
+        self.apply(rd.take_committed_entries())?;
+        if !rd.entries().is_empty() {
+            let entries = rd.take_entries();
+            self.raw.mut_store().append(&entries)?;
+        }
+        if rd.must_sync() {
+            self.raw.store().sync()?;
+            self.syncs += 1;
+            metrics::counter!("rfs_namenode_raft_fsyncs_total").increment(1);
+        }
+        self.peers.send(rd.take_persisted_messages());
+        let mut light = self.raw.advance(rd);
+        if let Some(commit) = light.commit_index() {
+            self.raw.mut_store().set_commit(commit)?;
+        }
+        self.peers.send(light.take_messages());
+        self.apply(light.take_committed_entries())?;
+        self.raw.advance_apply();
+        self.release_reads();
+        self.maybe_compact()?;
+        Ok(())
+    }
+
+    fn on_role(&mut self, role: Role) {
+        if role == self.role {
+            return;
+        }
+        tracing::info!(
+            "raft role {} -> {} at term {} (leader: {})",
+            self.role.name(),
+            role.name(),
+            self.raw.raft.term,
+            self.peers.name_of(self.raw.raft.leader_id)
+        );
+        let was_leader = self.role == Role::Leader;
+        self.role = role;
+        if was_leader {
+            self.fail_all(|| NamenodeError::NotLeader { leader: None });
+        }
+    }
+
+    /// Answers every waiting caller with `err()`: their outcome is now
+    /// unknown here, and a retry (same call id) finds it out.
+    fn fail_all(&mut self, err: impl Fn() -> NamenodeError) {
+        for (_, done) in self.proposals.drain() {
+            let _ = done.send(Err(err()));
+        }
+        for done in self.reads_new.drain(..) {
+            let _ = done.send(Err(err()));
+        }
+        for (_, b) in self.reads_in_flight.drain() {
+            for done in b.waiters {
+                let _ = done.send(Err(err()));
+            }
+        }
+        for (_, waiters) in self.reads_confirmed.drain(..) {
+            for done in waiters {
+                let _ = done.send(Err(err()));
+            }
+        }
+    }
+
+    fn install(&mut self, snapshot: &Snapshot) -> Result<()> {
+        let meta = snapshot.get_metadata();
+        tracing::info!(
+            "installing a snapshot at index {} (term {}), {} bytes",
+            meta.index,
+            meta.term,
+            snapshot.data.len()
+        );
+        self.raw.mut_store().install(snapshot)?;
+        self.raw.store().sync()
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<()> {
+        for e in entries {
+            if e.data.is_empty() || e.get_entry_type() != EntryType::EntryNormal {
+                apply::skip(&self.ns, e.index)?;
+                continue;
+            }
+            let proposal: Proposal = bincode::deserialize(&e.data).map_err(|err| {
+                NamenodeError::Store(format!("raft entry {} does not decode: {err}", e.index))
+            })?;
+            let result = apply::apply(&self.ns, e.index, &proposal)?;
+            metrics::counter!("rfs_namenode_ops_total").increment(1);
+            if let Some(done) = self.waiter(&e.context) {
+                let _ = done.send(result);
+            }
+        }
+        Ok(())
+    }
+
+    fn waiter(&mut self, context: &[u8]) -> Option<oneshot::Sender<Result<MetaResult>>> {
+        if context.len() != 16 {
+            return None;
+        }
+        let nonce = u64::from_be_bytes(context[..8].try_into().ok()?);
+        if nonce != self.nonce {
+            return None;
+        }
+        let id = u64::from_be_bytes(context[8..].try_into().ok()?);
+        self.proposals.remove(&id)
+    }
+
+    fn release_reads(&mut self) {
+        let applied = self.raw.raft.raft_log.applied;
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads_confirmed)
+            .into_iter()
+            .partition(|(index, _)| *index <= applied);
+        self.reads_confirmed = waiting;
+        for (_, waiters) in ready {
+            for done in waiters {
+                let _ = done.send(Ok(()));
+            }
+        }
+    }
+
+    /// Snapshot point: once enough entries are applied, make the state
+    /// durable and drop the log before it.
+    fn maybe_compact(&mut self) -> Result<()> {
+        let applied = self.raw.raft.raft_log.applied;
+        let store = self.raw.store();
+        if applied.saturating_sub(store.snapshot_index()) < self.settings.snapshot_entries {
+            return Ok(());
+        }
+        store.sync()?;
+        self.raw.mut_store().compact(applied)?;
+        tracing::debug!("raft log compacted up to {applied}");
+        Ok(())
+    }
+
+    fn publish(&mut self, stopped: bool) {
+        let raft = &self.raw.raft;
+        let matched = if self.role == Role::Leader {
+            let mut m: Vec<(u64, u64)> =
+                raft.prs().iter().map(|(id, p)| (*id, p.matched)).collect();
+            m.sort_unstable();
+            m
+        } else {
+            Vec::new()
+        };
+        let status = NodeStatus {
+            role: self.role,
+            term: raft.term,
+            leader: raft.leader_id,
+            commit: raft.raft_log.committed,
+            applied: raft.raft_log.applied,
+            last_index: raft.raft_log.last_index(),
+            snapshot_index: self.raw.store().snapshot_index(),
+            matched,
+            syncs: self.syncs,
+            stopped,
+        };
+        if let Some((to, _, _)) = &self.transfer {
+            if status.leader == *to && status.role != Role::Candidate {
+                let (_, done, _) = self.transfer.take().expect("checked");
+                let _ = done.send(Ok(status.term));
+            }
+        }
+        self.status.send_if_modified(|s| {
+            if *s == status {
+                false
+            } else {
+                *s = status;
+                true
+            }
+        });
+    }
+}
