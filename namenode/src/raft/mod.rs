@@ -24,7 +24,7 @@ use crate::config::{Config, Member};
 use crate::error::{NamenodeError, Result};
 use crate::meta_op::{MetaResult, Proposal};
 use crate::namespace::{counter, Namespace};
-use node::{Inbox, Node, NodeSettings, NodeStatus, Role};
+use node::{Inbox, Node, NodeSettings, NodeStatus};
 use storage::SledStorage;
 use transport::{PeerService, Peers};
 
@@ -125,7 +125,7 @@ impl RaftGroup {
             // Serve only once the loop has taken the lead it already won,
             // so the first requests do not hear "not the leader".
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-            while status_rx.borrow().role != Role::Leader && std::time::Instant::now() < deadline {
+            while !status_rx.borrow().serving && std::time::Instant::now() < deadline {
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
         }
@@ -167,7 +167,7 @@ impl RaftHandle {
     /// Waits until this member leads (tests, tools).
     pub async fn wait_leader(&self) -> Result<()> {
         let mut w = self.status.clone();
-        w.wait_for(|s| s.role == Role::Leader || s.stopped)
+        w.wait_for(|s| s.serving || s.stopped)
             .await
             .map_err(|_| stopped())?;
         self.check_leader()
@@ -194,10 +194,11 @@ impl RaftHandle {
     }
 
     /// `NotLeader` (with the leader's address when known) unless this
-    /// member leads.
+    /// member leads and has caught up with what earlier leaders committed
+    /// (until then the hint names this member: retry shortly).
     pub fn check_leader(&self) -> Result<()> {
         let s = self.status.borrow();
-        if s.role == Role::Leader && !s.stopped {
+        if s.serving {
             return Ok(());
         }
         Err(NamenodeError::NotLeader {

@@ -63,6 +63,9 @@ pub enum Inbox {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NodeStatus {
     pub role: Role,
+    /// Leader AND has applied everything earlier leaders committed: only
+    /// then may it check requests against its state.
+    pub serving: bool,
     pub term: u64,
     /// Raft id of the leader; 0 while none is known.
     pub leader: u64,
@@ -141,6 +144,8 @@ pub struct Node {
     ticks: u64,
     role: Role,
     syncs: u64,
+    /// Index of the empty entry that opened this member's term as leader.
+    term_start: u64,
 }
 
 impl Node {
@@ -170,6 +175,7 @@ impl Node {
             ticks: 0,
             role: Role::Follower,
             syncs: 0,
+            term_start: u64::MAX,
         }
     }
 
@@ -448,6 +454,12 @@ impl Node {
         );
         let was_leader = self.role == Role::Leader;
         self.role = role;
+        self.term_start = if role == Role::Leader {
+            // raft-rs appended the term's empty entry on becoming leader.
+            self.raw.raft.raft_log.last_index()
+        } else {
+            u64::MAX
+        };
         if was_leader {
             self.fail_all(|| NamenodeError::NotLeader { leader: None });
         }
@@ -553,12 +565,17 @@ impl Node {
         } else {
             Vec::new()
         };
+        let applied = raft.raft_log.applied;
         let status = NodeStatus {
             role: self.role,
+            serving: self.role == Role::Leader
+                && !self.settings.witness
+                && applied >= self.term_start
+                && !stopped,
             term: raft.term,
             leader: raft.leader_id,
             commit: raft.raft_log.committed,
-            applied: raft.raft_log.applied,
+            applied,
             last_index: raft.raft_log.last_index(),
             snapshot_index: self.raw.store().snapshot_index(),
             matched,
@@ -571,6 +588,10 @@ impl Node {
                 let _ = done.send(Ok(status.term));
             }
         }
+        metrics::gauge!("rfs_namenode_raft_term").set(status.term as f64);
+        metrics::gauge!("rfs_namenode_raft_leader").set(if status.serving { 1.0 } else { 0.0 });
+        metrics::gauge!("rfs_namenode_raft_commit_index").set(status.commit as f64);
+        metrics::gauge!("rfs_namenode_raft_applied_index").set(status.applied as f64);
         self.status.send_if_modified(|s| {
             if *s == status {
                 false
