@@ -1,11 +1,12 @@
 //! [`Client`]: the namenode calls, and the entry points to the data path
 //! ([`Client::create`] → [`FileWriter`], [`Client::open`] → [`FileReader`]).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rfs_proto::common::ExtendedBlock;
 use rfs_proto::namenode::{
-    ContentSummaryRequest, CreateRequest, DeleteRequest, FileStatus, FsStatsRequest,
+    CallId, ContentSummaryRequest, CreateRequest, DeleteRequest, FileStatus, FsStatsRequest,
     GetBlockLocationsRequest, GetFileInfoRequest, ListRequest, MkdirsRequest, RenameRequest,
     ReportBadBlocksRequest, SetReplicationRequest,
 };
@@ -49,8 +50,11 @@ impl Default for CreateOptions {
     }
 }
 
-/// A connection to one namenode plus the client's identity (lease holder).
-/// Cheap to clone; clones share the connection and the lease renewer.
+/// A connection to a namenode group plus the client's identity (lease
+/// holder). Calls go to the group's leader and follow it through failovers
+/// (see [`ClientConfig::failover_deadline`]); writers, readers and lease
+/// renewal share that. Cheap to clone; clones share the connections, the
+/// call ids and the lease renewer.
 #[derive(Clone)]
 pub struct Client {
     pub(crate) inner: Arc<Inner>,
@@ -60,6 +64,8 @@ pub(crate) struct Inner {
     pub(crate) config: ClientConfig,
     pub(crate) client_id: String,
     pub(crate) rpc: NamenodeRpc,
+    /// The last call id handed out (see [`Client::new_call`]).
+    last_call: AtomicU64,
     pub(crate) transport: Arc<dyn BlockTransport>,
     owner: String,
     pub(crate) lease_renewer: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -76,10 +82,17 @@ impl Drop for Inner {
 }
 
 impl Client {
-    /// Validates `config` and connects to its namenode.
+    /// Validates `config` and connects to its namenodes. Fails at once
+    /// when no member accepts a connection; once connected, calls ride out
+    /// failovers and members going away for up to `failover_deadline`.
     pub async fn connect(config: ClientConfig) -> Result<Client> {
         config.validate()?;
-        let rpc = NamenodeRpc::connect(&config.namenode, config.rpc_timeout).await?;
+        let rpc = NamenodeRpc::connect(
+            &config.namenodes,
+            config.rpc_timeout,
+            config.failover_deadline,
+        )
+        .await?;
         let client_id = config
             .client_id
             .clone()
@@ -88,6 +101,7 @@ impl Client {
             inner: Arc::new(Inner {
                 client_id,
                 rpc,
+                last_call: AtomicU64::new(0),
                 transport: rfs_transport::default_transport(),
                 owner: std::env::var("USER").unwrap_or_default(),
                 lease_renewer: Mutex::new(None),
@@ -109,6 +123,18 @@ impl Client {
         &self.inner.rpc
     }
 
+    /// A new id for one non-idempotent call (create, mkdirs, add_block,
+    /// complete, abandon_block, delete, rename). Every attempt of that call
+    /// carries the same id, so a namenode that applied an attempt whose
+    /// answer was lost answers a repeat from its retry cache instead of
+    /// applying it twice. Ids count up from 1 per client.
+    pub(crate) fn new_call(&self) -> Option<CallId> {
+        Some(CallId {
+            client_id: self.inner.client_id.clone(),
+            call_id: self.inner.last_call.fetch_add(1, Ordering::Relaxed) + 1,
+        })
+    }
+
     /// Creates `path` and returns a writer for it. The file is complete
     /// (visible with its length, lease released) once the writer is shut
     /// down or closed.
@@ -117,7 +143,7 @@ impl Client {
         let replication = opts.replication.or(cfg.replication).unwrap_or(0);
         let block_size = opts.block_size.or(cfg.block_size).unwrap_or(0);
         let req = CreateRequest {
-            call: None,
+            call: self.new_call(),
             path: path.to_string(),
             client_id: self.inner.client_id.clone(),
             overwrite: opts.overwrite,
@@ -130,7 +156,11 @@ impl Client {
         };
         let resp = self
             .rpc()
-            .call("create", |mut c| async move { c.create(req).await })
+            .call(
+                "create",
+                req,
+                |mut c, req| async move { c.create(req).await },
+            )
             .await?;
         let status = resp.status.ok_or_else(|| {
             Error::Protocol(format!("{path}: namenode answered create without a status"))
@@ -166,7 +196,7 @@ impl Client {
     /// Creates the directory `path`; `false` when it already exists.
     pub async fn mkdirs(&self, path: &str, create_parent: bool) -> Result<bool> {
         let req = MkdirsRequest {
-            call: None,
+            call: self.new_call(),
             path: path.to_string(),
             mode: DIR_MODE,
             create_parent,
@@ -175,7 +205,11 @@ impl Client {
         };
         let r = self
             .rpc()
-            .call("mkdirs", |mut c| async move { c.mkdirs(req).await })
+            .call(
+                "mkdirs",
+                req,
+                |mut c, req| async move { c.mkdirs(req).await },
+            )
             .await?;
         Ok(r.created)
     }
@@ -187,7 +221,7 @@ impl Client {
         };
         let r = self
             .rpc()
-            .call("get_file_info", |mut c| async move {
+            .call("get_file_info", req, |mut c, req| async move {
                 c.get_file_info(req).await
             })
             .await?;
@@ -226,21 +260,25 @@ impl Client {
         };
         let r = self
             .rpc()
-            .call("list", |mut c| async move { c.list(req).await })
+            .call("list", req, |mut c, req| async move { c.list(req).await })
             .await?;
         Ok((r.entries, r.has_more))
     }
 
     pub async fn delete(&self, path: &str, recursive: bool) -> Result<bool> {
         let req = DeleteRequest {
-            call: None,
+            call: self.new_call(),
             path: path.to_string(),
             recursive,
             client_id: self.inner.client_id.clone(),
         };
         let r = self
             .rpc()
-            .call("delete", |mut c| async move { c.delete(req).await })
+            .call(
+                "delete",
+                req,
+                |mut c, req| async move { c.delete(req).await },
+            )
             .await?;
         Ok(r.deleted)
     }
@@ -249,14 +287,18 @@ impl Client {
     /// the final path.
     pub async fn rename(&self, src: &str, dst: &str) -> Result<String> {
         let req = RenameRequest {
-            call: None,
+            call: self.new_call(),
             src: src.to_string(),
             dst: dst.to_string(),
             client_id: self.inner.client_id.clone(),
         };
         let r = self
             .rpc()
-            .call("rename", |mut c| async move { c.rename(req).await })
+            .call(
+                "rename",
+                req,
+                |mut c, req| async move { c.rename(req).await },
+            )
             .await?;
         if r.final_path.is_empty() {
             Ok(dst.to_string())
@@ -272,7 +314,7 @@ impl Client {
         };
         let r = self
             .rpc()
-            .call("set_replication", |mut c| async move {
+            .call("set_replication", req, |mut c, req| async move {
                 c.set_replication(req).await
             })
             .await?;
@@ -284,7 +326,7 @@ impl Client {
             path: path.to_string(),
         };
         self.rpc()
-            .call("content_summary", |mut c| async move {
+            .call("content_summary", req, |mut c, req| async move {
                 c.content_summary(req).await
             })
             .await
@@ -292,8 +334,8 @@ impl Client {
 
     pub async fn fs_stats(&self) -> Result<FsStats> {
         self.rpc()
-            .call("fs_stats", |mut c| async move {
-                c.fs_stats(FsStatsRequest {}).await
+            .call("fs_stats", FsStatsRequest {}, |mut c, req| async move {
+                c.fs_stats(req).await
             })
             .await
     }
@@ -313,7 +355,7 @@ impl Client {
             client_host: self.config().client_host.clone(),
         };
         self.rpc()
-            .call("get_block_locations", |mut c| async move {
+            .call("get_block_locations", req, |mut c, req| async move {
                 c.get_block_locations(req).await
             })
             .await
@@ -332,7 +374,7 @@ impl Client {
             reason: reason.to_string(),
         };
         self.rpc()
-            .call("report_bad_blocks", |mut c| async move {
+            .call("report_bad_blocks", req, |mut c, req| async move {
                 c.report_bad_blocks(req).await
             })
             .await

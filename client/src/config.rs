@@ -1,4 +1,4 @@
-//! Client settings. Where the namenode address comes from (flags,
+//! Client settings. Where the namenode addresses come from (flags,
 //! environment, config file) is the `dfs` shell's business; the library
 //! takes a finished [`ClientConfig`].
 
@@ -11,8 +11,10 @@ use crate::error::{Error, Result};
 
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// Namenode RPC address, `host:port`.
-    pub namenode: String,
+    /// RPC addresses (`host:port`) of the namenode group, in any order:
+    /// one namenode, or every member of an HA group (witness included).
+    /// Calls go to whichever member leads; see `failover_deadline`.
+    pub namenodes: Vec<String>,
     /// Lease holder name; `None` gives `rfs-client-<uuid>`.
     pub client_id: Option<String>,
     /// This machine's host name or address, sent for writer-local placement
@@ -28,8 +30,13 @@ pub struct ClientConfig {
     pub bytes_per_checksum: u32,
     /// Packets sent down a pipeline before their acks come back.
     pub max_packets_in_flight: usize,
-    /// Limit on each namenode call.
+    /// Limit on each attempt of a namenode call; a member that does not
+    /// answer in time is left for the next one.
     pub rpc_timeout: Duration,
+    /// How long one namenode call keeps trying members (following leader
+    /// hints, skipping unreachable ones, backing off) before it fails.
+    /// Every member is tried at least once, whatever the deadline.
+    pub failover_deadline: Duration,
     /// Limit on each datanode wait: connect, op response, ack, packet.
     pub datanode_timeout: Duration,
     pub lease_renew_interval: Duration,
@@ -40,7 +47,7 @@ pub struct ClientConfig {
 impl Default for ClientConfig {
     fn default() -> Self {
         ClientConfig {
-            namenode: format!("127.0.0.1:{}", defaults::NAMENODE_RPC_PORT),
+            namenodes: vec![format!("127.0.0.1:{}", defaults::NAMENODE_RPC_PORT)],
             client_id: None,
             client_host: "127.0.0.1".to_string(),
             replication: None,
@@ -49,6 +56,7 @@ impl Default for ClientConfig {
             bytes_per_checksum: defaults::BYTES_PER_CHECKSUM,
             max_packets_in_flight: 16,
             rpc_timeout: Duration::from_secs(30),
+            failover_deadline: Duration::from_secs(30),
             datanode_timeout: Duration::from_secs(30),
             lease_renew_interval: Duration::from_secs(10),
             locate_retry_deadline: Duration::from_secs(30),
@@ -57,9 +65,17 @@ impl Default for ClientConfig {
 }
 
 impl ClientConfig {
-    pub fn with_namenode(addr: impl Into<String>) -> Self {
+    /// Defaults with the namenodes in `addrs`: one `host:port`, or several
+    /// separated by commas (`"nn1:8020,nn2:8020"`). Blanks around the
+    /// addresses and empty items are dropped.
+    pub fn with_namenode(addrs: impl Into<String>) -> Self {
+        Self::with_namenodes(split_addrs(&addrs.into()))
+    }
+
+    /// Defaults with the namenode group `addrs`, one `host:port` each.
+    pub fn with_namenodes(addrs: Vec<String>) -> Self {
         ClientConfig {
-            namenode: addr.into(),
+            namenodes: addrs,
             ..Default::default()
         }
     }
@@ -67,8 +83,17 @@ impl ClientConfig {
     /// Rejects settings the data path cannot honour.
     pub(crate) fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
-        if self.namenode.trim().is_empty() {
-            return bad("the namenode address is empty".into());
+        if self.namenodes.is_empty() {
+            return bad("no namenode address is given".into());
+        }
+        if let Some(a) = self
+            .namenodes
+            .iter()
+            .find(|a| a.trim().is_empty() || a.contains(|c: char| c == ',' || c.is_whitespace()))
+        {
+            return bad(format!(
+                "invalid namenode address {a:?}: give one host:port per entry"
+            ));
         }
         if self.bytes_per_checksum == 0 {
             return bad("bytes_per_checksum must be positive".into());
@@ -99,6 +124,7 @@ impl ClientConfig {
         }
         for (name, d) in [
             ("rpc_timeout", self.rpc_timeout),
+            ("failover_deadline", self.failover_deadline),
             ("datanode_timeout", self.datanode_timeout),
             ("lease_renew_interval", self.lease_renew_interval),
         ] {
@@ -110,21 +136,56 @@ impl ClientConfig {
     }
 }
 
+/// `"a:1, b:2,"` → `["a:1", "b:2"]`.
+fn split_addrs(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    fn namenode_lists() {
+        assert_eq!(ClientConfig::with_namenode("nn:1").namenodes, ["nn:1"]);
+        let c = ClientConfig::with_namenode(" a:1, b:2 ,");
+        assert_eq!(c.namenodes, ["a:1", "b:2"]);
+        c.validate().expect("a list is valid");
+        let c = ClientConfig::with_namenodes(vec!["a:1".into(), "b:2".into()]);
+        assert_eq!(c.namenodes, ["a:1", "b:2"]);
+        assert_eq!(
+            ClientConfig::default().namenodes,
+            [format!("127.0.0.1:{}", defaults::NAMENODE_RPC_PORT)]
+        );
+        let err = ClientConfig::with_namenode(" , ").validate().unwrap_err();
+        assert!(err.to_string().contains("no namenode"), "{err}");
+        for bad in ["", "a:1,b:2", "a :1"] {
+            let err = ClientConfig::with_namenodes(vec![bad.into()])
+                .validate()
+                .unwrap_err();
+            assert!(err.to_string().contains("one host:port"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
     fn defaults_are_valid_and_checked() {
         let c = ClientConfig::with_namenode("nn:1");
-        assert_eq!(c.namenode, "nn:1");
+        assert_eq!(c.failover_deadline, Duration::from_secs(30));
         assert_eq!(c.packet_size, 64 * 1024);
         c.validate().expect("defaults are valid");
         let mut bad = c.clone();
         bad.packet_size = 1000;
         assert!(bad.validate().unwrap_err().to_string().contains("multiple"));
-        let mut bad = c;
+        let mut bad = c.clone();
         bad.max_packets_in_flight = 0;
         assert!(bad.validate().is_err());
+        let mut bad = c;
+        bad.failover_deadline = Duration::ZERO;
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(err.contains("failover_deadline must be positive"), "{err}");
     }
 }

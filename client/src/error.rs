@@ -26,6 +26,21 @@ pub enum Error {
         timeout: Duration,
     },
 
+    /// No member of a namenode group accepted a connection; `tried` lists
+    /// every member with its failure.
+    #[error("cannot reach any namenode: {tried}")]
+    NamenodesUnreachable { tried: String },
+
+    /// No member of the namenode group answered `call` as its leader
+    /// before the failover deadline; `tried` lists every member with its
+    /// last failure.
+    #[error("no namenode answered {call} within {waited:?}; tried {tried}")]
+    NoNamenode {
+        call: &'static str,
+        waited: Duration,
+        tried: String,
+    },
+
     #[error("invalid client configuration: {0}")]
     Config(String),
 
@@ -99,6 +114,8 @@ impl Error {
             Error::Config(_) => RpcErrorKind::InvalidArgument,
             Error::NamenodeUnreachable { .. }
             | Error::NamenodeTimeout { .. }
+            | Error::NamenodesUnreachable { .. }
+            | Error::NoNamenode { .. }
             | Error::Pipeline { .. }
             | Error::Read { .. }
             | Error::NoReplica { .. }
@@ -144,7 +161,7 @@ impl Error {
 
 /// The status message plus its source chain (tonic puts the interesting
 /// part, e.g. "Connection refused", in the source).
-fn status_reason(s: &Status) -> String {
+pub(crate) fn status_reason(s: &Status) -> String {
     let mut out = s.message().to_string();
     let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(s);
     while let Some(e) = src {

@@ -35,10 +35,9 @@ async fn renew_loop(weak: Weak<Inner>, every: std::time::Duration) {
         let rpc = inner.rpc.clone();
         drop(inner);
         if let Err(e) = rpc
-            .call(
-                "renew_lease",
-                |mut c| async move { c.renew_lease(req).await },
-            )
+            .call("renew_lease", req, |mut c, req| async move {
+                c.renew_lease(req).await
+            })
             .await
         {
             tracing::warn!("renewing the lease failed: {e}");

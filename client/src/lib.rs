@@ -1,14 +1,17 @@
-//! rfs client library: namenode calls through [`Client`], file data through
+//! rfs client library: namenode calls through [`Client`] (to the leader of
+//! a namenode group, following it through failovers), file data through
 //! [`FileWriter`] (`AsyncWrite`, replication pipeline) and [`FileReader`]
 //! (`AsyncRead` + `AsyncSeek` + positional reads, checksum-verified with
 //! replica failover). All datanode I/O goes through
-//! `rfs_transport::default_transport()`.
+//! `rfs_transport::default_transport()`. [`ha_admin`] asks one member of
+//! a namenode group about the group, or to hand leadership over.
 //!
 //! ```no_run
 //! # async fn demo() -> rfs_client::Result<()> {
 //! use rfs_client::{Client, ClientConfig, CreateOptions};
 //! use tokio::io::{AsyncReadExt, AsyncWriteExt};
 //!
+//! // One namenode, or every member of an HA group: "nn1:8020,nn2:8020,nn3:8020".
 //! let client = Client::connect(ClientConfig::with_namenode("127.0.0.1:8020")).await?;
 //! let mut w = client.create("/data/x", CreateOptions::default()).await?;
 //! w.write_all(b"hello").await?; // io::Error converts back into rfs_client::Error
@@ -23,6 +26,7 @@ mod client;
 mod config;
 mod datanode;
 mod error;
+pub mod ha_admin;
 mod lease;
 mod namenode;
 mod read;

@@ -1,60 +1,407 @@
-//! The namenode connection: one tonic channel, every call time-limited and
-//! its status mapped once into [`Error`].
+//! The namenode group behind one failover proxy, [`NamenodeRpc`].
+//!
+//! It knows every member's RPC address (a lazily connected tonic channel
+//! each) and remembers which member answered last: the leader, as far as
+//! it knows. A call goes there first; what the member answers decides
+//! where the next attempt goes:
+//!
+//! | answer                                         | next attempt                          |
+//! |------------------------------------------------|---------------------------------------|
+//! | a result                                       | none; this member is the leader now   |
+//! | `NotLeader` with a leader hint                 | the hinted member (added if unknown)  |
+//! | `NotLeader` without a hint (election running)  | the next member                       |
+//! | refused, unreachable, transport error          | the next member                       |
+//! | no answer within `rpc_timeout`                 | the next member; this one reconnects  |
+//! | any other error (`NotFound`, `AlreadyExists`…) | none: returned at once                |
+//!
+//! Each member is tried once without waiting; further attempts wait a
+//! jittered backoff (20 ms doubling to 500 ms). Once `failover_deadline`
+//! has passed and every member has been tried, the call fails with
+//! [`Error::NoNamenode`] naming each member and its last failure.
+//!
+//! The request is cloned for every attempt. Non-idempotent requests carry
+//! a `CallId` chosen once per call, so a namenode that already applied an
+//! attempt whose answer was lost answers the repeat from its retry cache.
+//! This module does not choose call ids; `Client` does.
 
 use std::future::Future;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
+use futures::stream::{FuturesUnordered, StreamExt};
+use rand::Rng;
 use rfs_proto::namenode::client_protocol_client::ClientProtocolClient;
+use rfs_proto::rpc_error::{self, RpcErrorKind};
 use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
 
-use crate::error::{chain, Error, Result};
+use crate::error::{chain, one_line, status_reason, Error, Result};
 
+/// First pause between attempts once every member has been tried.
+const BACKOFF_FIRST: Duration = Duration::from_millis(20);
+/// Longest pause between attempts.
+const BACKOFF_MAX: Duration = Duration::from_millis(500);
+
+/// The failover proxy. Cheap to clone; clones share the channels and the
+/// leader they know.
 #[derive(Clone)]
 pub(crate) struct NamenodeRpc {
-    client: ClientProtocolClient<Channel>,
-    addr: String,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// Limit on each attempt.
     timeout: Duration,
+    /// How long a call keeps trying members.
+    failover_deadline: Duration,
+    members: Mutex<Members>,
+}
+
+struct Members {
+    /// Configured members first, then members learnt from leader hints.
+    list: Vec<Member>,
+    /// Index of the member that answered last.
+    leader: usize,
+}
+
+struct Member {
+    addr: String,
+    endpoint: Endpoint,
+    /// Made on first use, dropped after a timeout so the next use dials
+    /// afresh.
+    channel: Option<Channel>,
+}
+
+/// Why an attempt failed in a way another member may not.
+enum Failure {
+    NotLeader { hint: Option<String> },
+    Unreachable(String),
+    Timeout,
+}
+
+impl Failure {
+    /// The statuses worth another member; `None` for answers that stand
+    /// (tagged rfs errors other than `NotLeader`, and any other code).
+    fn of(s: &Status) -> Option<Failure> {
+        match s.metadata().get(rpc_error::ERROR_KIND_KEY) {
+            Some(_) if rpc_error::kind_of(s) == RpcErrorKind::NotLeader => {
+                let hint = s
+                    .metadata()
+                    .get(rpc_error::LEADER_HINT_KEY)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::trim)
+                    .filter(|h| !h.is_empty())
+                    .map(str::to_string);
+                Some(Failure::NotLeader { hint })
+            }
+            Some(_) => None,
+            None => match s.code() {
+                Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded => {
+                    Some(Failure::Unreachable(one_line(&status_reason(s))))
+                }
+                // tonic's word for a connection that broke mid-call.
+                Code::Internal if s.message().starts_with("h2 protocol error") => {
+                    Some(Failure::Unreachable(one_line(&status_reason(s))))
+                }
+                _ => None,
+            },
+        }
+    }
+
+    fn reason(&self, timeout: Duration) -> String {
+        match self {
+            Failure::NotLeader { hint: Some(h) } => format!("not the leader (leader: {h})"),
+            Failure::NotLeader { hint: None } => "not the leader (no leader known)".into(),
+            Failure::Unreachable(r) => r.clone(),
+            Failure::Timeout => format!("no answer within {timeout:?}"),
+        }
+    }
+}
+
+/// The endpoint of the member at `addr` (`host:port`).
+pub(crate) fn endpoint(addr: &str, timeout: Duration) -> Result<Endpoint> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| Error::Config(format!("invalid namenode address {addr:?}: {e}")))?
+        .connect_timeout(timeout)
+        .tcp_nodelay(true))
+}
+
+/// Dials `endpoint` now; the error is the reason, one line.
+async fn dial(endpoint: &Endpoint, timeout: Duration) -> std::result::Result<Channel, String> {
+    match tokio::time::timeout(timeout, endpoint.connect()).await {
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+        Ok(Err(e)) => Err(chain(&e)),
+        Ok(Ok(c)) => Ok(c),
+    }
+}
+
+/// A channel to the one member at `addr`, connected now: "cannot reach
+/// namenode at {addr}: {reason}" when it refuses or stays silent.
+pub(crate) async fn connect_one(addr: &str, timeout: Duration) -> Result<Channel> {
+    dial(&endpoint(addr, timeout)?, timeout)
+        .await
+        .map_err(|reason| Error::NamenodeUnreachable {
+            addr: addr.to_string(),
+            reason,
+        })
 }
 
 impl NamenodeRpc {
-    /// Connects to `addr` (`host:port`); a refused or silent namenode is
-    /// "cannot reach namenode at {addr}: {reason}".
-    pub(crate) async fn connect(addr: &str, timeout: Duration) -> Result<NamenodeRpc> {
-        let unreachable = |reason: String| Error::NamenodeUnreachable {
-            addr: addr.to_string(),
-            reason,
+    /// Sets up the proxy for the members at `addrs` (duplicates ignored)
+    /// and dials them all at once; the first to accept is where calls
+    /// start. Fails at once when none accepts: with one member "cannot
+    /// reach namenode at {addr}: {reason}", with several "cannot reach any
+    /// namenode: {addr}: {reason}; ...". Later calls ride out members
+    /// going away.
+    pub(crate) async fn connect(
+        addrs: &[String],
+        timeout: Duration,
+        failover_deadline: Duration,
+    ) -> Result<NamenodeRpc> {
+        let mut list: Vec<Member> = Vec::new();
+        for addr in addrs {
+            if list.iter().all(|m| m.addr != *addr) {
+                list.push(Member {
+                    addr: addr.clone(),
+                    endpoint: endpoint(addr, timeout)?,
+                    channel: None,
+                });
+            }
+        }
+        if list.is_empty() {
+            return Err(Error::Config("no namenode address is given".into()));
+        }
+        let mut dials: FuturesUnordered<_> = list
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let ep = m.endpoint.clone();
+                async move { (i, dial(&ep, timeout).await) }
+            })
+            .collect();
+        let mut failures: Vec<(usize, String)> = Vec::new();
+        let leader = loop {
+            match dials.next().await {
+                Some((i, Ok(channel))) => {
+                    list[i].channel = Some(channel);
+                    break i;
+                }
+                Some((i, Err(reason))) => failures.push((i, reason)),
+                None if list.len() == 1 => {
+                    return Err(Error::NamenodeUnreachable {
+                        addr: list[0].addr.clone(),
+                        reason: failures.pop().map(|f| f.1).unwrap_or_default(),
+                    })
+                }
+                None => {
+                    failures.sort_by_key(|f| f.0);
+                    return Err(Error::NamenodesUnreachable {
+                        tried: describe_tried(&list, &failures),
+                    });
+                }
+            }
         };
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| Error::Config(format!("invalid namenode address {addr:?}: {e}")))?
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .tcp_nodelay(true);
-        let channel = match tokio::time::timeout(timeout, endpoint.connect()).await {
-            Err(_) => return Err(unreachable(format!("no answer within {timeout:?}"))),
-            Ok(Err(e)) => return Err(unreachable(chain(&e))),
-            Ok(Ok(c)) => c,
-        };
+        drop(dials);
         Ok(NamenodeRpc {
-            client: ClientProtocolClient::new(channel),
-            addr: addr.to_string(),
-            timeout,
+            shared: Arc::new(Shared {
+                timeout,
+                failover_deadline,
+                members: Mutex::new(Members { list, leader }),
+            }),
         })
     }
 
-    /// Runs one call under the RPC timeout and maps its status.
-    pub(crate) async fn call<T, F, Fut>(&self, call: &'static str, f: F) -> Result<T>
+    /// Runs `call` on the leader, failing over as the module doc says.
+    /// `f` gets a client for one member and a clone of `req`; it may run
+    /// once per attempt.
+    pub(crate) async fn call<Req, T, F, Fut>(&self, call: &'static str, req: Req, f: F) -> Result<T>
     where
-        F: FnOnce(ClientProtocolClient<Channel>) -> Fut,
-        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+        Req: Clone,
+        F: Fn(ClientProtocolClient<Channel>, Req) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>>,
     {
-        match tokio::time::timeout(self.timeout, f(self.client.clone())).await {
-            Err(_) => Err(Error::NamenodeTimeout {
-                addr: self.addr.clone(),
-                call,
-                timeout: self.timeout,
-            }),
-            Ok(Err(status)) => Err(Error::from_status(&self.addr, &status)),
-            Ok(Ok(resp)) => Ok(resp.into_inner()),
+        let timeout = self.shared.timeout;
+        let deadline = self.shared.failover_deadline;
+        let start = Instant::now();
+        let mut backoff = BACKOFF_FIRST;
+        // Each member tried in this call, with its last failure.
+        let mut tried: Vec<(usize, String)> = Vec::new();
+        let mut target = self.members().leader;
+        loop {
+            let (addr, channel) = self.channel(target);
+            let attempt = f(ClientProtocolClient::new(channel), req.clone());
+            let failure = match tokio::time::timeout(timeout, attempt).await {
+                Ok(Ok(resp)) => {
+                    self.members().leader = target;
+                    return Ok(resp.into_inner());
+                }
+                Ok(Err(status)) => match Failure::of(&status) {
+                    Some(failure) => failure,
+                    None => return Err(Error::from_status(&addr, &status)),
+                },
+                Err(_) => {
+                    self.members().list[target].channel = None;
+                    Failure::Timeout
+                }
+            };
+            let reason = failure.reason(timeout);
+            tracing::debug!("namenode {addr}: {call}: {reason}");
+            match tried.iter_mut().find(|t| t.0 == target) {
+                Some(t) => t.1 = reason,
+                None => tried.push((target, reason)),
+            }
+
+            let waited = start.elapsed();
+            let members = self.members().list.len();
+            let untried = (0..members).find(|i| tried.iter().all(|t| t.0 != *i));
+            target = match (untried, failure) {
+                (None, _) if waited >= deadline => {
+                    let mut tried = tried;
+                    tried.sort_by_key(|t| t.0);
+                    return Err(Error::NoNamenode {
+                        call,
+                        waited: whole_ms(waited),
+                        tried: describe_tried(&self.members().list, &tried),
+                    });
+                }
+                // Past the deadline only members never asked are left.
+                (Some(i), _) if waited >= deadline => i,
+                (_, Failure::NotLeader { hint: Some(hint) }) => self
+                    .member_for(&hint)
+                    .unwrap_or_else(|| (target + 1) % members),
+                _ => (target + 1) % members,
+            };
+            if tried.iter().any(|t| t.0 == target) {
+                let pause = backoff.mul_f64(rand::thread_rng().gen_range(0.5..=1.0));
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                tokio::time::sleep(pause.min(deadline.saturating_sub(waited))).await;
+            }
         }
+    }
+
+    fn members(&self) -> MutexGuard<'_, Members> {
+        // A panic while holding this lock cannot leave the list
+        // inconsistent (every update is one assignment), so go on.
+        self.shared
+            .members
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The address and channel of member `i`, connecting lazily.
+    fn channel(&self, i: usize) -> (String, Channel) {
+        let mut members = self.members();
+        let m = &mut members.list[i];
+        let channel = m
+            .channel
+            .get_or_insert_with(|| m.endpoint.connect_lazy())
+            .clone();
+        (m.addr.clone(), channel)
+    }
+
+    /// The index of the member at `addr`, added when a leader hint names
+    /// one outside the configured list; `None` for an address tonic
+    /// cannot use. The hint also becomes the leader other calls start at.
+    fn member_for(&self, addr: &str) -> Option<usize> {
+        let mut members = self.members();
+        let i = match members.list.iter().position(|m| m.addr == addr) {
+            Some(i) => i,
+            None => match endpoint(addr, self.shared.timeout) {
+                Ok(endpoint) => {
+                    members.list.push(Member {
+                        addr: addr.to_string(),
+                        endpoint,
+                        channel: None,
+                    });
+                    members.list.len() - 1
+                }
+                Err(e) => {
+                    tracing::warn!("ignoring leader hint: {e}");
+                    return None;
+                }
+            },
+        };
+        members.leader = i;
+        Some(i)
+    }
+}
+
+/// `addr: reason; addr: reason`, in the order given.
+fn describe_tried(list: &[Member], tried: &[(usize, String)]) -> String {
+    tried
+        .iter()
+        .map(|(i, reason)| format!("{}: {reason}", list[*i].addr))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `d` without the sub-millisecond part, for messages.
+fn whole_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis().try_into().unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn not_leader(hint: Option<&str>) -> Status {
+        let mut s = rpc_error::status(RpcErrorKind::NotLeader, "nn2 is not the leader");
+        if let Some(h) = hint {
+            s.metadata_mut()
+                .insert(rpc_error::LEADER_HINT_KEY, h.parse().unwrap());
+        }
+        s
+    }
+
+    #[test]
+    fn which_statuses_fail_over() {
+        assert!(matches!(
+            Failure::of(&not_leader(Some("nn1:8020"))),
+            Some(Failure::NotLeader { hint: Some(h) }) if h == "nn1:8020"
+        ));
+        assert!(matches!(
+            Failure::of(&not_leader(None)),
+            Some(Failure::NotLeader { hint: None })
+        ));
+        assert!(matches!(
+            Failure::of(&Status::unavailable("tcp connect error")),
+            Some(Failure::Unreachable(_))
+        ));
+        assert!(matches!(
+            Failure::of(&Status::unknown("transport error")),
+            Some(Failure::Unreachable(_))
+        ));
+        assert!(matches!(
+            Failure::of(&Status::internal("h2 protocol error: stream reset")),
+            Some(Failure::Unreachable(_))
+        ));
+        // Answers that stand: rfs errors, even those with code Unavailable.
+        for s in [
+            rpc_error::status(RpcErrorKind::NotFound, "/x: No such file or directory"),
+            rpc_error::status(RpcErrorKind::AlreadyExists, "/x: File exists"),
+            rpc_error::status(RpcErrorKind::NoLiveDatanodes, "no live datanodes"),
+            Status::already_exists("/x: File exists"),
+            Status::unimplemented("no such method"),
+            Status::internal("namenode bug"),
+        ] {
+            assert!(Failure::of(&s).is_none(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn reasons_name_the_leader() {
+        let t = Duration::from_millis(200);
+        assert_eq!(
+            Failure::NotLeader {
+                hint: Some("a:1".into())
+            }
+            .reason(t),
+            "not the leader (leader: a:1)"
+        );
+        assert_eq!(Failure::Timeout.reason(t), "no answer within 200ms");
+        assert_eq!(
+            whole_ms(Duration::from_micros(1_503_700)),
+            Duration::from_millis(1503)
+        );
     }
 }

@@ -64,7 +64,7 @@ async fn new_block(
     previous: Option<ExtendedBlock>,
 ) -> Result<BlockPipeline> {
     let req = AddBlockRequest {
-        call: None,
+        call: client.new_call(),
         path: path.to_string(),
         client_id: client.client_id().to_string(),
         previous,
@@ -73,7 +73,9 @@ async fn new_block(
     };
     let resp = client
         .rpc()
-        .call("add_block", |mut c| async move { c.add_block(req).await })
+        .call("add_block", req, |mut c, req| async move {
+            c.add_block(req).await
+        })
         .await?;
     let located = resp.block.ok_or_else(|| {
         Error::Protocol(format!(
@@ -84,20 +86,24 @@ async fn new_block(
 }
 
 /// Completes the file, retrying while the namenode waits for the last
-/// block's replicas to be reported.
+/// block's replicas to be reported. Each poll is a new call with its own
+/// call id: a repeat of the same id would get the first "not yet" back
+/// from the namenode's retry cache.
 async fn complete(client: &Client, path: &str, last: Option<ExtendedBlock>) -> Result<()> {
     let deadline = Instant::now() + client.config().datanode_timeout;
     let mut backoff = Duration::from_millis(20);
     loop {
         let req = CompleteRequest {
-            call: None,
+            call: client.new_call(),
             path: path.to_string(),
             client_id: client.client_id().to_string(),
             last,
         };
         let resp = client
             .rpc()
-            .call("complete", |mut c| async move { c.complete(req).await })
+            .call("complete", req, |mut c, req| async move {
+                c.complete(req).await
+            })
             .await?;
         if resp.completed {
             return Ok(());

@@ -10,15 +10,18 @@ use clap::{ArgAction, Parser, Subcommand};
     version,
     about = "rfs file system shell",
     long_about = "rfs file system shell, modelled on `hdfs dfs`.\n\n\
-        The namenode is --namenode, else $RFS_NAMENODE, else `namenode` under [client] \
-        in the config file (--config, else $RFS_CONF, else /etc/rfs/rfs.toml if present), \
-        else 127.0.0.1:8020. Failures print one line `dfs: <error>` and exit 1."
+        The namenodes are --namenode, else $RFS_NAMENODE (one HOST:PORT, or every member \
+        of an HA group separated by commas), else the config file (--config, else \
+        $RFS_CONF, else /etc/rfs/rfs.toml if present): `namenode = \"a,b\"` or \
+        `namenodes = [\"a\", \"b\"]` under [client], else the rpc_addr of every \
+        [[ha.member]]; else 127.0.0.1:8020. Calls go to the group's leader and follow it \
+        through failovers. Failures print one line `dfs: <error>` and exit 1."
 )]
 pub struct Cli {
-    /// Namenode RPC address, HOST:PORT.
-    #[arg(long, global = true, value_name = "ADDR")]
+    /// Namenode RPC address HOST:PORT, or the HA group's addresses separated by commas.
+    #[arg(long, global = true, value_name = "ADDR[,ADDR...]")]
     pub namenode: Option<String>,
-    /// Config file to read the [client] section from.
+    /// Config file to read the namenodes from ([client], else [ha]).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
@@ -27,6 +30,48 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
+    #[command(flatten)]
+    Fs(FsCmd),
+    /// Administer the namenode group: `dfs admin ha status|transfer`.
+    #[command(subcommand)]
+    Admin(AdminCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCmd {
+    /// The namenode HA group: each member's state, and moving leadership.
+    #[command(subcommand)]
+    Ha(HaCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HaCmd {
+    /// Show every configured member: id, address, role, term, commit and applied index, lag.
+    #[command(
+        long_about = "Ask every configured namenode (see `dfs --help`) for its HA status and \
+        print one row per member: ID, ADDRESS, ROLE (leader, follower, candidate, ...; \
+        \"(witness)\" for a witness), TERM, COMMIT (commit index), APPLIED (applied index) \
+        and LAG: the leader's commit index minus the member's applied index, \"-\" when no \
+        leader answered. A member that cannot be asked says `unreachable: <reason>`.\n\n\
+        Exits 0 when a leader answered, 1 otherwise."
+    )]
+    Status,
+    /// Make another member the leader.
+    #[command(
+        long_about = "Make MEMBER_ID the leader: find the current leader through the members' \
+        HA status and ask it to hand leadership over, waiting until it has. Prints \
+        `leadership transferred to <id> (term <t>)`. A witness cannot lead; the leader's \
+        refusal (unknown or witness member, no leader) is printed as `dfs: <error>` with \
+        exit status 1."
+    )]
+    Transfer {
+        /// Id of the member to lead, as in [[ha.member]] (e.g. nn2).
+        member_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FsCmd {
     /// Copy local files or directories (recursively) into rfs; `-` reads stdin.
     #[command(
         long_about = "Copy local files or directories (recursively) into rfs.\n\n\
@@ -183,11 +228,11 @@ mod tests {
         let c = Cli::try_parse_from(["dfs", "ls", "-Rh", "/a"]).unwrap();
         assert!(matches!(
             c.cmd,
-            Cmd::Ls {
+            Cmd::Fs(FsCmd::Ls {
                 recursive: true,
                 human: true,
                 ..
-            }
+            })
         ));
         let c = Cli::try_parse_from([
             "dfs",
@@ -203,17 +248,31 @@ mod tests {
         .unwrap();
         assert_eq!(c.namenode.as_deref(), Some("h:1"));
         match c.cmd {
-            Cmd::Put {
+            Cmd::Fs(FsCmd::Put {
                 force,
                 replication,
                 paths,
                 ..
-            } => {
+            }) => {
                 assert!(force);
                 assert_eq!(replication, Some(2));
                 assert_eq!(paths, ["-", "/x"]);
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn admin_commands_parse() {
+        let c =
+            Cli::try_parse_from(["dfs", "--namenode", "a:1,b:2", "admin", "ha", "status"]).unwrap();
+        assert_eq!(c.namenode.as_deref(), Some("a:1,b:2"));
+        assert!(matches!(c.cmd, Cmd::Admin(AdminCmd::Ha(HaCmd::Status))));
+        let c = Cli::try_parse_from(["dfs", "admin", "ha", "transfer", "nn2"]).unwrap();
+        match c.cmd {
+            Cmd::Admin(AdminCmd::Ha(HaCmd::Transfer { member_id })) => assert_eq!(member_id, "nn2"),
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["dfs", "admin", "ha", "transfer"]).is_err());
     }
 }

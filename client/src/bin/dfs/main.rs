@@ -1,6 +1,8 @@
-//! `dfs`: the rfs shell. Parses the command line, finds the namenode and
-//! hands off to [`commands`]; every failure is one `dfs: <error>` line and
-//! exit status 1.
+//! `dfs`: the rfs shell. Parses the command line, finds the namenodes and
+//! hands off to [`commands`] (file system commands, through one client that
+//! follows the group's leader) or [`commands::admin`] (which asks each
+//! member itself); every failure is one `dfs: <error>` line and exit
+//! status 1.
 
 mod civil_time;
 mod cli;
@@ -40,18 +42,25 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: cli::Cli, report: &mut Report) {
-    let namenode = match namenode_addr::resolve(
+    let namenodes = match namenode_addr::resolve(
         cli.namenode.as_deref(),
         cli.config.as_deref(),
         |k| std::env::var(k).ok(),
         Path::new(namenode_addr::SYSTEM_CONFIG),
     ) {
-        Ok(a) => a,
+        Ok(list) => list,
         Err(e) => return report.fail(e),
     };
-    let client = match Client::connect(ClientConfig::with_namenode(namenode.clone())).await {
-        Ok(c) => c,
-        Err(e) => return report.fail(e.into()),
-    };
-    commands::run(&client, &namenode, cli.cmd, report).await;
+    match cli.cmd {
+        cli::Cmd::Admin(cmd) => commands::admin::run(&namenodes, cmd, report).await,
+        cli::Cmd::Fs(cmd) => {
+            let addrs: Vec<String> = namenodes.into_iter().map(|n| n.addr).collect();
+            let config = ClientConfig::with_namenodes(addrs.clone());
+            let client = match Client::connect(config).await {
+                Ok(c) => c,
+                Err(e) => return report.fail(e.into()),
+            };
+            commands::run(&client, &addrs.join(","), cmd, report).await;
+        }
+    }
 }

@@ -2,13 +2,14 @@
 //! command over several paths goes on with the rest and `dfs` exits 1 at
 //! the end.
 
+pub mod admin;
 mod listing;
 mod namespace;
 mod transfer;
 
 use rfs_client::{Client, FileStatus, FileType};
 
-use crate::cli::Cmd;
+use crate::cli::FsCmd;
 
 /// Collects failures; prints each as one line.
 #[derive(Default)]
@@ -33,9 +34,10 @@ impl Report {
     }
 }
 
-pub async fn run(client: &Client, namenode: &str, cmd: Cmd, report: &mut Report) {
+/// Runs a file system command; `namenode` names the namenodes (for `df`).
+pub async fn run(client: &Client, namenode: &str, cmd: FsCmd, report: &mut Report) {
     match cmd {
-        Cmd::Put {
+        FsCmd::Put {
             force,
             replication,
             block_size,
@@ -49,15 +51,15 @@ pub async fn run(client: &Client, namenode: &str, cmd: Cmd, report: &mut Report)
             };
             transfer::put(client, &paths, &dst, &opts, report).await
         }
-        Cmd::Get { force, src, local } => {
+        FsCmd::Get { force, src, local } => {
             report.check(transfer::get(client, &src, &local, force).await)
         }
-        Cmd::Cat { paths } => {
+        FsCmd::Cat { paths } => {
             for p in paths {
                 report.check(transfer::cat(client, &p).await);
             }
         }
-        Cmd::Ls {
+        FsCmd::Ls {
             recursive,
             human,
             paths,
@@ -72,19 +74,19 @@ pub async fn run(client: &Client, namenode: &str, cmd: Cmd, report: &mut Report)
                 report.check(listing::ls(client, &p, recursive, human).await);
             }
         }
-        Cmd::Mkdir { parents, paths } => {
+        FsCmd::Mkdir { parents, paths } => {
             for p in paths {
                 report.check(namespace::mkdir(client, &p, parents).await);
             }
         }
-        Cmd::Rm { recursive, paths } => {
+        FsCmd::Rm { recursive, paths } => {
             for p in paths {
                 report.check(namespace::rm(client, &p, recursive).await);
             }
         }
-        Cmd::Mv { src, dst } => report.check(namespace::mv(client, &src, &dst).await),
-        Cmd::Stat { path } => report.check(listing::stat(client, &path).await),
-        Cmd::Du {
+        FsCmd::Mv { src, dst } => report.check(namespace::mv(client, &src, &dst).await),
+        FsCmd::Stat { path } => report.check(listing::stat(client, &path).await),
+        FsCmd::Du {
             summary,
             human,
             paths,
@@ -94,11 +96,11 @@ pub async fn run(client: &Client, namenode: &str, cmd: Cmd, report: &mut Report)
                 report.check(listing::du(client, &p, summary, human).await);
             }
         }
-        Cmd::Df { human, .. } => report.check(listing::df(client, namenode, human).await),
-        Cmd::Setrep { replication, path } => {
+        FsCmd::Df { human, .. } => report.check(listing::df(client, namenode, human).await),
+        FsCmd::Setrep { replication, path } => {
             report.check(namespace::setrep(client, &path, replication).await)
         }
-        Cmd::Touchz { paths } => {
+        FsCmd::Touchz { paths } => {
             for p in paths {
                 report.check(namespace::touchz(client, &p).await);
             }

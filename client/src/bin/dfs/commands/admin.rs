@@ -1,0 +1,242 @@
+//! `dfs admin ha status|transfer`: the namenode HA group as its members
+//! see it. Each configured member is asked itself (`HaAdmin` on its RPC
+//! address), all at once; nothing here goes through the failover client.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Result};
+use rfs_client::ha_admin::{self, MemberStatus};
+use rfs_client::Error;
+
+use super::Report;
+use crate::cli::{AdminCmd, HaCmd};
+use crate::namenode_addr::Namenode;
+
+/// Limit on reaching and asking one member for its status.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
+/// Limit on a leadership transfer; the leader answers once the new leader
+/// has taken over.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub async fn run(namenodes: &[Namenode], cmd: AdminCmd, report: &mut Report) {
+    match cmd {
+        AdminCmd::Ha(HaCmd::Status) => report.check(status(namenodes).await),
+        AdminCmd::Ha(HaCmd::Transfer { member_id }) => {
+            report.check(transfer(namenodes, &member_id).await)
+        }
+    }
+}
+
+/// One member's answer, or why it gave none.
+struct Answer<'a> {
+    nn: &'a Namenode,
+    status: std::result::Result<MemberStatus, String>,
+}
+
+/// Asks every member for its status, concurrently; answers in the
+/// configured order.
+async fn ask_all(namenodes: &[Namenode]) -> Vec<Answer<'_>> {
+    let asks = namenodes.iter().map(|nn| async move {
+        let status = match ha_admin::ha_status(&nn.addr, STATUS_TIMEOUT).await {
+            Ok(resp) => resp
+                .member
+                .ok_or_else(|| "answered without its member status".to_string()),
+            Err(Error::NamenodeUnreachable { reason, .. }) => Err(reason),
+            Err(Error::NamenodeTimeout { timeout, .. }) => {
+                Err(format!("no answer within {timeout:?}"))
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        Answer { nn, status }
+    });
+    futures::future::join_all(asks).await
+}
+
+/// The member that says it leads, in the highest term when several do
+/// (a deposed leader that has not heard yet).
+fn leader<'a>(answers: &'a [Answer<'a>]) -> Option<(&'a Namenode, &'a MemberStatus)> {
+    answers
+        .iter()
+        .filter_map(|a| a.status.as_ref().ok().map(|s| (a.nn, s)))
+        .filter(|(_, s)| s.role == "leader")
+        .max_by_key(|(_, s)| s.term)
+}
+
+async fn status(namenodes: &[Namenode]) -> Result<()> {
+    let answers = ask_all(namenodes).await;
+    let leader = leader(&answers).map(|(_, s)| s);
+    print!("{}", table(&answers, leader));
+    if leader.is_none() {
+        let reachable = answers.iter().filter(|a| a.status.is_ok()).count();
+        bail!(
+            "no leader answered ({reachable} of {} members reachable)",
+            answers.len()
+        );
+    }
+    Ok(())
+}
+
+/// One row per member, columns padded to their widest cell:
+///
+/// ```text
+/// ID   ADDRESS         ROLE                TERM  COMMIT  APPLIED  LAG
+/// nn1  10.0.0.1:8020   leader              3     120     120      0
+/// w    10.0.0.3:8020   follower (witness)  3     120     117      3
+/// nn2  10.0.0.2:8020   unreachable: tcp connect error: Connection refused
+/// ```
+fn table(answers: &[Answer<'_>], leader: Option<&MemberStatus>) -> String {
+    const HEADER: [&str; 7] = ["ID", "ADDRESS", "ROLE", "TERM", "COMMIT", "APPLIED", "LAG"];
+    let rows: Vec<Vec<String>> = answers
+        .iter()
+        .map(|a| {
+            let config_id = a.nn.id.clone().unwrap_or_else(|| "-".into());
+            match &a.status {
+                Err(reason) => vec![
+                    config_id,
+                    a.nn.addr.clone(),
+                    format!("unreachable: {reason}"),
+                ],
+                Ok(s) => {
+                    let role = if s.witness {
+                        format!("{} (witness)", s.role)
+                    } else {
+                        s.role.clone()
+                    };
+                    let lag = leader.map_or("-".to_string(), |l| {
+                        l.commit_index.saturating_sub(s.applied_index).to_string()
+                    });
+                    vec![
+                        if s.id.is_empty() {
+                            config_id
+                        } else {
+                            s.id.clone()
+                        },
+                        a.nn.addr.clone(),
+                        role,
+                        s.term.to_string(),
+                        s.commit_index.to_string(),
+                        s.applied_index.to_string(),
+                        lag,
+                    ]
+                }
+            }
+        })
+        .collect();
+    // An unreachable row's last cell runs on; it does not widen ROLE.
+    let mut widths: Vec<usize> = HEADER.iter().map(|h| h.len()).collect();
+    for row in rows.iter().filter(|r| r.len() == HEADER.len()) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    for row in rows.iter().filter(|r| r.len() < HEADER.len()) {
+        for (w, cell) in widths.iter_mut().zip(&row[..row.len() - 1]) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let header: Vec<String> = HEADER.iter().map(|h| h.to_string()).collect();
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+async fn transfer(namenodes: &[Namenode], target: &str) -> Result<()> {
+    let answers = ask_all(namenodes).await;
+    let Some((nn, leader)) = leader(&answers) else {
+        let asked: Vec<&str> = namenodes.iter().map(|n| n.addr.as_str()).collect();
+        bail!(
+            "cannot transfer leadership to {target}: no leader answered (asked {})",
+            asked.join(", ")
+        );
+    };
+    if leader.id == target {
+        println!("{target} is already the leader (term {})", leader.term);
+        return Ok(());
+    }
+    let resp = ha_admin::transfer_leader(&nn.addr, target, TRANSFER_TIMEOUT)
+        .await
+        .map_err(|e| anyhow!("cannot transfer leadership to {target}: {e}"))?;
+    let new_leader = if resp.leader_id.is_empty() {
+        target.to_string()
+    } else {
+        resp.leader_id
+    };
+    // The new term, as the members now report it.
+    let after = ask_all(namenodes).await;
+    let term = after
+        .iter()
+        .filter_map(|a| a.status.as_ref().ok())
+        .filter(|s| s.id == new_leader || s.leader_id == new_leader)
+        .map(|s| s.term)
+        .max();
+    match term {
+        Some(t) => println!("leadership transferred to {new_leader} (term {t})"),
+        None => println!("leadership transferred to {new_leader} (term unknown)"),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: &str, role: &str, witness: bool, commit: u64, applied: u64) -> MemberStatus {
+        MemberStatus {
+            id: id.into(),
+            role: role.into(),
+            witness,
+            term: 4,
+            commit_index: commit,
+            applied_index: applied,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn table_aligns_and_computes_lag() {
+        let nns: Vec<Namenode> = ["nn1", "w", "nn2"]
+            .iter()
+            .enumerate()
+            .map(|(i, id)| Namenode {
+                addr: format!("10.0.0.{}:8020", i + 1),
+                id: Some(id.to_string()),
+            })
+            .collect();
+        let answers = vec![
+            Answer {
+                nn: &nns[0],
+                status: Ok(member("nn1", "leader", false, 120, 119)),
+            },
+            Answer {
+                nn: &nns[1],
+                status: Ok(member("w", "follower", true, 118, 117)),
+            },
+            Answer {
+                nn: &nns[2],
+                status: Err("tcp connect error".into()),
+            },
+        ];
+        let leader = leader(&answers).map(|(_, s)| s);
+        assert_eq!(leader.map(|l| l.id.as_str()), Some("nn1"));
+        assert_eq!(
+            table(&answers, leader),
+            "ID   ADDRESS        ROLE                TERM  COMMIT  APPLIED  LAG\n\
+             nn1  10.0.0.1:8020  leader              4     120     119      1\n\
+             w    10.0.0.2:8020  follower (witness)  4     118     117      3\n\
+             nn2  10.0.0.3:8020  unreachable: tcp connect error\n"
+        );
+        let no_leader = table(&answers[1..], None);
+        assert!(
+            no_leader.lines().nth(1).unwrap().ends_with("  -"),
+            "{no_leader}"
+        );
+    }
+}
