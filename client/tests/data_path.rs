@@ -1,11 +1,12 @@
-//! Writer and reader against in-process fakes (see `fakes/`).
+//! Writer and reader against in-process fakes (see `fakes/`), and the
+//! namenode failover proxy against a fake HA group.
 
 mod fakes;
 
 use std::io::SeekFrom;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use fakes::{start_datanode, BlockStore, DnBehaviour, FakeNamenode};
+use fakes::{start_datanode, BlockStore, DnBehaviour, FakeGroup, FakeNamenode, LostReply};
 use rfs_client::{Client, ClientConfig, CreateOptions};
 use rfs_proto::transfer::Status;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
@@ -327,4 +328,269 @@ async fn unreachable_namenode_is_one_clear_line() {
         "{msg}"
     );
     assert!(!msg.contains('\n'), "{msg}");
+}
+
+// ---------------------------------------------------------------- failover
+
+/// Client settings for a fake group at `addrs` (`a,b,c`).
+fn ha_config(addrs: &str) -> ClientConfig {
+    let mut cfg = ClientConfig::with_namenode(addrs);
+    cfg.packet_size = PACKET;
+    cfg.block_size = Some(BLOCK);
+    cfg.max_packets_in_flight = 3;
+    cfg.rpc_timeout = Duration::from_secs(2);
+    cfg.datanode_timeout = Duration::from_secs(5);
+    cfg.failover_deadline = Duration::from_secs(3);
+    cfg
+}
+
+/// A fake namenode whose blocks go to and come from one fake datanode.
+async fn namenode_with_datanode() -> FakeNamenode {
+    let how = DnBehaviour {
+        max_packet: PACKET,
+        ..Default::default()
+    };
+    let dn = start_datanode("dn", BlockStore::default(), how).await;
+    let nn = FakeNamenode::default();
+    {
+        let mut s = nn.state();
+        s.write_targets = vec![dn.info.clone()];
+        s.read_locations = vec![dn.info];
+    }
+    nn
+}
+
+/// Polls `cond` every 10 ms for up to 5 s.
+async fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn calls_find_the_leader_and_stay_with_it() {
+    let group = FakeGroup::start(3, Some(2), FakeNamenode::default()).await;
+    let client = Client::connect(ha_config(&group.addr_list()))
+        .await
+        .unwrap();
+    // With hints: the first member asked points at the leader.
+    assert_eq!(client.get_file_info("/none").await.unwrap(), None);
+    let first = group.requests();
+    assert!(first[2] == 1 && first[0] + first[1] <= 1, "{first:?}");
+    for _ in 0..5 {
+        client.get_file_info("/none").await.unwrap();
+    }
+    assert_eq!(group.requests(), [first[0], first[1], first[2] + 5]);
+
+    // Without hints: the members in turn until the new leader answers,
+    // which every later call goes to first.
+    group.set_hints(false);
+    group.set_leader(Some(1));
+    client.mkdirs("/d", true).await.unwrap();
+    let found = group.requests();
+    assert_eq!(found[1], first[1] + 1, "{found:?}");
+    for _ in 0..3 {
+        client.get_file_info("/d").await.unwrap();
+    }
+    assert_eq!(group.requests(), [found[0], found[1] + 3, found[2]]);
+
+    // A hint may name a member the client was not given.
+    group.set_hints(true);
+    let partial = Client::connect(ha_config(&group.addrs[0].to_string()))
+        .await
+        .unwrap();
+    assert!(partial.get_file_info("/none").await.unwrap().is_none());
+    let before = group.requests();
+    partial.get_file_info("/none").await.unwrap();
+    assert_eq!(group.requests(), [before[0], before[1] + 1, before[2]]);
+}
+
+#[tokio::test]
+async fn open_writer_and_reader_survive_failovers() {
+    let nn = namenode_with_datanode().await;
+    let mut group = FakeGroup::start(3, Some(0), nn.clone()).await;
+    let mut cfg = ha_config(&group.addr_list());
+    cfg.lease_renew_interval = Duration::from_millis(30);
+    let client = Client::connect(cfg).await.unwrap();
+    let data = payload(3 * BLOCK as usize + 100, 5);
+
+    let mut w = client
+        .create("/ha", CreateOptions::default())
+        .await
+        .unwrap();
+    w.write_all(&data[..BLOCK as usize + 10]).await.unwrap();
+    let first_block = || nn.state().files["/ha"].blocks.len() == 1;
+    wait_until("the first block is allocated by member 0", first_block).await;
+    assert_eq!(group.requests()[1], 0);
+
+    // Leader 0 goes away in the middle of the file, while it works on the
+    // next block's add_block; member 1 takes over and answers the repeat.
+    nn.state().lose_reply = Some(("add_block", LostReply::Late(Duration::from_secs(10))));
+    let rest = data[BLOCK as usize + 10..].to_vec();
+    let writer = tokio::spawn(async move {
+        w.write_all(&rest).await?;
+        w.shutdown().await
+    });
+    let add_blocks = || {
+        nn.state()
+            .calls
+            .iter()
+            .filter(|c| c.0 == "add_block")
+            .count()
+    };
+    wait_until("member 0 works on the second add_block", || {
+        add_blocks() == 2
+    })
+    .await;
+    group.set_leader(Some(1));
+    group.stop(0).await;
+    writer.await.unwrap().unwrap();
+    let ids: Vec<u64> = nn.state().calls[1..4]
+        .iter()
+        .map(|(m, c)| {
+            assert_eq!(*m, "add_block");
+            c.as_ref().unwrap().call_id
+        })
+        .collect();
+    assert_eq!(ids[0] + 1, ids[1]);
+    assert_eq!(ids[1], ids[2], "the interrupted add_block is repeated");
+    let lens: Vec<u64> = nn.state().files["/ha"]
+        .blocks
+        .iter()
+        .map(|b| b.num_bytes)
+        .collect();
+    assert_eq!(lens, [BLOCK, BLOCK, BLOCK, 100]);
+    assert!(nn.state().files["/ha"].complete);
+    // Lease renewal follows the leader too.
+    let renewals = nn.state().renewals;
+    let on_1 = group.requests()[1];
+    wait_until("the lease is renewed twice at member 1", || {
+        nn.state().renewals >= renewals + 2
+    })
+    .await;
+    assert!(group.requests()[1] >= on_1 + 2);
+
+    let mut r = client.open("/ha").await.unwrap();
+    let mut head = vec![0u8; 100];
+    r.read_exact(&mut head).await.unwrap();
+    // Member 1 goes as well; member 2 leads and gives no hints.
+    group.set_hints(false);
+    group.set_leader(Some(2));
+    group.stop(1).await;
+    let mut rest = Vec::new();
+    r.read_to_end(&mut rest).await.unwrap();
+    head.extend(rest);
+    assert!(head == data, "the open reader read the whole file");
+    let on_2 = group.requests()[2];
+    let mut again = Vec::new();
+    let mut r = client.open("/ha").await.unwrap();
+    r.read_to_end(&mut again).await.unwrap();
+    assert!(again == data, "a reader opened after the failover");
+    assert!(group.requests()[2] > on_2);
+}
+
+#[tokio::test]
+async fn lost_replies_are_retried_with_the_same_call_id() {
+    let nn = namenode_with_datanode().await;
+    let _group = FakeGroup::start(2, Some(0), nn.clone()).await;
+    let mut cfg = ha_config(&_group.addr_list());
+    // Long enough that only the delayed answer below times out.
+    cfg.rpc_timeout = Duration::from_secs(1);
+    let client = Client::connect(cfg).await.unwrap();
+
+    // Applied, then the connection broke: the repeat must not say
+    // "File exists".
+    nn.state().lose_reply = Some(("create", LostReply::Unavailable));
+    let mut w = client
+        .create("/once", CreateOptions::default())
+        .await
+        .expect("the repeat is answered from the retry cache");
+    w.write_all(b"hello").await.unwrap();
+    w.shutdown().await.unwrap();
+    // Applied, then answered too late: the repeat gets the first answer.
+    nn.state().lose_reply = Some(("mkdirs", LostReply::Late(Duration::from_secs(5))));
+    assert!(
+        client.mkdirs("/d", true).await.unwrap(),
+        "first answer kept"
+    );
+    assert_eq!(client.rename("/once", "/twice").await.unwrap(), "/twice");
+    assert!(client.delete("/twice", false).await.unwrap());
+
+    let calls = nn.state().calls.clone();
+    let seen: Vec<(&str, u64)> = calls
+        .iter()
+        .map(|(method, call)| {
+            let call = call.as_ref().expect("non-idempotent calls carry a call id");
+            assert_eq!(call.client_id, client.client_id());
+            (*method, call.call_id)
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("create", 1),
+            ("create", 1),
+            ("add_block", 2),
+            ("complete", 3),
+            ("mkdirs", 4),
+            ("mkdirs", 4),
+            ("rename", 5),
+            ("delete", 6),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn no_leader_or_no_member_fails_after_the_deadline_naming_each() {
+    let deadline = Duration::from_millis(500);
+    let mut group = FakeGroup::start(3, Some(0), FakeNamenode::default()).await;
+    let mut cfg = ha_config(&group.addr_list());
+    cfg.failover_deadline = deadline;
+    let client = Client::connect(cfg.clone()).await.unwrap();
+    client.get_file_info("/x").await.unwrap();
+    let addrs: Vec<String> = group.addrs.iter().map(|a| a.to_string()).collect();
+
+    // An election that does not end.
+    group.set_leader(None);
+    let start = Instant::now();
+    let err = client.get_file_info("/x").await.unwrap_err();
+    let took = start.elapsed();
+    assert!(took >= deadline && took < deadline * 4, "{took:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("no namenode answered get_file_info within "),
+        "{msg}"
+    );
+    for a in &addrs {
+        assert!(
+            msg.contains(&format!("{a}: not the leader (no leader known)")),
+            "{msg}"
+        );
+    }
+
+    // Every member gone.
+    for i in 0..3 {
+        group.stop(i).await;
+    }
+    let start = Instant::now();
+    let err = client.mkdirs("/x", true).await.unwrap_err();
+    let took = start.elapsed();
+    assert!(took >= deadline && took < deadline * 4, "{took:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("no namenode answered mkdirs within "),
+        "{msg}"
+    );
+    assert!(addrs.iter().all(|a| msg.contains(a.as_str())), "{msg}");
+    assert!(!msg.contains('\n'), "{msg}");
+
+    // A new client finds nobody to connect to, and says so at once.
+    let start = Instant::now();
+    let err = Client::connect(cfg).await.err().expect("nobody listens");
+    assert!(start.elapsed() < deadline, "{:?}", start.elapsed());
+    let msg = err.to_string();
+    assert!(msg.starts_with("cannot reach any namenode: "), "{msg}");
+    assert!(addrs.iter().all(|a| msg.contains(a.as_str())), "{msg}");
 }

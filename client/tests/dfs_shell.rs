@@ -1,17 +1,31 @@
 //! The `dfs` binary against the fakes: put (file and stdin), cat, get,
-//! stat, and one-line errors with exit status 1.
+//! stat, one-line errors with exit status 1, a namenode list with a
+//! failover, and `dfs admin ha status|transfer`.
 
 mod fakes;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use fakes::{start_datanode, BlockStore, DnBehaviour, FakeNamenode};
+use fakes::{start_datanode, BlockStore, DnBehaviour, FakeGroup, FakeHaAdmin, FakeNamenode};
+use rfs_proto::ha::MemberStatus;
 
 fn dfs(nn: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dfs"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dfs"));
+    cmd.env("RFS_NAMENODE", nn);
+    run(cmd, args, stdin)
+}
+
+/// `dfs` with neither RFS_NAMENODE nor RFS_CONF set.
+fn dfs_bare(args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dfs"));
+    cmd.env_remove("RFS_NAMENODE");
+    run(cmd, args, None)
+}
+
+fn run(mut cmd: Command, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = cmd
         .args(args)
-        .env("RFS_NAMENODE", nn)
         .env_remove("RFS_CONF")
         .stdin(if stdin.is_some() {
             Stdio::piped()
@@ -107,6 +121,162 @@ async fn put_cat_get_stat_and_errors() {
             err.starts_with("dfs: cannot reach namenode at 127.0.0.1:1"),
             "{err}"
         );
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namenode_list_follows_the_leader() {
+    let how = DnBehaviour {
+        max_packet: 64 * 1024,
+        ..Default::default()
+    };
+    let dn = start_datanode("dn", BlockStore::default(), how).await;
+    let nn = FakeNamenode::default();
+    {
+        let mut s = nn.state();
+        s.write_targets = vec![dn.info.clone()];
+        s.read_locations = vec![dn.info.clone()];
+    }
+    let mut group = FakeGroup::start(3, Some(1), nn).await;
+    let list = group.addr_list();
+    let put = |path: &'static str| {
+        let list = list.clone();
+        tokio::task::spawn_blocking(move || {
+            ok(&dfs(&list, &["put", "-", path], Some(b"ha\n")));
+            ok(&dfs(&list, &["cat", path], None))
+        })
+    };
+    assert_eq!(put("/a").await.unwrap(), "ha\n");
+    // The leader goes away; the next member leads.
+    group.set_leader(Some(2));
+    group.stop(1).await;
+    assert_eq!(put("/b").await.unwrap(), "ha\n");
+    assert!(group.requests()[2] > 0);
+}
+
+fn member(
+    id: &str,
+    role: &str,
+    witness: bool,
+    term: u64,
+    commit: u64,
+    applied: u64,
+) -> MemberStatus {
+    MemberStatus {
+        id: id.into(),
+        role: role.into(),
+        witness,
+        term,
+        commit_index: commit,
+        applied_index: applied,
+        leader_id: "nn1".into(),
+        ..Default::default()
+    }
+}
+
+/// The whitespace-separated cells of the row whose first cell is `id`.
+fn row<'a>(table: &'a str, id: &str) -> Vec<&'a str> {
+    table
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|cells| cells.first() == Some(&id))
+        .unwrap_or_else(|| panic!("no row {id} in\n{table}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_ha_status_and_transfer() {
+    let addrs = FakeHaAdmin::start(vec![
+        member("nn1", "leader", false, 7, 120, 120),
+        member("nn2", "follower", false, 7, 118, 115),
+        member("w", "follower", true, 7, 120, 119),
+    ])
+    .await;
+    // A member that is down: a port nobody listens on any more.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let all = format!("{},{},{},{dead}", addrs[0], addrs[1], addrs[2]);
+    let followers = format!("{},{}", addrs[1], addrs[2]);
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("rfs.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[ha]\n[[ha.member]]\nid = \"nn1\"\nrpc_addr = \"{}\"\n\
+             [[ha.member]]\nid = \"nn3\"\nrpc_addr = \"{dead}\"\n",
+            addrs[0]
+        ),
+    )
+    .unwrap();
+    tokio::task::spawn_blocking(move || {
+        let table = ok(&dfs(&all, &["admin", "ha", "status"], None));
+        let header: Vec<_> = table.lines().next().unwrap().split_whitespace().collect();
+        assert_eq!(
+            header,
+            ["ID", "ADDRESS", "ROLE", "TERM", "COMMIT", "APPLIED", "LAG"]
+        );
+        let a = |i: usize| addrs[i].to_string();
+        assert_eq!(
+            row(&table, "nn1"),
+            ["nn1", a(0).as_str(), "leader", "7", "120", "120", "0"]
+        );
+        assert_eq!(
+            row(&table, "nn2")[2..],
+            ["follower", "7", "118", "115", "5"]
+        );
+        assert_eq!(
+            row(&table, "w")[2..],
+            ["follower", "(witness)", "7", "120", "119", "1"]
+        );
+        // The unreachable member: its address and why, no id known.
+        let down = row(&table, "-");
+        assert_eq!(down[1], dead.to_string());
+        assert_eq!(down[2], "unreachable:");
+        assert!(down.join(" ").contains("Connection refused"), "{table}");
+        assert_eq!(table.lines().count(), 5, "{table}");
+
+        // No leader among those asked: rows without lag, exit 1.
+        let out = dfs(&followers, &["admin", "ha", "status"], None);
+        let table = String::from_utf8(out.stdout.clone()).unwrap();
+        assert_eq!(row(&table, "nn2").last(), Some(&"-"));
+        assert_eq!(
+            fails(&out),
+            "dfs: no leader answered (2 of 2 members reachable)"
+        );
+
+        // Members from [[ha.member]]; the unreachable one keeps its id.
+        let conf = conf.to_str().unwrap();
+        let table = ok(&dfs_bare(&["--config", conf, "admin", "ha", "status"]));
+        assert_eq!(row(&table, "nn1")[2], "leader");
+        assert_eq!(row(&table, "nn3")[2], "unreachable:");
+
+        // Transfers: the leader's refusals keep its text; a real one moves
+        // the leader to the next term.
+        let err = fails(&dfs(&all, &["admin", "ha", "transfer", "w"], None));
+        assert_eq!(
+            err,
+            "dfs: cannot transfer leadership to w: w is a witness and cannot lead"
+        );
+        let err = fails(&dfs(&all, &["admin", "ha", "transfer", "nn9"], None));
+        assert_eq!(
+            err,
+            "dfs: cannot transfer leadership to nn9: no member nn9 in the group"
+        );
+        let err = fails(&dfs(&followers, &["admin", "ha", "transfer", "nn2"], None));
+        assert!(
+            err.starts_with("dfs: cannot transfer leadership to nn2: no leader answered"),
+            "{err}"
+        );
+        let out = ok(&dfs(&all, &["admin", "ha", "transfer", "nn2"], None));
+        assert_eq!(out, "leadership transferred to nn2 (term 8)\n");
+        let table = ok(&dfs(&all, &["admin", "ha", "status"], None));
+        assert_eq!(row(&table, "nn2")[2..], ["leader", "8", "118", "115", "3"]);
+        assert_eq!(row(&table, "nn1")[2], "follower");
+        let out = ok(&dfs(&all, &["admin", "ha", "transfer", "nn2"], None));
+        assert_eq!(out, "nn2 is already the leader (term 8)\n");
     })
     .await
     .unwrap();

@@ -1,18 +1,23 @@
 //! Small in-process fakes: a namenode speaking ClientProtocol over tonic
-//! and datanodes speaking the data-transfer protocol over rfs-transport.
-//! They check what a real peer would (contiguous offsets, CRC32C of every
-//! packet, block boundaries) and nothing more.
+//! (alone, or as the shared namespace of a fake HA group whose followers
+//! answer NotLeader), members serving HaAdmin, and datanodes speaking the
+//! data-transfer protocol over rfs-transport. They check what a real peer
+//! would (contiguous offsets, CRC32C of every packet, block boundaries)
+//! and nothing more.
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::any::Any;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use rfs_proto::common::{DatanodeInfo, ExtendedBlock, LocatedBlock};
 use rfs_proto::namenode::client_protocol_server::{ClientProtocol, ClientProtocolServer};
 use rfs_proto::namenode::*;
+use rfs_proto::rpc_error::{self, RpcErrorKind};
 use rfs_proto::transfer::{Checksums, Frame, Op, OpResponse, Packet, PipelineAck, Status};
 use tonic::{Request, Response};
 
@@ -27,9 +32,25 @@ pub struct FileEntry {
     pub complete: bool,
 }
 
+/// What happens to the answer of a call the fake has applied.
+#[derive(Clone, Copy, Debug)]
+pub enum LostReply {
+    /// Answer `Unavailable` as a broken connection would.
+    Unavailable,
+    /// Answer only after this long (longer than the client waits).
+    Late(Duration),
+}
+
 #[derive(Default)]
 pub struct NnState {
     pub files: HashMap<String, FileEntry>,
+    pub dirs: HashSet<String>,
+    /// Every attempt of a non-idempotent call, in arrival order.
+    pub calls: Vec<(&'static str, Option<CallId>)>,
+    /// Answers by (client id, call id), as a namenode's retry cache.
+    retry_cache: HashMap<(String, u64), Box<dyn Any + Send>>,
+    /// The next call of this method is applied, then its answer is lost.
+    pub lose_reply: Option<(&'static str, LostReply)>,
     pub write_targets: Vec<DatanodeInfo>,
     pub read_locations: Vec<DatanodeInfo>,
     pub next_block: u64,
@@ -55,6 +76,49 @@ impl FakeNamenode {
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         );
         addr
+    }
+}
+
+impl FakeNamenode {
+    /// Records an attempt of a non-idempotent call; a repeated call id gets
+    /// the first answer back.
+    fn replay<T: Clone + 'static>(&self, method: &'static str, call: &Option<CallId>) -> Option<T> {
+        let mut s = self.state();
+        s.calls.push((method, call.clone()));
+        let key = call.as_ref().map(|c| (c.client_id.clone(), c.call_id))?;
+        s.retry_cache.get(&key)?.downcast_ref::<T>().cloned()
+    }
+
+    /// Remembers the answer of `call` and sends it, unless a lost reply was
+    /// asked for.
+    async fn answer<T: Clone + Send + 'static>(
+        &self,
+        method: &'static str,
+        call: &Option<CallId>,
+        resp: T,
+    ) -> Rpc<T> {
+        let lost = {
+            let mut s = self.state();
+            if let Some(c) = call {
+                s.retry_cache
+                    .insert((c.client_id.clone(), c.call_id), Box::new(resp.clone()));
+            }
+            match s.lose_reply {
+                Some((m, how)) if m == method => {
+                    s.lose_reply = None;
+                    Some(how)
+                }
+                _ => None,
+            }
+        };
+        match lost {
+            None => {}
+            Some(LostReply::Unavailable) => {
+                return Err(tonic::Status::unavailable("fake: connection reset"))
+            }
+            Some(LostReply::Late(d)) => tokio::time::sleep(d).await,
+        }
+        Ok(Response::new(resp))
     }
 }
 
@@ -90,60 +154,78 @@ fn set_len(f: &mut FileEntry, b: Option<ExtendedBlock>) {
 impl ClientProtocol for FakeNamenode {
     async fn create(&self, r: Request<CreateRequest>) -> Rpc<CreateResponse> {
         let r = r.into_inner();
-        let mut s = self.state();
-        if s.files.contains_key(&r.path) && !r.overwrite {
-            return Err(rfs_proto::rpc_error::status(
-                rfs_proto::rpc_error::RpcErrorKind::AlreadyExists,
-                format!("{}: File exists", r.path),
-            ));
+        if let Some(done) = self.replay("create", &r.call) {
+            return Ok(Response::new(done));
         }
-        let f = FileEntry {
-            block_size: if r.block_size == 0 {
-                4096
-            } else {
-                r.block_size
-            },
-            ..Default::default()
+        let resp = {
+            let mut s = self.state();
+            if s.files.contains_key(&r.path) && !r.overwrite {
+                return Err(rpc_error::status(
+                    RpcErrorKind::AlreadyExists,
+                    format!("{}: File exists", r.path),
+                ));
+            }
+            let f = FileEntry {
+                block_size: if r.block_size == 0 {
+                    4096
+                } else {
+                    r.block_size
+                },
+                ..Default::default()
+            };
+            let st = status_of(&r.path, &f);
+            s.files.insert(r.path, f);
+            CreateResponse { status: Some(st) }
         };
-        let st = status_of(&r.path, &f);
-        s.files.insert(r.path, f);
-        Ok(Response::new(CreateResponse { status: Some(st) }))
+        self.answer("create", &r.call, resp).await
     }
 
     async fn add_block(&self, r: Request<AddBlockRequest>) -> Rpc<AddBlockResponse> {
         let r = r.into_inner();
-        let mut s = self.state();
-        s.next_block += 1;
-        let block = ExtendedBlock {
-            block_id: s.next_block,
-            generation_stamp: 1000,
-            num_bytes: 0,
+        if let Some(done) = self.replay("add_block", &r.call) {
+            return Ok(Response::new(done));
+        }
+        let resp = {
+            let mut s = self.state();
+            s.next_block += 1;
+            let block = ExtendedBlock {
+                block_id: s.next_block,
+                generation_stamp: 1000,
+                num_bytes: 0,
+            };
+            let targets = s.write_targets.clone();
+            let f = s.files.get_mut(&r.path).ok_or_else(|| not_found(&r.path))?;
+            set_len(f, r.previous);
+            let offset = f.blocks.iter().map(|b| b.num_bytes).sum();
+            f.blocks.push(block);
+            AddBlockResponse {
+                block: Some(LocatedBlock {
+                    block: Some(block),
+                    offset,
+                    locations: targets,
+                    corrupt: false,
+                }),
+            }
         };
-        let targets = s.write_targets.clone();
-        let f = s.files.get_mut(&r.path).ok_or_else(|| not_found(&r.path))?;
-        set_len(f, r.previous);
-        let offset = f.blocks.iter().map(|b| b.num_bytes).sum();
-        f.blocks.push(block);
-        Ok(Response::new(AddBlockResponse {
-            block: Some(LocatedBlock {
-                block: Some(block),
-                offset,
-                locations: targets,
-                corrupt: false,
-            }),
-        }))
+        self.answer("add_block", &r.call, resp).await
     }
 
     async fn complete(&self, r: Request<CompleteRequest>) -> Rpc<CompleteResponse> {
         let r = r.into_inner();
-        let mut s = self.state();
-        let f = s.files.get_mut(&r.path).ok_or_else(|| not_found(&r.path))?;
-        set_len(f, r.last);
-        f.complete = true;
-        Ok(Response::new(CompleteResponse {
-            completed: true,
-            status: Some(status_of(&r.path, f)),
-        }))
+        if let Some(done) = self.replay("complete", &r.call) {
+            return Ok(Response::new(done));
+        }
+        let resp = {
+            let mut s = self.state();
+            let f = s.files.get_mut(&r.path).ok_or_else(|| not_found(&r.path))?;
+            set_len(f, r.last);
+            f.complete = true;
+            CompleteResponse {
+                completed: true,
+                status: Some(status_of(&r.path, f)),
+            }
+        };
+        self.answer("complete", &r.call, resp).await
     }
 
     async fn get_block_locations(
@@ -196,8 +278,15 @@ impl ClientProtocol for FakeNamenode {
         Ok(Response::new(RenewLeaseResponse {}))
     }
 
-    async fn mkdirs(&self, _: Request<MkdirsRequest>) -> Rpc<MkdirsResponse> {
-        Err(tonic::Status::unimplemented("fake"))
+    /// Directories are names only; parents are not checked.
+    async fn mkdirs(&self, r: Request<MkdirsRequest>) -> Rpc<MkdirsResponse> {
+        let r = r.into_inner();
+        if let Some(done) = self.replay("mkdirs", &r.call) {
+            return Ok(Response::new(done));
+        }
+        let created = self.state().dirs.insert(r.path);
+        self.answer("mkdirs", &r.call, MkdirsResponse { created })
+            .await
     }
     async fn abandon_block(&self, _: Request<AbandonBlockRequest>) -> Rpc<AbandonBlockResponse> {
         Err(tonic::Status::unimplemented("fake"))
@@ -205,11 +294,34 @@ impl ClientProtocol for FakeNamenode {
     async fn list(&self, _: Request<ListRequest>) -> Rpc<ListResponse> {
         Err(tonic::Status::unimplemented("fake"))
     }
-    async fn delete(&self, _: Request<DeleteRequest>) -> Rpc<DeleteResponse> {
-        Err(tonic::Status::unimplemented("fake"))
+    async fn delete(&self, r: Request<DeleteRequest>) -> Rpc<DeleteResponse> {
+        let r = r.into_inner();
+        if let Some(done) = self.replay("delete", &r.call) {
+            return Ok(Response::new(done));
+        }
+        let deleted = {
+            let mut s = self.state();
+            s.files.remove(&r.path).is_some() || s.dirs.remove(&r.path)
+        };
+        self.answer("delete", &r.call, DeleteResponse { deleted })
+            .await
     }
-    async fn rename(&self, _: Request<RenameRequest>) -> Rpc<RenameResponse> {
-        Err(tonic::Status::unimplemented("fake"))
+    /// Files only; `dst` is the final path.
+    async fn rename(&self, r: Request<RenameRequest>) -> Rpc<RenameResponse> {
+        let r = r.into_inner();
+        if let Some(done) = self.replay("rename", &r.call) {
+            return Ok(Response::new(done));
+        }
+        {
+            let mut s = self.state();
+            let f = s.files.remove(&r.src).ok_or_else(|| not_found(&r.src))?;
+            s.files.insert(r.dst.clone(), f);
+        }
+        let resp = RenameResponse {
+            renamed: true,
+            final_path: r.dst,
+        };
+        self.answer("rename", &r.call, resp).await
     }
     async fn set_replication(
         &self,
@@ -225,6 +337,288 @@ impl ClientProtocol for FakeNamenode {
     }
     async fn fs_stats(&self, _: Request<FsStatsRequest>) -> Rpc<FsStatsResponse> {
         Err(tonic::Status::unimplemented("fake"))
+    }
+}
+
+// ---------------------------------------------------------------- HA group
+
+/// Who leads a [`FakeGroup`] and what its members have been asked.
+struct GroupState {
+    addrs: Vec<SocketAddr>,
+    leader: Option<usize>,
+    /// Whether NotLeader answers carry the leader's address.
+    hints: bool,
+    /// ClientProtocol requests that reached each member.
+    requests: Vec<u64>,
+}
+
+/// A namenode HA group in one process: every member serves ClientProtocol
+/// on its own port, the leader from the shared namespace `nn` (as
+/// replicated state would be), the others answer NotLeader, with the
+/// leader's address when hints are on.
+pub struct FakeGroup {
+    pub nn: FakeNamenode,
+    pub addrs: Vec<SocketAddr>,
+    state: Arc<Mutex<GroupState>>,
+    servers: Vec<Option<Server>>,
+}
+
+struct Server {
+    stop: tokio::sync::oneshot::Sender<()>,
+    /// Breaks the member's open connections.
+    kill: tokio_util::sync::CancellationToken,
+    done: tokio::task::JoinHandle<()>,
+}
+
+/// A served connection that fails every read and write once its member is
+/// stopped, as the socket of a dead process would: a stopped tonic server
+/// only stops accepting, and open HTTP/2 connections would go on serving.
+struct Killable {
+    inner: tokio::net::TcpStream,
+    killed: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+}
+
+impl Killable {
+    fn new(inner: tokio::net::TcpStream, kill: &tokio_util::sync::CancellationToken) -> Self {
+        let kill = kill.clone();
+        Killable {
+            inner,
+            killed: Box::pin(async move { kill.cancelled().await }),
+        }
+    }
+
+    fn check(&mut self, cx: &mut std::task::Context<'_>) -> std::io::Result<()> {
+        match self.killed.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "fake member stopped",
+            )),
+            std::task::Poll::Pending => Ok(()),
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for Killable {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.check(cx)?;
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Killable {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.check(cx)?;
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl tonic::transport::server::Connected for Killable {
+    type ConnectInfo = <tokio::net::TcpStream as tonic::transport::server::Connected>::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
+    }
+}
+
+impl FakeGroup {
+    /// Starts `members` members led by member `leader`, hints on.
+    pub async fn start(members: usize, leader: Option<usize>, nn: FakeNamenode) -> FakeGroup {
+        let mut listeners = Vec::new();
+        for _ in 0..members {
+            listeners.push(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+        }
+        let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+        let state = Arc::new(Mutex::new(GroupState {
+            addrs: addrs.clone(),
+            leader,
+            hints: true,
+            requests: vec![0; members],
+        }));
+        let mut servers = Vec::new();
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let gate = state.clone();
+            let svc = ClientProtocolServer::with_interceptor(nn.clone(), move |req| {
+                let mut g = gate.lock().unwrap();
+                g.requests[i] += 1;
+                if g.leader == Some(i) {
+                    return Ok(req);
+                }
+                let mut s = rpc_error::status(
+                    RpcErrorKind::NotLeader,
+                    format!("member {i} is not the leader"),
+                );
+                if let (true, Some(l)) = (g.hints, g.leader) {
+                    let hint = g.addrs[l].to_string().parse().unwrap();
+                    s.metadata_mut().insert(rpc_error::LEADER_HINT_KEY, hint);
+                }
+                Err(s)
+            });
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let kill = tokio_util::sync::CancellationToken::new();
+            let conn_kill = kill.clone();
+            let incoming = tokio_stream::StreamExt::map(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                move |conn| conn.map(|c| Killable::new(c, &conn_kill)),
+            );
+            let done = tokio::spawn(async move {
+                tonic::transport::Server::builder()
+                    .add_service(svc)
+                    .serve_with_incoming_shutdown(incoming, async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+            servers.push(Some(Server { stop, kill, done }));
+        }
+        FakeGroup {
+            nn,
+            addrs,
+            state,
+            servers,
+        }
+    }
+
+    /// The member addresses as `dfs` and `ClientConfig::with_namenode`
+    /// take them: `a,b,c`.
+    pub fn addr_list(&self) -> String {
+        let all: Vec<String> = self.addrs.iter().map(|a| a.to_string()).collect();
+        all.join(",")
+    }
+
+    pub fn set_leader(&self, leader: Option<usize>) {
+        self.state.lock().unwrap().leader = leader;
+    }
+
+    pub fn set_hints(&self, on: bool) {
+        self.state.lock().unwrap().hints = on;
+    }
+
+    /// ClientProtocol requests that reached each member so far.
+    pub fn requests(&self) -> Vec<u64> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    /// Shuts member `i` down: its open connections break and its port
+    /// refuses new ones once this returns.
+    pub async fn stop(&mut self, i: usize) {
+        if let Some(server) = self.servers[i].take() {
+            server.kill.cancel();
+            let _ = server.stop.send(());
+            tokio::time::timeout(Duration::from_secs(5), server.done)
+                .await
+                .expect("the fake member shuts down")
+                .unwrap();
+            // A child process forked by a parallel test may hold the listening
+            // socket until it execs, so allow a moment.
+            let deadline = std::time::Instant::now() + Duration::from_secs(2);
+            while tokio::net::TcpStream::connect(self.addrs[i]).await.is_ok() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "member {i} still accepts connections"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Members serving HaAdmin, sharing one view of the group: `Status` on
+/// member `i` answers `members[i]`; `TransferLeader` on the leader makes
+/// the target lead in the next term, and refuses a witness, an unknown id,
+/// or a call to a member that does not lead.
+#[derive(Clone)]
+pub struct FakeHaAdmin {
+    pub members: Arc<Mutex<Vec<rfs_proto::ha::MemberStatus>>>,
+    me: usize,
+}
+
+impl FakeHaAdmin {
+    /// Serves each member on its own port; the addresses in member order.
+    pub async fn start(members: Vec<rfs_proto::ha::MemberStatus>) -> Vec<SocketAddr> {
+        let shared = Arc::new(Mutex::new(members));
+        let n = shared.lock().unwrap().len();
+        let mut addrs = Vec::new();
+        for me in 0..n {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addrs.push(listener.local_addr().unwrap());
+            let svc = rfs_proto::ha::ha_admin_server::HaAdminServer::new(FakeHaAdmin {
+                members: shared.clone(),
+                me,
+            });
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(svc)
+                    .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+            );
+        }
+        addrs
+    }
+}
+
+#[tonic::async_trait]
+impl rfs_proto::ha::ha_admin_server::HaAdmin for FakeHaAdmin {
+    async fn status(
+        &self,
+        _: Request<rfs_proto::ha::HaStatusRequest>,
+    ) -> Rpc<rfs_proto::ha::HaStatusResponse> {
+        let member = self.members.lock().unwrap()[self.me].clone();
+        Ok(Response::new(rfs_proto::ha::HaStatusResponse {
+            member: Some(member),
+            ..Default::default()
+        }))
+    }
+
+    async fn transfer_leader(
+        &self,
+        r: Request<rfs_proto::ha::TransferLeaderRequest>,
+    ) -> Rpc<rfs_proto::ha::TransferLeaderResponse> {
+        let target = r.into_inner().target_id;
+        let mut members = self.members.lock().unwrap();
+        let refuse = |m: String| Err(rpc_error::status(RpcErrorKind::InvalidArgument, m));
+        if members[self.me].role != "leader" {
+            return Err(rpc_error::status(
+                RpcErrorKind::NotLeader,
+                format!("{} is not the leader", members[self.me].id),
+            ));
+        }
+        let Some(t) = members.iter().position(|m| m.id == target) else {
+            return refuse(format!("no member {target} in the group"));
+        };
+        if members[t].witness {
+            return refuse(format!("{target} is a witness and cannot lead"));
+        }
+        for (i, m) in members.iter_mut().enumerate() {
+            m.term += 1;
+            m.role = if i == t { "leader" } else { "follower" }.into();
+            m.leader_id = target.clone();
+        }
+        Ok(Response::new(rfs_proto::ha::TransferLeaderResponse {
+            leader_id: target,
+            ..Default::default()
+        }))
     }
 }
 
