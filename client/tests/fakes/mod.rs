@@ -615,9 +615,10 @@ impl rfs_proto::ha::ha_admin_server::HaAdmin for FakeHaAdmin {
             m.role = if i == t { "leader" } else { "follower" }.into();
             m.leader_id = target.clone();
         }
+        let term = members[t].term;
         Ok(Response::new(rfs_proto::ha::TransferLeaderResponse {
             leader_id: target,
-            ..Default::default()
+            term,
         }))
     }
 }

@@ -169,14 +169,17 @@ async fn transfer(namenodes: &[Namenode], target: &str) -> Result<()> {
     } else {
         resp.leader_id
     };
-    // The new term, as the members now report it.
-    let after = ask_all(namenodes).await;
-    let term = after
-        .iter()
-        .filter_map(|a| a.status.as_ref().ok())
-        .filter(|s| s.id == new_leader || s.leader_id == new_leader)
-        .map(|s| s.term)
-        .max();
+    // The new term: from the answer, else as the members now report it.
+    let term = match resp.term {
+        0 => ask_all(namenodes)
+            .await
+            .iter()
+            .filter_map(|a| a.status.as_ref().ok())
+            .filter(|s| s.id == new_leader || s.leader_id == new_leader)
+            .map(|s| s.term)
+            .max(),
+        t => Some(t),
+    };
     match term {
         Some(t) => println!("leadership transferred to {new_leader} (term {t})"),
         None => println!("leadership transferred to {new_leader} (term unknown)"),
