@@ -22,6 +22,12 @@ use commands::Report;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    // `dfs cat big | head`: end quietly when the reader goes away, as Unix
+    // tools do, instead of panicking on a closed stdout.
+    // SAFETY: called first thing, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
