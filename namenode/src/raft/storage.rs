@@ -317,3 +317,113 @@ impl raft::Storage for SledStorage {
         Ok(snapshot)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use raft::Storage as _;
+
+    use super::*;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            data: vec![index as u8].into(),
+            ..Default::default()
+        }
+    }
+
+    fn open(dir: &std::path::Path) -> SledStorage {
+        let db = sled::Config::new().path(dir).open().unwrap();
+        SledStorage::open(Namespace::open(&db).unwrap(), &[1, 2, 3]).unwrap()
+    }
+
+    fn get(s: &SledStorage, low: u64, high: u64) -> raft::Result<Vec<u64>> {
+        let ctx = GetEntriesContext::empty(false);
+        Ok(s.entries(low, high, None, ctx)?
+            .iter()
+            .map(|e| e.index)
+            .collect())
+    }
+
+    #[test]
+    fn appends_replace_the_overlapped_tail_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(dir.path());
+        s.append(&(1..=5).map(|i| entry(i, 1)).collect::<Vec<_>>())
+            .unwrap();
+        // A new leader overwrites 4.. with a shorter tail of term 2.
+        s.append(&[entry(4, 2)]).unwrap();
+        assert_eq!(s.last_index().unwrap(), 4);
+        assert_eq!(get(&s, 1, 5).unwrap(), vec![1, 2, 3, 4]);
+        assert_eq!(s.term(4).unwrap(), 2);
+        assert!(matches!(
+            get(&s, 1, 6),
+            Err(raft::Error::Store(StorageError::Unavailable))
+        ));
+        s.set_hard_state(&HardState {
+            term: 2,
+            vote: 1,
+            commit: 3,
+            ..Default::default()
+        })
+        .unwrap();
+        s.sync().unwrap();
+        drop(s);
+        let s = open(dir.path());
+        assert_eq!(s.last_index().unwrap(), 4);
+        assert_eq!(s.term(4).unwrap(), 2);
+        let state = s.initial_state().unwrap();
+        assert_eq!((state.hard_state.term, state.hard_state.vote), (2, 1));
+        assert_eq!(state.conf_state.voters, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn compaction_drops_the_prefix_and_snapshots_carry_the_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(dir.path());
+        s.append(&(1..=6).map(|i| entry(i, 1)).collect::<Vec<_>>())
+            .unwrap();
+        s.ns.tree.insert(b"i-some-inode", b"v".as_slice()).unwrap();
+        s.ns.tree
+            .insert(counter::APPLIED_INDEX, &4u64.to_be_bytes())
+            .unwrap();
+        s.compact(4).unwrap();
+        assert_eq!(s.first_index().unwrap(), 5);
+        assert_eq!(s.term(4).unwrap(), 1, "the snapshot point keeps its term");
+        assert!(matches!(
+            s.term(3),
+            Err(raft::Error::Store(StorageError::Compacted))
+        ));
+        assert!(matches!(
+            get(&s, 2, 6),
+            Err(raft::Error::Store(StorageError::Compacted))
+        ));
+        assert_eq!(get(&s, 5, 7).unwrap(), vec![5, 6]);
+        let snap = s.snapshot(4, 2).unwrap();
+        assert_eq!(snap.get_metadata().index, 4);
+
+        // A wiped member installs it: state replaced, log restarted after it.
+        let other = tempfile::tempdir().unwrap();
+        let mut t = open(other.path());
+        t.append(&[entry(1, 1)]).unwrap();
+        t.ns.tree.insert(b"i-stale", b"x".as_slice()).unwrap();
+        t.install(&snap).unwrap();
+        assert_eq!(t.ns.tree.get(b"i-some-inode").unwrap().unwrap(), b"v");
+        assert!(t.ns.tree.get(b"i-stale").unwrap().is_none());
+        assert_eq!(t.ns.counter(counter::APPLIED_INDEX).unwrap(), 4);
+        assert_eq!((t.first_index().unwrap(), t.last_index().unwrap()), (5, 4));
+        assert_eq!(t.hard_state().commit, 4);
+    }
+
+    #[test]
+    fn a_store_of_another_group_size_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(dir.path()));
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let err = SledStorage::open(Namespace::open(&db).unwrap(), &[1])
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("membership"), "{err}");
+    }
+}
