@@ -26,8 +26,8 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::netns::NetNs;
 use crate::process::{
-    check_datanodes_alive, exited, free_port_on, kill, replicas_in, Daemons, DatanodeSettings,
-    DatanodeSlot,
+    check_datanodes_alive, exited, fetch_metrics, free_port_on, kill, replicas_in, Daemons,
+    DatanodeSettings, DatanodeSlot,
 };
 use crate::replica_files::ReplicaFiles;
 
@@ -608,24 +608,12 @@ impl HaCluster {
 
     /// Member `i`'s Prometheus metrics text (GET /metrics on its HTTP port).
     pub async fn member_metrics(&self, i: usize) -> Result<String> {
-        let addr = self.members[i].http_addr;
-        tokio::task::spawn_blocking(move || -> Result<String> {
-            use std::io::{Read, Write};
-            let mut s = std::net::TcpStream::connect_timeout(&addr, ADMIN_TIMEOUT)?;
-            s.set_read_timeout(Some(ADMIN_TIMEOUT))?;
-            write!(
-                s,
-                "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-            )?;
-            let mut text = String::new();
-            s.read_to_string(&mut text)?;
-            let body = text
-                .split_once("\r\n\r\n")
-                .map(|(_, b)| b.to_string())
-                .context("no HTTP body")?;
-            Ok(body)
-        })
-        .await?
+        fetch_metrics(self.members[i].http_addr).await
+    }
+
+    /// Datanode `i`'s Prometheus metrics text.
+    pub async fn datanode_metrics(&self, i: usize) -> Result<String> {
+        fetch_metrics(self.datanodes[i].http_addr).await
     }
 
     pub fn datanode_count(&self) -> usize {

@@ -52,6 +52,49 @@ pub fn free_port_on(ip: IpAddr) -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
+/// The Prometheus text a daemon serves at `http://addr/metrics`.
+pub async fn fetch_metrics(addr: SocketAddr) -> Result<String> {
+    const LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+    tokio::task::spawn_blocking(move || -> Result<String> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect_timeout(&addr, LIMIT)?;
+        s.set_read_timeout(Some(LIMIT))?;
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut text = String::new();
+        s.read_to_string(&mut text)?;
+        let (head, body) = text.split_once("\r\n\r\n").context("no HTTP body")?;
+        if !head.starts_with("HTTP/1.1 200") {
+            bail!(
+                "GET http://{addr}/metrics: {}",
+                head.lines().next().unwrap_or("")
+            );
+        }
+        Ok(body.to_string())
+    })
+    .await?
+}
+
+/// The sum of every sample of metric `name` (all label sets) in
+/// Prometheus text, or `None` when it has none.
+pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+    let mut sum = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if !(rest.starts_with(' ') || rest.starts_with('{')) {
+            continue;
+        }
+        if let Some(v) = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
+            *sum.get_or_insert(0.0) += v;
+        }
+    }
+    sum
+}
+
 /// A temp dir holding every daemon's files and one log file per start.
 pub(crate) struct Daemons {
     root: tempfile::TempDir,
@@ -133,10 +176,17 @@ impl Daemons {
         out
     }
 
-    /// When the thread is panicking and `RFS_KEEP_CLUSTER` is set, leaves the
-    /// root dir on disk (and says where) instead of deleting it.
+    /// Leaves the root dir on disk (and says where) instead of deleting it
+    /// when `RFS_KEEP_CLUSTER` is set and the thread is panicking, or
+    /// always when it is `all` (tests that fail by returning an error do
+    /// not panic while their cluster drops).
     pub(crate) fn keep_if_panicking(&mut self) {
-        if std::thread::panicking() && std::env::var_os("RFS_KEEP_CLUSTER").is_some() {
+        let keep = match std::env::var("RFS_KEEP_CLUSTER") {
+            Ok(v) if v == "all" => true,
+            Ok(_) => std::thread::panicking(),
+            Err(_) => false,
+        };
+        if keep {
             if let Ok(fresh) = tempfile::tempdir() {
                 let kept = std::mem::replace(&mut self.root, fresh).keep();
                 eprintln!("keeping cluster dir {}", kept.display());
@@ -246,4 +296,17 @@ pub(crate) fn check_datanodes_alive(slots: &mut [DatanodeSlot], daemons: &Daemon
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::metric_value;
+
+    #[test]
+    fn metric_value_sums_label_sets_and_skips_prefixes() {
+        let text = "# TYPE a counter\na{x=\"1\"} 2\na{x=\"2\"} 3.5\nab 100\nb 7\n";
+        assert_eq!(metric_value(text, "a"), Some(5.5));
+        assert_eq!(metric_value(text, "b"), Some(7.0));
+        assert_eq!(metric_value(text, "c"), None);
+    }
 }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use rfs_integration::HaCluster;
+use rfs_integration::{metric_value, HaCluster};
 
 use super::support::{serial, wait_for};
 use crate::common::{block_ids, payload, write_file, MIB};
@@ -32,6 +32,44 @@ async fn only_leader_is(cluster: &mut HaCluster, expected: usize) -> Result<()> 
     Ok(())
 }
 
+/// Each running member's `rfs_namenode_raft_leader` gauge is 1 on
+/// `expected` alone (polled: the gauge follows the role).
+async fn only_leader_active_in_metrics(cluster: &HaCluster, expected: usize) -> Result<()> {
+    let others: Vec<usize> = (0..cluster.member_count())
+        .filter(|&i| i != expected)
+        .collect();
+    wait_for(
+        "rfs_namenode_raft_leader = 1 on the leader only",
+        Duration::from_secs(10),
+        || {
+            let others = others.clone();
+            async move {
+                let gauge = |text: &str| metric_value(text, "rfs_namenode_raft_leader");
+                let leader = gauge(&cluster.member_metrics(expected).await?);
+                let mut gauges = Vec::new();
+                for i in others {
+                    // A killed member has no metrics: it is not active.
+                    if let Ok(text) = cluster.member_metrics(i).await {
+                        gauges.push(gauge(&text));
+                    }
+                }
+                Ok((leader == Some(1.0) && gauges.iter().all(|g| *g == Some(0.0))).then_some(()))
+            }
+        },
+    )
+    .await
+}
+
+/// Data commands the datanodes dropped as fenced, summed.
+async fn fenced_commands(cluster: &HaCluster) -> Result<f64> {
+    let mut n = 0.0;
+    for i in 0..cluster.datanode_count() {
+        let text = cluster.datanode_metrics(i).await?;
+        n += metric_value(&text, "rfs_datanode_fenced_commands_total").unwrap_or(0.0);
+    }
+    Ok(n)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_failover_one_member_is_active_and_its_block_deletions_are_obeyed() -> Result<()> {
     let _serial = serial().await;
@@ -50,6 +88,7 @@ async fn after_failover_one_member_is_active_and_its_block_deletions_are_obeyed(
     ensure!(all_replicas(&cluster)? == 9, "3 blocks × 3 replicas");
     let old = cluster.leader().await?;
     only_leader_is(&mut cluster, old).await?;
+    only_leader_active_in_metrics(&cluster, old).await?;
 
     cluster.kill_member(old);
     let new = cluster.new_leader_other_than(old).await?;
@@ -69,6 +108,7 @@ async fn after_failover_one_member_is_active_and_its_block_deletions_are_obeyed(
     )
     .await?;
     only_leader_is(&mut cluster, new).await?;
+    only_leader_active_in_metrics(&cluster, new).await?;
 
     // A delete through the new leader reaches the datanodes as commands.
     ensure!(client.delete("/fence/f", false).await?, "delete");
@@ -82,5 +122,9 @@ async fn after_failover_one_member_is_active_and_its_block_deletions_are_obeyed(
     )
     .await?;
     only_leader_is(&mut cluster, new).await?;
+    eprintln!(
+        "data commands the datanodes dropped as fenced: {}",
+        fenced_commands(&cluster).await?
+    );
     Ok(())
 }

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use rfs_client::{Client, ClientConfig};
-use rfs_integration::{HaCluster, NN1, NN2};
+use rfs_integration::{metric_value, HaCluster, NN1, NN2};
 
 use super::support::{diff_namespaces, namespace, serial, wait_for};
-use crate::common::{payload, read_file, write_file, MIB};
+use crate::common::{block_ids, payload, read_file, write_file, MIB};
 
 /// Files every test here writes: (path, payload seed, length).
 const FILES: [(&str, u64, usize); 3] = [
@@ -100,6 +100,15 @@ async fn wiped_member_is_rebuilt_from_a_snapshot_plus_the_log() -> Result<()> {
         .await?;
     let client = cluster.client().await?;
     write_files(&client).await?;
+    let blocks = block_ids(&client, FILES[0].0).await?;
+    let replicas = |c: &HaCluster| -> Result<usize> {
+        let mut n = 0;
+        for id in &blocks {
+            n += c.replicas_of(*id)?.len();
+        }
+        Ok(n)
+    };
+    let replicas_before = replicas(&cluster)?;
     let leader = cluster.leader().await?;
     let wiped = if leader == NN1 { NN2 } else { NN1 };
     cluster.wipe_member(wiped)?;
@@ -129,6 +138,20 @@ async fn wiped_member_is_rebuilt_from_a_snapshot_plus_the_log() -> Result<()> {
         "{} caught up without a snapshot: {st:?}",
         cluster.member_id(wiped)
     );
+    // A member that does not know a block yet may answer its report with
+    // a delete; not being the leader, it must not be obeyed.
+    let mut fenced = 0.0;
+    for i in 0..cluster.datanode_count() {
+        let text = cluster.datanode_metrics(i).await?;
+        fenced += metric_value(&text, "rfs_datanode_fenced_commands_total").unwrap_or(0.0);
+    }
+    ensure!(
+        replicas(&cluster)? == replicas_before,
+        "replicas of {} went from {replicas_before} to {} ({fenced} commands fenced)",
+        FILES[0].0,
+        replicas(&cluster)?
+    );
+    eprintln!("data commands the datanodes dropped as fenced: {fenced}");
     // And the log after it.
     many_mkdirs(&cluster.client_config(), "/after", 20).await?;
     write_file(&client, "/after/file", &payload(MIB + 1, 7)).await?;

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use rfs_integration::HaCluster;
+use rfs_integration::{metric_value, HaCluster};
 use rfs_proto::namenode::{
     AddBlockRequest, CallId, CompleteRequest, CreateRequest, DeleteRequest, MkdirsRequest,
     RenameRequest,
@@ -165,6 +165,16 @@ async fn calls_retried_after_failover_return_their_original_result() -> Result<(
         .context("delete retried after failover")?
         .into_inner();
     ensure!(again.deleted, "retried delete: {again:?}");
+
+    // The answers came from the cache, not from applying again.
+    let hits = metric_value(
+        &cluster.member_metrics(new).await?,
+        "rfs_namenode_retry_cache_hits_total",
+    );
+    ensure!(
+        hits.unwrap_or(0.0) >= 5.0,
+        "retry cache hits on the new leader: {hits:?}"
+    );
 
     // The cache is keyed by call id: new calls do run again.
     match c.create(create("/retry/created", 100)).await {
