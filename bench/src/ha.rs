@@ -13,7 +13,8 @@
 //! - `creates`: N clients, each its own connection to the leader, each
 //!   sending Create RPCs one after another (raw gRPC, a call id on each,
 //!   files left open). Every acknowledged create is a raft entry committed
-//!   on a majority and applied. Prints `creates_per_s_<N>`.
+//!   on a majority and applied. Prints `creates_per_s_<N>` beside the
+//!   disk's unbatched fsync rate and the leader's raft fsyncs per second.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use rfs_client::{Client, CreateOptions};
-use rfs_integration::{HaCluster, HaClusterBuilder};
+use rfs_integration::{metric_value, HaCluster, HaClusterBuilder};
 use rfs_proto::namenode::client_protocol_client::ClientProtocolClient;
 use rfs_proto::namenode::{CallId, CreateRequest};
 use tokio::io::AsyncWriteExt;
@@ -316,7 +317,40 @@ async fn create_loop(
     Ok(())
 }
 
+/// Small appends each followed by fdatasync, per second, in `dir` for one
+/// second: the bound on commits that are not batched.
+fn disk_fsyncs_per_s(dir: &std::path::Path) -> Result<f64> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("fsync-probe.bin");
+    let mut f = std::fs::File::create(&path)?;
+    let block = [0u8; 4096];
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < Duration::from_secs(1) {
+        f.write_all(&block)?;
+        f.sync_data()?;
+        n += 1;
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    drop(f);
+    std::fs::remove_file(&path)?;
+    Ok(rate)
+}
+
+/// The leader's raft fsyncs so far, from its /metrics.
+async fn raft_fsyncs(cluster: &HaCluster, leader: usize) -> Result<f64> {
+    let text = cluster.member_metrics(leader).await?;
+    metric_value(&text, "rfs_namenode_raft_fsyncs_total")
+        .context("the leader's /metrics has no rfs_namenode_raft_fsyncs_total")
+}
+
 pub async fn creates(args: CreatesArgs) -> Result<()> {
+    let fsyncs = disk_fsyncs_per_s(&args.group.dir)?;
+    println!(
+        "disk_fsyncs_per_s {fsyncs:.0} fsyncs/s (4 KiB append + fdatasync, one after another, under {})",
+        args.group.dir.display()
+    );
     let mut cluster = start_group(&args.group).await?;
     println!(
         "creates: N clients, each its own connection to the leader, Create RPCs back to back; {} s measured after 1 s of warm-up",
@@ -338,9 +372,11 @@ pub async fn creates(args: CreatesArgs) -> Result<()> {
             ));
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+        let f0 = raft_fsyncs(&cluster, leader).await?;
         let (c0, t0) = (done.load(Ordering::Relaxed), Instant::now());
         tokio::time::sleep(Duration::from_secs(args.seconds)).await;
         let (c1, t1) = (done.load(Ordering::Relaxed), Instant::now());
+        let f1 = raft_fsyncs(&cluster, leader).await?;
         stop.store(true, Ordering::Relaxed);
         let mut errors = Vec::new();
         while let Some(r) = tasks.join_next().await {
@@ -357,8 +393,14 @@ pub async fn creates(args: CreatesArgs) -> Result<()> {
                 cluster.describe().await
             );
         }
-        let rate = (c1 - c0) as f64 / (t1 - t0).as_secs_f64();
+        let secs = (t1 - t0).as_secs_f64();
+        let rate = (c1 - c0) as f64 / secs;
         println!("creates_per_s_{n} {rate:.0} creates/s");
+        println!(
+            "leader_raft_fsyncs_per_s_{n} {:.0} fsyncs/s ({:.1} creates per leader fsync)",
+            (f1 - f0) / secs,
+            (c1 - c0) as f64 / (f1 - f0).max(1.0)
+        );
     }
     Ok(())
 }
