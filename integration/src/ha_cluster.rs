@@ -134,14 +134,10 @@ impl HaClusterBuilder {
                 child: None,
             });
         }
-        let mut datanodes = Vec::new();
-        for i in 0..self.datanodes {
-            datanodes.push(DatanodeSlot::new(daemons.root(), i, host_ip)?);
-        }
         let mut cluster = HaCluster {
             config_path: daemons.root().join("rfs.toml"),
             members,
-            datanodes,
+            datanodes: Vec::new(),
             daemons,
             netns,
             opts: self,
@@ -149,7 +145,10 @@ impl HaClusterBuilder {
         cluster.write_config()?;
         cluster.start_members(&[NN1, NN2, WITNESS]).await?;
         cluster.leader().await?;
-        for i in 0..cluster.datanodes.len() {
+        // Each datanode's ports are probed just before it starts.
+        for i in 0..cluster.opts.datanodes {
+            let slot = DatanodeSlot::new(cluster.daemons.root(), i, host_ip)?;
+            cluster.datanodes.push(slot);
             cluster.start_datanode(i)?;
         }
         let n = cluster.datanodes.len();

@@ -59,21 +59,21 @@ impl MiniClusterBuilder {
 
     pub async fn start(self) -> Result<MiniCluster> {
         let daemons = Daemons::new("rfs-minicluster-", None)?;
-        let localhost = std::net::Ipv4Addr::LOCALHOST.into();
-        let mut datanodes = Vec::new();
-        for i in 0..self.datanodes {
-            datanodes.push(DatanodeSlot::new(daemons.root(), i, localhost)?);
-        }
         let mut cluster = MiniCluster {
             nn_rpc: SocketAddr::from(([127, 0, 0, 1], free_port()?)),
             nn_http: SocketAddr::from(([127, 0, 0, 1], free_port()?)),
             namenode: None,
-            datanodes,
+            datanodes: Vec::new(),
             daemons,
             opts: self,
         };
         cluster.start_namenode().await?;
+        // Each datanode's ports are probed just before it starts: the
+        // shorter the gap, the smaller the chance another process takes them.
+        let localhost = std::net::Ipv4Addr::LOCALHOST.into();
         for i in 0..cluster.opts.datanodes {
+            let slot = DatanodeSlot::new(cluster.daemons.root(), i, localhost)?;
+            cluster.datanodes.push(slot);
             cluster.start_datanode(i)?;
         }
         let n = cluster.opts.datanodes;
