@@ -14,7 +14,28 @@
 //! Any failed RPC sends the task back to registration (with backoff): a
 //! namenode that restarted knows nothing of this node, and a fresh
 //! registration plus full report is always a correct resync.
+//!
+//! A finished block's last ack waits (bounded, see `write_pipeline.rs`) for
+//! its "block received" report to reach the namenode a client will
+//! complete the file with, so that the namenode already counts the replica:
+//!
+//! - Each task remembers whether its namenode's last response claimed
+//!   active and was obeyed, and at which term. The namenodes *known
+//!   active* are those whose last such claim is at the [`crate::fencing`]
+//!   highest term (normally exactly one, the raft leader).
+//! - If any namenode is known active, the ack waits only for delivery to
+//!   it; the report is still queued for every other namenode and delivered
+//!   to them asynchronously, so a dead or partitioned standby does not
+//!   slow writes down.
+//! - If none is (at startup, before any active claim, or while a newly
+//!   raised term's leader has not answered this node yet), it waits for
+//!   delivery to every namenode, as it cannot tell which one matters.
+//!
+//! Either way the wait is bounded, so a dead active namenode delays writes
+//! but never stalls them; a namenode whose task fails keeps its last state
+//! until it answers again or another one claims a higher term.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,6 +75,9 @@ struct Pending {
 struct Queue {
     pending: Mutex<Pending>,
     notify: Notify,
+    /// The term this namenode's last response claimed active at, if that
+    /// claim was obeyed; 0 when its last response was no such claim.
+    active_term: AtomicU64,
 }
 
 impl Queue {
@@ -111,12 +135,23 @@ impl Reporter {
         }
     }
 
-    /// Queues "block received" for every namenode; the receivers fire when
-    /// each namenode got it.
-    pub fn block_received(&self, block: ExtendedBlock) -> Vec<oneshot::Receiver<()>> {
+    /// Queues "block received" for every namenode; returns the receivers
+    /// that fire when the namenodes known active at term `highest` got it,
+    /// or every namenode's when none is (see the module doc).
+    pub fn block_received(&self, block: ExtendedBlock, highest: u64) -> Vec<oneshot::Receiver<()>> {
+        let active: Vec<bool> = self
+            .queues
+            .iter()
+            .map(|q| highest > 0 && q.active_term.load(Ordering::Acquire) == highest)
+            .collect();
+        let any_active = active.contains(&true);
         self.queues
             .iter()
-            .map(|q| q.push(Some(block), &[]))
+            .zip(active)
+            .filter_map(|(q, active)| {
+                let rx = q.push(Some(block), &[]);
+                (active || !any_active).then_some(rx)
+            })
             .collect()
     }
 
@@ -130,14 +165,16 @@ impl Reporter {
     }
 }
 
-/// Waits (at most `limit`) until every namenode got a queued report.
+/// Waits (at most `limit`) until every receiver of `waiters` fired.
 pub async fn await_delivery(waiters: Vec<oneshot::Receiver<()>>, limit: Duration) {
     if waiters.is_empty() {
         return;
     }
     let all = futures::future::join_all(waiters);
     if tokio::time::timeout(limit, all).await.is_err() {
-        debug!("block received report not yet delivered to every namenode after {limit:?}");
+        debug!(
+            "block received report not yet delivered to the namenodes waited for after {limit:?}"
+        );
     }
 }
 
@@ -228,7 +265,7 @@ impl Session {
             self.addr, resp.namenode_id, storage.datanode_id
         );
         // No commands here, but an active claim raises the term early.
-        self.node.fence.observe(resp.fencing.as_ref());
+        self.observe(resp.fencing.as_ref());
         let mut reregister = self.full_report().await?;
         let hb_every = self.node.config.heartbeat_interval();
         let br_every = self.node.config.block_report_interval();
@@ -334,10 +371,22 @@ impl Session {
         }
     }
 
+    /// Judges a response's fencing and remembers whether this namenode is
+    /// now known active (and at which term).
+    fn observe(&self, fencing: Option<&Fencing>) -> Verdict {
+        let verdict = self.node.fence.observe(fencing);
+        let term = match (verdict, fencing) {
+            (Verdict::Obey, Some(f)) => f.term,
+            _ => 0,
+        };
+        self.queue.active_term.store(term, Ordering::Release);
+        verdict
+    }
+
     /// Whether this response's data commands may run; logs and counts the
     /// ones dropped.
     fn admit(&self, fencing: Option<&Fencing>, data_commands: usize) -> bool {
-        let verdict = self.node.fence.observe(fencing);
+        let verdict = self.observe(fencing);
         if verdict == Verdict::Obey || data_commands == 0 {
             return true;
         }

@@ -32,6 +32,9 @@ struct State {
     delivered_at: usize,
     /// Sent on every response.
     fencing: Option<Fencing>,
+    /// When set, incremental reports are answered only once it holds true
+    /// (a hung or partitioned namenode).
+    gate: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 #[derive(Clone, Default)]
@@ -61,6 +64,17 @@ impl Mock {
 
     fn set_fencing(&self, fencing: Option<Fencing>) {
         self.0.lock().unwrap().fencing = fencing;
+    }
+
+    /// Holds every incremental report until the returned sender sends true.
+    fn hold_incremental(&self) -> tokio::sync::watch::Sender<bool> {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        self.0.lock().unwrap().gate = Some(rx);
+        tx
+    }
+
+    fn heartbeats(&self) -> usize {
+        self.0.lock().unwrap().heartbeats.len()
     }
 
     /// Queues `commands` for the next heartbeat and waits until the
@@ -151,6 +165,10 @@ impl DatanodeProtocol for Mock {
         r: Request<BlockReceivedAndDeletedRequest>,
     ) -> Result<Response<BlockReceivedAndDeletedResponse>, Status> {
         let r = r.into_inner();
+        let gate = self.0.lock().unwrap().gate.clone();
+        if let Some(mut gate) = gate {
+            let _ = gate.wait_for(|open| *open).await;
+        }
         let mut s = self.0.lock().unwrap();
         s.received.extend(r.received);
         s.deleted.extend(r.deleted);
@@ -461,4 +479,88 @@ async fn standby_and_unfenced_commands_are_ignored() {
 
     dn.stop().await.unwrap();
     server.abort();
+}
+
+/// Writes block `id` and returns how long it took to the last ack.
+async fn timed_write(dn: &Datanode, id: u64) -> Duration {
+    let started = std::time::Instant::now();
+    write_block(dn, id).await;
+    started.elapsed()
+}
+
+/// A standby that never answers incremental reports does not delay the
+/// last ack (which waits up to 3 s for the report): only the active
+/// namenode's delivery is waited for; the standby still gets the report
+/// once it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hung_standby_does_not_delay_the_last_ack() {
+    let (a, a_addr, a_server) = Mock::start(fencing(1, true)).await;
+    let (b, b_addr, b_server) = Mock::start(fencing(1, false)).await;
+    let release_b = b.hold_incremental();
+    let dir = tempfile::tempdir().unwrap();
+    let dn = Datanode::start(config(&[a_addr, b_addr], dir.path()))
+        .await
+        .unwrap();
+    // Both registered (and A's active claim was seen) before the write.
+    wait_for("both namenodes heartbeating", || {
+        a.heartbeats() > 0 && b.heartbeats() > 0
+    })
+    .await;
+
+    let x = 301;
+    let took = timed_write(&dn, x).await;
+    assert!(
+        took < Duration::from_millis(1500),
+        "last ack took {took:?}: waited for the hung standby"
+    );
+    let got = |m: &Mock| m.0.lock().unwrap().received.iter().any(|b| b.block_id == x);
+    assert!(got(&a), "the active namenode got the report before the ack");
+    assert!(!got(&b), "the standby is hung");
+
+    // A second write is as quick, with the standby's queue backed up.
+    let took = timed_write(&dn, x + 1).await;
+    assert!(
+        took < Duration::from_millis(1500),
+        "second ack took {took:?}"
+    );
+
+    // The standby answers again: it gets the reports asynchronously.
+    release_b.send(true).unwrap();
+    wait_for("the standby got both blocks", || {
+        b.knows(x) && b.knows(x + 1)
+    })
+    .await;
+
+    dn.stop().await.unwrap();
+    a_server.abort();
+    b_server.abort();
+}
+
+/// While no namenode is known active the last ack waits (bounded) for
+/// every namenode, as it cannot tell which one the client completes with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_a_known_active_namenode_the_ack_waits_for_all_bounded() {
+    let (a, a_addr, a_server) = Mock::start(fencing(1, false)).await;
+    let (b, b_addr, b_server) = Mock::start(fencing(1, false)).await;
+    let release_b = b.hold_incremental();
+    let dir = tempfile::tempdir().unwrap();
+    let dn = Datanode::start(config(&[a_addr, b_addr], dir.path()))
+        .await
+        .unwrap();
+    wait_for("both namenodes heartbeating", || {
+        a.heartbeats() > 0 && b.heartbeats() > 0
+    })
+    .await;
+    let took = timed_write(&dn, 401).await;
+    assert!(
+        took >= Duration::from_millis(2500) && took < Duration::from_secs(10),
+        "last ack took {took:?}: expected the bounded wait for the hung namenode"
+    );
+    assert!(a.knows(401));
+    release_b.send(true).unwrap();
+    wait_for("the other namenode got the block", || b.knows(401)).await;
+
+    dn.stop().await.unwrap();
+    a_server.abort();
+    b_server.abort();
 }

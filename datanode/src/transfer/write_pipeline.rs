@@ -13,6 +13,11 @@
 //! A checksum mismatch or a full disk deletes the partial replica; any other
 //! failure leaves the rbw files for lease recovery. Nothing finalized is
 //! ever touched.
+//!
+//! The last packet is acknowledged once the block is finalized and its
+//! "block received" report reached the namenode(s) known active (or every
+//! namenode while none is), waiting at most `REPORT_WAIT`; the other
+//! namenodes get the report asynchronously (rule in `reporting.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,7 +42,8 @@ use crate::Node;
 /// Packets received but not yet acknowledged, per connection.
 const MAX_IN_FLIGHT: usize = 64;
 /// How long a finished block waits for its "received" report to reach the
-/// namenodes before it is acknowledged anyway.
+/// active namenode (every namenode while none is known active; see
+/// `reporting.rs`) before it is acknowledged anyway.
 const REPORT_WAIT: Duration = Duration::from_secs(3);
 
 /// What the receive loop tells the responder about one packet.
@@ -447,7 +453,9 @@ async fn receive_loop(
                 info.gen_stamp,
                 node.storage.volumes[info.volume].root.display()
             );
-            let waiters = node.reporter.block_received(info.extended());
+            let waiters = node
+                .reporter
+                .block_received(info.extended(), node.fence.highest());
             crate::reporting::await_delivery(waiters, REPORT_WAIT).await;
             let _ = done.send(Done::Ok { seqno, last: true }).await;
             if let Some(mut tx) = down_tx {
