@@ -118,12 +118,20 @@ impl Failure {
     }
 }
 
+/// HTTP/2 pings on namenode connections: a leader cut off by the network
+/// gives no error on its TCP connection, so without them a call would wait
+/// its whole RPC timeout before failing over.
+const KEEPALIVE: Duration = Duration::from_secs(1);
+
 /// The endpoint of the member at `addr` (`host:port`).
 pub(crate) fn endpoint(addr: &str, timeout: Duration) -> Result<Endpoint> {
     Ok(Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| Error::Config(format!("invalid namenode address {addr:?}: {e}")))?
         .connect_timeout(timeout)
-        .tcp_nodelay(true))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(KEEPALIVE)
+        .keep_alive_timeout(2 * KEEPALIVE)
+        .keep_alive_while_idle(true))
 }
 
 /// Dials `endpoint` now; the error is the reason, one line.

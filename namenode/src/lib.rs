@@ -30,6 +30,7 @@ use rfs_proto::datanode::datanode_protocol_server::DatanodeProtocolServer;
 use rfs_proto::ha::ha_admin_server::HaAdminServer;
 use rfs_proto::ha::raft_peer_server::RaftPeerServer;
 use rfs_proto::namenode::client_protocol_server::ClientProtocolServer;
+use tokio_stream::StreamExt;
 
 pub use config::Config;
 pub use error::{NamenodeError, Result};
@@ -91,7 +92,7 @@ pub async fn serve(
         }
     };
     let state = Arc::new(State::new(config.clone(), group.handle.clone(), ns));
-    let leader_watch = tokio::spawn(restart_leases_on_election(state.clone()));
+    let leader_watch = tokio::spawn(on_election(state.clone()));
     tracing::info!(
         "namenode {} ({}) serving RPC on {rpc_addr}, HTTP on {}, metadata in {}",
         state
@@ -130,7 +131,12 @@ pub async fn serve(
         tracing::info!("shutting down: no new RPCs");
         let _ = stop_tx.send(true);
     };
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Small gRPC frames must not wait for Nagle + delayed ACK.
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
+        conn.inspect(|c| {
+            let _ = c.set_nodelay(true);
+        })
+    });
     let server = tonic::transport::Server::builder()
         .add_service(client)
         .add_service(datanode)
@@ -182,15 +188,22 @@ pub fn open_metadata(
     Ok((group, ns))
 }
 
-/// A new leader has heard no lease renewals while it followed: it counts
-/// every writer's lease from its election.
-async fn restart_leases_on_election(state: Arc<State>) {
+/// What a member does when it starts to serve as leader: count every
+/// writer's lease from now (it heard no renewals while following), and
+/// settle the block map it filled from reports while its namespace lagged.
+async fn on_election(state: Arc<State>) {
     let mut watch = state.raft.watch();
     let mut led = false;
     while watch.changed().await.is_ok() {
         let leads = state.raft.is_leader();
         if leads && !led {
             state.leases().restart_clocks();
+            let s = state.clone();
+            let settled = tokio::task::spawn_blocking(move || s.reconcile_block_map()).await;
+            if let Ok(Err(e)) | Err(e) = settled.map_err(|e| NamenodeError::Internal(e.to_string()))
+            {
+                tracing::error!("settling the block map after election failed: {e}");
+            }
         }
         led = leads;
     }

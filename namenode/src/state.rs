@@ -70,6 +70,54 @@ impl State {
         }
     }
 
+    /// On becoming leader: the block map was filled while following, from
+    /// reports the namespace may not have caught up with. Replicas of
+    /// blocks the (now complete) namespace does not hold, or holds with
+    /// another generation stamp, are dropped and their datanodes told to
+    /// delete them; the rest get the file's replication.
+    pub fn reconcile_block_map(&self) -> crate::error::Result<()> {
+        let ids: Vec<(u64, u64)> = self
+            .blocks()
+            .iter()
+            .map(|(id, info)| (*id, info.gen_stamp))
+            .collect();
+        let mut stale = Vec::new();
+        let mut current = Vec::new();
+        for (id, gen_stamp) in ids {
+            let found = self.ns.block_owner(id)?.and_then(|o| o.file).and_then(|f| {
+                let replication = f.replication;
+                f.blocks
+                    .into_iter()
+                    .find(|m| m.id == id)
+                    .map(|m| (m, replication))
+            });
+            match found {
+                Some((m, replication)) if m.gen_stamp == gen_stamp => {
+                    current.push((id, replication))
+                }
+                _ => stale.push(BlockMeta {
+                    id,
+                    gen_stamp,
+                    len: 0,
+                }),
+            }
+        }
+        {
+            let mut map = self.blocks();
+            for (id, replication) in current {
+                map.set_replication(id, replication);
+            }
+        }
+        if !stale.is_empty() {
+            tracing::info!(
+                "new leader: {} reported blocks are not (or no longer) in the namespace; deleting them",
+                stale.len()
+            );
+        }
+        self.invalidate(&stale);
+        Ok(())
+    }
+
     /// Where readers should go for `b`: live good replicas, local first.
     pub fn located(&self, b: &BlockMeta, offset: u64, client_host: &str) -> LocatedBlock {
         let map = self.blocks();

@@ -28,8 +28,15 @@ const QUEUE: usize = 8192;
 /// Most messages in one RPC.
 const MAX_BATCH: usize = 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
-/// A snapshot can be large; everything else is small.
-const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// A batch without a snapshot is small: if it takes longer the peer is
+/// unreachable (raft retransmits), and the next batch must not queue
+/// behind a dead connection for long.
+const SEND_TIMEOUT: Duration = Duration::from_secs(1);
+/// A snapshot can be large.
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(60);
+/// HTTP/2 pings find a connection that died silently (a cut link) within
+/// about two seconds, so a healed member is reached again promptly.
+const KEEPALIVE: Duration = Duration::from_secs(1);
 
 /// The other members, by raft id.
 pub struct Peers {
@@ -113,8 +120,10 @@ async fn send_loop(
     let channel = match Endpoint::from_shared(format!("http://{addr}")) {
         Ok(e) => e
             .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(SEND_TIMEOUT)
             .tcp_nodelay(true)
+            .http2_keep_alive_interval(KEEPALIVE)
+            .keep_alive_timeout(KEEPALIVE)
+            .keep_alive_while_idle(true)
             .connect_lazy(),
         Err(e) => {
             tracing::error!("member {to} has an unusable address {addr}: {e}");
@@ -141,7 +150,18 @@ async fn send_loop(
             .iter()
             .map(|m| m.write_to_bytes().expect("raft messages always encode"))
             .collect();
-        let sent = client.send(RaftBatch { from: me, messages }).await;
+        let limit = if snapshots > 0 {
+            SNAPSHOT_TIMEOUT
+        } else {
+            SEND_TIMEOUT
+        };
+        let request = client.send(RaftBatch { from: me, messages });
+        let sent = match tokio::time::timeout(limit, request).await {
+            Ok(sent) => sent,
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "no answer within {limit:?}"
+            ))),
+        };
         match &sent {
             Ok(_) if !reachable => {
                 tracing::info!("member {to} at {addr} is reachable again");

@@ -62,22 +62,39 @@ fn reregister() -> DatanodeCommand {
 
 /// Records one reported replica; returns it back if it must be deleted (no
 /// such block any more, or a stale generation stamp).
+///
+/// Only the leader judges: a standby's namespace may not yet hold a block
+/// the leader just allocated (or may be installing a snapshot), so it
+/// records what datanodes report as they report it, and the leader's
+/// reconciliation on election drops what turns out stale.
 fn add_reported(
     state: &State,
     node: &str,
     b: &ExtendedBlock,
 ) -> Result<Option<ExtendedBlock>, NamenodeError> {
-    let Some(owner) = state.ns.block_owner(b.block_id)? else {
-        return Ok(Some(*b));
-    };
-    let Some(file) = owner.file else {
-        return Ok(Some(*b));
-    };
-    match file.blocks.iter().find(|m| m.id == b.block_id) {
-        Some(m) if m.gen_stamp == b.generation_stamp => {
+    let known = state
+        .ns
+        .block_owner(b.block_id)?
+        .and_then(|owner| owner.file)
+        .and_then(|file| {
+            let replication = file.replication;
+            file.blocks
+                .into_iter()
+                .find(|m| m.id == b.block_id)
+                .map(|m| (m, replication))
+        });
+    match known {
+        Some((m, replication)) if m.gen_stamp == b.generation_stamp => {
             state
                 .blocks()
-                .add_replica(b.block_id, m.gen_stamp, file.replication, node);
+                .add_replica(b.block_id, m.gen_stamp, replication, node);
+            Ok(None)
+        }
+        _ if !state.raft.is_leader() => {
+            let replication = known.map_or(0, |(_, r)| r);
+            state
+                .blocks()
+                .add_replica(b.block_id, b.generation_stamp, replication, node);
             Ok(None)
         }
         _ => Ok(Some(*b)),
