@@ -10,7 +10,7 @@ use rfs_client::Client;
 use rfs_integration::{netns_unavailable, HaCluster, NetNs, NN1};
 use rfs_proto::ha::ha_admin_client::HaAdminClient;
 use rfs_proto::ha::HaStatusRequest;
-use rfs_proto::namenode::{CallId, MkdirsRequest};
+use rfs_proto::namenode::{CallId, GetFileInfoRequest, MkdirsRequest};
 use rfs_proto::rpc_error;
 
 use super::support::{diff_namespaces, namespace, raw_client, serial, verify_acks, wait_for, Load};
@@ -30,6 +30,9 @@ struct PinnedCall {
 #[derive(Debug, Default)]
 struct PinnedLog {
     calls: Vec<PinnedCall>,
+    /// Reads (`get_file_info /pinned`) sent to nn1: when, and whether
+    /// answered. A read answered after the cut would be a stale read.
+    reads: Vec<(Instant, bool)>,
     /// When nn1's own Status first said it was not leader after the cut.
     stepped_down: Option<Instant>,
 }
@@ -97,7 +100,7 @@ async fn pinned_calls(
                     }),
                     ..Default::default()
                 };
-                match tokio::time::timeout(PINNED_CALL_TIMEOUT, c.mkdirs(req)).await {
+                let outcome = match tokio::time::timeout(PINNED_CALL_TIMEOUT, c.mkdirs(req)).await {
                     Err(_) => Err(format!("no answer within {PINNED_CALL_TIMEOUT:?}")),
                     Ok(Err(status)) => Err(format!(
                         "{}: {}",
@@ -105,7 +108,17 @@ async fn pinned_calls(
                         status.message()
                     )),
                     Ok(Ok(_)) => Ok(()),
-                }
+                };
+                let read_sent = Instant::now();
+                let read = GetFileInfoRequest {
+                    path: "/pinned".into(),
+                };
+                let answered = matches!(
+                    tokio::time::timeout(PINNED_CALL_TIMEOUT, c.get_file_info(read)).await,
+                    Ok(Ok(_))
+                );
+                log.reads.push((read_sent, answered));
+                outcome
             }
         };
         if outcome.is_ok() {
@@ -244,6 +257,22 @@ async fn isolated_leader_acknowledges_nothing_and_rejoins_as_follower() -> Resul
     ensure!(
         acked_after_cut.is_empty(),
         "nn1 acknowledged mutations sent after it was cut off: {acked_after_cut:?}"
+    );
+    // Reads are linearizable (ReadIndex): a leader cut off from the
+    // majority cannot confirm it still leads, so it answers no read.
+    let reads_after_cut = pinned_log
+        .reads
+        .iter()
+        .filter(|(sent, _)| *sent >= cut_done)
+        .count();
+    let stale_reads = pinned_log
+        .reads
+        .iter()
+        .filter(|(sent, answered)| *sent >= cut_done && *answered)
+        .count();
+    ensure!(
+        reads_after_cut > 0 && stale_reads == 0,
+        "nn1 answered {stale_reads} of {reads_after_cut} reads sent after it was cut off"
     );
     let verified = verify_acks(&client, "/load", &logs).await;
     ensure!(
