@@ -18,16 +18,23 @@ struct Txn<'a> {
     next_inode: u64,
     next_block: u64,
     next_gen_stamp: u64,
+    /// The counters as read, so that commit writes only those that moved
+    /// (every write costs on the raft thread of every member).
+    read: [u64; 3],
 }
 
 impl<'a> Txn<'a> {
     fn new(ns: &'a Namespace) -> Result<Txn<'a>> {
+        let next_inode = ns.counter(counter::NEXT_INODE)?.max(ROOT_ID + 1);
+        let next_block = ns.counter(counter::NEXT_BLOCK)?.max(1);
+        let next_gen_stamp = ns.counter(counter::NEXT_GEN_STAMP)?.max(1000);
         Ok(Txn {
             ns,
             batch: sled::Batch::default(),
-            next_inode: ns.counter(counter::NEXT_INODE)?.max(ROOT_ID + 1),
-            next_block: ns.counter(counter::NEXT_BLOCK)?.max(1),
-            next_gen_stamp: ns.counter(counter::NEXT_GEN_STAMP)?.max(1000),
+            next_inode,
+            next_block,
+            next_gen_stamp,
+            read: [next_inode, next_block, next_gen_stamp],
         })
     }
 
@@ -61,12 +68,16 @@ impl<'a> Txn<'a> {
     fn commit(mut self, index: u64) -> Result<()> {
         self.batch
             .insert(counter::APPLIED_INDEX, &index.to_be_bytes());
-        self.batch
-            .insert(counter::NEXT_INODE, &self.next_inode.to_be_bytes());
-        self.batch
-            .insert(counter::NEXT_BLOCK, &self.next_block.to_be_bytes());
-        self.batch
-            .insert(counter::NEXT_GEN_STAMP, &self.next_gen_stamp.to_be_bytes());
+        let counters = [
+            (counter::NEXT_INODE, self.next_inode),
+            (counter::NEXT_BLOCK, self.next_block),
+            (counter::NEXT_GEN_STAMP, self.next_gen_stamp),
+        ];
+        for ((key, value), read) in counters.into_iter().zip(self.read) {
+            if value != read {
+                self.batch.insert(key, &value.to_be_bytes());
+            }
+        }
         self.ns.tree.apply_batch(self.batch)?;
         Ok(())
     }
