@@ -1,7 +1,7 @@
 //! Namenode HA tests (issue 4): an HA group of real processes — nn1, nn2
 //! and a witness in one raft group, plus 3 datanodes — through failover,
-//! partition, restarts, a wiped member, retried calls and block deletion
-//! after failover. Build the daemons first (`cargo build --bins`).
+//! partition, restarts, a wiped member, retried calls, block deletion
+//! after failover, and a witness that only votes. Build the daemons first (`cargo build --bins`).
 //!
 //! The tests take a lock and run one at a time whatever `--test-threads`
 //! says: each runs 6 processes with 50 ms raft ticks, and several at once
@@ -18,4 +18,5 @@ mod ha {
     mod partition;
     mod restart;
     mod retry_cache;
+    mod witness;
 }
