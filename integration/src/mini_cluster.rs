@@ -152,6 +152,9 @@ impl MiniCluster {
             o.datanode_dead_ms.to_string(),
             "--lease-soft-limit-ms".into(),
             o.lease_soft_limit_ms.to_string(),
+            // Re-replication passes often enough for tests to wait seconds.
+            "--replication-interval-ms".into(),
+            "300".into(),
         ];
         args.extend(o.extra_namenode_args.iter().cloned());
         let child = self.daemons.spawn("namenode", "namenode", &args, &[])?;

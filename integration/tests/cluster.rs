@@ -6,5 +6,6 @@ mod cluster {
     mod data_path;
     mod failures;
     mod namespace;
+    mod replication;
     mod shell;
 }

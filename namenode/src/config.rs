@@ -27,6 +27,13 @@ pub struct Config {
     /// After this long without renewal another client may take a file over.
     pub lease_soft_limit_ms: u64,
     pub lease_hard_limit_ms: u64,
+    /// How often the leader checks every closed file's replica counts.
+    pub replication_interval_ms: u64,
+    /// Re-replication copies one datanode sources at a time.
+    pub max_replication_streams: usize,
+    /// A scheduled copy whose replicas are not reported by then is
+    /// scheduled again.
+    pub replication_pending_timeout_ms: u64,
     /// This member's id in `[ha]`; empty for a namenode without `[ha]`.
     pub id: String,
     /// This member votes and keeps the log but never serves or leads.
@@ -94,6 +101,9 @@ impl Default for Config {
             datanode_dead_ms: 30_000,
             lease_soft_limit_ms: 60_000,
             lease_hard_limit_ms: 20 * 60_000,
+            replication_interval_ms: 3000,
+            max_replication_streams: 2,
+            replication_pending_timeout_ms: 30_000,
             id: String::new(),
             witness: false,
             ha: HaConfig::default(),
@@ -228,6 +238,14 @@ impl Config {
                 "lease limits must satisfy 0 < lease-soft-limit-ms ({}) <= lease-hard-limit-ms ({})",
                 self.lease_soft_limit_ms, self.lease_hard_limit_ms
             ));
+        }
+        if self.replication_interval_ms == 0
+            || self.max_replication_streams == 0
+            || self.replication_pending_timeout_ms == 0
+        {
+            return bad("replication_interval_ms, max_replication_streams and \
+                 replication_pending_timeout_ms must be positive"
+                .into());
         }
         let ha = &self.ha;
         if ha.tick_ms == 0 || ha.heartbeat_ticks == 0 || ha.election_ticks <= ha.heartbeat_ticks {

@@ -19,6 +19,7 @@ pub mod namespace;
 pub mod path;
 pub mod placement;
 pub mod raft;
+pub mod replication;
 pub mod service;
 pub mod state;
 
@@ -93,6 +94,7 @@ pub async fn serve(
     };
     let state = Arc::new(State::new(config.clone(), group.handle.clone(), ns));
     let leader_watch = tokio::spawn(on_election(state.clone()));
+    let replication_monitor = tokio::spawn(replication::monitor(state.clone()));
     tracing::info!(
         "namenode {} ({}) serving RPC on {rpc_addr}, HTTP on {}, metadata in {}",
         state
@@ -152,6 +154,7 @@ pub async fn serve(
     };
     metrics_task.abort();
     leader_watch.abort();
+    replication_monitor.abort();
     if let Err(e) = tokio::task::spawn_blocking(move || group.stop()).await {
         tracing::error!("stopping the raft loop failed: {e}");
     }

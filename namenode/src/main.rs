@@ -52,6 +52,10 @@ struct Args {
     /// Hard lease limit in milliseconds [default: 1200000].
     #[arg(long)]
     lease_hard_limit_ms: Option<u64>,
+    /// How often the leader checks replica counts and schedules copies or
+    /// deletions, in milliseconds [default: 3000].
+    #[arg(long)]
+    replication_interval_ms: Option<u64>,
 }
 
 /// The config file's `[namenode]` section (or the defaults), then flags.
@@ -71,7 +75,8 @@ fn config(args: Args) -> Result<Config, rfs_namenode::NamenodeError> {
         replication,
         datanode_dead_ms,
         lease_soft_limit_ms,
-        lease_hard_limit_ms
+        lease_hard_limit_ms,
+        replication_interval_ms
     );
     if let Some(id) = args.id {
         c.id = id;

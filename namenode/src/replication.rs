@@ -1,0 +1,199 @@
+//! The replication monitor: keeps every block of a closed file at its
+//! file's replication.
+//!
+//! Runs on the leader only (a standby's view of replicas is as good, but
+//! only the leader may send data commands). Every pass:
+//! - blocks with fewer live, good replicas than the file asks for (a dead
+//!   datanode, a corrupt replica, `setrep` raised) are copied from a live
+//!   replica to new datanodes with a TransferBlock command, fewest
+//!   replicas first, at most `max_replication_streams` copies per source
+//!   node at a time; a scheduled copy is not scheduled again until its
+//!   replicas are reported or `replication_pending_timeout_ms` passes;
+//! - blocks with more live replicas than asked (a dead node came back,
+//!   `setrep` lowered) lose the extra replicas: the map forgets them and
+//!   their nodes are told to delete them;
+//! - corrupt replicas are deleted once enough good ones exist (the
+//!   bad-replica path already does this when the report arrives).
+//!
+//! Files still being written are left alone: their last block's replicas
+//! are still arriving (pipeline recovery is the writer's business).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rfs_proto::common::{DatanodeInfo, ExtendedBlock};
+use rfs_proto::datanode::{datanode_command, DatanodeCommand, TransferBlock};
+
+use crate::error::Result;
+use crate::namespace::BlockMeta;
+use crate::placement;
+use crate::state::{extended, invalidate_command, readable_replicas, State};
+
+/// Copies in flight: block id → (source node, targets, when it gives up).
+#[derive(Default)]
+pub struct Pending {
+    copies: HashMap<u64, (String, Vec<String>, Instant)>,
+}
+
+/// What one pass decided.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pass {
+    pub under_replicated: u64,
+    pub copies_scheduled: u64,
+    pub excess_deleted: u64,
+    /// Blocks with no live good replica: nothing to copy from.
+    pub missing: u64,
+}
+
+/// Runs passes every `interval` while this member leads, until the task
+/// is dropped.
+pub async fn monitor(state: Arc<State>) {
+    let interval = Duration::from_millis(state.config.replication_interval_ms);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pending = Pending::default();
+    loop {
+        ticker.tick().await;
+        if !state.raft.is_leader() {
+            pending = Pending::default();
+            continue;
+        }
+        let s = state.clone();
+        let taken = std::mem::take(&mut pending);
+        let ran = tokio::task::spawn_blocking(move || {
+            let mut p = taken;
+            let r = pass(&s, &mut p);
+            (p, r)
+        })
+        .await;
+        match ran {
+            Ok((p, Ok(done))) => {
+                pending = p;
+                metrics::gauge!("rfs_namenode_under_replicated_blocks")
+                    .set(done.under_replicated as f64);
+                metrics::gauge!("rfs_namenode_missing_blocks").set(done.missing as f64);
+                metrics::counter!("rfs_namenode_replications_scheduled_total")
+                    .increment(done.copies_scheduled);
+                metrics::counter!("rfs_namenode_excess_replicas_deleted_total")
+                    .increment(done.excess_deleted);
+            }
+            Ok((p, Err(e))) => {
+                pending = p;
+                tracing::warn!("replication pass failed: {e}");
+            }
+            Err(e) => tracing::error!("replication pass panicked: {e}"),
+        }
+    }
+}
+
+/// One pass over every closed file's blocks (blocking: reads the store).
+pub fn pass(state: &State, pending: &mut Pending) -> Result<Pass> {
+    let config = &state.config;
+    let now = Instant::now();
+    pending.copies.retain(|_, (_, _, until)| *until > now);
+
+    // (block, wanted replicas, block size) of every closed file.
+    let mut blocks: Vec<(BlockMeta, usize, u64)> = Vec::new();
+    for inode in state.ns.files() {
+        let Some(f) = inode?.file else { continue };
+        if f.writer.is_some() {
+            continue;
+        }
+        for b in &f.blocks {
+            blocks.push((*b, f.replication as usize, f.block_size));
+        }
+    }
+
+    let mut done = Pass::default();
+    let mut copies: Vec<(usize, BlockMeta, Vec<String>, u64, usize)> = Vec::new();
+    let mut excess: Vec<(String, ExtendedBlock)> = Vec::new();
+    {
+        let mut map = state.blocks();
+        let reg = state.registry();
+        for (b, wanted, block_size) in blocks {
+            let Some(info) = map.get(b.id) else {
+                done.missing += 1;
+                continue;
+            };
+            let mut live: Vec<String> = readable_replicas(info, b.gen_stamp, &reg)
+                .into_iter()
+                .cloned()
+                .collect();
+            if let Some((_, targets, _)) = pending.copies.get(&b.id) {
+                if targets.iter().all(|t| live.contains(t)) {
+                    pending.copies.remove(&b.id);
+                }
+            }
+            if live.is_empty() {
+                done.missing += 1;
+                continue;
+            }
+            if live.len() < wanted {
+                done.under_replicated += 1;
+                if !pending.copies.contains_key(&b.id) {
+                    copies.push((live.len(), b, live, block_size, wanted));
+                }
+            } else if live.len() > wanted && !pending.copies.contains_key(&b.id) {
+                let extra = live.len() - wanted;
+                // Delete from the fullest nodes first.
+                live.sort_by_key(|n| reg.get(n).map_or(0, |s| s.info.remaining));
+                for node in live.into_iter().take(extra) {
+                    excess.push((node, extended(&b)));
+                }
+            }
+        }
+        for (node, b) in &excess {
+            map.remove_replica(b.block_id, node);
+        }
+    }
+    // Fewest live replicas first: those blocks are closest to being lost.
+    copies.sort_by_key(|(n, ..)| *n);
+    let mut reg = state.registry();
+    let mut streams: HashMap<String, usize> = HashMap::new();
+    for (source, _, _) in pending.copies.values() {
+        *streams.entry(source.clone()).or_default() += 1;
+    }
+    for (_, b, live, block_size, wanted) in copies {
+        let Some(source) = live
+            .iter()
+            .find(|n| streams.get(*n).copied().unwrap_or(0) < config.max_replication_streams)
+            .cloned()
+        else {
+            continue;
+        };
+        let targets: Vec<DatanodeInfo> =
+            placement::choose(&reg, wanted - live.len(), block_size, "", &live);
+        if targets.is_empty() {
+            continue;
+        }
+        let ids: Vec<String> = targets.iter().map(|t| t.datanode_id.clone()).collect();
+        tracing::info!(
+            "block {} has {} of {wanted} replicas: copying from {source} to {ids:?}",
+            b.id,
+            live.len()
+        );
+        reg.queue(
+            &source,
+            DatanodeCommand {
+                command: Some(datanode_command::Command::Transfer(TransferBlock {
+                    block: Some(extended(&b)),
+                    targets,
+                })),
+            },
+        );
+        *streams.entry(source.clone()).or_default() += 1;
+        let until = Instant::now() + Duration::from_millis(config.replication_pending_timeout_ms);
+        pending.copies.insert(b.id, (source, ids, until));
+        done.copies_scheduled += 1;
+    }
+    for (node, b) in excess {
+        tracing::info!(
+            "block {} has excess replicas: deleting the one on {node}",
+            b.block_id
+        );
+        reg.queue(&node, invalidate_command(vec![b]));
+        done.excess_deleted += 1;
+    }
+    Ok(done)
+}
