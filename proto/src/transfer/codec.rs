@@ -73,7 +73,7 @@ mod tests {
     use super::*;
     use crate::common::ExtendedBlock;
     use crate::transfer::checksum::Checksums;
-    use crate::transfer::frame::{Op, MAX_FRAME_LEN};
+    use crate::transfer::frame::{kind, Op, MAX_FRAME_LEN, MAX_HEADER_LEN};
     use crate::transfer::ops::{ReadBlockOp, Status};
     use crate::transfer::packet::{Packet, PipelineAck};
     use bytes::Bytes;
@@ -158,7 +158,155 @@ mod tests {
         ));
     }
 
+    const KINDS: [u8; 6] = [
+        kind::RESPONSE,
+        kind::PACKET,
+        kind::ACK,
+        kind::WRITE_BLOCK,
+        kind::READ_BLOCK,
+        kind::COPY_BLOCK,
+    ];
+
+    /// The body limit the decoder must enforce for `kind`.
+    fn limit(k: u8) -> usize {
+        match k {
+            kind::PACKET => MAX_FRAME_LEN,
+            kind::ACK => PipelineAck::MAX_ENCODED_LEN,
+            _ => MAX_HEADER_LEN,
+        }
+    }
+
+    fn prefix(k: u8, len: u32) -> Vec<u8> {
+        let mut p = b"RF\x01".to_vec();
+        p.push(k);
+        p.extend_from_slice(&len.to_be_bytes());
+        p
+    }
+
+    /// Feeds `wire` to a fresh codec in one buffer (as a read would leave
+    /// it) and returns the first result and the buffer's capacity afterwards.
+    fn decode_once(wire: &[u8]) -> (Result<Option<Frame>, FrameError>, usize, usize) {
+        let mut buf = BytesMut::from(wire);
+        let before = buf.capacity();
+        let r = FrameCodec::default().decode(&mut buf);
+        (r, before, buf.capacity())
+    }
+
+    #[test]
+    fn hostile_lengths_rejected_before_any_reservation() {
+        for k in KINDS {
+            for len in [u32::MAX, 1 << 31, (limit(k) + 1) as u32] {
+                let (r, before, after) = decode_once(&prefix(k, len));
+                match r {
+                    Err(FrameError::TooLong { len: l, max }) => {
+                        assert_eq!((l, max), (len as usize, limit(k)));
+                    }
+                    other => panic!("kind {k:#x} len {len}: {other:?}"),
+                }
+                assert_eq!(after, before, "kind {k:#x} len {len} grew the buffer");
+            }
+            // A length at the limit is accepted and reserves no more than it.
+            let (r, before, after) = decode_once(&prefix(k, limit(k) as u32));
+            assert!(matches!(r, Ok(None)), "kind {k:#x}: {r:?}");
+            assert!(after >= limit(k), "kind {k:#x}: reserved {after}");
+            assert!(
+                after <= (limit(k) + PREFIX_LEN).max(2 * before),
+                "kind {k:#x}: reserved {after} for a {}-byte limit",
+                limit(k)
+            );
+        }
+    }
+
+    #[test]
+    fn hostile_packet_header_inside_small_frame_is_malformed() {
+        // A 25-byte packet body whose header declares 4 GiB of data and of
+        // checksums: refused from the frame's own length, nothing sized.
+        let mut body = Vec::new();
+        body.extend_from_slice(&1u64.to_be_bytes());
+        body.extend_from_slice(&0u64.to_be_bytes());
+        body.push(0);
+        body.extend_from_slice(&u32::MAX.to_be_bytes());
+        body.extend_from_slice(&u32::MAX.to_be_bytes());
+        let mut wire = prefix(kind::PACKET, body.len() as u32);
+        wire.extend_from_slice(&body);
+        let (r, before, after) = decode_once(&wire);
+        match r {
+            Err(FrameError::Malformed {
+                what: "packet",
+                why,
+            }) => {
+                assert!(why.contains("frame holds 0"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(after <= before, "buffer grew from {before} to {after}");
+    }
+
     proptest! {
+        /// Any prefix with a valid magic/version/kind and an arbitrary length:
+        /// over the kind's limit it is `TooLong` and the buffer is untouched;
+        /// within it the codec waits for the body having reserved at most
+        /// the limit (plus the consumed prefix).
+        #[test]
+        fn arbitrary_lengths_never_reserve_beyond_the_limit(
+            k in prop::sample::select(KINDS.to_vec()),
+            len in prop_oneof![any::<u32>(), 0u32..70_000, (MAX_FRAME_LEN as u32 - 4)..(MAX_FRAME_LEN as u32 + 4)],
+            partial in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let mut wire = prefix(k, len);
+            wire.extend_from_slice(&partial);
+            let (r, before, after) = decode_once(&wire);
+            if len as usize > limit(k) {
+                prop_assert!(matches!(r, Err(FrameError::TooLong { .. })), "{:?}", r);
+                prop_assert_eq!(after, before);
+            } else if (len as usize) > partial.len() {
+                prop_assert!(matches!(r, Ok(None)), "{:?}", r);
+                prop_assert!(after <= (limit(k) + PREFIX_LEN).max(2 * before), "reserved {}", after);
+            }
+        }
+
+        /// Frames split at arbitrary points decode to the same frames (the
+        /// codec's pending-prefix state is exercised), and a stream cut short
+        /// is `Truncated`, never a panic or a clean end.
+        #[test]
+        fn chunked_stream_round_trips(
+            cuts in proptest::collection::vec(1usize..700, 1..20),
+            seqno in any::<u64>(),
+            data in proptest::collection::vec(any::<u8>(), 0..1200),
+            chop in 0usize..4,
+        ) {
+            let sums = Checksums::new(256);
+            let mut frames = sample_frames();
+            frames.push(Frame::Packet(Packet::new(seqno, 0, Bytes::from(data), &sums)));
+            frames.push(Frame::Ack(PipelineAck::success(seqno, 3)));
+            let mut wire = Vec::new();
+            for f in &frames {
+                wire.extend_from_slice(&f.encode_to_bytes());
+            }
+            let wire = &wire[..wire.len() - chop];
+            let mut codec = FrameCodec::default();
+            let mut buf = BytesMut::new();
+            let mut out = Vec::new();
+            let mut rest = wire;
+            let mut cuts = cuts.into_iter().cycle();
+            while !rest.is_empty() {
+                let n = cuts.next().unwrap().min(rest.len());
+                buf.extend_from_slice(&rest[..n]);
+                rest = &rest[n..];
+                while let Some(f) = codec.decode(&mut buf).unwrap() {
+                    out.push(f);
+                }
+            }
+            let end = codec.decode_eof(&mut buf);
+            if chop == 0 {
+                prop_assert!(matches!(end, Ok(None)), "{:?}", end);
+                prop_assert_eq!(out, frames);
+            } else {
+                prop_assert!(matches!(end, Err(FrameError::Truncated)), "{:?}", end);
+                prop_assert_eq!(&out[..], &frames[..frames.len() - 1]);
+            }
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode_all(&bytes);

@@ -220,3 +220,223 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
     }
     &s[..end]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transfer::checksum::CHECKSUM_LEN;
+    use crate::transfer::frame::MAX_FRAME_LEN;
+    use proptest::prelude::*;
+
+    fn header(seqno: u64, offset: u64, flags: u8, data_len: u32, sums_len: u32) -> Vec<u8> {
+        let mut h = Vec::with_capacity(Packet::HEADER_LEN);
+        h.extend_from_slice(&seqno.to_be_bytes());
+        h.extend_from_slice(&offset.to_be_bytes());
+        h.push(flags);
+        h.extend_from_slice(&data_len.to_be_bytes());
+        h.extend_from_slice(&sums_len.to_be_bytes());
+        h
+    }
+
+    fn is_malformed(e: &FrameError, what: &str) -> bool {
+        matches!(e, FrameError::Malformed { what: w, .. } if *w == what)
+    }
+
+    fn status() -> impl Strategy<Value = Status> {
+        (0i32..=6).prop_map(|v| Status::try_from(v).expect("valid status"))
+    }
+
+    #[test]
+    fn hostile_packet_lengths_are_refused_without_allocation() {
+        // Every combination of huge declared lengths over a tiny body: the
+        // decoder slices the body it was given and never sizes a buffer from
+        // the header, so these must be cheap errors (a 4 GiB allocation would
+        // abort or take visibly long).
+        for (d, s) in [
+            (u32::MAX, u32::MAX),
+            (u32::MAX, 0),
+            (0, u32::MAX),
+            (u32::MAX - 3, 4),
+            ((MAX_FRAME_LEN + 1) as u32, 0),
+            (1, u32::MAX - 3),
+        ] {
+            let mut body = header(1, 0, 0, d, s);
+            body.extend_from_slice(&[0u8; 8]);
+            let err = Packet::decode(Bytes::from(body)).unwrap_err();
+            assert!(is_malformed(&err, "packet"), "{d}/{s}: {err}");
+            assert!(err.to_string().contains("frame holds 8"), "{err}");
+        }
+    }
+
+    #[test]
+    fn short_and_misaligned_packets_are_clear_errors() {
+        let err = Packet::decode(Bytes::from_static(&[0u8; 24])).unwrap_err();
+        assert!(err.to_string().contains("shorter than the 25-byte header"));
+        let mut body = header(1, 0, 0, 1, 3);
+        body.extend_from_slice(&[0u8; 4]);
+        let err = Packet::decode(Bytes::from(body)).unwrap_err();
+        assert!(err.to_string().contains("not a multiple of 4"), "{err}");
+    }
+
+    #[test]
+    fn hostile_ack_lengths_are_refused() {
+        // 255 replies declared, none present.
+        let mut b = 7u64.to_be_bytes().to_vec();
+        b.extend_from_slice(&[255, 0, 0]);
+        assert!(is_malformed(&PipelineAck::decode(&b).unwrap_err(), "ack"));
+        // Message of 65535 bytes declared, 1 present.
+        let mut b = 7u64.to_be_bytes().to_vec();
+        b.extend_from_slice(&[0, 0xff, 0xff, b'x']);
+        let err = PipelineAck::decode(&b).unwrap_err();
+        assert!(err.to_string().contains("message length 65535"), "{err}");
+        // Unknown status and invalid UTF-8.
+        let mut b = 7u64.to_be_bytes().to_vec();
+        b.extend_from_slice(&[1, 200, 0, 0]);
+        assert!(PipelineAck::decode(&b)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown status 200"));
+        let mut b = 7u64.to_be_bytes().to_vec();
+        b.extend_from_slice(&[0, 0, 2, 0xc3, 0x28]);
+        assert!(PipelineAck::decode(&b)
+            .unwrap_err()
+            .to_string()
+            .contains("not UTF-8"));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn packet_decode_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            match Packet::decode(Bytes::from(bytes.clone())) {
+                Ok(p) => {
+                    prop_assert_eq!(Packet::HEADER_LEN + p.checksums.len() + p.data.len(), bytes.len());
+                    prop_assert_eq!(p.checksums.len() % CHECKSUM_LEN, 0);
+                }
+                Err(e) => prop_assert!(is_malformed(&e, "packet"), "{}", e),
+            }
+        }
+
+        /// A well-formed header whose declared lengths are arbitrary (huge,
+        /// overflowing, inconsistent with the body): decoding succeeds exactly
+        /// when the lengths add up to the body and the checksum length is a
+        /// multiple of 4, and is a `Malformed` error otherwise.
+        #[test]
+        fn packet_decode_arbitrary_declared_lengths(
+            data_len in prop_oneof![0u32..300, any::<u32>(), Just(u32::MAX)],
+            sums_len in prop_oneof![0u32..300, any::<u32>(), Just(u32::MAX)],
+            body_len in 0usize..600,
+        ) {
+            let mut body = header(3, 4096, FLAG_SYNC, data_len, sums_len);
+            body.extend((0..body_len).map(|i| i as u8));
+            let consistent = data_len as u64 + sums_len as u64 == body_len as u64
+                && (sums_len as usize).is_multiple_of(CHECKSUM_LEN);
+            match Packet::decode(Bytes::from(body)) {
+                Ok(p) => {
+                    prop_assert!(consistent);
+                    prop_assert_eq!(p.data.len(), data_len as usize);
+                    prop_assert_eq!(p.checksums.len(), sums_len as usize);
+                    prop_assert!(p.wants_sync() && !p.is_last());
+                }
+                Err(e) => {
+                    prop_assert!(!consistent);
+                    prop_assert!(is_malformed(&e, "packet"), "{}", e);
+                }
+            }
+        }
+
+        /// Checksum count not matching the data (too few, too many, garbage)
+        /// is a checksum error from `verify`, never a panic, for any chunk size.
+        #[test]
+        fn verify_inconsistent_checksums_never_panics(
+            bpc in prop_oneof![1u32..700, any::<u32>().prop_map(|v| v.max(1))],
+            data in proptest::collection::vec(any::<u8>(), 0..1500),
+            sums_words in 0usize..8,
+            offset in any::<u32>(),
+        ) {
+            let c = Checksums::new(bpc);
+            let offset = u64::from(offset);
+            let good = Packet::new(1, offset, Bytes::from(data.clone()), &c);
+            prop_assert!(good.verify(&c).is_ok());
+            let bogus = Packet {
+                checksums: Bytes::from(vec![0xa5; sums_words * CHECKSUM_LEN]),
+                ..good.clone()
+            };
+            if bogus.checksums != good.checksums {
+                let err = bogus.verify(&c).unwrap_err();
+                prop_assert!(err.offset >= offset);
+                prop_assert!(err.offset < offset + data.len().max(1) as u64);
+            }
+        }
+
+        #[test]
+        fn packet_round_trip(
+            seqno in any::<u64>(),
+            offset in any::<u64>(),
+            flags in any::<u8>(),
+            bpc in 1u32..600,
+            data in proptest::collection::vec(any::<u8>(), 0..2048),
+        ) {
+            let c = Checksums::new(bpc);
+            let p = Packet { flags, ..Packet::new(seqno, offset, Bytes::from(data), &c) };
+            let mut body = p.encode_header();
+            prop_assert_eq!(body.len(), Packet::HEADER_LEN);
+            body.extend_from_slice(&p.checksums);
+            body.extend_from_slice(&p.data);
+            let back = Packet::decode(Bytes::from(body)).unwrap();
+            prop_assert!(back.verify(&c).is_ok());
+            prop_assert_eq!(back, p);
+        }
+
+        #[test]
+        fn ack_decode_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            match PipelineAck::decode(&bytes) {
+                Ok(a) => {
+                    prop_assert!(bytes.len() <= PipelineAck::MAX_ENCODED_LEN);
+                    prop_assert_eq!(a.encode(), bytes);
+                }
+                Err(e) => prop_assert!(is_malformed(&e, "ack"), "{}", e),
+            }
+        }
+
+        #[test]
+        fn ack_round_trip(
+            seqno in any::<u64>(),
+            replies in proptest::collection::vec(status(), 0..=PipelineAck::MAX_REPLIES),
+            message in ".{0,64}",
+        ) {
+            let a = PipelineAck { seqno, replies, message };
+            let enc = a.encode();
+            prop_assert!(enc.len() <= PipelineAck::MAX_ENCODED_LEN);
+            prop_assert_eq!(PipelineAck::decode(&enc).unwrap(), a);
+        }
+
+        /// Oversized acks are truncated on encode (replies to 255, the message
+        /// to 4096 bytes on a char boundary) so they always decode and never
+        /// exceed the ack frame limit.
+        #[test]
+        fn oversized_ack_truncates_and_decodes(
+            n_replies in 0usize..400,
+            ch in prop::sample::select(vec!['a', 'é', '€', '😀']),
+            n_chars in 0usize..2000,
+        ) {
+            let a = PipelineAck {
+                seqno: 9,
+                replies: vec![Status::ErrorChecksum; n_replies],
+                message: std::iter::repeat_n(ch, n_chars).collect(),
+            };
+            let enc = a.encode();
+            prop_assert!(enc.len() <= PipelineAck::MAX_ENCODED_LEN);
+            let back = PipelineAck::decode(&enc).unwrap();
+            prop_assert_eq!(back.replies.len(), n_replies.min(PipelineAck::MAX_REPLIES));
+            prop_assert!(back.message.len() <= PipelineAck::MAX_MESSAGE);
+            prop_assert!(a.message.starts_with(&back.message));
+            if a.message.len() <= PipelineAck::MAX_MESSAGE {
+                prop_assert_eq!(&back.message, &a.message);
+            } else {
+                prop_assert!(back.message.len() > PipelineAck::MAX_MESSAGE - ch.len_utf8());
+            }
+        }
+    }
+}
