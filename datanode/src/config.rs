@@ -62,6 +62,12 @@ pub struct DatanodeConfig {
     pub ack_timeout_ms: u64,
     /// Timeout of one RPC to a namenode.
     pub rpc_timeout_ms: u64,
+    /// Block scanner read rate (re-verifying finalized replicas'
+    /// checksums); 0 disables the scanner.
+    pub scan_bytes_per_sec: u64,
+    /// A full scanner pass starts this long after the previous one started
+    /// (at once if that one took longer).
+    pub scan_interval_ms: u64,
 }
 
 impl Default for DatanodeConfig {
@@ -80,6 +86,8 @@ impl Default for DatanodeConfig {
             idle_timeout_ms: 60_000,
             ack_timeout_ms: 60_000,
             rpc_timeout_ms: 10_000,
+            scan_bytes_per_sec: 8 * 1024 * 1024,
+            scan_interval_ms: 6 * 3_600_000,
         }
     }
 }
@@ -119,6 +127,9 @@ impl DatanodeConfig {
         if self.block_report_interval_ms == 0 {
             return bad("block-report-interval-ms must be positive".into());
         }
+        if self.scan_bytes_per_sec > 0 && self.scan_interval_ms == 0 {
+            return bad("scan-interval-ms must be positive while the scanner is on".into());
+        }
         if self.max_connections == 0 {
             return bad("max-connections must be positive".into());
         }
@@ -147,6 +158,9 @@ impl DatanodeConfig {
     }
     pub fn rpc_timeout(&self) -> Duration {
         Duration::from_millis(self.rpc_timeout_ms.max(1))
+    }
+    pub fn scan_interval(&self) -> Duration {
+        Duration::from_millis(self.scan_interval_ms.max(1))
     }
 }
 

@@ -44,6 +44,13 @@ pub enum Error {
         gen_stamp: u64,
         node: String,
     },
+    #[error("replica of block {block} with generation stamp {gen_stamp} on datanode {node} is corrupt ({reason}) and no longer served")]
+    ReplicaCorrupt {
+        block: u64,
+        gen_stamp: u64,
+        node: String,
+        reason: String,
+    },
     #[error("corrupt replica file {path}: {why}")]
     CorruptReplica { path: PathBuf, why: String },
     #[error("invalid request: {0}")]
@@ -75,6 +82,7 @@ impl Error {
             Error::ChecksumMismatch { .. } => Status::ErrorChecksum,
             Error::ReplicaExists { .. } => Status::ErrorExists,
             Error::ReplicaNotFound { .. } => Status::ErrorNotFound,
+            Error::ReplicaCorrupt { .. } => Status::ErrorChecksum,
             Error::Invalid(_) => Status::ErrorInvalid,
             Error::Transport(rfs_transport::TransportError::Frame(_)) => Status::ErrorInvalid,
             _ => Status::Error,

@@ -30,6 +30,10 @@ pub mod names {
     pub const BLOCKS_DELETED: &str = "rfs_datanode_blocks_deleted_total";
     /// Data commands dropped by fencing, labelled `reason`.
     pub const FENCED_COMMANDS: &str = "rfs_datanode_fenced_commands_total";
+    /// Bytes the block scanner read and verified.
+    pub const SCANNER_BYTES: &str = "rfs_datanode_scanner_bytes_total";
+    /// Replicas the block scanner found corrupt and quarantined.
+    pub const CORRUPT_REPLICAS: &str = "rfs_datanode_corrupt_replicas_total";
     /// Highest raft term a namenode claimed active at.
     pub const NAMENODE_TERM: &str = "rfs_datanode_namenode_term";
 }

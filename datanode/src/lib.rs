@@ -3,7 +3,8 @@
 //! COPY_BLOCK) over an `rfs_transport::BlockTransport`, and reports to every
 //! configured namenode (registration, heartbeats, block reports), obeying
 //! data commands only from the active namenode of the highest raft term
-//! (see `fencing`).
+//! (see `fencing`). A background `scanner` re-verifies stored checksums
+//! and quarantines and reports corrupt replicas.
 //!
 //! It owns no namespace: which blocks belong to which file is the
 //! namenode's business.
@@ -16,6 +17,7 @@ pub mod error;
 mod fencing;
 mod http;
 mod reporting;
+mod scanner;
 mod storage;
 mod transfer;
 
@@ -129,6 +131,10 @@ impl Datanode {
                 shutdown_rx.clone(),
             )));
         }
+        background.push(tokio::spawn(scanner::run(
+            node.clone(),
+            shutdown_rx.clone(),
+        )));
         let server = transfer::serve(node.clone(), listener, shutdown_rx);
         let task = tokio::spawn(async move {
             server.await;

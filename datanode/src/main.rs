@@ -45,6 +45,12 @@ struct Cli {
     /// Hostname reported to namenodes [default: the data address' ip].
     #[arg(long)]
     hostname: Option<String>,
+    /// Block scanner read rate, bytes/s; 0 disables it [default: 8388608].
+    #[arg(long)]
+    scan_bytes_per_sec: Option<u64>,
+    /// Period of full block scanner passes [default: 21600000].
+    #[arg(long)]
+    scan_interval_ms: Option<u64>,
 }
 
 fn config(cli: Cli) -> Result<DatanodeConfig, rfs_datanode::Error> {
@@ -71,6 +77,12 @@ fn config(cli: Cli) -> Result<DatanodeConfig, rfs_datanode::Error> {
     }
     if let Some(v) = cli.block_report_interval_ms {
         c.block_report_interval_ms = v;
+    }
+    if let Some(v) = cli.scan_bytes_per_sec {
+        c.scan_bytes_per_sec = v;
+    }
+    if let Some(v) = cli.scan_interval_ms {
+        c.scan_interval_ms = v;
     }
     c.no_fsync |= cli.no_fsync;
     if cli.hostname.is_some() {

@@ -11,6 +11,11 @@
 //! dropped with a warning and counted in `rfs_datanode_fenced_commands_total`.
 //! ReRegister is obeyed from any namenode: it only resyncs this connection.
 //!
+//! Replicas the block scanner quarantined are reported bad to every
+//! namenode (`ReportBadReplica`) as soon as found, and again after every
+//! full block report (which leaves them out), so a namenode that restarted
+//! or forgot still learns of them and can order their deletion.
+//!
 //! Any failed RPC sends the task back to registration (with backoff): a
 //! namenode that restarted knows nothing of this node, and a fresh
 //! registration plus full report is always a correct resync.
@@ -44,7 +49,7 @@ use rfs_proto::datanode::datanode_command::Command;
 use rfs_proto::datanode::datanode_protocol_client::DatanodeProtocolClient;
 use rfs_proto::datanode::{
     BlockReceivedAndDeletedRequest, BlockReportRequest, DatanodeCommand, Fencing, HeartbeatRequest,
-    RegisterRequest,
+    RegisterRequest, ReportBadReplicaRequest,
 };
 use tokio::sync::{oneshot, watch, Notify};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -65,6 +70,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 struct Pending {
     received: Vec<ExtendedBlock>,
     deleted: Vec<ExtendedBlock>,
+    /// Replicas found corrupt, with why.
+    bad: Vec<(ExtendedBlock, String)>,
     /// Fired once the entries queued with them reached the namenode.
     waiters: Vec<oneshot::Sender<()>>,
     /// Entries were dropped: only a full block report resyncs.
@@ -117,6 +124,7 @@ impl Queue {
         let mut p = self.lock();
         old.received.append(&mut p.received);
         old.deleted.append(&mut p.deleted);
+        old.bad.append(&mut p.bad);
         old.waiters.append(&mut p.waiters);
         old.overflow |= p.overflow;
         *p = old;
@@ -153,6 +161,14 @@ impl Reporter {
                 (active || !any_active).then_some(rx)
             })
             .collect()
+    }
+
+    /// Queues a "bad replica" report for every namenode.
+    pub fn bad_replica(&self, block: ExtendedBlock, reason: &str) {
+        for q in &self.queues {
+            q.lock().bad.push((block, reason.to_string()));
+            q.notify.notify_one();
+        }
     }
 
     pub fn blocks_deleted(&self, blocks: &[ExtendedBlock]) {
@@ -316,16 +332,21 @@ impl Session {
             Ok(r) => r.into_inner(),
             Err(s) => {
                 // Deleted entries are not in a full report: keep them.
+                // Bad replicas are re-sent after the next full report.
                 self.queue.restore(Pending {
-                    received: Vec::new(),
                     deleted: pending.deleted,
                     waiters: pending.waiters,
-                    overflow: false,
+                    ..Default::default()
                 });
                 return Err(self.rpc_err(s));
             }
         };
         debug!("full block report of {n} replicas sent to {}", self.addr);
+        // Quarantined replicas (those queued in `pending.bad` among them)
+        // are not in the report: tell the namenode they are bad.
+        let storage = self.node.storage.clone();
+        let bad = tokio::task::spawn_blocking(move || storage.corrupt_replicas()).await?;
+        self.report_bad(&bad).await?;
         if !pending.deleted.is_empty() {
             self.queue.restore(Pending {
                 deleted: pending.deleted,
@@ -346,6 +367,12 @@ impl Session {
         if pending.overflow {
             return self.full_report().await;
         }
+        if !pending.bad.is_empty() {
+            if let Err(e) = self.report_bad(&pending.bad).await {
+                self.queue.restore(pending);
+                return Err(e);
+            }
+        }
         if pending.received.is_empty() && pending.deleted.is_empty() {
             for w in pending.waiters {
                 let _ = w.send(());
@@ -365,10 +392,34 @@ impl Session {
                 Ok(false)
             }
             Err(s) => {
-                self.queue.restore(pending);
+                // The bad replicas were delivered above.
+                self.queue.restore(Pending {
+                    bad: Vec::new(),
+                    ..pending
+                });
                 Err(self.rpc_err(s))
             }
         }
+    }
+
+    /// Sends one `ReportBadReplica` per replica.
+    async fn report_bad(&mut self, bad: &[(ExtendedBlock, String)]) -> Result<()> {
+        for (block, reason) in bad {
+            let req = ReportBadReplicaRequest {
+                datanode_id: self.node.storage.datanode_id.clone(),
+                block: Some(*block),
+                reason: reason.clone(),
+            };
+            self.client
+                .report_bad_replica(req)
+                .await
+                .map_err(|s| self.rpc_err(s))?;
+            debug!(
+                "reported bad replica of block {} to {}",
+                block.block_id, self.addr
+            );
+        }
+        Ok(())
     }
 
     /// Judges a response's fencing and remembers whether this namenode is

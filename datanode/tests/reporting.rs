@@ -1,7 +1,7 @@
 //! A datanode reporting to in-process mock namenodes: registration, full
 //! and incremental block reports, heartbeats, the namenode's commands, and
 //! fencing (data commands obeyed only from the active namenode of the
-//! highest raft term).
+//! highest raft term), and the block scanner's bad-replica reports.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,6 +24,7 @@ struct State {
     full_reports: Vec<Vec<ExtendedBlock>>,
     received: Vec<ExtendedBlock>,
     deleted: Vec<ExtendedBlock>,
+    bad: Vec<ReportBadReplicaRequest>,
     heartbeats: Vec<HeartbeatRequest>,
     /// Handed out with the next heartbeat.
     commands: Vec<DatanodeCommand>,
@@ -107,6 +108,17 @@ impl Mock {
             || s.full_reports.iter().flatten().any(|b| b.block_id == id)
     }
 
+    /// How many bad-replica reports of block `id` from `datanode` arrived.
+    fn bad_reports(&self, id: u64, datanode: &str) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .bad
+            .iter()
+            .filter(|r| r.datanode_id == datanode && r.block.is_some_and(|b| b.block_id == id))
+            .count()
+    }
+
     fn deleted(&self, id: u64) -> bool {
         self.0
             .lock()
@@ -176,8 +188,9 @@ impl DatanodeProtocol for Mock {
     }
     async fn report_bad_replica(
         &self,
-        _r: Request<ReportBadReplicaRequest>,
+        r: Request<ReportBadReplicaRequest>,
     ) -> Result<Response<ReportBadReplicaResponse>, Status> {
+        self.0.lock().unwrap().bad.push(r.into_inner());
         Ok(Response::new(ReportBadReplicaResponse::default()))
     }
 }
@@ -563,4 +576,181 @@ async fn without_a_known_active_namenode_the_ack_waits_for_all_bounded() {
     dn.stop().await.unwrap();
     a_server.abort();
     b_server.abort();
+}
+
+/// Flips one byte of `path` in place.
+fn flip_byte(path: &std::path::Path, offset: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, offset).unwrap();
+    f.write_all_at(&[!b[0]], offset).unwrap();
+}
+
+/// READ_BLOCK of block `id` (stamp 3): the op response.
+async fn read_response(dn: &Datanode, id: u64, len: u64) -> rfs_proto::transfer::OpResponse {
+    let mut c = TcpTransport::default().connect(dn.data_addr).await.unwrap();
+    c.send(Frame::Op(Op::ReadBlock(ReadBlockOp {
+        block: Some(ExtendedBlock {
+            block_id: id,
+            generation_stamp: 3,
+            num_bytes: len,
+        }),
+        offset: 0,
+        length: len,
+        client_id: "c".into(),
+    })))
+    .await
+    .unwrap();
+    match c.recv().await.unwrap() {
+        Some(Frame::Response(r)) => r,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn scanning(mut c: DatanodeConfig, bytes_per_sec: u64, interval_ms: u64) -> DatanodeConfig {
+    c.scan_bytes_per_sec = bytes_per_sec;
+    c.scan_interval_ms = interval_ms;
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scanner_quarantines_and_reports_a_corrupt_replica() {
+    let (mock, nn_addr, server) = Mock::start(fencing(1, true)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = scanning(config(&[nn_addr], dir.path()), 64 << 20, 50);
+    cfg.block_report_interval_ms = 100;
+    let dn = Datanode::start(cfg).await.unwrap();
+    // Block ids order a pass: the clean block 1 is verified before block 2
+    // in every pass that finds block 2 corrupt.
+    write_block(&dn, 1).await;
+    write_block(&dn, 2).await;
+    flip_byte(&block_file(&dir, 2), 700);
+
+    wait_for("bad replica report of block 2", || {
+        mock.bad_reports(2, &dn.datanode_id) > 0
+    })
+    .await;
+    assert_eq!(
+        mock.bad_reports(1, &dn.datanode_id),
+        0,
+        "clean block reported"
+    );
+    {
+        let s = mock.0.lock().unwrap();
+        let r = s
+            .bad
+            .iter()
+            .find(|r| r.block.unwrap().block_id == 2)
+            .unwrap();
+        assert_eq!(r.block.unwrap().generation_stamp, 3);
+        assert!(r.reason.contains("checksum mismatch"), "{}", r.reason);
+    }
+
+    // Never served again; the clean one still is.
+    let r = read_response(&dn, 2, BLOCK_LEN as u64).await;
+    assert_eq!(r.status(), TStatus::ErrorChecksum, "{r:?}");
+    assert!(r.message.contains("corrupt"), "{}", r.message);
+    assert_present(&dn, &dir, 1).await;
+
+    // Kept on disk (in corrupt/) until invalidated; left out of later full
+    // reports and reported bad again after them.
+    let quarantined = dir.path().join("current/corrupt/blk_2");
+    assert!(quarantined.exists());
+    assert!(!block_file(&dir, 2).exists());
+    let reports = mock.0.lock().unwrap().full_reports.len();
+    wait_for("a later full report and a repeated bad report", || {
+        mock.0.lock().unwrap().full_reports.len() > reports + 1
+            && mock.bad_reports(2, &dn.datanode_id) >= 2
+    })
+    .await;
+    {
+        let s = mock.0.lock().unwrap();
+        let last = s.full_reports.last().unwrap();
+        assert!(last.iter().any(|b| b.block_id == 1));
+        assert!(!last.iter().any(|b| b.block_id == 2), "{last:?}");
+    }
+
+    let page = metrics_page(&dn).await;
+    assert!(sample(&page, "rfs_datanode_corrupt_replicas_total", "").unwrap_or(0.0) >= 1.0);
+    assert!(
+        sample(&page, "rfs_datanode_scanner_bytes_total", "").unwrap_or(0.0)
+            >= 2.0 * BLOCK_LEN as f64
+    );
+
+    mock.send_and_await(vec![invalidate(2)]).await;
+    wait_for("deletion of block 2 reported", || mock.deleted(2)).await;
+    assert!(!quarantined.exists());
+    assert!(!dir.path().join("current/corrupt/blk_2_3.meta").exists());
+    dn.stop().await.unwrap();
+    server.abort();
+}
+
+/// Lays out a finalized replica of block `id` (stamp 3, 512-byte chunks)
+/// directly on disk, its checksums matching `data`.
+fn put_replica(dir: &std::path::Path, id: u64, data: &[u8]) {
+    let fin = dir.join("current/finalized");
+    std::fs::create_dir_all(&fin).unwrap();
+    let mut meta = vec![0, 1, 0, 0, 2, 0, 0, 0];
+    for chunk in data.chunks(512) {
+        meta.extend_from_slice(&crc32c::crc32c(chunk).to_be_bytes());
+    }
+    std::fs::write(fin.join(format!("blk_{id}")), data).unwrap();
+    std::fs::write(fin.join(format!("blk_{id}_3.meta")), meta).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scanner_honours_its_rate_and_quarantine_survives_restart() {
+    let (mock, nn_addr, server) = Mock::start(fencing(1, true)).await;
+    let dir = tempfile::tempdir().unwrap();
+    const LEN: u64 = 2 << 20;
+    const RATE: u64 = 1 << 20;
+    let data: Vec<u8> = (0..LEN).map(|i| (i % 251) as u8).collect();
+    put_replica(dir.path(), 7, &data);
+    // Corrupt the last chunk: the scanner must read all LEN bytes first.
+    flip_byte(&dir.path().join("current/finalized/blk_7"), LEN - 1);
+
+    let started = std::time::Instant::now();
+    let dn = Datanode::start(scanning(config(&[nn_addr], dir.path()), RATE, 3_600_000))
+        .await
+        .unwrap();
+    wait_for("bad replica report of block 7", || {
+        mock.bad_reports(7, &dn.datanode_id) > 0
+    })
+    .await;
+    let took = started.elapsed();
+    // LEN bytes at RATE from an empty bucket: at least LEN / RATE seconds
+    // (a 64 KiB slice of slack). A lower bound only.
+    let min = Duration::from_secs_f64((LEN - 64 * 1024) as f64 / RATE as f64);
+    assert!(took >= min, "scanned {LEN} bytes at {RATE}/s in {took:?}");
+    let id = dn.datanode_id.clone();
+    dn.stop().await.unwrap();
+
+    // After a restart (scanner off) the replica is still quarantined: not
+    // served, not in the full report, and reported bad again.
+    let before = mock.bad_reports(7, &id);
+    let dn = Datanode::start(scanning(config(&[nn_addr], dir.path()), 0, 1))
+        .await
+        .unwrap();
+    wait_for("bad replica re-reported after restart", || {
+        mock.bad_reports(7, &id) > before
+    })
+    .await;
+    {
+        let s = mock.0.lock().unwrap();
+        assert!(!s
+            .full_reports
+            .last()
+            .unwrap()
+            .iter()
+            .any(|b| b.block_id == 7));
+    }
+    let r = read_response(&dn, 7, LEN).await;
+    assert_eq!(r.status(), TStatus::ErrorChecksum, "{r:?}");
+    dn.stop().await.unwrap();
+    server.abort();
 }

@@ -54,6 +54,9 @@ fn config(dir: &Path) -> DatanodeConfig {
         http_addr: Some("127.0.0.1:0".parse().unwrap()),
         idle_timeout_ms: 5_000,
         ack_timeout_ms: 5_000,
+        // These tests corrupt replicas on purpose and read them back: no
+        // block scanner racing to quarantine them.
+        scan_bytes_per_sec: 0,
         ..Default::default()
     }
 }

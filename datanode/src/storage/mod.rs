@@ -7,7 +7,14 @@
 //! <dir>/current/rbw/blk_<id>_<gs>.meta
 //! <dir>/current/finalized/blk_<id>        finalized data
 //! <dir>/current/finalized/blk_<id>_<gs>.meta
+//! <dir>/current/corrupt/blk_<id>          failed verification, never served
+//! <dir>/current/corrupt/blk_<id>_<gs>.meta
 //! ```
+//!
+//! A replica the block scanner finds corrupt is moved into `corrupt/`
+//! ([`Storage::quarantine`]): out of the served map and out of block
+//! reports, kept (and remembered across restarts) until a namenode's
+//! Invalidate deletes it.
 //!
 //! Every function here does blocking file I/O: call it from
 //! `spawn_blocking`. It never deletes a finalized replica except through
@@ -39,6 +46,8 @@ pub struct Volume {
     pub root: PathBuf,
     pub finalized: PathBuf,
     pub rbw: PathBuf,
+    /// Replicas that failed verification (see [`Storage::quarantine`]).
+    pub corrupt: PathBuf,
 }
 
 impl Volume {
@@ -48,8 +57,9 @@ impl Volume {
             root: root.to_path_buf(),
             finalized: current.join("finalized"),
             rbw: current.join("rbw"),
+            corrupt: current.join("corrupt"),
         };
-        for d in [&v.finalized, &v.rbw] {
+        for d in [&v.finalized, &v.rbw, &v.corrupt] {
             std::fs::create_dir_all(d).map_err(|source| Error::DataDir {
                 path: d.clone(),
                 source,
@@ -120,11 +130,23 @@ impl ReplicaInfo {
     }
 }
 
+/// A replica moved into `corrupt/`: never served, not in block reports,
+/// re-reported bad to namenodes until one's Invalidate deletes it.
+#[derive(Debug, Clone)]
+pub struct CorruptReplica {
+    pub info: ReplicaInfo,
+    pub reason: String,
+    /// Where its files are (in `corrupt/`, or still in `finalized/` if
+    /// moving them failed).
+    files: [PathBuf; 2],
+}
+
 pub struct Storage {
     pub volumes: Vec<Volume>,
     pub datanode_id: String,
     pub fsync: bool,
     replicas: Mutex<HashMap<u64, ReplicaInfo>>,
+    corrupt: Mutex<HashMap<u64, CorruptReplica>>,
     /// Blocks with an open writer on this node.
     writing: Mutex<HashSet<u64>>,
     next_volume: AtomicUsize,
@@ -152,8 +174,10 @@ impl Storage {
             .collect::<Result<Vec<_>>>()?;
         let datanode_id = settle_id(&volumes)?;
         let mut replicas = HashMap::new();
+        let mut corrupt = HashMap::new();
         for (i, v) in volumes.iter().enumerate() {
             scan_finalized(i, v, &mut replicas)?;
+            scan_corrupt(i, v, &mut corrupt);
             let rbw = std::fs::read_dir(&v.rbw)
                 .map(|d| d.count())
                 .unwrap_or_default();
@@ -174,6 +198,7 @@ impl Storage {
             datanode_id,
             fsync,
             replicas: Mutex::new(replicas),
+            corrupt: Mutex::new(corrupt),
             writing: Mutex::new(HashSet::new()),
             next_volume: AtomicUsize::new(0),
         })
@@ -185,6 +210,10 @@ impl Storage {
         self.replicas.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn corrupt(&self) -> MutexGuard<'_, HashMap<u64, CorruptReplica>> {
+        self.corrupt.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn writing(&self) -> MutexGuard<'_, HashSet<u64>> {
         self.writing.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -193,16 +222,94 @@ impl Storage {
         self.map().get(&block_id).cloned()
     }
 
-    /// The finalized replica of `block` with exactly `gen_stamp`.
+    /// The finalized replica of `block` with exactly `gen_stamp`; a
+    /// quarantined one is `ReplicaCorrupt`, never returned.
     pub fn lookup(&self, block_id: u64, gen_stamp: u64, node: &str) -> Result<ReplicaInfo> {
         match self.get(block_id) {
             Some(r) if r.gen_stamp == gen_stamp => Ok(r),
-            _ => Err(Error::ReplicaNotFound {
-                block: block_id,
-                gen_stamp,
-                node: node.to_string(),
+            _ => Err(match self.corrupt().get(&block_id) {
+                Some(c) if c.info.gen_stamp == gen_stamp => Error::ReplicaCorrupt {
+                    block: block_id,
+                    gen_stamp,
+                    node: node.to_string(),
+                    reason: c.reason.clone(),
+                },
+                _ => Error::ReplicaNotFound {
+                    block: block_id,
+                    gen_stamp,
+                    node: node.to_string(),
+                },
             }),
         }
+    }
+
+    /// Every finalized (served) replica, by block id.
+    pub fn finalized_replicas(&self) -> Vec<ReplicaInfo> {
+        let mut v: Vec<_> = self.map().values().cloned().collect();
+        v.sort_by_key(|r| r.block_id);
+        v
+    }
+
+    /// Quarantined replicas with why, by block id (re-reported bad after
+    /// every full block report, which leaves them out).
+    pub fn corrupt_replicas(&self) -> Vec<(ExtendedBlock, String)> {
+        let mut v: Vec<_> = self
+            .corrupt()
+            .values()
+            .map(|c| (c.info.extended(), c.reason.clone()))
+            .collect();
+        v.sort_by_key(|(b, _)| b.block_id);
+        v
+    }
+
+    /// Stops serving `info` (if it is still the finalized replica of its
+    /// block) and moves its files into `corrupt/`. Returns whether it was
+    /// quarantined now (false: deleted or replaced meanwhile).
+    pub fn quarantine(&self, info: &ReplicaInfo, reason: &str) -> bool {
+        let mut map = self.map();
+        if map.get(&info.block_id) != Some(info) {
+            return false;
+        }
+        map.remove(&info.block_id);
+        // Moved under the map lock: no finalize of the same block id can
+        // rename into finalized/ between the check and the move.
+        let v = &self.volumes[info.volume];
+        let from = [
+            Volume::data_path(&v.finalized, info.block_id),
+            Volume::meta_path(&v.finalized, info.block_id, info.gen_stamp),
+        ];
+        let to = [
+            Volume::data_path(&v.corrupt, info.block_id),
+            Volume::meta_path(&v.corrupt, info.block_id, info.gen_stamp),
+        ];
+        let mut files = to.clone();
+        for (i, (f, t)) in from.iter().zip(&to).enumerate() {
+            if let Err(e) = std::fs::rename(f, t) {
+                warn!("moving {} to {}: {e}", f.display(), t.display());
+                files[i] = f.clone();
+            }
+        }
+        if self.fsync {
+            for d in [&v.finalized, &v.corrupt] {
+                if let Err(e) = sync_dir(d) {
+                    warn!("fsync {}: {e}", d.display());
+                }
+            }
+        }
+        drop(map);
+        warn!(
+            "replica blk_{}_{} is corrupt ({reason}); quarantined, no longer served",
+            info.block_id, info.gen_stamp
+        );
+        self.corrupt().insert(
+            info.block_id,
+            CorruptReplica {
+                info: info.clone(),
+                reason: reason.to_string(),
+                files,
+            },
+        );
+        true
     }
 
     pub fn block_report(&self) -> Vec<ExtendedBlock> {
@@ -302,12 +409,29 @@ impl Storage {
                 _ => None,
             }
         };
-        let Some(info) = info else { return Ok(None) };
-        let dir = &self.volumes[info.volume].finalized;
-        for p in [
-            Volume::data_path(dir, block_id),
-            Volume::meta_path(dir, block_id, info.gen_stamp),
-        ] {
+        let (info, files) = match info {
+            Some(info) => {
+                let dir = &self.volumes[info.volume].finalized;
+                let files = [
+                    Volume::data_path(dir, block_id),
+                    Volume::meta_path(dir, block_id, info.gen_stamp),
+                ];
+                (info, files)
+            }
+            None => {
+                let mut corrupt = self.corrupt();
+                match corrupt.get(&block_id) {
+                    Some(c) if gen_stamp == 0 || c.info.gen_stamp == gen_stamp => {
+                        match corrupt.remove(&block_id) {
+                            Some(c) => (c.info, c.files),
+                            None => return Ok(None),
+                        }
+                    }
+                    _ => return Ok(None),
+                }
+            }
+        };
+        for p in files {
             match std::fs::remove_file(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -491,6 +615,54 @@ fn scan_finalized(
         );
     }
     Ok(())
+}
+
+/// Rebuilds the quarantined replicas of `corrupt/` (best effort: what
+/// cannot be parsed is kept on disk and only logged).
+fn scan_corrupt(volume: usize, v: &Volume, corrupt: &mut HashMap<u64, CorruptReplica>) {
+    let entries = match std::fs::read_dir(&v.corrupt) {
+        Ok(e) => e,
+        Err(e) => {
+            warn!("{}: {e}", v.corrupt.display());
+            return;
+        }
+    };
+    let mut data: HashMap<u64, u64> = HashMap::new();
+    let mut metas: HashMap<u64, u64> = HashMap::new();
+    for e in entries.flatten() {
+        let len = e.metadata().map(|m| m.len()).unwrap_or_default();
+        match e.file_name().to_str().and_then(parse_name) {
+            Some(Name::Data(id)) => {
+                data.insert(id, len);
+            }
+            Some(Name::Meta(id, gs)) => {
+                metas.insert(id, gs);
+            }
+            None => {}
+        }
+    }
+    for (id, length) in data {
+        let Some(gs) = metas.get(&id).copied() else {
+            warn!(
+                "{}: corrupt replica of block {id} has no .meta; kept, not reported",
+                v.corrupt.display()
+            );
+            continue;
+        };
+        let meta = Volume::meta_path(&v.corrupt, id, gs);
+        let bytes_per_checksum = check_meta(&meta, length).unwrap_or_default();
+        corrupt.entry(id).or_insert_with(|| CorruptReplica {
+            info: ReplicaInfo {
+                block_id: id,
+                gen_stamp: gs,
+                length,
+                bytes_per_checksum,
+                volume,
+            },
+            reason: "quarantined as corrupt before a restart".into(),
+            files: [Volume::data_path(&v.corrupt, id), meta],
+        });
+    }
 }
 
 fn check_meta(path: &Path, data_len: u64) -> std::result::Result<u32, String> {

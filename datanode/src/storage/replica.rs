@@ -210,6 +210,11 @@ impl ReplicaReader {
         })
     }
 
+    /// Current (data, meta) file lengths.
+    pub fn file_lens(&self) -> std::io::Result<(u64, u64)> {
+        Ok((self.data.metadata()?.len(), self.meta.metadata()?.len()))
+    }
+
     /// Reads `len` data bytes at `offset` (a chunk boundary) and the stored
     /// checksums of the chunks they cover, as (checksums, data).
     pub fn read(&self, offset: u64, len: usize) -> Result<(Bytes, Bytes)> {
