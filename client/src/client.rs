@@ -332,6 +332,27 @@ impl Client {
             .await
     }
 
+    /// Every file under `path` with each block's live and corrupt replicas
+    /// (what `dfs fsck` prints).
+    pub async fn fsck(&self, path: &str) -> Result<crate::FsckReport> {
+        let req = rfs_proto::namenode::FsckRequest { path: path.into() };
+        self.rpc()
+            .call("fsck", req, |mut c, req| async move { c.fsck(req).await })
+            .await
+    }
+
+    /// Every datanode the namenode knows, live ones first.
+    pub async fn datanode_report(&self) -> Result<Vec<crate::DatanodeReportEntry>> {
+        let req = rfs_proto::namenode::DatanodeReportRequest {};
+        let r = self
+            .rpc()
+            .call("datanode_report", req, |mut c, req| async move {
+                c.datanode_report(req).await
+            })
+            .await?;
+        Ok(r.datanodes)
+    }
+
     pub async fn fs_stats(&self) -> Result<FsStats> {
         self.rpc()
             .call("fs_stats", FsStatsRequest {}, |mut c, req| async move {

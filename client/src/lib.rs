@@ -37,7 +37,8 @@ pub use config::ClientConfig;
 pub use error::{Error, Result};
 pub use read::FileReader;
 pub use rfs_proto::namenode::{
-    ContentSummaryResponse as ContentSummary, FileStatus, FileType, FsStatsResponse as FsStats,
+    ContentSummaryResponse as ContentSummary, DatanodeReportEntry, FileStatus, FileType,
+    FsStatsResponse as FsStats, FsckBlock, FsckFile, FsckResponse as FsckReport,
     GetBlockLocationsResponse as BlockLocations,
 };
 pub use write::FileWriter;

@@ -5,13 +5,15 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rfs_proto::common::DatanodeInfo;
-use rfs_proto::datanode::DatanodeCommand;
+use rfs_proto::datanode::{DatanodeCommand, StorageReport};
 
 pub struct DatanodeState {
     pub info: DatanodeInfo,
     pub last_seen: Instant,
     /// Storage figures are known once a heartbeat arrived.
     pub reported: bool,
+    /// Data directories the node has taken out of service.
+    pub failed_volumes: u32,
     pub pending: Vec<DatanodeCommand>,
 }
 
@@ -41,25 +43,21 @@ impl Registry {
                 info,
                 last_seen: Instant::now(),
                 reported: false,
+                failed_volumes: 0,
                 pending,
             },
         );
     }
 
     /// Records a heartbeat; `None` if the node is unknown (must re-register).
-    pub fn heartbeat(
-        &mut self,
-        id: &str,
-        capacity: u64,
-        used: u64,
-        remaining: u64,
-    ) -> Option<Vec<DatanodeCommand>> {
+    pub fn heartbeat(&mut self, id: &str, storage: &StorageReport) -> Option<Vec<DatanodeCommand>> {
         let s = self.nodes.get_mut(id)?;
         s.last_seen = Instant::now();
         s.reported = true;
-        s.info.capacity = capacity;
-        s.info.used = used;
-        s.info.remaining = remaining;
+        s.info.capacity = storage.capacity;
+        s.info.used = storage.used;
+        s.info.remaining = storage.remaining;
+        s.failed_volumes = storage.failed_volumes;
         Some(std::mem::take(&mut s.pending))
     }
 
@@ -81,6 +79,11 @@ impl Registry {
 
     pub fn get(&self, id: &str) -> Option<&DatanodeState> {
         self.nodes.get(id)
+    }
+
+    /// Every known node, live or dead.
+    pub fn all(&self) -> impl Iterator<Item = &DatanodeState> {
+        self.nodes.values()
     }
 
     pub fn live(&self) -> impl Iterator<Item = &DatanodeState> {

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod datanodes;
 pub mod error;
+pub mod health;
 pub mod http;
 pub mod leases;
 pub mod meta_op;

@@ -58,8 +58,16 @@ mod tests {
         ] {
             reg.register(node(id, ip));
             let remaining = if id == "full" { 10 } else { 1 << 30 };
-            reg.heartbeat(id, 1 << 31, 0, remaining)
-                .expect("registered");
+            reg.heartbeat(
+                id,
+                &rfs_proto::datanode::StorageReport {
+                    capacity: 1 << 31,
+                    used: 0,
+                    remaining,
+                    failed_volumes: 0,
+                },
+            )
+            .expect("registered");
         }
         for _ in 0..20 {
             let t = choose(&reg, 3, 1 << 20, "10.0.0.2", &[]);

@@ -273,6 +273,20 @@ impl ClientProtocol for FakeNamenode {
         Ok(Response::new(ReportBadBlocksResponse {}))
     }
 
+    async fn fsck(
+        &self,
+        _: Request<rfs_proto::namenode::FsckRequest>,
+    ) -> Rpc<rfs_proto::namenode::FsckResponse> {
+        Err(tonic::Status::unimplemented("fsck is not faked"))
+    }
+
+    async fn datanode_report(
+        &self,
+        _: Request<rfs_proto::namenode::DatanodeReportRequest>,
+    ) -> Rpc<rfs_proto::namenode::DatanodeReportResponse> {
+        Err(tonic::Status::unimplemented("datanode_report is not faked"))
+    }
+
     async fn renew_lease(&self, _: Request<RenewLeaseRequest>) -> Rpc<RenewLeaseResponse> {
         self.state().renewals += 1;
         Ok(Response::new(RenewLeaseResponse {}))

@@ -1,6 +1,8 @@
 //! Re-replication: a dead datanode's blocks are copied back to the file's
 //! replication on other nodes, excess replicas are trimmed when it
-//! returns, and `setrep` lowers and raises replica counts the same way.
+//! returns, and `setrep` lowers and raises replica counts the same way; a
+//! corrupt replica is found by the scanner, replaced and deleted, and fsck
+//! and `dfs admin report` show what happens.
 
 use std::time::{Duration, Instant};
 
@@ -78,5 +80,117 @@ async fn dead_datanode_blocks_are_re_replicated_and_excess_trimmed_on_return() -
     c.set_replication("/r/f", 4).await?;
     wait_replicas(&cluster, &ids, 4, all, Duration::from_secs(30)).await?;
     assert_eq!(read_file(&c, "/r/f").await?, data, "content after setrep");
+    Ok(())
+}
+
+/// Runs the built `dfs` against `cluster`; (exit ok, stdout, stderr).
+fn dfs(cluster: &MiniCluster, args: &[&str]) -> Result<(bool, String, String)> {
+    let out = std::process::Command::new(rfs_integration::bin_path("dfs")?)
+        .args(args)
+        .env("RFS_NAMENODE", cluster.namenode_addr())
+        .env_remove("RFS_CONF")
+        .output()?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_replica_is_found_reported_replaced_and_fsck_tracks_it() -> Result<()> {
+    let mut cluster = MiniCluster::builder().datanodes(4).start().await?;
+    cluster.wait_live_datanodes(4).await?;
+    let c = cluster.client().await?;
+    let data = payload(2 * MIB - 5, 11);
+    write_file(&c, "/c/f", &data).await?;
+    let ids = block_ids(&c, "/c/f").await?;
+    let all = |_| true;
+    let placed = wait_replicas(&cluster, &ids, 3, all, Duration::from_secs(10)).await?;
+
+    let (ok, out, err) = dfs(&cluster, &["fsck", "/c", "-files", "-blocks", "-locations"])?;
+    assert!(ok, "fsck of a healthy tree fails: {out}{err}");
+    assert!(
+        out.contains("/c/f 2097147 bytes, replicated: replication=3, 2 block(s):  OK"),
+        "{out}"
+    );
+    assert!(out.contains("Live_repl=3 ["), "{out}");
+    assert!(out.contains("is HEALTHY"), "{out}");
+    let (ok, out, err) = dfs(&cluster, &["admin", "report"])?;
+    assert!(
+        ok && out.contains("Live datanodes (4):") && out.contains("Dead datanodes (0):"),
+        "{out}{err}"
+    );
+
+    // Flip a byte of one replica on disk; the datanode's scanner finds it
+    // on its first pass after a restart, quarantines and reports it.
+    let victim = placed[0][0];
+    let replica = cluster
+        .replicas_of(ids[0])?
+        .into_iter()
+        .find(|(i, _)| *i == victim)
+        .expect("victim holds block 0")
+        .1;
+    let mut bytes = std::fs::read(&replica.data)?;
+    bytes[1000] ^= 0x5a;
+    std::fs::write(&replica.data, &bytes)?;
+    cluster.restart_datanode(victim).await?;
+
+    // Replaced from a good copy on another node; the bad one is deleted.
+    let others = |i| i != victim;
+    wait_replicas(&cluster, &ids[..1], 3, others, Duration::from_secs(30)).await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = c.fsck("/c").await?;
+        let b = &r.files[0].blocks[0];
+        let quarantined: usize = cluster
+            .datanode_dirs(victim)
+            .iter()
+            .map(|d| std::fs::read_dir(d.join("current/corrupt")).map_or(0, |e| e.count()))
+            .sum();
+        if b.live_replicas == 3 && quarantined == 0 && cluster.replicas_of(ids[0])?.len() == 3 {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "block 0 not repaired: {b:?}, {quarantined} quarantined files\n{}",
+                cluster.log_tails()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(read_file(&c, "/c/f").await?, data);
+    let (ok, out, _) = dfs(&cluster, &["fsck", "/"])?;
+    assert!(
+        ok && out.contains("Corrupt blocks:\t0") && out.contains("is HEALTHY"),
+        "{out}"
+    );
+
+    // With every replica of a block corrupt, fsck says CORRUPT (exit 1)
+    // and a read fails with a corruption error instead of returning data.
+    for (_, r) in cluster.replicas_of(ids[1])? {
+        let mut bytes = std::fs::read(&r.data)?;
+        bytes[10] ^= 0xff;
+        std::fs::write(&r.data, &bytes)?;
+    }
+    let read = read_file(&c, "/c/f").await;
+    let e = read.expect_err("reading a block whose replicas are all corrupt must fail");
+    assert!(
+        format!("{e:#}").to_lowercase().contains("corrupt")
+            || format!("{e:#}").to_lowercase().contains("checksum"),
+        "{e:#}"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (ok, out, err) = dfs(&cluster, &["fsck", "/c", "-blocks"])?;
+        if !ok && out.contains("is CORRUPT") && out.contains(" CORRUPT") {
+            assert!(err.contains("corrupt"), "{err}");
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("fsck never said CORRUPT: {out}{err}");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     Ok(())
 }

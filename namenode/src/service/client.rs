@@ -554,4 +554,24 @@ impl ClientProtocol for ClientService {
         crate::service::datanode::record_bad_replica(&self.state, &b, &r.datanode_id, &r.reason)?;
         Ok(Response::new(ReportBadBlocksResponse {}))
     }
+
+    async fn fsck(&self, req: Request<FsckRequest>) -> R<FsckResponse> {
+        rpc("fsck");
+        self.linearizable().await?;
+        let p = path::normalize(&req.into_inner().path)?;
+        let state = self.state.clone();
+        let report = tokio::task::spawn_blocking(move || crate::health::fsck(&state, &p))
+            .await
+            .map_err(|e| NamenodeError::Internal(format!("fsck: {e}")))??;
+        Ok(Response::new(report))
+    }
+
+    async fn datanode_report(
+        &self,
+        _req: Request<DatanodeReportRequest>,
+    ) -> R<DatanodeReportResponse> {
+        rpc("datanode_report");
+        self.leading()?;
+        Ok(Response::new(crate::health::datanode_report(&self.state)))
+    }
 }

@@ -177,10 +177,7 @@ impl DatanodeProtocol for DatanodeService {
         rpc("heartbeat");
         let r = req.into_inner();
         let s = r.storage.unwrap_or_default();
-        let commands =
-            self.state
-                .registry()
-                .heartbeat(&r.datanode_id, s.capacity, s.used, s.remaining);
+        let commands = self.state.registry().heartbeat(&r.datanode_id, &s);
         let (commands, fencing) = self.fenced(commands.unwrap_or_else(|| vec![reregister()]));
         Ok(Response::new(HeartbeatResponse { commands, fencing }))
     }

@@ -42,6 +42,13 @@ pub enum AdminCmd {
     /// The namenode HA group: each member's state, and moving leadership.
     #[command(subcommand)]
     Ha(HaCmd),
+    /// Datanodes: live and dead, capacity, used, remaining, failed volumes.
+    #[command(
+        long_about = "Print the cluster's totals, then every datanode the leader knows, live \
+        ones first: address, id, capacity, used, remaining, failed volumes, replicas held and \
+        seconds since its last heartbeat."
+    )]
+    Report,
 }
 
 #[derive(Debug, Subcommand)]
@@ -72,6 +79,30 @@ pub enum HaCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum FsCmd {
+    /// Check the health of files' blocks: healthy, under-replicated, corrupt, missing.
+    #[command(
+        long_about = "Check every file under PATH, like `hdfs fsck`: each block's live good \
+        replicas against the file's replication. A block is under-replicated with fewer \
+        live replicas than asked, corrupt when replicas were reported bad and no good one \
+        is live, missing when no replica is known. Prints a summary and \
+        `The filesystem under path 'PATH' is HEALTHY` or `CORRUPT`.\n\n\
+        Exits 0 when healthy (under-replication alone is healthy: the namenode is \
+        repairing it), 1 when a block is corrupt or missing."
+    )]
+    Fsck {
+        /// Path to check (default /).
+        #[arg(default_value = "/")]
+        path: String,
+        /// Print each file checked.
+        #[arg(long = "files")]
+        files: bool,
+        /// Print each file's blocks (implies -files).
+        #[arg(long = "blocks")]
+        blocks: bool,
+        /// Print each block's datanode addresses (implies -blocks).
+        #[arg(long = "locations")]
+        locations: bool,
+    },
     /// Copy local files or directories (recursively) into rfs; `-` reads stdin.
     #[command(
         long_about = "Copy local files or directories (recursively) into rfs.\n\n\
@@ -203,6 +234,23 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     }
 }
 
+/// `hdfs fsck` spells its options with one dash (`-files -blocks
+/// -locations`); accept that spelling after `fsck` as well as clap's `--`.
+pub fn hdfs_style_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut after_fsck = false;
+    args.into_iter()
+        .map(|a| {
+            if a == "fsck" {
+                after_fsck = true;
+            }
+            match a.as_str() {
+                "-files" | "-blocks" | "-locations" if after_fsck => format!("-{a}"),
+                _ => a,
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,6 +316,21 @@ mod tests {
             Cli::try_parse_from(["dfs", "--namenode", "a:1,b:2", "admin", "ha", "status"]).unwrap();
         assert_eq!(c.namenode.as_deref(), Some("a:1,b:2"));
         assert!(matches!(c.cmd, Cmd::Admin(AdminCmd::Ha(HaCmd::Status))));
+        let args = hdfs_style_args(
+            ["dfs", "fsck", "/d", "-files", "-blocks", "-locations"].map(String::from),
+        );
+        let c = Cli::try_parse_from(args).unwrap();
+        assert!(matches!(
+            c.cmd,
+            Cmd::Fs(FsCmd::Fsck {
+                files: true,
+                blocks: true,
+                locations: true,
+                ..
+            })
+        ));
+        let c = Cli::try_parse_from(["dfs", "admin", "report"]).unwrap();
+        assert!(matches!(c.cmd, Cmd::Admin(AdminCmd::Report)));
         let c = Cli::try_parse_from(["dfs", "admin", "ha", "transfer", "nn2"]).unwrap();
         match c.cmd {
             Cmd::Admin(AdminCmd::Ha(HaCmd::Transfer { member_id })) => assert_eq!(member_id, "nn2"),

@@ -21,7 +21,7 @@ use rfs_client::{Client, ClientConfig};
 use commands::Report;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = cli::Cli::parse_from(cli::hdfs_style_args(std::env::args()));
     // `dfs cat big | head`: end quietly when the reader goes away, as Unix
     // tools do, instead of panicking on a closed stdout.
     // SAFETY: called first thing, before any other thread exists.
@@ -58,6 +58,13 @@ async fn run(cli: cli::Cli, report: &mut Report) {
         Err(e) => return report.fail(e),
     };
     match cli.cmd {
+        cli::Cmd::Admin(cli::AdminCmd::Report) => {
+            let addrs: Vec<String> = namenodes.into_iter().map(|n| n.addr).collect();
+            match Client::connect(ClientConfig::with_namenodes(addrs)).await {
+                Ok(client) => report.check(commands::health::report(&client).await),
+                Err(e) => report.fail(e.into()),
+            }
+        }
         cli::Cmd::Admin(cmd) => commands::admin::run(&namenodes, cmd, report).await,
         cli::Cmd::Fs(cmd) => {
             let addrs: Vec<String> = namenodes.into_iter().map(|n| n.addr).collect();

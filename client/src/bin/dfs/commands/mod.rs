@@ -3,6 +3,7 @@
 //! the end.
 
 pub mod admin;
+pub mod health;
 mod listing;
 mod namespace;
 mod transfer;
@@ -97,6 +98,19 @@ pub async fn run(client: &Client, namenode: &str, cmd: FsCmd, report: &mut Repor
             }
         }
         FsCmd::Df { human, .. } => report.check(listing::df(client, namenode, human).await),
+        FsCmd::Fsck {
+            path,
+            files,
+            blocks,
+            locations,
+        } => {
+            let detail = health::Detail {
+                files: files || blocks || locations,
+                blocks: blocks || locations,
+                locations,
+            };
+            report.check(health::fsck(client, &path, detail).await)
+        }
         FsCmd::Setrep { replication, path } => {
             report.check(namespace::setrep(client, &path, replication).await)
         }
