@@ -353,6 +353,26 @@ impl Client {
         Ok(r.datanodes)
     }
 
+    /// Starts draining a datanode (`datanode`: its id or data address
+    /// `ip:port`), or with `cancel` puts it back in service; returns its
+    /// id and admin state.
+    pub async fn decommission(
+        &self,
+        datanode: &str,
+        cancel: bool,
+    ) -> Result<rfs_proto::namenode::DecommissionResponse> {
+        let req = rfs_proto::namenode::DecommissionRequest {
+            datanode: datanode.into(),
+            cancel,
+            call: self.new_call(),
+        };
+        self.rpc()
+            .call("decommission", req, |mut c, req| async move {
+                c.decommission(req).await
+            })
+            .await
+    }
+
     pub async fn fs_stats(&self) -> Result<FsStats> {
         self.rpc()
             .call("fs_stats", FsStatsRequest {}, |mut c, req| async move {

@@ -475,6 +475,18 @@ fn apply_op(t: &mut Txn, op: &MetaOp) -> Result<MetaResult> {
         }
         MetaOp::Rename { src, dst, now_ms } => rename(t, src, dst, *now_ms),
         MetaOp::ExpireRetryCache { before_ms } => expire_retry_cache(t, *before_ms),
+        MetaOp::Decommission {
+            datanode_id,
+            decommission,
+        } => {
+            let key = namespace::decommission_key(datanode_id);
+            if *decommission {
+                t.batch.insert(key, &[]);
+            } else {
+                t.batch.remove(key);
+            }
+            Ok(MetaResult::DecommissionSet)
+        }
         MetaOp::SetReplication {
             path: p,
             replication,

@@ -1,7 +1,7 @@
 //! The datanode registry: who is registered, their storage figures from
 //! heartbeats, liveness, and the commands queued for each.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use rfs_proto::common::DatanodeInfo;
@@ -20,6 +20,11 @@ pub struct DatanodeState {
 pub struct Registry {
     nodes: HashMap<String, DatanodeState>,
     dead_after: Duration,
+    /// Nodes being decommissioned (mirrors the namespace's `d` keys): no
+    /// new replicas go there and their replicas do not count.
+    draining: HashSet<String>,
+    /// Draining nodes whose every block has enough replicas elsewhere.
+    drained: HashSet<String>,
 }
 
 impl Registry {
@@ -27,6 +32,8 @@ impl Registry {
         Registry {
             nodes: HashMap::new(),
             dead_after,
+            draining: HashSet::new(),
+            drained: HashSet::new(),
         }
     }
 
@@ -95,6 +102,30 @@ impl Registry {
     pub fn counts(&self) -> (u32, u32) {
         let live = self.live().count() as u32;
         (live, self.nodes.len() as u32 - live)
+    }
+
+    pub fn set_draining(&mut self, draining: HashSet<String>) {
+        self.drained.retain(|id| draining.contains(id));
+        self.draining = draining;
+    }
+
+    pub fn set_drained(&mut self, drained: HashSet<String>) {
+        self.drained = drained;
+    }
+
+    pub fn is_draining(&self, id: &str) -> bool {
+        self.draining.contains(id)
+    }
+
+    /// `in-service`, `decommissioning` or `decommissioned`.
+    pub fn admin_state(&self, id: &str) -> &'static str {
+        if self.drained.contains(id) {
+            "decommissioned"
+        } else if self.draining.contains(id) {
+            "decommissioning"
+        } else {
+            "in-service"
+        }
     }
 
     pub fn queue(&mut self, id: &str, cmd: DatanodeCommand) {

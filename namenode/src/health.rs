@@ -70,6 +70,7 @@ pub fn datanode_report(state: &State) -> DatanodeReportResponse {
             last_contact_ms: s.last_seen.elapsed().as_millis() as u64,
             failed_volumes: s.failed_volumes,
             blocks: map.blocks_of(&s.info.datanode_id).len() as u64,
+            admin_state: reg.admin_state(&s.info.datanode_id).to_string(),
         })
         .collect();
     datanodes.sort_by(|a, b| {

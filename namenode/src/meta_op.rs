@@ -62,6 +62,12 @@ pub enum MetaOp {
         path: String,
         replication: u32,
     },
+    /// Marks a datanode to be drained (or back in service). Replicated so
+    /// that a new leader keeps draining it.
+    Decommission {
+        datanode_id: String,
+        decommission: bool,
+    },
     /// Drops retry-cache entries recorded before `before_ms` (proposed by
     /// the leader now and then, so every member forgets the same ones).
     ExpireRetryCache {
@@ -132,4 +138,5 @@ pub enum MetaResult {
     RetryCacheExpired {
         removed: u64,
     },
+    DecommissionSet,
 }

@@ -11,6 +11,7 @@
 //! | `b` block id (u64 BE)                | owning inode id (u64 BE)   |
 //! | `m` counter name                     | u64 BE                     |
 //! | `x` client id ++ 0 ++ call id (u64 BE) | [`RetryEntry`] (bincode) |
+//! | `d` datanode id                      | empty: being decommissioned |
 //! | `r`…                                 | the raft log (`raft/storage.rs`) |
 //!
 //! Keeping the raft log in the same tree lets installing a snapshot
@@ -26,13 +27,20 @@ use crate::path;
 
 /// Key prefixes of the state machine (everything but the raft log): what
 /// a snapshot carries.
-pub const STATE_PREFIXES: &[u8] = b"bcimx";
+pub const STATE_PREFIXES: &[u8] = b"bcdimx";
 
 /// A retry-cache entry: the result a call got, and when.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RetryEntry {
     pub at_ms: u64,
     pub result: Result<MetaResult>,
+}
+
+pub fn decommission_key(datanode_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + datanode_id.len());
+    k.push(b'd');
+    k.extend_from_slice(datanode_id.as_bytes());
+    k
 }
 
 pub fn retry_key(call: &CallKey) -> Vec<u8> {
@@ -149,6 +157,16 @@ impl Namespace {
             Some(v) => Ok(Some(bincode::deserialize::<RetryEntry>(&v)?.result)),
             None => Ok(None),
         }
+    }
+
+    /// Datanodes marked for decommissioning.
+    pub fn decommissioning(&self) -> Result<std::collections::HashSet<String>> {
+        let mut out = std::collections::HashSet::new();
+        for kv in self.tree.scan_prefix(b"d") {
+            let (k, _) = kv?;
+            out.insert(String::from_utf8_lossy(&k[1..]).into_owned());
+        }
+        Ok(out)
     }
 
     /// Every retry-cache entry with its key.

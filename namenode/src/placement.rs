@@ -17,6 +17,7 @@ pub fn choose(
     let mut candidates: Vec<&DatanodeInfo> = reg
         .live()
         .filter(|s| !excluded.contains(&s.info.datanode_id))
+        .filter(|s| !reg.is_draining(&s.info.datanode_id))
         // Before its first heartbeat a node's free space is unknown: allow it.
         .filter(|s| !s.reported || s.info.remaining >= block_size)
         .map(|s| &s.info)

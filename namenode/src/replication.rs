@@ -105,6 +105,10 @@ pub fn pass(state: &State, pending: &mut Pending) -> Result<Pass> {
         }
     }
 
+    let draining = state.ns.decommissioning()?;
+    state.registry().set_draining(draining.clone());
+    // Draining nodes still holding a block the rest cannot yet cover.
+    let mut not_drained: std::collections::HashSet<String> = Default::default();
     let mut done = Pass::default();
     let mut copies: Vec<(usize, BlockMeta, Vec<String>, u64, usize)> = Vec::new();
     let mut excess: Vec<(String, ExtendedBlock)> = Vec::new();
@@ -116,23 +120,33 @@ pub fn pass(state: &State, pending: &mut Pending) -> Result<Pass> {
                 done.missing += 1;
                 continue;
             };
-            let mut live: Vec<String> = readable_replicas(info, b.gen_stamp, &reg)
+            let all_live: Vec<String> = readable_replicas(info, b.gen_stamp, &reg)
                 .into_iter()
                 .cloned()
                 .collect();
+            // Replicas on draining nodes serve reads and copies but do not
+            // count: the node is going away.
+            let mut live: Vec<String> = all_live
+                .iter()
+                .filter(|n| !draining.contains(*n))
+                .cloned()
+                .collect();
+            if live.len() < wanted {
+                not_drained.extend(all_live.iter().filter(|n| draining.contains(*n)).cloned());
+            }
             if let Some((_, targets, _)) = pending.copies.get(&b.id) {
                 if targets.iter().all(|t| live.contains(t)) {
                     pending.copies.remove(&b.id);
                 }
             }
-            if live.is_empty() {
+            if all_live.is_empty() {
                 done.missing += 1;
                 continue;
             }
             if live.len() < wanted {
                 done.under_replicated += 1;
                 if !pending.copies.contains_key(&b.id) {
-                    copies.push((live.len(), b, live, block_size, wanted));
+                    copies.push((live.len(), b, all_live, block_size, wanted));
                 }
             } else if live.len() > wanted && !pending.copies.contains_key(&b.id) {
                 let extra = live.len() - wanted;
@@ -154,7 +168,9 @@ pub fn pass(state: &State, pending: &mut Pending) -> Result<Pass> {
     for (source, _, _) in pending.copies.values() {
         *streams.entry(source.clone()).or_default() += 1;
     }
-    for (_, b, live, block_size, wanted) in copies {
+    let drained = draining.difference(&not_drained).cloned().collect();
+    reg.set_drained(drained);
+    for (counted, b, live, block_size, wanted) in copies {
         let Some(source) = live
             .iter()
             .find(|n| streams.get(*n).copied().unwrap_or(0) < config.max_replication_streams)
@@ -163,15 +179,14 @@ pub fn pass(state: &State, pending: &mut Pending) -> Result<Pass> {
             continue;
         };
         let targets: Vec<DatanodeInfo> =
-            placement::choose(&reg, wanted - live.len(), block_size, "", &live);
+            placement::choose(&reg, wanted - counted, block_size, "", &live);
         if targets.is_empty() {
             continue;
         }
         let ids: Vec<String> = targets.iter().map(|t| t.datanode_id.clone()).collect();
         tracing::info!(
-            "block {} has {} of {wanted} replicas: copying from {source} to {ids:?}",
-            b.id,
-            live.len()
+            "block {} has {counted} of {wanted} replicas: copying from {source} to {ids:?}",
+            b.id
         );
         reg.queue(
             &source,

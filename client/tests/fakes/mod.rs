@@ -287,6 +287,13 @@ impl ClientProtocol for FakeNamenode {
         Err(tonic::Status::unimplemented("datanode_report is not faked"))
     }
 
+    async fn decommission(
+        &self,
+        _: Request<rfs_proto::namenode::DecommissionRequest>,
+    ) -> Rpc<rfs_proto::namenode::DecommissionResponse> {
+        Err(tonic::Status::unimplemented("decommission is not faked"))
+    }
+
     async fn renew_lease(&self, _: Request<RenewLeaseRequest>) -> Rpc<RenewLeaseResponse> {
         self.state().renewals += 1;
         Ok(Response::new(RenewLeaseResponse {}))

@@ -194,3 +194,48 @@ async fn a_corrupt_replica_is_found_reported_replaced_and_fsck_tracks_it() -> Re
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decommissioned_datanode_is_drained_before_it_says_so() -> Result<()> {
+    let mut cluster = MiniCluster::builder().datanodes(4).start().await?;
+    cluster.wait_live_datanodes(4).await?;
+    let c = cluster.client().await?;
+    let data = payload(3 * MIB + 1, 5);
+    write_file(&c, "/d/f", &data).await?;
+    let ids = block_ids(&c, "/d/f").await?;
+    let all = |_| true;
+    let placed = wait_replicas(&cluster, &ids, 3, all, Duration::from_secs(10)).await?;
+    let victim = placed[0][0];
+    let addr = cluster.datanode_data_addr(victim).to_string();
+
+    let (ok, out, err) = dfs(&cluster, &["admin", "decommission", &addr])?;
+    assert!(ok && out.contains("is decommissioning"), "{out}{err}");
+    // Every block reaches 3 replicas on the other three nodes, and only
+    // then does the report call the node decommissioned.
+    let others = |i| i != victim;
+    wait_replicas(&cluster, &ids, 3, others, Duration::from_secs(30)).await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, out, _) = dfs(&cluster, &["admin", "report"])?;
+        if out.contains("Decommission status: decommissioned") {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("never reported decommissioned:\n{out}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // New blocks avoid it; switching it off loses nothing.
+    write_file(&c, "/d/g", &data).await?;
+    for id in block_ids(&c, "/d/g").await? {
+        assert!(
+            cluster.replicas_of(id)?.iter().all(|(i, _)| *i != victim),
+            "a new block went to the decommissioned node"
+        );
+    }
+    cluster.kill_datanode(victim);
+    assert_eq!(read_file(&c, "/d/f").await?, data);
+    let (ok, out, err) = dfs(&cluster, &["admin", "decommission", "no-such-node"])?;
+    assert!(!ok && err.contains("no-such-node"), "{out}{err}");
+    Ok(())
+}

@@ -574,4 +574,40 @@ impl ClientProtocol for ClientService {
         self.leading()?;
         Ok(Response::new(crate::health::datanode_report(&self.state)))
     }
+
+    async fn decommission(&self, req: Request<DecommissionRequest>) -> R<DecommissionResponse> {
+        rpc("decommission");
+        self.leading()?;
+        let r = req.into_inner();
+        let found = {
+            let reg = self.state.registry();
+            let id = reg
+                .all()
+                .find(|s| {
+                    s.info.datanode_id == r.datanode
+                        || format!("{}:{}", s.info.ip, s.info.data_port) == r.datanode
+                })
+                .map(|s| s.info.datanode_id.clone());
+            id
+        };
+        let id =
+            found.ok_or_else(|| NamenodeError::NotFound(format!("datanode {}", r.datanode)))?;
+        let op = MetaOp::Decommission {
+            datanode_id: id.clone(),
+            decommission: !r.cancel,
+        };
+        self.submit(call_key(&r.call)?, op).await?;
+        let draining = self.state.ns.decommissioning()?;
+        let mut reg = self.state.registry();
+        reg.set_draining(draining);
+        tracing::info!(
+            "datanode {id} ({}) is now {}",
+            r.datanode,
+            reg.admin_state(&id)
+        );
+        Ok(Response::new(DecommissionResponse {
+            admin_state: reg.admin_state(&id).to_string(),
+            datanode_id: id,
+        }))
+    }
 }

@@ -49,6 +49,21 @@ pub enum AdminCmd {
         seconds since its last heartbeat."
     )]
     Report,
+    /// Drain a datanode so it can be switched off (or `--cancel`).
+    #[command(
+        long_about = "Decommission DATANODE (its id, or its data address ip:port as `dfs admin \
+        report` shows): no new blocks go to it, and every replica it holds is copied to other \
+        datanodes. `dfs admin report` shows it `decommissioning`, then `decommissioned` once \
+        every block has its full replication elsewhere; then it can be stopped without \
+        losing redundancy. `--cancel` puts it back in service."
+    )]
+    Decommission {
+        /// Datanode id or data address ip:port.
+        datanode: String,
+        /// Put the datanode back in service.
+        #[arg(long)]
+        cancel: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

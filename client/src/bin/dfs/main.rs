@@ -58,12 +58,13 @@ async fn run(cli: cli::Cli, report: &mut Report) {
         Err(e) => return report.fail(e),
     };
     match cli.cmd {
-        cli::Cmd::Admin(cli::AdminCmd::Report) => {
+        cli::Cmd::Admin(cmd @ (cli::AdminCmd::Report | cli::AdminCmd::Decommission { .. })) => {
             let addrs: Vec<String> = namenodes.into_iter().map(|n| n.addr).collect();
-            match Client::connect(ClientConfig::with_namenodes(addrs)).await {
-                Ok(client) => report.check(commands::health::report(&client).await),
-                Err(e) => report.fail(e.into()),
-            }
+            let client = match Client::connect(ClientConfig::with_namenodes(addrs)).await {
+                Ok(client) => client,
+                Err(e) => return report.fail(e.into()),
+            };
+            report.check(commands::health::admin(&client, cmd).await)
         }
         cli::Cmd::Admin(cmd) => commands::admin::run(&namenodes, cmd, report).await,
         cli::Cmd::Fs(cmd) => {

@@ -24,8 +24,10 @@ pub async fn run(namenodes: &[Namenode], cmd: AdminCmd, report: &mut Report) {
         AdminCmd::Ha(HaCmd::Transfer { member_id }) => {
             report.check(transfer(namenodes, &member_id).await)
         }
-        // Needs a client to the leader; main runs it.
-        AdminCmd::Report => report.fail(anyhow::anyhow!("admin report needs a client")),
+        // These need a client to the leader: `health::admin`.
+        AdminCmd::Report | AdminCmd::Decommission { .. } => {
+            report.fail(anyhow::anyhow!("this admin command needs a client"))
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 use anyhow::{bail, Result};
 use rfs_client::{Client, FsckFile};
 
+use crate::cli::AdminCmd;
 use crate::listing_format::size;
 
 /// How much `fsck` prints per file.
@@ -145,7 +146,23 @@ fn print_file(f: &FsckFile, detail: Detail, t: &mut Totals) {
     }
 }
 
-pub async fn report(client: &Client) -> Result<()> {
+/// The admin commands that go through the leader's client protocol.
+pub async fn admin(client: &Client, cmd: AdminCmd) -> Result<()> {
+    match cmd {
+        AdminCmd::Report => report(client).await,
+        AdminCmd::Decommission { datanode, cancel } => {
+            let r = client.decommission(&datanode, cancel).await?;
+            println!(
+                "datanode {} ({datanode}) is {}",
+                r.datanode_id, r.admin_state
+            );
+            Ok(())
+        }
+        AdminCmd::Ha(_) => bail!("ha commands ask every member, not the leader"),
+    }
+}
+
+async fn report(client: &Client) -> Result<()> {
     let nodes = client.datanode_report().await?;
     let live: Vec<_> = nodes.iter().filter(|n| n.live).collect();
     let dead: Vec<_> = nodes.iter().filter(|n| !n.live).collect();
@@ -173,6 +190,7 @@ pub async fn report(client: &Client) -> Result<()> {
             println!();
             println!("Name: {}:{} ({})", info.ip, info.data_port, info.hostname);
             println!("Datanode id: {}", info.datanode_id);
+            println!("Decommission status: {}", n.admin_state);
             println!(
                 "Capacity: {} ({})",
                 info.capacity,
