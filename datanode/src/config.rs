@@ -68,6 +68,10 @@ pub struct DatanodeConfig {
     /// A full scanner pass starts this long after the previous one started
     /// (at once if that one took longer).
     pub scan_interval_ms: u64,
+    /// Failed data dirs the node keeps running with (serving the others);
+    /// one more stops it, at start or at run time. Below the number of
+    /// data dirs.
+    pub failed_volumes_tolerated: usize,
 }
 
 impl Default for DatanodeConfig {
@@ -88,6 +92,7 @@ impl Default for DatanodeConfig {
             rpc_timeout_ms: 10_000,
             scan_bytes_per_sec: 8 * 1024 * 1024,
             scan_interval_ms: 6 * 3_600_000,
+            failed_volumes_tolerated: 0,
         }
     }
 }
@@ -135,6 +140,13 @@ impl DatanodeConfig {
         }
         if self.data_dirs.is_empty() {
             return bad("no data directory configured (--data-dir)".into());
+        }
+        if self.failed_volumes_tolerated >= self.data_dirs.len() {
+            return bad(format!(
+                "failed-volumes-tolerated {} must be less than the number of data directories ({})",
+                self.failed_volumes_tolerated,
+                self.data_dirs.len()
+            ));
         }
         for nn in &self.namenodes {
             if nn.trim().is_empty() {

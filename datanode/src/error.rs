@@ -15,6 +15,17 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("data directory {path} failed ({why}); taken out of service")]
+    VolumeFailed { path: PathBuf, why: String },
+    #[error("{failed} failed data directories, {tolerated} tolerated (failed_volumes_tolerated): {dirs}")]
+    TooManyFailedVolumes {
+        failed: usize,
+        tolerated: usize,
+        dirs: String,
+    },
+    /// The node stopped itself (message of the cause).
+    #[error("{0}")]
+    Fatal(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,

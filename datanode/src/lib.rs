@@ -4,7 +4,10 @@
 //! configured namenode (registration, heartbeats, block reports), obeying
 //! data commands only from the active namenode of the highest raft term
 //! (see `fencing`). A background `scanner` re-verifies stored checksums
-//! and quarantines and reports corrupt replicas.
+//! and quarantines and reports corrupt replicas. A failed data directory
+//! is taken out of service (its replicas reported deleted, counted in
+//! heartbeats' `failed_volumes`); more than `failed_volumes_tolerated`
+//! stop the node with [`Error::TooManyFailedVolumes`].
 //!
 //! It owns no namespace: which blocks belong to which file is the
 //! namenode's business.
@@ -31,7 +34,7 @@ use rfs_proto::defaults::{DATANODE_DATA_PORT, DATANODE_HTTP_PORT};
 use rfs_transport::{BlockListener, BlockTransport, TransportError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 pub use config::DatanodeConfig;
 pub use error::{Error, Result};
@@ -59,6 +62,8 @@ pub(crate) struct Node {
     pub xceivers: AtomicUsize,
     /// Bounds COPY_BLOCK / TransferBlock pushes running at once.
     pub transfers: tokio::sync::Semaphore,
+    /// Set (once) to why the node must stop: too many failed volumes.
+    pub fatal: watch::Sender<Option<String>>,
 }
 
 /// A running datanode.
@@ -67,6 +72,7 @@ pub struct Datanode {
     pub http_addr: SocketAddr,
     pub datanode_id: String,
     shutdown: watch::Sender<bool>,
+    fatal: watch::Receiver<Option<String>>,
     task: JoinHandle<()>,
 }
 
@@ -83,8 +89,10 @@ impl Datanode {
         config.validate()?;
         let dirs = config.data_dirs.clone();
         let fsync = !config.no_fsync;
-        let storage =
-            Arc::new(tokio::task::spawn_blocking(move || Storage::open(&dirs, fsync)).await??);
+        let tolerated = config.failed_volumes_tolerated;
+        let storage = Arc::new(
+            tokio::task::spawn_blocking(move || Storage::open(&dirs, fsync, tolerated)).await??,
+        );
         let listener = bind_data(&*transport, config.data_addr).await?;
         let data_addr = listener.local_addr();
         let http_listener = bind_http(config.http_addr).await?;
@@ -106,6 +114,7 @@ impl Datanode {
             ..Default::default()
         };
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (fatal_tx, fatal_rx) = watch::channel(None);
         let reporter = Reporter::new(config.namenodes.len());
         let node = Arc::new(Node {
             addr: data_addr.to_string(),
@@ -116,6 +125,7 @@ impl Datanode {
             info,
             xceivers: AtomicUsize::new(0),
             transfers: tokio::sync::Semaphore::new(8),
+            fatal: fatal_tx,
             config,
         });
         let datanode_id = node.storage.datanode_id.clone();
@@ -133,6 +143,11 @@ impl Datanode {
         }
         background.push(tokio::spawn(scanner::run(
             node.clone(),
+            shutdown_rx.clone(),
+        )));
+        background.push(tokio::spawn(watch_volumes(
+            node.clone(),
+            shutdown_tx.clone(),
             shutdown_rx.clone(),
         )));
         let server = transfer::serve(node.clone(), listener, shutdown_rx);
@@ -156,8 +171,14 @@ impl Datanode {
             http_addr,
             datanode_id,
             shutdown: shutdown_tx,
+            fatal: fatal_rx,
             task,
         })
+    }
+
+    /// Why the node stopped itself (too many failed volumes), if it did.
+    pub fn fatal_error(&self) -> Option<String> {
+        self.fatal.borrow().clone()
     }
 
     /// Stops accepting, lets in-flight transfers end (or aborts them after
@@ -172,9 +193,50 @@ impl Datanode {
 /// Runs a datanode until `shutdown` resolves.
 pub async fn run(config: DatanodeConfig, shutdown: impl Future<Output = ()>) -> Result<()> {
     let dn = Datanode::start(config).await?;
-    shutdown.await;
-    info!("shutting down");
-    dn.stop().await
+    let mut fatal = dn.fatal.clone();
+    tokio::select! {
+        _ = shutdown => info!("shutting down"),
+        // The sender lives in `Node`, which outlives this wait.
+        _ = fatal.wait_for(|f| f.is_some()) => {}
+    }
+    let fatal = dn.fatal_error();
+    dn.stop().await?;
+    match fatal {
+        Some(why) => Err(Error::Fatal(why)),
+        None => Ok(()),
+    }
+}
+
+/// Reports the replicas of newly failed volumes as deleted (namenodes
+/// then re-replicate them) and stops the node when more volumes failed
+/// than tolerated.
+async fn watch_volumes(
+    node: Arc<Node>,
+    stop: watch::Sender<bool>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut failures = node.storage.watch_failures();
+    loop {
+        tokio::select! {
+            r = failures.changed() => if r.is_err() { return },
+            _ = shutdown.changed() => return,
+        }
+        let storage = node.storage.clone();
+        let dropped = storage.take_dropped();
+        if !dropped.is_empty() {
+            info!(
+                "{} replicas on failed volumes reported deleted",
+                dropped.len()
+            );
+            node.reporter.blocks_deleted(&dropped);
+        }
+        if let Err(e) = storage.check_failures() {
+            error!("stopping: {e}");
+            node.fatal.send_replace(Some(e.to_string()));
+            let _ = stop.send(true);
+            return;
+        }
+    }
 }
 
 fn addr_in_use(e: &TransportError) -> bool {

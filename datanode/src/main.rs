@@ -51,6 +51,9 @@ struct Cli {
     /// Period of full block scanner passes [default: 21600000].
     #[arg(long)]
     scan_interval_ms: Option<u64>,
+    /// Failed data directories tolerated before the node stops [default: 0].
+    #[arg(long)]
+    failed_volumes_tolerated: Option<usize>,
 }
 
 fn config(cli: Cli) -> Result<DatanodeConfig, rfs_datanode::Error> {
@@ -83,6 +86,9 @@ fn config(cli: Cli) -> Result<DatanodeConfig, rfs_datanode::Error> {
     }
     if let Some(v) = cli.scan_interval_ms {
         c.scan_interval_ms = v;
+    }
+    if let Some(v) = cli.failed_volumes_tolerated {
+        c.failed_volumes_tolerated = v;
     }
     c.no_fsync |= cli.no_fsync;
     if cli.hostname.is_some() {

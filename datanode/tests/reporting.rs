@@ -754,3 +754,208 @@ async fn scanner_honours_its_rate_and_quarantine_survives_restart() {
     dn.stop().await.unwrap();
     server.abort();
 }
+
+/// READ_BLOCK of the whole block `id` (stamp 3, `BLOCK_LEN` bytes): its
+/// data, or the error response.
+async fn read_all(dn: &Datanode, id: u64) -> Result<Vec<u8>, TStatus> {
+    let mut c = TcpTransport::default().connect(dn.data_addr).await.unwrap();
+    c.send(Frame::Op(Op::ReadBlock(ReadBlockOp {
+        block: Some(ExtendedBlock {
+            block_id: id,
+            generation_stamp: 3,
+            num_bytes: BLOCK_LEN as u64,
+        }),
+        offset: 0,
+        length: BLOCK_LEN as u64,
+        client_id: "c".into(),
+    })))
+    .await
+    .unwrap();
+    match c.recv().await.unwrap() {
+        Some(Frame::Response(r)) if r.status() == TStatus::Success => {}
+        Some(Frame::Response(r)) => return Err(r.status()),
+        other => panic!("{other:?}"),
+    }
+    let mut data = Vec::new();
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(20), c.recv())
+            .await
+            .expect("packet within the deadline");
+        match frame.unwrap() {
+            Some(Frame::Packet(p)) if p.is_last() => return Ok(data),
+            Some(Frame::Packet(p)) => data.extend_from_slice(&p.data),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// A datanode with data dirs `<root>/d0` and `<root>/d1`.
+fn two_dirs(nn: std::net::SocketAddr, root: &std::path::Path, tolerated: usize) -> DatanodeConfig {
+    DatanodeConfig {
+        data_dirs: vec![root.join("d0"), root.join("d1")],
+        failed_volumes_tolerated: tolerated,
+        scan_bytes_per_sec: 0,
+        ..config(&[nn], root)
+    }
+}
+
+fn finalized_in(dir: &std::path::Path, id: u64) -> bool {
+    dir.join(format!("current/finalized/blk_{id}")).exists()
+}
+
+/// Makes a data dir fail its next replica creation, even for root: its
+/// `current/rbw` becomes a regular file.
+fn break_rbw(dir: &std::path::Path) {
+    let rbw = dir.join("current/rbw");
+    std::fs::remove_dir_all(&rbw).unwrap();
+    std::fs::write(&rbw, b"not a directory").unwrap();
+}
+
+fn last_failed_volumes(mock: &Mock) -> Option<u32> {
+    let s = mock.0.lock().unwrap();
+    s.heartbeats.last()?.storage.map(|r| r.failed_volumes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failed_volume_is_taken_out_of_service_and_the_node_keeps_serving() {
+    let (mock, nn_addr, server) = Mock::start(fencing(1, true)).await;
+    let root = tempfile::tempdir().unwrap();
+    let (d0, d1) = (root.path().join("d0"), root.path().join("d1"));
+    let dn = Datanode::start(two_dirs(nn_addr, root.path(), 1))
+        .await
+        .unwrap();
+    wait_for("a heartbeat with no failed volume", || {
+        last_failed_volumes(&mock) == Some(0)
+    })
+    .await;
+    for id in 1..=4 {
+        write_block(&dn, id).await;
+    }
+    let (on_d0, on_d1): (Vec<u64>, Vec<u64>) = (1..=4).partition(|&id| finalized_in(&d0, id));
+    assert!(
+        !on_d0.is_empty() && !on_d1.is_empty(),
+        "round robin spreads blocks: d0 {on_d0:?}, d1 {on_d1:?}"
+    );
+    assert!(on_d1.iter().all(|&id| finalized_in(&d1, id)));
+
+    break_rbw(&d1);
+    // Every write succeeds: the one that finds d1 broken moves to d0.
+    for id in 11..=16 {
+        write_block(&dn, id).await;
+        assert!(finalized_in(&d0, id), "block {id} not on the good dir");
+    }
+    wait_for("a heartbeat with one failed volume", || {
+        last_failed_volumes(&mock) == Some(1)
+    })
+    .await;
+    // The failed dir's replicas are reported deleted (the namenode
+    // re-replicates them) and no longer served.
+    for &id in &on_d1 {
+        wait_for(&format!("block {id} reported deleted"), || mock.deleted(id)).await;
+        assert_eq!(read_all(&dn, id).await, Err(TStatus::ErrorNotFound));
+    }
+    // What the good dir holds, old and new, still reads back.
+    for id in on_d0.iter().copied().chain(11..=16) {
+        assert_eq!(read_all(&dn, id).await, Ok(data_of(id)), "block {id}");
+        assert!(!mock.deleted(id), "block {id} wrongly reported deleted");
+    }
+    assert_eq!(dn.fatal_error(), None);
+    dn.stop().await.unwrap();
+    server.abort();
+}
+
+/// WRITE_BLOCK of block `id` that may fail (the node may be stopping).
+async fn try_write_block(dn: &Datanode, id: u64) {
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        let Ok(mut c) = TcpTransport::default().connect(dn.data_addr).await else {
+            return;
+        };
+        let op = Frame::Op(Op::WriteBlock(WriteBlockOp {
+            block: Some(ExtendedBlock {
+                block_id: id,
+                generation_stamp: 3,
+                num_bytes: 0,
+            }),
+            targets: vec![],
+            client_id: "c".into(),
+            bytes_per_checksum: 512,
+            source_datanode: String::new(),
+        }));
+        if c.send(op).await.is_err() {
+            return;
+        }
+        let data = Bytes::from(data_of(id));
+        let _ = c.recv().await;
+        let _ = c
+            .send(Frame::Packet(Packet::new(0, 0, data, &Checksums::new(512))))
+            .await;
+        let _ = c
+            .send(Frame::Packet(Packet::last(1, BLOCK_LEN as u64)))
+            .await;
+        while let Ok(Some(_)) = c.recv().await {}
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn more_failed_volumes_than_tolerated_stop_the_node() {
+    let (_mock, nn_addr, server) = Mock::start(fencing(1, true)).await;
+    let root = tempfile::tempdir().unwrap();
+    let d1 = root.path().join("d1");
+    let dn = Datanode::start(two_dirs(nn_addr, root.path(), 0))
+        .await
+        .unwrap();
+    break_rbw(&d1);
+    // Round robin reaches d1 within two writes.
+    for id in 1..=2 {
+        try_write_block(&dn, id).await;
+    }
+    wait_for("the node to stop itself", || dn.fatal_error().is_some()).await;
+    let why = dn.fatal_error().unwrap();
+    assert!(
+        why.contains(&d1.display().to_string()) && !why.contains('\n'),
+        "{why}"
+    );
+    let addr = dn.data_addr;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while TcpTransport::default().connect(addr).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still accepting after stopping"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    dn.stop().await.unwrap();
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unusable_dir_at_start_is_refused_unless_tolerated() {
+    let (mock, nn_addr, server) = Mock::start(fencing(1, true)).await;
+    let root = tempfile::tempdir().unwrap();
+    let d1 = root.path().join("d1");
+    // A regular file where a data dir should be: unusable even for root.
+    std::fs::write(&d1, b"not a directory").unwrap();
+
+    let err = match Datanode::start(two_dirs(nn_addr, root.path(), 0)).await {
+        Ok(_) => panic!("started with an unusable data dir and none tolerated"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains(&d1.display().to_string()) && !err.contains('\n'),
+        "{err}"
+    );
+    assert!(err.contains("failed_volumes_tolerated"), "{err}");
+
+    let dn = Datanode::start(two_dirs(nn_addr, root.path(), 1))
+        .await
+        .unwrap();
+    wait_for("a heartbeat with one failed volume", || {
+        last_failed_volumes(&mock) == Some(1)
+    })
+    .await;
+    write_block(&dn, 1).await;
+    assert_eq!(read_all(&dn, 1).await, Ok(data_of(1)));
+    dn.stop().await.unwrap();
+    server.abort();
+}

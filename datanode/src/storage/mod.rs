@@ -16,6 +16,16 @@
 //! reports, kept (and remembered across restarts) until a namenode's
 //! Invalidate deletes it.
 //!
+//! A data directory that cannot be opened at start, or whose write fails
+//! with an I/O error other than "no space" ([`Storage::fail_volume`]), is
+//! *failed*: out of service for the rest of the process. No new replica
+//! goes there, its replicas leave the served map and block reports (they
+//! are queued as deleted so namenodes re-replicate them), and heartbeats
+//! count it in `failed_volumes`. More failed volumes than
+//! `failed_volumes_tolerated` stop the datanode (see `lib.rs`). A *full*
+//! volume (less free space than the block needs, or ENOSPC on creating the
+//! replica) is only skipped for new replicas while another has room.
+//!
 //! Every function here does blocking file I/O: call it from
 //! `spawn_blocking`. It never deletes a finalized replica except through
 //! [`Storage::invalidate`] (a namenode's command).
@@ -29,11 +39,12 @@ use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use rfs_proto::common::ExtendedBlock;
 use rfs_proto::datanode::StorageReport;
-use tracing::{info, warn};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
 
 use crate::error::{Error, Result};
 pub use replica::{ReplicaReader, ReplicaWriter};
@@ -48,17 +59,25 @@ pub struct Volume {
     pub rbw: PathBuf,
     /// Replicas that failed verification (see [`Storage::quarantine`]).
     pub corrupt: PathBuf,
+    /// Why the volume was taken out of service; set once, never cleared.
+    failed: OnceLock<String>,
 }
 
 impl Volume {
-    fn open(root: &Path) -> Result<Volume> {
+    fn at(root: &Path) -> Volume {
         let current = root.join("current");
-        let v = Volume {
+        Volume {
             root: root.to_path_buf(),
             finalized: current.join("finalized"),
             rbw: current.join("rbw"),
             corrupt: current.join("corrupt"),
-        };
+            failed: OnceLock::new(),
+        }
+    }
+
+    /// Creates the directories and proves the volume writable.
+    fn prepare(&self) -> Result<()> {
+        let v = self;
         for d in [&v.finalized, &v.rbw, &v.corrupt] {
             std::fs::create_dir_all(d).map_err(|source| Error::DataDir {
                 path: d.clone(),
@@ -73,7 +92,16 @@ impl Volume {
                 path: v.rbw.clone(),
                 source,
             })?;
-        Ok(v)
+        Ok(())
+    }
+
+    /// Why the volume is out of service, if it is.
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.get().map(String::as_str)
+    }
+
+    pub fn is_failed(&self) -> bool {
+        self.failed.get().is_some()
     }
 
     pub fn data_path(dir: &Path, block_id: u64) -> PathBuf {
@@ -150,6 +178,12 @@ pub struct Storage {
     /// Blocks with an open writer on this node.
     writing: Mutex<HashSet<u64>>,
     next_volume: AtomicUsize,
+    /// Most failed volumes the node keeps running with.
+    pub tolerated: usize,
+    /// How many volumes have failed; bumped on every new failure.
+    failures: watch::Sender<usize>,
+    /// Replicas of failed volumes not yet reported as deleted.
+    dropped: Mutex<Vec<ExtendedBlock>>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -163,20 +197,44 @@ impl std::fmt::Debug for Storage {
 
 impl Storage {
     /// Opens (creating if needed) every data dir, settles the datanode id
-    /// and scans the finalized replicas.
-    pub fn open(dirs: &[PathBuf], fsync: bool) -> Result<Storage> {
+    /// and scans the finalized replicas. A dir that cannot be prepared or
+    /// scanned is a failed volume; more than `tolerated` of them (or none
+    /// left working) is [`Error::TooManyFailedVolumes`].
+    pub fn open(dirs: &[PathBuf], fsync: bool, tolerated: usize) -> Result<Storage> {
         if dirs.is_empty() {
             return Err(Error::Config("no data directory configured".into()));
         }
-        let volumes = dirs
-            .iter()
-            .map(|d| Volume::open(d))
-            .collect::<Result<Vec<_>>>()?;
-        let datanode_id = settle_id(&volumes)?;
+        let volumes: Vec<Volume> = dirs.iter().map(|d| Volume::at(d)).collect();
+        for v in &volumes {
+            if let Err(e) = v.prepare() {
+                let _ = v.failed.set(e.to_string());
+            }
+        }
+        check_failures(&volumes, tolerated)?;
+        let good: Vec<&Volume> = volumes.iter().filter(|v| !v.is_failed()).collect();
+        let datanode_id = settle_id(&good)?;
         let mut replicas = HashMap::new();
         let mut corrupt = HashMap::new();
         for (i, v) in volumes.iter().enumerate() {
-            scan_finalized(i, v, &mut replicas)?;
+            if v.is_failed() {
+                continue;
+            }
+            let mut found = HashMap::new();
+            if let Err(e) = scan_finalized(i, v, &mut found) {
+                let _ = v.failed.set(e.to_string());
+                continue;
+            }
+            for (id, info) in found {
+                if let Some(prev) = replicas.get(&id) {
+                    let prev: &ReplicaInfo = prev;
+                    warn!(
+                        "block {id} is finalized in two volumes ({} and {}); serving the first",
+                        prev.volume, i
+                    );
+                    continue;
+                }
+                replicas.insert(id, info);
+            }
             scan_corrupt(i, v, &mut corrupt);
             let rbw = std::fs::read_dir(&v.rbw)
                 .map(|d| d.count())
@@ -188,8 +246,17 @@ impl Storage {
                 );
             }
         }
+        check_failures(&volumes, tolerated)?;
+        let failed = volumes.iter().filter(|v| v.is_failed()).count();
+        for v in volumes.iter().filter(|v| v.is_failed()) {
+            error!(
+                "data directory {} failed ({}); out of service",
+                v.root.display(),
+                v.failure().unwrap_or_default()
+            );
+        }
         info!(
-            "datanode {datanode_id}: {} volumes, {} finalized replicas",
+            "datanode {datanode_id}: {} volumes ({failed} failed, {tolerated} tolerated), {} finalized replicas",
             volumes.len(),
             replicas.len()
         );
@@ -201,7 +268,63 @@ impl Storage {
             corrupt: Mutex::new(corrupt),
             writing: Mutex::new(HashSet::new()),
             next_volume: AtomicUsize::new(0),
+            tolerated,
+            failures: watch::Sender::new(failed),
+            dropped: Mutex::new(Vec::new()),
         })
+    }
+
+    /// How many volumes are out of service.
+    pub fn failed_volumes(&self) -> usize {
+        self.volumes.iter().filter(|v| v.is_failed()).count()
+    }
+
+    /// Sees the failed-volume count change.
+    pub fn watch_failures(&self) -> watch::Receiver<usize> {
+        self.failures.subscribe()
+    }
+
+    /// Replicas dropped with failed volumes since the last call (to be
+    /// reported as deleted).
+    pub fn take_dropped(&self) -> Vec<ExtendedBlock> {
+        std::mem::take(&mut *self.dropped.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// `TooManyFailedVolumes` when more volumes failed than tolerated.
+    pub fn check_failures(&self) -> Result<()> {
+        check_failures(&self.volumes, self.tolerated)
+    }
+
+    /// Takes volume `i` out of service for `reason`: no new replicas go
+    /// there and its replicas stop being served and reported (queued as
+    /// deleted). Returns false if it had already failed.
+    pub fn fail_volume(&self, i: usize, reason: &str) -> bool {
+        let v = &self.volumes[i];
+        if v.failed.set(reason.to_string()).is_err() {
+            return false;
+        }
+        // The flag is set before the map lock is taken: a finalize racing
+        // with this either sees it (and refuses) or is removed here.
+        let gone: Vec<ReplicaInfo> = {
+            let mut map = self.map();
+            let gone: Vec<_> = map.values().filter(|r| r.volume == i).cloned().collect();
+            for r in &gone {
+                map.remove(&r.block_id);
+            }
+            gone
+        };
+        self.corrupt().retain(|_, c| c.info.volume != i);
+        error!(
+            "data directory {} failed ({reason}); taken out of service, {} replicas dropped",
+            v.root.display(),
+            gone.len()
+        );
+        self.dropped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(gone.iter().map(|r| r.extended()));
+        self.failures.send_replace(self.failed_volumes());
+        true
     }
 
     fn map(&self) -> MutexGuard<'_, HashMap<u64, ReplicaInfo>> {
@@ -324,32 +447,48 @@ impl Storage {
             used,
             ..Default::default()
         };
-        for v in &self.volumes {
+        for (i, v) in self.volumes.iter().enumerate() {
+            if v.is_failed() {
+                continue;
+            }
             match v.space() {
                 Ok((total, avail)) => {
                     report.capacity += total;
                     report.remaining += avail;
                 }
                 Err(e) => {
-                    warn!("statvfs {}: {e}", v.root.display());
-                    report.failed_volumes += 1;
+                    self.fail_volume(i, &format!("statvfs: {e}"));
                 }
             }
         }
+        report.failed_volumes = self.failed_volumes() as u32;
         report
     }
 
-    /// Picks a volume round robin among those with `required` bytes free.
-    fn choose_volume(&self, required: u64) -> Result<usize> {
+    /// Picks a working volume round robin among those with `required`
+    /// bytes free, other than `tried`.
+    fn choose_volume(&self, required: u64, tried: &[usize]) -> Result<usize> {
         let n = self.volumes.len();
         let start = self.next_volume.fetch_add(1, Ordering::Relaxed);
         for k in 0..n {
             let i = (start + k) % n;
+            if tried.contains(&i) || self.volumes[i].is_failed() {
+                continue;
+            }
             match self.volumes[i].space() {
                 Ok((_, avail)) if avail >= required => return Ok(i),
                 Ok(_) => {}
-                Err(e) => warn!("statvfs {}: {e}", self.volumes[i].root.display()),
+                Err(e) => {
+                    self.fail_volume(i, &format!("statvfs: {e}"));
+                }
             }
+        }
+        if self.failed_volumes() == n {
+            return Err(Error::TooManyFailedVolumes {
+                failed: n,
+                tolerated: self.tolerated,
+                dirs: failed_dirs(&self.volumes),
+            });
         }
         Err(Error::NoSpace {
             datanode: self.datanode_id.clone(),
@@ -382,13 +521,37 @@ impl Storage {
             storage: self.clone(),
             block_id,
         };
-        let volume = self.choose_volume(expected_bytes.max(1))?;
-        ReplicaWriter::create(guard, volume, gen_stamp, bytes_per_checksum)
+        // A volume that fails or turns out full on creating the files is
+        // skipped; the next one is tried.
+        let mut guard = guard;
+        let mut tried = Vec::new();
+        loop {
+            let volume = self.choose_volume(expected_bytes.max(1), &tried)?;
+            match ReplicaWriter::create(guard, volume, gen_stamp, bytes_per_checksum) {
+                Ok(w) => return Ok(w),
+                Err((g, e)) => {
+                    let retry = matches!(e, Error::NoSpace { .. } | Error::VolumeFailed { .. });
+                    if !retry {
+                        return Err(e);
+                    }
+                    warn!("block {block_id}: {e}; trying another volume");
+                    guard = g;
+                    tried.push(volume);
+                }
+            }
+        }
     }
 
     /// Records a replica whose files were just moved into `finalized/`.
     fn insert_finalized(&self, info: ReplicaInfo, node: &str) -> Result<()> {
         let mut map = self.map();
+        let v = &self.volumes[info.volume];
+        if let Some(why) = v.failure() {
+            return Err(Error::VolumeFailed {
+                path: v.root.clone(),
+                why: why.to_string(),
+            });
+        }
         if map.contains_key(&info.block_id) {
             return Err(Error::ReplicaExists {
                 block: info.block_id,
@@ -455,8 +618,32 @@ impl Drop for WritingGuard {
     }
 }
 
+/// "dir (why), dir (why)" of the failed volumes, on one line.
+fn failed_dirs(volumes: &[Volume]) -> String {
+    volumes
+        .iter()
+        .filter_map(|v| {
+            let why = v.failure()?.replace('\n', " ");
+            Some(format!("{} ({why})", v.root.display()))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn check_failures(volumes: &[Volume], tolerated: usize) -> Result<()> {
+    let failed = volumes.iter().filter(|v| v.is_failed()).count();
+    if failed > tolerated || failed == volumes.len() {
+        return Err(Error::TooManyFailedVolumes {
+            failed,
+            tolerated,
+            dirs: failed_dirs(volumes),
+        });
+    }
+    Ok(())
+}
+
 /// Reads the id every data dir must share, creating it on first start.
-fn settle_id(volumes: &[Volume]) -> Result<String> {
+fn settle_id(volumes: &[&Volume]) -> Result<String> {
     let mut found: Option<(String, PathBuf)> = None;
     for v in volumes {
         let p = v.root.join(ID_FILE);
@@ -596,13 +783,6 @@ fn scan_finalized(
                     bytes_per_checksum: bpc,
                     volume,
                 };
-                if let Some(prev) = replicas.get(&id) {
-                    warn!(
-                        "block {id} is finalized in two volumes ({} and {}); serving the first",
-                        prev.volume, volume
-                    );
-                    continue;
-                }
                 replicas.insert(id, info);
             }
             Err(why) => warn!("{}: {why}; replica not served", meta_path.display()),

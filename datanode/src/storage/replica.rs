@@ -31,12 +31,14 @@ pub struct ReplicaWriter {
 }
 
 impl ReplicaWriter {
+    /// Creates the rbw files in `volume`; on failure hands the guard back
+    /// (with the error) so another volume can be tried.
     pub(super) fn create(
         guard: WritingGuard,
         volume: usize,
         gen_stamp: u64,
         bytes_per_checksum: u32,
-    ) -> Result<ReplicaWriter> {
+    ) -> std::result::Result<ReplicaWriter, (WritingGuard, Error)> {
         let storage = guard.storage.clone();
         let v = &storage.volumes[volume];
         let block_id = guard.block_id;
@@ -49,10 +51,21 @@ impl ReplicaWriter {
                 .truncate(true)
                 .open(p)
         };
-        let data = open(&data_path).map_err(|e| storage.io_error(e))?;
-        let meta = open(&meta_path).map_err(|e| storage.io_error(e))?;
-        meta.write_all_at(&meta::encode_header(bytes_per_checksum), 0)
-            .map_err(|e| storage.io_error(e))?;
+        let opened = open(&data_path).and_then(|data| {
+            let meta = open(&meta_path)?;
+            meta.write_all_at(&meta::encode_header(bytes_per_checksum), 0)?;
+            Ok((data, meta))
+        });
+        let (data, meta) = match opened {
+            Ok(files) => files,
+            Err(e) => {
+                for p in [&data_path, &meta_path] {
+                    let _ = std::fs::remove_file(p);
+                }
+                let e = storage.io_error(volume, e);
+                return Err((guard, e));
+            }
+        };
         Ok(ReplicaWriter {
             guard,
             volume,
@@ -82,7 +95,8 @@ impl ReplicaWriter {
     /// checked by [`Self::accepts_offset`]) and its checksums.
     pub fn write_packet(&mut self, offset: u64, data: &[u8], checksums: &[u8]) -> Result<()> {
         let storage = self.guard.storage.clone();
-        let io = |e| storage.io_error(e);
+        let volume = self.volume;
+        let io = |e| storage.io_error(volume, e);
         if offset < self.length {
             self.data.set_len(offset).map_err(io)?;
             self.meta
@@ -103,8 +117,9 @@ impl ReplicaWriter {
     /// fsyncs data and meta (hsync / before finalizing).
     pub fn sync(&self) -> Result<()> {
         let storage = &self.guard.storage;
-        self.data.sync_all().map_err(|e| storage.io_error(e))?;
-        self.meta.sync_all().map_err(|e| storage.io_error(e))?;
+        let io = |e| storage.io_error(self.volume, e);
+        self.data.sync_all().map_err(io)?;
+        self.meta.sync_all().map_err(io)?;
         Ok(())
     }
 
@@ -125,7 +140,8 @@ impl ReplicaWriter {
         let v = &storage.volumes[self.volume];
         let data_to = Volume::data_path(&v.finalized, block_id);
         let meta_to = Volume::meta_path(&v.finalized, block_id, self.gen_stamp);
-        let io = |e| storage.io_error(e);
+        let volume = self.volume;
+        let io = |e| storage.io_error(volume, e);
         // Meta first: a crash between the renames leaves a data file with
         // no meta in finalized/, which the startup scan refuses to serve.
         std::fs::rename(&self.meta_path, &meta_to).map_err(io)?;
@@ -158,15 +174,21 @@ impl ReplicaWriter {
 }
 
 impl Storage {
-    /// Turns a write error into `NoSpace` when the disk is full.
-    fn io_error(&self, e: std::io::Error) -> Error {
+    /// Classifies a write error in `volume`: `NoSpace` when the disk is
+    /// full; any other I/O error takes the volume out of service
+    /// ([`Storage::fail_volume`]) and is `VolumeFailed`.
+    fn io_error(&self, volume: usize, e: std::io::Error) -> Error {
         if is_no_space(&e) {
-            Error::NoSpace {
+            return Error::NoSpace {
                 datanode: self.datanode_id.clone(),
                 detail: String::new(),
-            }
-        } else {
-            Error::Io(e)
+            };
+        }
+        let why = e.to_string();
+        self.fail_volume(volume, &why);
+        Error::VolumeFailed {
+            path: self.volumes[volume].root.clone(),
+            why,
         }
     }
 }
