@@ -110,7 +110,9 @@ pub fn pass(state: &State, pending: &mut Pending) -> Result<Pass> {
     // Draining nodes still holding a block the rest cannot yet cover.
     let mut not_drained: std::collections::HashSet<String> = Default::default();
     let mut done = Pass::default();
-    let mut copies: Vec<(usize, BlockMeta, Vec<String>, u64, usize)> = Vec::new();
+    // (counted replicas, block, live holders, nodes to avoid, size, wanted)
+    type Copy = (usize, BlockMeta, Vec<String>, Vec<String>, u64, usize);
+    let mut copies: Vec<Copy> = Vec::new();
     let mut excess: Vec<(String, ExtendedBlock)> = Vec::new();
     {
         let mut map = state.blocks();
@@ -146,7 +148,10 @@ pub fn pass(state: &State, pending: &mut Pending) -> Result<Pass> {
             if live.len() < wanted {
                 done.under_replicated += 1;
                 if !pending.copies.contains_key(&b.id) {
-                    copies.push((live.len(), b, all_live, block_size, wanted));
+                    // Never copy onto a node that still holds a bad copy.
+                    let mut holders = all_live.clone();
+                    holders.extend(info.corrupt.iter().cloned());
+                    copies.push((live.len(), b, all_live, holders, block_size, wanted));
                 }
             } else if live.len() > wanted && !pending.copies.contains_key(&b.id) {
                 let extra = live.len() - wanted;
@@ -170,7 +175,7 @@ pub fn pass(state: &State, pending: &mut Pending) -> Result<Pass> {
     }
     let drained = draining.difference(&not_drained).cloned().collect();
     reg.set_drained(drained);
-    for (counted, b, live, block_size, wanted) in copies {
+    for (counted, b, live, avoid, block_size, wanted) in copies {
         let Some(source) = live
             .iter()
             .find(|n| streams.get(*n).copied().unwrap_or(0) < config.max_replication_streams)
@@ -179,7 +184,7 @@ pub fn pass(state: &State, pending: &mut Pending) -> Result<Pass> {
             continue;
         };
         let targets: Vec<DatanodeInfo> =
-            placement::choose(&reg, wanted - counted, block_size, "", &live);
+            placement::choose(&reg, wanted - counted, block_size, "", &avoid);
         if targets.is_empty() {
             continue;
         }
