@@ -382,6 +382,20 @@ impl HaCluster {
         kill(&mut self.members[i].child);
     }
 
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) member `i`: a member that
+    /// misses traffic without dying or losing its connections.
+    pub fn pause_member(&mut self, i: usize, paused: bool) -> Result<()> {
+        let Some(child) = &self.members[i].child else {
+            bail!("member {i} is not running");
+        };
+        let signal = if paused { libc::SIGSTOP } else { libc::SIGCONT };
+        // SAFETY: kill(2) on a child process we started and still own.
+        if unsafe { libc::kill(child.id() as i32, signal) } != 0 {
+            bail!("signalling member {i}: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// kill -9 every member at once.
     pub fn kill_all_members(&mut self) {
         for m in &mut self.members {

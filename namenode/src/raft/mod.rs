@@ -28,9 +28,14 @@ use node::{Inbox, Node, NodeSettings, NodeStatus};
 use storage::SledStorage;
 use transport::{PeerService, Peers};
 
-/// Ticks a witness waits before campaigning: in effect never, so a witness
-/// only votes; if it does end up leading, it hands leadership over.
-const WITNESS_ELECTION_TICKS: usize = 1 << 30;
+/// A witness waits this many election timeouts before campaigning, so a
+/// full member normally wins first. It must still be able to campaign: when
+/// a leader dies, the witness may hold log entries the surviving full
+/// member lacks, and then only the witness can win an election (the full
+/// member's vote request is refused as less up to date). It then serves
+/// nothing and at once hands leadership to the full member, after catching
+/// it up (`node.rs`).
+const WITNESS_ELECTION_DELAY: usize = 2;
 
 #[derive(Clone)]
 pub struct RaftHandle {
@@ -89,8 +94,8 @@ impl RaftGroup {
             ..Default::default()
         };
         if config.witness {
-            rc.min_election_tick = WITNESS_ELECTION_TICKS;
-            rc.max_election_tick = WITNESS_ELECTION_TICKS + 1;
+            rc.min_election_tick = WITNESS_ELECTION_DELAY * ha.election_ticks;
+            rc.max_election_tick = 2 * WITNESS_ELECTION_DELAY * ha.election_ticks;
         }
         rc.validate()
             .map_err(|e| NamenodeError::Config(format!("raft settings: {e}")))?;

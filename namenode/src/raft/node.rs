@@ -359,16 +359,27 @@ impl Node {
                 ))));
             }
         }
-        // A witness that ends up leading hands over at once.
-        if self.settings.witness && self.role == Role::Leader && self.transfer.is_none() {
+        // A witness that ends up leading (it held entries the surviving
+        // full member lacked) hands over as soon as a full member answers;
+        // raft-rs catches that member up before handing over.
+        if self.settings.witness
+            && self.role == Role::Leader
+            && self.raw.raft.lead_transferee.is_none()
+        {
             let best = self
                 .settings
                 .leaders
                 .iter()
-                .copied()
-                .max_by_key(|id| self.raw.raft.prs().get(*id).map_or(0, |p| p.matched));
-            if let Some(to) = best {
-                tracing::info!("witness is leader; handing leadership to member {to}");
+                .filter_map(|id| {
+                    let p = self.raw.raft.prs().get(*id)?;
+                    (p.recent_active && p.matched > 0).then_some((*id, p.matched))
+                })
+                .max_by_key(|(_, matched)| *matched);
+            if let Some((to, _)) = best {
+                tracing::info!(
+                    "witness is leader; handing leadership to {}",
+                    self.peers.name_of(to)
+                );
                 self.raw.transfer_leader(to);
             }
         }
