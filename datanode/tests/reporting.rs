@@ -281,25 +281,12 @@ async fn assert_present(dn: &Datanode, dir: &tempfile::TempDir, id: u64) {
     let path = block_file(dir, id);
     let on_disk = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert!(on_disk == data_of(id), "block {id} changed on disk");
-    let mut c = TcpTransport::default().connect(dn.data_addr).await.unwrap();
-    c.send(Frame::Op(Op::ReadBlock(ReadBlockOp {
-        block: Some(ExtendedBlock {
-            block_id: id,
-            generation_stamp: 3,
-            num_bytes: BLOCK_LEN as u64,
-        }),
-        offset: 0,
-        length: BLOCK_LEN as u64,
-        client_id: "c".into(),
-    })))
-    .await
-    .unwrap();
-    match c.recv().await.unwrap() {
-        Some(Frame::Response(r)) => {
-            assert_eq!(r.status(), TStatus::Success, "read block {id}: {r:?}")
-        }
-        other => panic!("{other:?}"),
-    }
+    let served = read_all(dn, id).await;
+    assert!(
+        served.as_ref().is_ok_and(|d| *d == data_of(id)),
+        "read block {id}: {:?}",
+        served.map(|d| d.len())
+    );
 }
 
 async fn metrics_page(dn: &Datanode) -> String {

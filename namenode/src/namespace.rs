@@ -320,6 +320,20 @@ impl Namespace {
         }
     }
 
+    /// Block `block_id` as its file records it, with the file's
+    /// replication; `None` when no file holds it.
+    pub fn block_meta(&self, block_id: u64) -> Result<Option<(BlockMeta, u32)>> {
+        let Some(file) = self.block_owner(block_id)?.and_then(|o| o.file) else {
+            return Ok(None);
+        };
+        let replication = file.replication;
+        Ok(file
+            .blocks
+            .into_iter()
+            .find(|b| b.id == block_id)
+            .map(|b| (b, replication)))
+    }
+
     /// Full path of an inode, by walking parents.
     pub fn path_of(&self, inode: &Inode) -> Result<String> {
         let mut names = Vec::new();

@@ -84,14 +84,7 @@ impl State {
         let mut stale = Vec::new();
         let mut current = Vec::new();
         for (id, gen_stamp) in ids {
-            let found = self.ns.block_owner(id)?.and_then(|o| o.file).and_then(|f| {
-                let replication = f.replication;
-                f.blocks
-                    .into_iter()
-                    .find(|m| m.id == id)
-                    .map(|m| (m, replication))
-            });
-            match found {
+            match self.ns.block_meta(id)? {
                 Some((m, replication)) if m.gen_stamp == gen_stamp => {
                     current.push((id, replication))
                 }

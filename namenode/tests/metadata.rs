@@ -420,20 +420,7 @@ fn the_example_config_is_valid() {
 async fn add_block_commits_lengths_and_abandon_removes_only_the_last_block() {
     let dir = tempfile::tempdir().unwrap();
     let log = Meta::open(dir.path()).await;
-    let create = MetaOp::Create {
-        path: "/f".into(),
-        client_id: "w".into(),
-        overwrite: false,
-        replication: 1,
-        block_size: 1024,
-        mode: 0o644,
-        create_parent: false,
-        owner: "u".into(),
-        group: "g".into(),
-        now_ms: 1,
-        take_over_from: None,
-    };
-    log.submit(create).await.unwrap();
+    log.submit(create("/f", "w")).await.unwrap();
     let add = |previous| MetaOp::AddBlock {
         path: "/f".into(),
         client_id: "w".into(),

@@ -72,17 +72,7 @@ fn add_reported(
     node: &str,
     b: &ExtendedBlock,
 ) -> Result<Option<ExtendedBlock>, NamenodeError> {
-    let known = state
-        .ns
-        .block_owner(b.block_id)?
-        .and_then(|owner| owner.file)
-        .and_then(|file| {
-            let replication = file.replication;
-            file.blocks
-                .into_iter()
-                .find(|m| m.id == b.block_id)
-                .map(|m| (m, replication))
-        });
+    let known = state.ns.block_meta(b.block_id)?;
     match known {
         Some((m, replication)) if m.gen_stamp == b.generation_stamp => {
             state
@@ -110,18 +100,11 @@ pub fn record_bad_replica(
     node: &str,
     reason: &str,
 ) -> Result<(), NamenodeError> {
-    let Some(owner) = state.ns.block_owner(b.block_id)? else {
+    let Some((meta, replication)) = state.ns.block_meta(b.block_id)? else {
         tracing::info!(
             "bad replica report for deleted block {} ignored",
             b.block_id
         );
-        return Ok(());
-    };
-    let Some(meta) = owner
-        .file
-        .as_ref()
-        .and_then(|f| f.blocks.iter().find(|m| m.id == b.block_id))
-    else {
         return Ok(());
     };
     if meta.gen_stamp != b.generation_stamp {
@@ -137,7 +120,6 @@ pub fn record_bad_replica(
         b.block_id
     );
     metrics::counter!("rfs_namenode_bad_replicas_total").increment(1);
-    let replication = owner.file.as_ref().map_or(1, |f| f.replication);
     let good_elsewhere = state
         .blocks()
         .mark_corrupt(b.block_id, meta.gen_stamp, replication, node);
