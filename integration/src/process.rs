@@ -45,11 +45,27 @@ pub fn free_port() -> Result<u16> {
     free_port_on(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
+/// Ports handed out by [`free_port_on`]: below Linux's ephemeral range
+/// (32768 and up), which the kernel also gives to outgoing connections, so
+/// a port probed free cannot be taken by some client socket before the
+/// daemon binds it; and never the same twice within one test process.
+const PORTS: std::ops::Range<u16> = 20_000..32_000;
+
 /// A free port on `ip`, which must be a local address.
 pub fn free_port_on(ip: IpAddr) -> Result<u16> {
-    let l = TcpListener::bind(SocketAddr::new(ip, 0))
-        .with_context(|| format!("binding a probe socket on {ip}"))?;
-    Ok(l.local_addr()?.port())
+    use std::sync::atomic::{AtomicU16, Ordering};
+    use std::sync::OnceLock;
+    static NEXT: OnceLock<AtomicU16> = OnceLock::new();
+    let span = PORTS.end - PORTS.start;
+    // Test processes run one after another, each from its own place.
+    let next = NEXT.get_or_init(|| AtomicU16::new(rand::random::<u16>() % span));
+    for _ in 0..span {
+        let port = PORTS.start + next.fetch_add(1, Ordering::Relaxed) % span;
+        if TcpListener::bind(SocketAddr::new(ip, port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port on {ip} in {PORTS:?}")
 }
 
 /// The Prometheus text a daemon serves at `http://addr/metrics`.
