@@ -238,6 +238,7 @@ async fn write_block(dn: &Datanode, id: u64) {
         client_id: "c".into(),
         bytes_per_checksum: 512,
         source_datanode: String::new(),
+        ..Default::default()
     })))
     .await
     .unwrap();
@@ -867,6 +868,7 @@ async fn try_write_block(dn: &Datanode, id: u64) {
             client_id: "c".into(),
             bytes_per_checksum: 512,
             source_datanode: String::new(),
+            ..Default::default()
         }));
         if c.send(op).await.is_err() {
             return;

@@ -9,7 +9,7 @@ use rfs_datanode::{Datanode, DatanodeConfig};
 use rfs_proto::common::{DatanodeInfo, ExtendedBlock};
 use rfs_proto::transfer::{
     Checksums, CopyBlockOp, Frame, Op, OpResponse, Packet, PipelineAck, ReadBlockOp, Status,
-    WriteBlockOp,
+    WriteBlockOp, WriteStage,
 };
 use rfs_transport::{BlockTransport, Connection, TcpTransport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -143,6 +143,7 @@ async fn open_write(nodes: &[&Node], b: ExtendedBlock) -> (Connection, OpRespons
         client_id: "test-client".into(),
         bytes_per_checksum: BPC,
         source_datanode: String::new(),
+        ..Default::default()
     };
     c.send(Frame::Op(Op::WriteBlock(op))).await.unwrap();
     let r = response(&mut c).await;
@@ -360,6 +361,7 @@ async fn bad_downstream_is_named_as_first_bad_link() {
         client_id: "c".into(),
         bytes_per_checksum: BPC,
         source_datanode: String::new(),
+        ..Default::default()
     })))
     .await
     .unwrap();
@@ -502,6 +504,7 @@ async fn copy_block_replicates_and_restart_keeps_replicas() {
     c.send(Frame::Op(Op::CopyBlock(CopyBlockOp {
         block: Some(block(21, 9, 0)),
         targets: vec![b.info()],
+        ..Default::default()
     })))
     .await
     .unwrap();
@@ -620,4 +623,133 @@ async fn full_disk_fails_with_no_space_and_keeps_finalized_blocks() {
     let got: Vec<u8> = pkts.iter().flat_map(|p| p.data.to_vec()).collect();
     assert!(got == kept);
     node.dn.stop().await.unwrap();
+}
+
+/// Opens a WRITE_BLOCK of `stage` on `nodes[0]` with the rest as targets.
+async fn open_stage(
+    nodes: &[&Node],
+    b: ExtendedBlock,
+    stage: WriteStage,
+    keep: u64,
+) -> (Connection, OpResponse) {
+    let mut c = connect(nodes[0]).await;
+    let op = WriteBlockOp {
+        block: Some(b),
+        targets: nodes[1..].iter().map(|n| n.info()).collect(),
+        client_id: "test-client".into(),
+        bytes_per_checksum: BPC,
+        stage: stage as i32,
+        recover_length: keep,
+        ..Default::default()
+    };
+    c.send(Frame::Op(Op::WriteBlock(op))).await.unwrap();
+    let r = response(&mut c).await;
+    (c, r)
+}
+
+async fn expect_acks(c: &mut Connection, n: usize, replies: usize) {
+    for _ in 0..n {
+        match recv(c).await {
+            Some(Frame::Ack(a)) => {
+                assert!(a.is_success(), "{a:?}");
+                assert_eq!(a.replies.len(), replies, "{a:?}");
+            }
+            other => panic!("expected an ack, got {other:?}"),
+        }
+    }
+}
+
+/// Pipeline recovery on the datanodes: a survivor (`a`) whose old writer is
+/// still open is stopped, its replica cut to the acknowledged length and
+/// given the new generation stamp; a replacement (`c`) gets that prefix
+/// from `a` (COPY_BLOCK rbw), and the RECOVER pipeline [a, c] finishes the
+/// block from the acknowledged offset. The bytes past it that `a` had
+/// received (a partial chunk) are replaced, not kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn recovery_keeps_the_acknowledged_prefix_under_a_new_generation_stamp() {
+    let (_root, nodes) = cluster(3).await;
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    let data = payload(5000, 7);
+    let sums = Checksums::new(BPC);
+    let pkt = |seq: u64, from: usize, to: usize| {
+        Packet::new(
+            seq,
+            from as u64,
+            Bytes::copy_from_slice(&data[from..to]),
+            &sums,
+        )
+    };
+    // Old pipeline a → b, gs 1: two packets acknowledged, a third (ending
+    // in a partial chunk, with bytes that will differ) only received.
+    let (mut old, r) = open_stage(&[a, b], block(60, 1, 0), WriteStage::Create, 0).await;
+    assert_eq!(r.status(), Status::Success, "{}", r.message);
+    old.send(Frame::Packet(pkt(0, 0, 1024))).await.unwrap();
+    old.send(Frame::Packet(pkt(1, 1024, 2048))).await.unwrap();
+    expect_acks(&mut old, 2, 2).await;
+    let wrong = vec![0xEEu8; 300];
+    old.send(Frame::Packet(Packet::new(
+        2,
+        2048,
+        Bytes::from(wrong),
+        &sums,
+    )))
+    .await
+    .unwrap();
+    expect_acks(&mut old, 1, 2).await;
+
+    // The replacement c gets a's first 2048 bytes at gs 2; the old writer
+    // on a (its connection still open) is stopped for it.
+    let mut cp = connect(a).await;
+    cp.send(Frame::Op(Op::CopyBlock(CopyBlockOp {
+        block: Some(block(60, 2, 2048)),
+        targets: vec![c.info()],
+        rbw: true,
+    })))
+    .await
+    .unwrap();
+    let r = response(&mut cp).await;
+    assert_eq!(r.status(), Status::Success, "{}", r.message);
+    assert_eq!(std::fs::metadata(c.rbw(60)).unwrap().len(), 2048);
+
+    let (mut new, r) = open_stage(&[a, c], block(60, 2, 0), WriteStage::Recover, 2048).await;
+    assert_eq!(r.status(), Status::Success, "{}", r.message);
+    new.send(Frame::Packet(pkt(3, 2048, 5000))).await.unwrap();
+    new.send(Frame::Packet(Packet::last(4, 5000)))
+        .await
+        .unwrap();
+    expect_acks(&mut new, 2, 2).await;
+    check_replica(a, 60, 2, &data);
+    check_replica(c, 60, 2, &data);
+    assert!(!a.finalized(60, 1).1.exists(), "no gs-1 replica left on a");
+    // The old connection learns its write was taken over.
+    let mut stopped = false;
+    while let Ok(Ok(f)) = tokio::time::timeout(T, old.recv()).await {
+        match f {
+            Some(Frame::Ack(ack)) if !ack.is_success() => {
+                assert!(ack.message.contains("recovery"), "{}", ack.message);
+                stopped = true;
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    assert!(stopped, "the old pipeline was told it was stopped");
+
+    // A finalized replica (the failure hit the last packet's ack) is
+    // recovered too: same bytes, new stamp, old stamp gone.
+    let full = payload(3000, 9);
+    let acks = write(&[a, b], block(61, 5, 0), packets(&full, 1024)).await;
+    assert!(acks.iter().all(|x| x.is_success()));
+    let (mut c61, r) = open_stage(&[a], block(61, 6, 0), WriteStage::Recover, 3000).await;
+    assert_eq!(r.status(), Status::Success, "{}", r.message);
+    c61.send(Frame::Packet(Packet::last(4, 3000)))
+        .await
+        .unwrap();
+    expect_acks(&mut c61, 1, 1).await;
+    check_replica(a, 61, 6, &full);
+    assert!(!a.finalized(61, 5).1.exists());
+    // Asking to keep more than a replica holds is refused by name.
+    let (_c, r) = open_stage(&[b], block(60, 3, 0), WriteStage::Recover, 4000).await;
+    assert_ne!(r.status(), Status::Success);
+    assert!(r.message.contains("fewer than the 4000"), "{}", r.message);
 }

@@ -31,14 +31,15 @@
 //! [`Storage::invalidate`] (a namenode's command).
 
 pub mod meta;
+mod recovery;
 pub mod replica;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use rfs_proto::common::ExtendedBlock;
@@ -175,8 +176,10 @@ pub struct Storage {
     pub fsync: bool,
     replicas: Mutex<HashMap<u64, ReplicaInfo>>,
     corrupt: Mutex<HashMap<u64, CorruptReplica>>,
-    /// Blocks with an open writer on this node.
-    writing: Mutex<HashSet<u64>>,
+    /// Blocks with an open writer on this node: the writer's token and the
+    /// signal that asks it to stop (pipeline or lease recovery takes over).
+    writing: Mutex<HashMap<u64, (u64, watch::Sender<bool>)>>,
+    next_writer_token: AtomicU64,
     next_volume: AtomicUsize,
     /// Most failed volumes the node keeps running with.
     pub tolerated: usize,
@@ -266,7 +269,8 @@ impl Storage {
             fsync,
             replicas: Mutex::new(replicas),
             corrupt: Mutex::new(corrupt),
-            writing: Mutex::new(HashSet::new()),
+            writing: Mutex::new(HashMap::new()),
+            next_writer_token: AtomicU64::new(1),
             next_volume: AtomicUsize::new(0),
             tolerated,
             failures: watch::Sender::new(failed),
@@ -337,7 +341,7 @@ impl Storage {
         self.corrupt.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn writing(&self) -> MutexGuard<'_, HashSet<u64>> {
+    fn writing(&self) -> MutexGuard<'_, HashMap<u64, (u64, watch::Sender<bool>)>> {
         self.writing.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -511,18 +515,26 @@ impl Storage {
                 node: node.to_string(),
             });
         }
-        if !self.writing().insert(block_id) {
+        let Some(guard) = self.mark_writing(block_id) else {
             return Err(Error::ReplicaExists {
                 block: block_id,
                 node: format!("{node} (a write of it is in progress)"),
             });
-        }
-        let guard = WritingGuard {
-            storage: self.clone(),
-            block_id,
         };
-        // A volume that fails or turns out full on creating the files is
-        // skipped; the next one is tried.
+        self.create_files(guard, gen_stamp, bytes_per_checksum, expected_bytes)
+    }
+
+    /// Creates the rbw files for the writer holding `guard`. A volume that
+    /// fails or turns out full on creating them is skipped; the next one is
+    /// tried.
+    fn create_files(
+        &self,
+        guard: WritingGuard,
+        gen_stamp: u64,
+        bytes_per_checksum: u32,
+        expected_bytes: u64,
+    ) -> Result<ReplicaWriter> {
+        let block_id = guard.block_id;
         let mut guard = guard;
         let mut tried = Vec::new();
         loop {
@@ -610,11 +622,35 @@ impl Storage {
 pub struct WritingGuard {
     storage: Arc<Storage>,
     block_id: u64,
+    token: u64,
+    stop: watch::Receiver<bool>,
 }
 
 impl Drop for WritingGuard {
     fn drop(&mut self) {
-        self.storage.writing().remove(&self.block_id);
+        let mut writing = self.storage.writing();
+        if writing.get(&self.block_id).map(|(t, _)| *t) == Some(self.token) {
+            writing.remove(&self.block_id);
+        }
+    }
+}
+
+impl Storage {
+    /// Marks `block_id` as being written; `None` if it already is.
+    fn mark_writing(self: &Arc<Self>, block_id: u64) -> Option<WritingGuard> {
+        let mut writing = self.writing();
+        if writing.contains_key(&block_id) {
+            return None;
+        }
+        let token = self.next_writer_token.fetch_add(1, Ordering::Relaxed);
+        let (tx, stop) = watch::channel(false);
+        writing.insert(block_id, (token, tx));
+        Some(WritingGuard {
+            storage: self.clone(),
+            block_id,
+            token,
+            stop,
+        })
     }
 }
 

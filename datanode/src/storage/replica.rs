@@ -79,8 +79,42 @@ impl ReplicaWriter {
         })
     }
 
+    /// Reopens existing rbw files holding `length` valid bytes (recovery).
+    pub(super) fn reopen(
+        guard: WritingGuard,
+        volume: usize,
+        gen_stamp: u64,
+        bytes_per_checksum: u32,
+        length: u64,
+    ) -> Result<ReplicaWriter> {
+        let storage = guard.storage.clone();
+        let v = &storage.volumes[volume];
+        let block_id = guard.block_id;
+        let data_path = Volume::data_path(&v.rbw, block_id);
+        let meta_path = Volume::meta_path(&v.rbw, block_id, gen_stamp);
+        let open = |p: &PathBuf| OpenOptions::new().read(true).write(true).open(p);
+        let data = open(&data_path).map_err(|e| storage.io_error(volume, e))?;
+        let meta = open(&meta_path).map_err(|e| storage.io_error(volume, e))?;
+        Ok(ReplicaWriter {
+            guard,
+            volume,
+            gen_stamp,
+            bytes_per_checksum,
+            data,
+            meta,
+            data_path,
+            meta_path,
+            length,
+        })
+    }
+
     pub fn block_id(&self) -> u64 {
         self.guard.block_id
+    }
+
+    /// Becomes true when a recovery of this block asks the writer to stop.
+    pub fn stop_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.guard.stop.clone()
     }
 
     /// Where the next packet may start: the current length, or the start
@@ -161,6 +195,17 @@ impl ReplicaWriter {
         Ok(info)
     }
 
+    /// What the replica holds so far (it stays in rbw/).
+    pub fn info(&self) -> ReplicaInfo {
+        ReplicaInfo {
+            block_id: self.block_id(),
+            gen_stamp: self.gen_stamp,
+            length: self.length,
+            bytes_per_checksum: self.bytes_per_checksum,
+            volume: self.volume,
+        }
+    }
+
     /// Removes the rbw files (a write that can never be completed).
     pub fn delete(self) {
         for p in [&self.data_path, &self.meta_path] {
@@ -177,7 +222,7 @@ impl Storage {
     /// Classifies a write error in `volume`: `NoSpace` when the disk is
     /// full; any other I/O error takes the volume out of service
     /// ([`Storage::fail_volume`]) and is `VolumeFailed`.
-    fn io_error(&self, volume: usize, e: std::io::Error) -> Error {
+    pub(super) fn io_error(&self, volume: usize, e: std::io::Error) -> Error {
         if is_no_space(&e) {
             return Error::NoSpace {
                 datanode: self.datanode_id.clone(),
@@ -204,9 +249,20 @@ pub struct ReplicaReader {
 
 impl ReplicaReader {
     pub fn open(storage: &Storage, info: ReplicaInfo) -> Result<ReplicaReader> {
-        let v = &storage.volumes[info.volume];
-        let data_path = Volume::data_path(&v.finalized, info.block_id);
-        let meta_path = Volume::meta_path(&v.finalized, info.block_id, info.gen_stamp);
+        let dir = storage.volumes[info.volume].finalized.clone();
+        Self::open_in(&dir, info)
+    }
+
+    /// Opens the unfinalized replica `info` in `rbw/` (nothing may be
+    /// writing it: a recovered replica whose writer was dropped).
+    pub fn open_rbw(storage: &Storage, info: ReplicaInfo) -> Result<ReplicaReader> {
+        let dir = storage.volumes[info.volume].rbw.clone();
+        Self::open_in(&dir, info)
+    }
+
+    fn open_in(dir: &std::path::Path, info: ReplicaInfo) -> Result<ReplicaReader> {
+        let data_path = Volume::data_path(dir, info.block_id);
+        let meta_path = Volume::meta_path(dir, info.block_id, info.gen_stamp);
         let data = File::open(&data_path)?;
         let meta = File::open(&meta_path)?;
         let mut h = [0u8; meta::HEADER_LEN as usize];

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use rfs_proto::common::{DatanodeInfo, ExtendedBlock};
-use rfs_proto::transfer::{CopyBlockOp, Frame, Packet, Status, WriteBlockOp};
+use rfs_proto::transfer::{CopyBlockOp, Frame, Packet, Status, WriteBlockOp, WriteStage};
 use rfs_transport::{FrameReceiver, FrameSender};
 
 use super::read_block::packet_len;
@@ -28,7 +28,11 @@ pub async fn copy_block(
         return Err(e);
     };
     let permit = node.transfers.acquire().await;
-    let result = push_replica(node, &block, &op.targets).await;
+    let result = if op.rbw {
+        push_rbw_replica(node, &block, &op.targets).await
+    } else {
+        push_replica(node, &block, &op.targets).await
+    };
     drop(permit);
     match result {
         Ok(()) => {
@@ -43,19 +47,24 @@ pub async fn copy_block(
     }
 }
 
-/// Streams the local replica of `block` to `targets` and waits for every
-/// ack.
-pub async fn push_replica(
-    node: &Arc<Node>,
-    block: &ExtendedBlock,
-    targets: &[DatanodeInfo],
-) -> Result<()> {
+fn check_targets(targets: &[DatanodeInfo]) -> Result<()> {
     if targets.is_empty() || targets.len() > MAX_TARGETS {
         return Err(Error::Invalid(format!(
             "a copy needs 1 to {MAX_TARGETS} targets, got {}",
             targets.len()
         )));
     }
+    Ok(())
+}
+
+/// Streams the local finalized replica of `block` to `targets` and waits
+/// for every ack.
+pub async fn push_replica(
+    node: &Arc<Node>,
+    block: &ExtendedBlock,
+    targets: &[DatanodeInfo],
+) -> Result<()> {
+    check_targets(targets)?;
     let info = node
         .storage
         .lookup(block.block_id, block.generation_stamp, &node.addr)?;
@@ -63,12 +72,50 @@ pub async fn push_replica(
     let info2 = info.clone();
     let reader =
         tokio::task::spawn_blocking(move || ReplicaReader::open(&storage, info2)).await??;
+    send_replica(node, reader, targets, WriteStage::Create).await
+}
+
+/// Pipeline recovery's copy for a replacement node: recovers the local
+/// replica still being written to `block` (its new generation stamp and
+/// the acknowledged length) and streams that to `targets`, which keep it
+/// unfinalized.
+async fn push_rbw_replica(
+    node: &Arc<Node>,
+    block: &ExtendedBlock,
+    targets: &[DatanodeInfo],
+) -> Result<()> {
+    check_targets(targets)?;
+    let storage = node.storage.clone();
+    let (b, me, wait) = (*block, node.addr.clone(), node.config.ack_timeout());
+    let reader = tokio::task::spawn_blocking(move || {
+        let writer =
+            storage.recover_replica(b.block_id, b.generation_stamp, b.num_bytes, 0, &me, wait)?;
+        // Dropping the writer keeps the files and frees the block for the
+        // recovery pipeline that follows.
+        let info = writer.info();
+        drop(writer);
+        ReplicaReader::open_rbw(&storage, info)
+    })
+    .await??;
+    send_replica(node, reader, targets, WriteStage::TransferRbw).await
+}
+
+async fn send_replica(
+    node: &Arc<Node>,
+    reader: ReplicaReader,
+    targets: &[DatanodeInfo],
+    stage: WriteStage,
+) -> Result<()> {
+    let info = reader.info.clone();
+    let block = &info.extended();
     let op = WriteBlockOp {
         block: Some(info.extended()),
         targets: targets.to_vec(),
         client_id: String::new(),
         bytes_per_checksum: info.bytes_per_checksum,
         source_datanode: node.storage.datanode_id.clone(),
+        stage: stage as i32,
+        recover_length: 0,
     };
     let down = match connect_downstream(node, &op).await {
         Ok(Some(d)) => d,

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use rfs_proto::common::ExtendedBlock;
 use rfs_proto::transfer::{
-    Checksums, Frame, Op, OpResponse, Packet, PipelineAck, Status, WriteBlockOp,
+    Checksums, Frame, Op, OpResponse, Packet, PipelineAck, Status, WriteBlockOp, WriteStage,
 };
 use rfs_transport::{FrameReceiver, FrameSender};
 use tokio::sync::mpsc;
@@ -199,11 +199,17 @@ pub async fn write_block(
         block.num_bytes,
     );
     let me = node.addr.clone();
-    let writer =
-        tokio::task::spawn_blocking(move || storage.create_rbw(id, gs, bpc, expected, &me))
-            .await
-            .map_err(Error::from)
-            .and_then(|r| r);
+    let stage = op.stage();
+    let (keep, wait) = (op.recover_length, node.config.ack_timeout());
+    let writer = tokio::task::spawn_blocking(move || match stage {
+        WriteStage::Recover => storage.recover_replica(id, gs, keep, bpc, &me, wait),
+        WriteStage::Create | WriteStage::TransferRbw => {
+            storage.create_rbw(id, gs, bpc, expected, &me)
+        }
+    })
+    .await
+    .map_err(Error::from)
+    .and_then(|r| r);
     let writer = match writer {
         Ok(w) => w,
         Err(e) => {
@@ -213,7 +219,7 @@ pub async fn write_block(
     };
     send_response(&mut *up_tx, error_response(Status::Success, String::new())).await?;
     debug!(
-        "receiving block {id} gs {gs} from {} (client {:?}, {} downstream)",
+        "receiving block {id} gs {gs} ({stage:?}) from {} (client {:?}, {} downstream)",
         if op.source_datanode.is_empty() {
             "client"
         } else {
@@ -222,13 +228,27 @@ pub async fn write_block(
         op.client_id,
         op.targets.len()
     );
-    run_pipeline(node, block, bpc, writer, up_tx, up_rx, downstream).await
+    let finalize = stage != WriteStage::TransferRbw;
+    let receiver = Receiver {
+        block,
+        bpc,
+        finalize,
+    };
+    run_pipeline(node, receiver, writer, up_tx, up_rx, downstream).await
+}
+
+/// What the receive loop stores.
+struct Receiver {
+    block: ExtendedBlock,
+    bpc: u32,
+    /// Finalize (and report) the replica on the last packet; otherwise it
+    /// stays in rbw/ for the recovery that follows (see `WriteStage`).
+    finalize: bool,
 }
 
 async fn run_pipeline(
     node: &Arc<Node>,
-    block: ExtendedBlock,
-    bpc: u32,
+    receiver: Receiver,
     writer: ReplicaWriter,
     up_tx: Box<dyn FrameSender>,
     up_rx: Box<dyn FrameReceiver>,
@@ -247,7 +267,7 @@ async fn run_pipeline(
         node.config.ack_timeout(),
     ));
     let abort = responder.abort_handle();
-    let receive = receive_loop(node.clone(), block, bpc, writer, up_rx, down_tx, done_tx);
+    let receive = receive_loop(node.clone(), receiver, writer, up_rx, down_tx, done_tx);
     tokio::pin!(receive);
     let mut responder = responder;
     tokio::select! {
@@ -280,14 +300,19 @@ async fn run_pipeline(
 /// Receives, verifies, forwards and writes packets until the last one.
 async fn receive_loop(
     node: Arc<Node>,
-    block: ExtendedBlock,
-    bpc: u32,
+    receiver: Receiver,
     mut writer: ReplicaWriter,
     mut up_rx: Box<dyn FrameReceiver>,
     mut down_tx: Option<Box<dyn FrameSender>>,
     done: mpsc::Sender<Done>,
 ) -> Result<()> {
+    let Receiver {
+        block,
+        bpc,
+        finalize,
+    } = receiver;
     let id = block.block_id;
+    let mut stop = writer.stop_signal();
     let sums = Checksums::new(bpc);
     let idle = node.config.idle_timeout();
     let mut next_seqno: Option<u64> = None;
@@ -318,7 +343,21 @@ async fn receive_loop(
     }
     loop {
         let expect = next_seqno.unwrap_or(0);
-        let packet = match tokio::time::timeout(idle, up_rx.recv()).await {
+        let next = tokio::select! {
+            r = tokio::time::timeout(idle, up_rx.recv()) => r,
+            _ = async {
+                if stop.wait_for(|stop| *stop).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            } => {
+                let m = format!(
+                    "write of block {id} stopped on datanode {}: a recovery of the block took over",
+                    node.addr
+                );
+                return Err(fail(&done, writer, expect, Status::Error, m, false).await);
+            }
+        };
+        let packet = match next {
             Ok(Ok(Some(Frame::Packet(p)))) => p,
             Ok(Ok(Some(f))) => {
                 let m = format!(
@@ -427,6 +466,14 @@ async fn receive_loop(
                 return Err(fail(&done, writer, seqno, status, m, delete).await);
             }
             metrics::counter!(names::BYTES_WRITTEN).increment(n);
+        }
+        if last && !finalize {
+            // A transferred rbw copy: durable, left for the recovery.
+            if node.storage.fsync {
+                tokio::task::spawn_blocking(move || writer.sync()).await??;
+            }
+            let _ = done.send(Done::Ok { seqno, last: true }).await;
+            return Ok(());
         }
         if last {
             let me = node.addr.clone();

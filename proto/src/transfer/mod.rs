@@ -22,4 +22,4 @@ pub mod ops {
     //! Protobuf op headers (generated from `transfer.proto`).
     tonic::include_proto!("rfs.transfer");
 }
-pub use ops::{CopyBlockOp, OpResponse, ReadBlockOp, Status, WriteBlockOp};
+pub use ops::{CopyBlockOp, OpResponse, ReadBlockOp, Status, WriteBlockOp, WriteStage};
