@@ -447,6 +447,32 @@ fn apply_op(t: &mut Txn, op: &MetaOp) -> Result<MetaResult> {
             t.put_inode(&inode)?;
             Ok(MetaResult::Abandoned)
         }
+        MetaOp::UpdatePipeline {
+            path: p,
+            client_id,
+            block_id,
+            gen_stamp,
+        } => {
+            let mut inode = writable_file(t, p, client_id)?;
+            let f = inode.file.as_mut().expect("writable_file returns files");
+            let replication = f.replication;
+            let Some(last) = f.blocks.last_mut().filter(|b| b.id == *block_id) else {
+                return Err(NamenodeError::InvalidArgument(format!(
+                    "{p}: block {block_id} is not the file's last block"
+                )));
+            };
+            if last.gen_stamp != *gen_stamp {
+                return Err(NamenodeError::InvalidArgument(format!(
+                    "{p}: block {block_id} has generation stamp {}, not {gen_stamp}",
+                    last.gen_stamp
+                )));
+            }
+            last.gen_stamp = t.next_gen_stamp;
+            t.next_gen_stamp += 1;
+            let block = *last;
+            t.put_inode(&inode)?;
+            Ok(MetaResult::PipelineUpdated { block, replication })
+        }
         MetaOp::Delete {
             path: p,
             recursive,

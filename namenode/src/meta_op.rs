@@ -48,6 +48,14 @@ pub enum MetaOp {
         client_id: String,
         block_id: u64,
     },
+    /// Pipeline recovery: the writer's last block `block_id`, now at
+    /// `gen_stamp`, gets a fresh generation stamp.
+    UpdatePipeline {
+        path: String,
+        client_id: String,
+        block_id: u64,
+        gen_stamp: u64,
+    },
     Delete {
         path: String,
         recursive: bool,
@@ -125,6 +133,10 @@ pub enum MetaResult {
         inode: Inode,
     },
     Abandoned,
+    PipelineUpdated {
+        block: BlockMeta,
+        replication: u32,
+    },
     Deleted {
         blocks: Vec<BlockMeta>,
     },

@@ -130,6 +130,7 @@ impl BlockPipeline {
             client_id: client.client_id().to_string(),
             bytes_per_checksum: cfg.bytes_per_checksum,
             source_datanode: String::new(),
+            ..Default::default()
         });
         match timeout(t, sender.send(Frame::Op(op))).await {
             Err(_) => return Err(blame.at(0, format!("sending WRITE_BLOCK timed out after {t:?}"))),

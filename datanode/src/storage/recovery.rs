@@ -227,7 +227,7 @@ fn truncate(
     data.set_len(length)?;
     meta_file.set_len(meta::meta_len(length, bpc))?;
     let step = bpc as u64;
-    if length % step != 0 {
+    if !length.is_multiple_of(step) {
         let start = length / step * step;
         let mut buf = vec![0u8; (length - start) as usize];
         data.read_exact_at(&mut buf, start)?;

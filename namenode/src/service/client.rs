@@ -309,6 +309,80 @@ impl ClientProtocol for ClientService {
         }
     }
 
+    async fn update_pipeline(
+        &self,
+        req: Request<UpdatePipelineRequest>,
+    ) -> R<UpdatePipelineResponse> {
+        rpc("update_pipeline");
+        self.leading()?;
+        let r = req.into_inner();
+        Self::require_client(&r.client_id)?;
+        let p = path::normalize(&r.path)?;
+        let b = block_meta(&r.block)
+            .ok_or_else(|| NamenodeError::InvalidArgument("block is required".into()))?;
+        let block_size = self
+            .state
+            .ns
+            .get(&p)?
+            .file
+            .as_ref()
+            .ok_or_else(|| NamenodeError::IsDirectory(p.clone()))?
+            .block_size;
+        let mut locations = Vec::new();
+        {
+            let reg = self.state.registry();
+            for id in &r.survivors {
+                let node = reg.get(id).ok_or_else(|| {
+                    NamenodeError::InvalidArgument(format!("{p}: unknown datanode {id}"))
+                })?;
+                locations.push(node.info.clone());
+            }
+            if r.replacements > 0 {
+                let mut excluded = r.excluded.clone();
+                excluded.extend(r.survivors.iter().cloned());
+                let extra = placement::choose(
+                    &reg,
+                    r.replacements as usize,
+                    block_size,
+                    &r.client_host,
+                    &excluded,
+                );
+                locations.extend(extra);
+            }
+        }
+        self.state.leases().renew(&r.client_id);
+        let op = MetaOp::UpdatePipeline {
+            path: p.clone(),
+            client_id: r.client_id,
+            block_id: b.id,
+            gen_stamp: b.gen_stamp,
+        };
+        match self.submit(call_key(&r.call)?, op).await? {
+            MetaResult::PipelineUpdated { block, replication } => {
+                tracing::info!(
+                    "{p}: pipeline of block {} recovered: generation stamp {} -> {}, {} datanodes",
+                    block.id,
+                    b.gen_stamp,
+                    block.gen_stamp,
+                    locations.len()
+                );
+                let ids = locations.iter().map(|t| t.datanode_id.clone()).collect();
+                self.state
+                    .blocks()
+                    .allocated(block.id, block.gen_stamp, replication, ids);
+                Ok(Response::new(UpdatePipelineResponse {
+                    block: Some(rfs_proto::common::LocatedBlock {
+                        block: Some(crate::state::extended(&block)),
+                        offset: 0,
+                        locations,
+                        corrupt: false,
+                    }),
+                }))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
     async fn abandon_block(&self, req: Request<AbandonBlockRequest>) -> R<AbandonBlockResponse> {
         rpc("abandon_block");
         self.leading()?;
