@@ -1,5 +1,10 @@
 //! A cluster of real processes on 127.0.0.1 for tests.
 //!
+//! With [`MiniClusterBuilder::isolate_datanode`], one datanode runs inside a
+//! [`NetNs`] on the namespace's address, and the namenode and the other
+//! datanodes bind the host end of its link instead of 127.0.0.1, so that
+//! [`NetNs::cut`] cuts that datanode off from everything else.
+//!
 //! Ports are picked by binding port 0 and releasing it just before the
 //! daemon binds; readiness is polled with a deadline (the namenode answers
 //! `fs_stats`, then reports the expected number of live datanodes), never
@@ -7,7 +12,7 @@
 //! dropped; logs stay in the cluster's temp dir and their tails are printed
 //! when a start times out.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -15,10 +20,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use rfs_client::{Client, ClientConfig};
 
+use crate::netns::NetNs;
 /// Kept here too: tests name it by this path.
 pub use crate::process::bin_path;
 use crate::process::{
-    check_datanodes_alive, exited, free_port, kill, replicas_in, Daemons, DatanodeSettings,
+    check_datanodes_alive, exited, free_port_on, kill, replicas_in, Daemons, DatanodeSettings,
     DatanodeSlot,
 };
 use crate::replica_files::ReplicaFiles;
@@ -32,6 +38,8 @@ pub struct MiniClusterBuilder {
     pub heartbeat_ms: u64,
     pub datanode_dead_ms: u64,
     pub lease_soft_limit_ms: u64,
+    /// The datanode that runs inside its own network namespace.
+    pub isolated_datanode: Option<usize>,
     /// Further namenode flags, appended last so they win.
     pub extra_namenode_args: Vec<String>,
 }
@@ -46,6 +54,7 @@ impl Default for MiniClusterBuilder {
             heartbeat_ms: 200,
             datanode_dead_ms: 3000,
             lease_soft_limit_ms: 60_000,
+            isolated_datanode: None,
             extra_namenode_args: Vec::new(),
         }
     }
@@ -57,22 +66,43 @@ impl MiniClusterBuilder {
         self
     }
 
+    /// Runs datanode `i` inside its own network namespace (needs root and
+    /// iproute2; see [`crate::netns_unavailable`]).
+    pub fn isolate_datanode(mut self, i: usize) -> Self {
+        self.isolated_datanode = Some(i);
+        self
+    }
+
     pub async fn start(self) -> Result<MiniCluster> {
+        let netns = match self.isolated_datanode {
+            Some(i) if i >= self.datanodes => bail!("no datanode {i} to isolate"),
+            Some(_) => Some(NetNs::create()?),
+            None => None,
+        };
+        let host_ip = netns
+            .as_ref()
+            .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), NetNs::host_ip);
         let daemons = Daemons::new("rfs-minicluster-", None)?;
         let mut cluster = MiniCluster {
-            nn_rpc: SocketAddr::from(([127, 0, 0, 1], free_port()?)),
-            nn_http: SocketAddr::from(([127, 0, 0, 1], free_port()?)),
+            nn_rpc: SocketAddr::new(host_ip, free_port_on(host_ip)?),
+            nn_http: SocketAddr::new(host_ip, free_port_on(host_ip)?),
             namenode: None,
             datanodes: Vec::new(),
             daemons,
+            netns,
             opts: self,
         };
         cluster.start_namenode().await?;
         // Each datanode's ports are probed just before it starts: the
         // shorter the gap, the smaller the chance another process takes them.
-        let localhost = std::net::Ipv4Addr::LOCALHOST.into();
         for i in 0..cluster.opts.datanodes {
-            let slot = DatanodeSlot::new(cluster.daemons.root(), i, localhost)?;
+            let root = cluster.daemons.root();
+            let slot = match &cluster.netns {
+                Some(ns) if cluster.opts.isolated_datanode == Some(i) => {
+                    DatanodeSlot::in_netns(root, i, ns)?
+                }
+                _ => DatanodeSlot::new(root, i, host_ip)?,
+            };
             cluster.datanodes.push(slot);
             cluster.start_datanode(i)?;
         }
@@ -95,6 +125,9 @@ pub struct MiniCluster {
     namenode: Option<Child>,
     datanodes: Vec<DatanodeSlot>,
     daemons: Daemons,
+    /// Where the isolated datanode runs; deleted after [`Drop`] killed the
+    /// processes.
+    netns: Option<NetNs>,
     pub opts: MiniClusterBuilder,
 }
 
@@ -120,6 +153,11 @@ impl MiniCluster {
 
     pub fn root(&self) -> &Path {
         self.daemons.root()
+    }
+
+    /// The isolated datanode's namespace, if the builder asked for one.
+    pub fn netns(&self) -> Option<&NetNs> {
+        self.netns.as_ref()
     }
 
     pub fn client_config(&self) -> ClientConfig {
@@ -264,6 +302,41 @@ impl MiniCluster {
     /// Finalized replicas of `block_id` on every datanode, as (datanode index, files).
     pub fn replicas_of(&self, block_id: u64) -> Result<Vec<(usize, ReplicaFiles)>> {
         replicas_in(&self.datanodes, block_id)
+    }
+
+    /// Waits until every block in `ids` has exactly `n` finalized replicas
+    /// on disk on the datanodes `ok` accepts; returns where they are, by
+    /// datanode index, one list per block.
+    pub async fn wait_replicas(
+        &self,
+        ids: &[u64],
+        n: usize,
+        ok: impl Fn(usize) -> bool,
+        limit: Duration,
+    ) -> Result<Vec<Vec<usize>>> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let mut placed = Vec::new();
+            for id in ids {
+                let nodes: Vec<usize> = self
+                    .replicas_of(*id)?
+                    .into_iter()
+                    .map(|(i, _)| i)
+                    .filter(|i| ok(*i))
+                    .collect();
+                placed.push(nodes);
+            }
+            if placed.iter().all(|nodes| nodes.len() == n) {
+                return Ok(placed);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "blocks {ids:?} should have {n} replicas each, have {placed:?} after {limit:?}\n{}",
+                    self.log_tails()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Last lines of every log, for failure messages.

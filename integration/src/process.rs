@@ -8,6 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 
 use anyhow::{bail, Context, Result};
 
+use crate::netns::NetNs;
 use crate::replica_files::{find_replicas, ReplicaFiles};
 
 /// Where the workspace's binaries are: `RFS_BIN_DIR`, else the directory of
@@ -242,6 +243,8 @@ pub(crate) struct DatanodeSlot {
     pub data_dirs: Vec<PathBuf>,
     pub data_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// The command line it runs under (`ip netns exec NS`), else empty.
+    pub wrapper: Vec<String>,
     pub child: Option<Child>,
 }
 
@@ -252,6 +255,21 @@ impl DatanodeSlot {
             data_dirs: vec![root.join(format!("dn{i}"))],
             data_addr: SocketAddr::new(ip, free_port_on(ip)?),
             http_addr: SocketAddr::new(ip, free_port_on(ip)?),
+            wrapper: Vec::new(),
+            child: None,
+        })
+    }
+
+    /// Slot `i` under `root`, run inside `ns` on the namespace's address.
+    /// Its ports are probed on the host end of the link: the namespace is
+    /// new, so any port is free there, and ports are never handed out twice.
+    pub(crate) fn in_netns(root: &Path, i: usize, ns: &NetNs) -> Result<DatanodeSlot> {
+        let ip = ns.ns_ip();
+        Ok(DatanodeSlot {
+            data_dirs: vec![root.join(format!("dn{i}"))],
+            data_addr: SocketAddr::new(ip, free_port_on(ns.host_ip())?),
+            http_addr: SocketAddr::new(ip, free_port_on(ns.host_ip())?),
+            wrapper: ns.wrapper(),
             child: None,
         })
     }
@@ -283,7 +301,8 @@ impl DatanodeSlot {
             args.push("--data-dir".into());
             args.push(d.display().to_string());
         }
-        self.child = Some(daemons.spawn("datanode", &format!("dn{i}"), &args, &[])?);
+        let log = format!("dn{i}");
+        self.child = Some(daemons.spawn("datanode", &log, &args, &self.wrapper)?);
         Ok(())
     }
 }

@@ -4,6 +4,7 @@
 mod cluster {
     pub mod common;
     mod data_path;
+    mod durability;
     mod failures;
     mod namespace;
     mod replication;

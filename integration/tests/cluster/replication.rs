@@ -11,40 +11,6 @@ use rfs_integration::MiniCluster;
 
 use super::common::{block_ids, payload, read_file, write_file, MIB};
 
-/// Waits until every block in `ids` has exactly `n` finalized replicas on
-/// the datanodes `ok` accepts; returns where they are.
-async fn wait_replicas(
-    cluster: &MiniCluster,
-    ids: &[u64],
-    n: usize,
-    ok: impl Fn(usize) -> bool,
-    limit: Duration,
-) -> Result<Vec<Vec<usize>>> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let mut placed = Vec::new();
-        for id in ids {
-            let nodes: Vec<usize> = cluster
-                .replicas_of(*id)?
-                .into_iter()
-                .map(|(i, _)| i)
-                .filter(|i| ok(*i))
-                .collect();
-            placed.push(nodes);
-        }
-        if placed.iter().all(|nodes| nodes.len() == n) {
-            return Ok(placed);
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "blocks {ids:?} should have {n} replicas each, have {placed:?} after {limit:?}\n{}",
-                cluster.log_tails()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_datanode_blocks_are_re_replicated_and_excess_trimmed_on_return() -> Result<()> {
     let mut cluster = MiniCluster::builder().datanodes(4).start().await?;
@@ -54,14 +20,18 @@ async fn dead_datanode_blocks_are_re_replicated_and_excess_trimmed_on_return() -
     write_file(&c, "/r/f", &data).await?;
     let ids = block_ids(&c, "/r/f").await?;
     let all = |_| true;
-    let placed = wait_replicas(&cluster, &ids, 3, all, Duration::from_secs(10)).await?;
+    let placed = cluster
+        .wait_replicas(&ids, 3, all, Duration::from_secs(10))
+        .await?;
 
     // The node holding the first block's first replica dies for good.
     let victim = placed[0][0];
     cluster.kill_datanode(victim);
     let others = |i| i != victim;
     // Dead after 3 s, then copies from the survivors.
-    wait_replicas(&cluster, &ids, 3, others, Duration::from_secs(40)).await?;
+    cluster
+        .wait_replicas(&ids, 3, others, Duration::from_secs(40))
+        .await?;
     assert_eq!(
         read_file(&c, "/r/f").await?,
         data,
@@ -72,13 +42,19 @@ async fn dead_datanode_blocks_are_re_replicated_and_excess_trimmed_on_return() -
     // until the namenode trims them.
     cluster.restart_datanode(victim).await?;
     cluster.wait_live_datanodes(4).await?;
-    wait_replicas(&cluster, &ids, 3, all, Duration::from_secs(30)).await?;
+    cluster
+        .wait_replicas(&ids, 3, all, Duration::from_secs(30))
+        .await?;
 
     // setrep lowers and raises through the same monitor.
     c.set_replication("/r/f", 2).await?;
-    wait_replicas(&cluster, &ids, 2, all, Duration::from_secs(30)).await?;
+    cluster
+        .wait_replicas(&ids, 2, all, Duration::from_secs(30))
+        .await?;
     c.set_replication("/r/f", 4).await?;
-    wait_replicas(&cluster, &ids, 4, all, Duration::from_secs(30)).await?;
+    cluster
+        .wait_replicas(&ids, 4, all, Duration::from_secs(30))
+        .await?;
     assert_eq!(read_file(&c, "/r/f").await?, data, "content after setrep");
     Ok(())
 }
@@ -106,7 +82,9 @@ async fn a_corrupt_replica_is_found_reported_replaced_and_fsck_tracks_it() -> Re
     write_file(&c, "/c/f", &data).await?;
     let ids = block_ids(&c, "/c/f").await?;
     let all = |_| true;
-    let placed = wait_replicas(&cluster, &ids, 3, all, Duration::from_secs(10)).await?;
+    let placed = cluster
+        .wait_replicas(&ids, 3, all, Duration::from_secs(10))
+        .await?;
 
     let (ok, out, err) = dfs(&cluster, &["fsck", "/c", "-files", "-blocks", "-locations"])?;
     assert!(ok, "fsck of a healthy tree fails: {out}{err}");
@@ -138,7 +116,9 @@ async fn a_corrupt_replica_is_found_reported_replaced_and_fsck_tracks_it() -> Re
 
     // Replaced from a good copy (possibly onto the same, otherwise healthy
     // node once its bad copy is gone); the bad one is deleted.
-    wait_replicas(&cluster, &ids[..1], 3, all, Duration::from_secs(30)).await?;
+    cluster
+        .wait_replicas(&ids[..1], 3, all, Duration::from_secs(30))
+        .await?;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let r = c.fsck("/c").await?;
@@ -204,7 +184,9 @@ async fn a_decommissioned_datanode_is_drained_before_it_says_so() -> Result<()> 
     write_file(&c, "/d/f", &data).await?;
     let ids = block_ids(&c, "/d/f").await?;
     let all = |_| true;
-    let placed = wait_replicas(&cluster, &ids, 3, all, Duration::from_secs(10)).await?;
+    let placed = cluster
+        .wait_replicas(&ids, 3, all, Duration::from_secs(10))
+        .await?;
     let victim = placed[0][0];
     let addr = cluster.datanode_data_addr(victim).to_string();
 
@@ -213,7 +195,9 @@ async fn a_decommissioned_datanode_is_drained_before_it_says_so() -> Result<()> 
     // Every block reaches 3 replicas on the other three nodes, and only
     // then does the report call the node decommissioned.
     let others = |i| i != victim;
-    wait_replicas(&cluster, &ids, 3, others, Duration::from_secs(30)).await?;
+    cluster
+        .wait_replicas(&ids, 3, others, Duration::from_secs(30))
+        .await?;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (_, out, _) = dfs(&cluster, &["admin", "report"])?;

@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use rfs_integration::{metric_value, HaCluster};
+use rfs_integration::{load::wait_for, metric_value, HaCluster};
 
-use super::support::{serial, wait_for};
+use super::support::serial;
 use crate::common::{block_ids, payload, write_file, MIB};
 
 /// Exactly one member says it is leader, and it is `expected`.

@@ -2,9 +2,12 @@
 
 use std::time::{Duration, Instant};
 
-use rfs_integration::HaCluster;
+use rfs_integration::{
+    load::{verify_acks, Load},
+    HaCluster,
+};
 
-use super::support::{serial, verify_acks, Load};
+use super::support::serial;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_leader_under_load_loses_and_duplicates_no_acknowledged_op() -> anyhow::Result<()> {

@@ -7,13 +7,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
 use rfs_client::Client;
-use rfs_integration::{netns_unavailable, HaCluster, NetNs, NN1};
+use rfs_integration::{
+    load::{verify_acks, wait_for, Load},
+    netns_unavailable, HaCluster, NetNs, NN1,
+};
 use rfs_proto::ha::ha_admin_client::HaAdminClient;
 use rfs_proto::ha::HaStatusRequest;
 use rfs_proto::namenode::{CallId, GetFileInfoRequest, MkdirsRequest};
 use rfs_proto::rpc_error;
 
-use super::support::{diff_namespaces, namespace, raw_client, serial, verify_acks, wait_for, Load};
+use super::support::{diff_namespaces, namespace, raw_client, serial};
 
 const PINNED_CALL_TIMEOUT: Duration = Duration::from_secs(1);
 

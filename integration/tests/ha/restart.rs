@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use rfs_client::{Client, ClientConfig};
-use rfs_integration::{metric_value, HaCluster, NN1, NN2};
+use rfs_integration::{load::wait_for, metric_value, HaCluster, NN1, NN2};
 
-use super::support::{diff_namespaces, namespace, serial, wait_for};
+use super::support::{diff_namespaces, namespace, serial};
 use crate::common::{block_ids, payload, read_file, write_file, MIB};
 
 /// Files every test here writes: (path, payload seed, length).

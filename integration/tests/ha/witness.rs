@@ -2,12 +2,12 @@
 //! survives losing any one member, the witness included.
 
 use anyhow::{ensure, Result};
-use rfs_integration::{HaCluster, NN1, NN2, WITNESS};
+use rfs_integration::{load::wait_for, HaCluster, NN1, NN2, WITNESS};
 use rfs_proto::ha::TransferLeaderRequest;
 
 use std::time::Duration;
 
-use super::support::{serial, wait_for};
+use super::support::serial;
 
 /// Checks the witness says it is one, and is not leading.
 async fn witness_follows(cluster: &HaCluster) -> Result<()> {
