@@ -721,19 +721,11 @@ async fn recovery_keeps_the_acknowledged_prefix_under_a_new_generation_stamp() {
     check_replica(a, 60, 2, &data);
     check_replica(c, 60, 2, &data);
     assert!(!a.finalized(60, 1).1.exists(), "no gs-1 replica left on a");
-    // The old connection learns its write was taken over.
-    let mut stopped = false;
-    while let Ok(Ok(f)) = tokio::time::timeout(T, old.recv()).await {
-        match f {
-            Some(Frame::Ack(ack)) if !ack.is_success() => {
-                assert!(ack.message.contains("recovery"), "{}", ack.message);
-                stopped = true;
-            }
-            Some(_) => {}
-            None => break,
-        }
+    // The old pipeline was dropped for the recovery.
+    match tokio::time::timeout(T, old.recv()).await {
+        Ok(Ok(None)) | Ok(Err(_)) => {}
+        other => panic!("the old pipeline should be closed, got {other:?}"),
     }
-    assert!(stopped, "the old pipeline was told it was stopped");
 
     // A finalized replica (the failure hit the last packet's ack) is
     // recovered too: same bytes, new stamp, old stamp gone.

@@ -24,7 +24,8 @@ use std::time::Duration;
 
 use rfs_proto::common::ExtendedBlock;
 use rfs_proto::transfer::{
-    Checksums, Frame, Op, OpResponse, Packet, PipelineAck, Status, WriteBlockOp, WriteStage,
+    pipeline_timeout, Checksums, Frame, Op, OpResponse, Packet, PipelineAck, Status, WriteBlockOp,
+    WriteStage,
 };
 use rfs_transport::{FrameReceiver, FrameSender};
 use tokio::sync::mpsc;
@@ -85,11 +86,38 @@ fn validate(op: &WriteBlockOp) -> Result<ExtendedBlock> {
     Ok(block)
 }
 
+/// How long this node waits for the nodes below it (see
+/// [`pipeline_timeout`]): `targets` are all of them.
+fn downstream_wait(node: &Node, op: &WriteBlockOp) -> Duration {
+    pipeline_timeout(node.config.ack_timeout(), op.targets.len())
+}
+
 /// Connects to `targets[0]` and has it accept a WRITE_BLOCK for the rest of
-/// the pipeline. On failure returns the first bad link and why.
+/// the pipeline, all within this hop's wait. On failure returns the first
+/// bad link and why.
 pub async fn connect_downstream(
     node: &Node,
     op: &WriteBlockOp,
+) -> std::result::Result<Option<Downstream>, (String, Status, String)> {
+    let Some(first) = op.targets.first() else {
+        return Ok(None);
+    };
+    let limit = downstream_wait(node, op);
+    match tokio::time::timeout(limit, connect_first(node, op, limit)).await {
+        Ok(r) => r,
+        Err(_) => {
+            let name = target_name(first);
+            let why =
+                format!("downstream datanode {name} did not accept WRITE_BLOCK within {limit:?}");
+            Err((name, Status::Error, why))
+        }
+    }
+}
+
+async fn connect_first(
+    node: &Node,
+    op: &WriteBlockOp,
+    limit: Duration,
 ) -> std::result::Result<Option<Downstream>, (String, Status, String)> {
     let Some(first) = op.targets.first() else {
         return Ok(None);
@@ -99,7 +127,6 @@ pub async fn connect_downstream(
     let addr = target_addr(first)
         .await
         .map_err(|e| fail(Status::Error, e.to_string()))?;
-    let limit = node.config.ack_timeout();
     let conn = match tokio::time::timeout(limit, node.transport.connect(addr)).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
@@ -233,6 +260,7 @@ pub async fn write_block(
         block,
         bpc,
         finalize,
+        ack_wait: downstream_wait(node, &op),
     };
     run_pipeline(node, receiver, writer, up_tx, up_rx, downstream).await
 }
@@ -244,6 +272,8 @@ struct Receiver {
     /// Finalize (and report) the replica on the last packet; otherwise it
     /// stays in rbw/ for the recovery that follows (see `WriteStage`).
     finalize: bool,
+    /// How long the responder waits for each downstream ack.
+    ack_wait: Duration,
 }
 
 async fn run_pipeline(
@@ -264,13 +294,28 @@ async fn run_pipeline(
         up_tx,
         down_rx,
         down_name,
-        node.config.ack_timeout(),
+        receiver.ack_wait,
     ));
     let abort = responder.abort_handle();
+    let id = receiver.block.block_id;
+    // A recovery of the block (pipeline or lease) asks this write to stop;
+    // it may be blocked anywhere (a full ack queue, a stalled downstream),
+    // so the whole pipeline is dropped, which releases the replica.
+    let mut stop = writer.stop_signal();
+    let stopped = async move {
+        if stop.wait_for(|stop| *stop).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
     let receive = receive_loop(node.clone(), receiver, writer, up_rx, down_tx, done_tx);
     tokio::pin!(receive);
     let mut responder = responder;
     tokio::select! {
+        _ = stopped => {
+            abort.abort();
+            info!("write of block {id} on datanode {} stopped: a recovery of the block took over", node.addr);
+            Err(Error::Pipeline(format!("write of block {id} stopped for a recovery")))
+        }
         r = &mut receive => {
             // The responder sends the remaining acks (each time-limited).
             let resp = responder.await;
@@ -310,9 +355,9 @@ async fn receive_loop(
         block,
         bpc,
         finalize,
+        ..
     } = receiver;
     let id = block.block_id;
-    let mut stop = writer.stop_signal();
     let sums = Checksums::new(bpc);
     let idle = node.config.idle_timeout();
     let mut next_seqno: Option<u64> = None;
@@ -343,21 +388,7 @@ async fn receive_loop(
     }
     loop {
         let expect = next_seqno.unwrap_or(0);
-        let next = tokio::select! {
-            r = tokio::time::timeout(idle, up_rx.recv()) => r,
-            _ = async {
-                if stop.wait_for(|stop| *stop).await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            } => {
-                let m = format!(
-                    "write of block {id} stopped on datanode {}: a recovery of the block took over",
-                    node.addr
-                );
-                return Err(fail(&done, writer, expect, Status::Error, m, false).await);
-            }
-        };
-        let packet = match next {
+        let packet = match tokio::time::timeout(idle, up_rx.recv()).await {
             Ok(Ok(Some(Frame::Packet(p)))) => p,
             Ok(Ok(Some(f))) => {
                 let m = format!(

@@ -12,11 +12,13 @@ pub mod checksum;
 pub mod codec;
 pub mod frame;
 pub mod packet;
+mod timeouts;
 
 pub use checksum::{ChecksumError, Checksums};
 pub use codec::FrameCodec;
 pub use frame::{Frame, FrameError, Op, MAX_FRAME_LEN, MAX_HEADER_LEN, PROTOCOL_VERSION};
 pub use packet::{Packet, PipelineAck};
+pub use timeouts::{pipeline_timeout, PIPELINE_TIMEOUT_STEP};
 
 pub mod ops {
     //! Protobuf op headers (generated from `transfer.proto`).
