@@ -471,7 +471,9 @@ impl Session {
             .filter(|c| {
                 matches!(
                     c.command,
-                    Some(Command::Invalidate(_)) | Some(Command::Transfer(_))
+                    Some(Command::Invalidate(_))
+                        | Some(Command::Transfer(_))
+                        | Some(Command::Recover(_))
                 )
             })
             .count();
@@ -479,7 +481,10 @@ impl Session {
         let mut reregister = false;
         for c in commands {
             match c.command {
-                Some(Command::Invalidate(_)) | Some(Command::Transfer(_)) if !obey => {}
+                Some(Command::Invalidate(_))
+                | Some(Command::Transfer(_))
+                | Some(Command::Recover(_))
+                    if !obey => {}
                 Some(Command::Invalidate(inv)) => {
                     let storage = self.node.storage.clone();
                     let blocks = inv.blocks;
@@ -522,6 +527,30 @@ impl Session {
                             Err(e) => warn!("transfer of block {} failed: {e}", block.block_id),
                         }
                     });
+                }
+                Some(Command::Recover(r)) => {
+                    let Some(block) = r.block else {
+                        warn!(
+                            "namenode {} sent a block recovery without a block",
+                            self.addr
+                        );
+                        continue;
+                    };
+                    info!(
+                        "namenode {} made this node the primary of the lease recovery of block {} (gs {}, {} locations)",
+                        self.addr,
+                        block.block_id,
+                        block.generation_stamp,
+                        r.locations.len()
+                    );
+                    // The commit goes back to the namenode that asked.
+                    tokio::spawn(crate::transfer::recover_block::run_primary(
+                        self.node.clone(),
+                        block,
+                        r.locations,
+                        self.client.clone(),
+                        self.addr.clone(),
+                    ));
                 }
                 Some(Command::Reregister(_)) => reregister = true,
                 None => debug!("empty command from namenode {}", self.addr),

@@ -25,6 +25,7 @@ struct State {
     received: Vec<ExtendedBlock>,
     deleted: Vec<ExtendedBlock>,
     bad: Vec<ReportBadReplicaRequest>,
+    synced: Vec<CommitBlockSynchronizationRequest>,
     heartbeats: Vec<HeartbeatRequest>,
     /// Handed out with the next heartbeat.
     commands: Vec<DatanodeCommand>,
@@ -192,6 +193,13 @@ impl DatanodeProtocol for Mock {
     ) -> Result<Response<ReportBadReplicaResponse>, Status> {
         self.0.lock().unwrap().bad.push(r.into_inner());
         Ok(Response::new(ReportBadReplicaResponse::default()))
+    }
+    async fn commit_block_synchronization(
+        &self,
+        r: Request<CommitBlockSynchronizationRequest>,
+    ) -> Result<Response<CommitBlockSynchronizationResponse>, Status> {
+        self.0.lock().unwrap().synced.push(r.into_inner());
+        Ok(Response::new(CommitBlockSynchronizationResponse::default()))
     }
 }
 
@@ -946,5 +954,144 @@ async fn an_unusable_dir_at_start_is_refused_unless_tolerated() {
     write_block(&dn, 1).await;
     assert_eq!(read_all(&dn, 1).await, Ok(data_of(1)));
     dn.stop().await.unwrap();
+    server.abort();
+}
+
+/// Starts writing block `id` at generation stamp `gs` on `dn` alone and
+/// sends `data` without the last packet; returns once it is acknowledged,
+/// with the writer still open (a writer that died after an hflush).
+async fn write_unfinished(
+    dn: &Datanode,
+    id: u64,
+    gs: u64,
+    data: &[u8],
+) -> rfs_transport::Connection {
+    let mut c = TcpTransport::default().connect(dn.data_addr).await.unwrap();
+    c.send(Frame::Op(Op::WriteBlock(WriteBlockOp {
+        block: Some(ExtendedBlock {
+            block_id: id,
+            generation_stamp: gs,
+            num_bytes: 0,
+        }),
+        client_id: "dead-writer".into(),
+        bytes_per_checksum: 512,
+        ..Default::default()
+    })))
+    .await
+    .unwrap();
+    match c.recv().await.unwrap() {
+        Some(Frame::Response(r)) => assert_eq!(r.status(), TStatus::Success, "{}", r.message),
+        other => panic!("{other:?}"),
+    }
+    let packet = Packet::new(0, 0, Bytes::copy_from_slice(data), &Checksums::new(512));
+    c.send(Frame::Packet(packet)).await.unwrap();
+    match tokio::time::timeout(Duration::from_secs(20), c.recv()).await {
+        Ok(Ok(Some(Frame::Ack(a)))) => assert!(a.is_success(), "{a:?}"),
+        other => panic!("expected an ack, got {other:?}"),
+    }
+    c
+}
+
+fn location(dn: &Datanode) -> DatanodeInfo {
+    DatanodeInfo {
+        datanode_id: dn.datanode_id.clone(),
+        hostname: "127.0.0.1".into(),
+        ip: "127.0.0.1".into(),
+        data_port: dn.data_addr.port() as u32,
+        ..Default::default()
+    }
+}
+
+/// The replica of `id` on disk is finalized at `gs` with exactly `data` and
+/// checksums that verify, and nothing of it is left in rbw/.
+fn assert_finalized(dir: &std::path::Path, id: u64, gs: u64, data: &[u8]) {
+    let cur = dir.join("current");
+    let on_disk = std::fs::read(cur.join(format!("finalized/blk_{id}"))).unwrap();
+    assert_eq!(
+        on_disk.len(),
+        data.len(),
+        "length of block {id} in {}",
+        dir.display()
+    );
+    assert!(on_disk == data, "bytes of block {id} in {}", dir.display());
+    let meta = std::fs::read(cur.join(format!("finalized/blk_{id}_{gs}.meta"))).unwrap();
+    Checksums::new(512)
+        .verify(data, &meta[8..], 0)
+        .expect("checksums of the recovered replica verify");
+    let rbw_left: Vec<_> = std::fs::read_dir(cur.join("rbw"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with(&format!("blk_{id}")))
+        .collect();
+    assert!(rbw_left.is_empty(), "rbw files left: {rbw_left:?}");
+}
+
+/// Lease recovery driven by the namenode's RecoverBlock command: the
+/// primary stops both writers, keeps the shorter length (the bytes both
+/// replicas hold), finalizes both replicas there at the new generation
+/// stamp, and reports back with CommitBlockSynchronization.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn recover_block_command_keeps_the_shortest_replica_length() {
+    let (mock, nn_addr, server) = Mock::start(fencing(1, true)).await;
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Datanode::start(config(&[nn_addr], da.path()))
+        .await
+        .unwrap();
+    let b = Datanode::start(config(&[nn_addr], db.path()))
+        .await
+        .unwrap();
+    let st = mock.0.clone();
+    wait_for("both datanodes registered", || {
+        st.lock().unwrap().registered.len() >= 2
+    })
+    .await;
+    let data: Vec<u8> = (0..3000u32).map(|i| (i * 7 + 1) as u8).collect();
+    // b's writer got fewer bytes, and not a whole chunk's worth at the end.
+    let _wa = write_unfinished(&a, 40, 5, &data).await;
+    let _wb = write_unfinished(&b, 40, 5, &data[..2148]).await;
+    mock.send_and_await(vec![DatanodeCommand {
+        command: Some(Command::Recover(RecoverBlock {
+            block: Some(ExtendedBlock {
+                block_id: 40,
+                generation_stamp: 7,
+                num_bytes: 0,
+            }),
+            locations: vec![location(&a), location(&b)],
+        })),
+    }])
+    .await;
+    wait_for("CommitBlockSynchronization", || {
+        !st.lock().unwrap().synced.is_empty()
+    })
+    .await;
+    let req = st.lock().unwrap().synced[0].clone();
+    assert_eq!(
+        req.block,
+        Some(ExtendedBlock {
+            block_id: 40,
+            generation_stamp: 7,
+            num_bytes: 2148
+        })
+    );
+    assert!(!req.delete_block);
+    let mut ids = req.datanode_ids.clone();
+    ids.sort();
+    let mut want = vec![a.datanode_id.clone(), b.datanode_id.clone()];
+    want.sort();
+    assert_eq!(ids, want);
+    assert_finalized(da.path(), 40, 7, &data[..2148]);
+    assert_finalized(db.path(), 40, 7, &data[..2148]);
+    wait_for("both recovered replicas reported", || {
+        let s = st.lock().unwrap();
+        s.received
+            .iter()
+            .filter(|r| r.block_id == 40 && r.generation_stamp == 7 && r.num_bytes == 2148)
+            .count()
+            >= 2
+    })
+    .await;
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
     server.abort();
 }

@@ -7,6 +7,7 @@
 //! one at a time, in index order.
 
 use crate::error::{NamenodeError, Result};
+use crate::leases::RECOVERY_HOLDER;
 use crate::meta_op::{CallKey, MetaOp, MetaResult, Proposal};
 use crate::namespace::{self, counter, BlockMeta, FileMeta, Inode, Namespace, ROOT_ID};
 use crate::path;
@@ -473,6 +474,17 @@ fn apply_op(t: &mut Txn, op: &MetaOp) -> Result<MetaResult> {
             t.put_inode(&inode)?;
             Ok(MetaResult::PipelineUpdated { block, replication })
         }
+        MetaOp::RecoverLease {
+            inode_id,
+            holder,
+            drop_last,
+            now_ms,
+        } => recover_lease(t, *inode_id, holder, *drop_last, *now_ms),
+        MetaOp::CommitBlockSync {
+            block,
+            delete_block,
+            now_ms,
+        } => commit_block_sync(t, block, *delete_block, *now_ms),
         MetaOp::Delete {
             path: p,
             recursive,
@@ -529,6 +541,140 @@ fn apply_op(t: &mut Txn, op: &MetaOp) -> Result<MetaResult> {
             Ok(MetaResult::ReplicationSet { changed, blocks })
         }
     }
+}
+
+/// See [`MetaOp::RecoverLease`].
+fn recover_lease(
+    t: &mut Txn,
+    inode_id: u64,
+    holder: &str,
+    drop_last: bool,
+    now_ms: u64,
+) -> Result<MetaResult> {
+    let name = || format!("inode {inode_id}");
+    let mut inode =
+        t.ns.inode(inode_id)?
+            .ok_or_else(|| NamenodeError::NotFound(name()))?;
+    let f = inode
+        .file
+        .as_mut()
+        .ok_or_else(|| NamenodeError::IsDirectory(name()))?;
+    match &f.writer {
+        Some(w) if w == holder => {}
+        Some(w) => {
+            return Err(NamenodeError::LeaseConflict {
+                path: name(),
+                holder: w.clone(),
+            })
+        }
+        None => {
+            return Err(NamenodeError::InvalidArgument(format!(
+                "{}: not under construction",
+                name()
+            )))
+        }
+    }
+    let mut dropped = None;
+    if drop_last {
+        if let Some(last) = f.blocks.last() {
+            // Recorded bytes are acknowledged data: never thrown away here.
+            if last.len != 0 {
+                return Err(NamenodeError::InvalidArgument(format!(
+                    "{}: last block {} holds {} recorded bytes; not dropping it",
+                    name(),
+                    last.id,
+                    last.len
+                )));
+            }
+            t.batch.remove(&namespace::block_key(last.id));
+            dropped = f.blocks.pop();
+        }
+    }
+    let result = match f.blocks.last_mut() {
+        Some(last) if !drop_last => {
+            last.gen_stamp = t.next_gen_stamp;
+            t.next_gen_stamp += 1;
+            let block = *last;
+            let replication = f.replication;
+            f.writer = Some(RECOVERY_HOLDER.to_string());
+            MetaResult::LeaseRecoveryStarted {
+                inode: inode.clone(),
+                block,
+                replication,
+            }
+        }
+        _ => {
+            f.writer = None;
+            inode.mtime_ms = now_ms;
+            MetaResult::LeaseRecovered {
+                inode: inode.clone(),
+                dropped,
+            }
+        }
+    };
+    t.put_inode(&inode)?;
+    Ok(result)
+}
+
+/// See [`MetaOp::CommitBlockSync`].
+fn commit_block_sync(
+    t: &mut Txn,
+    b: &BlockMeta,
+    delete_block: bool,
+    now_ms: u64,
+) -> Result<MetaResult> {
+    let mut inode =
+        t.ns.block_owner(b.id)?
+            .ok_or_else(|| NamenodeError::NotFound(format!("block {}", b.id)))?;
+    let name = format!("inode {}", inode.id);
+    let f = inode
+        .file
+        .as_mut()
+        .ok_or_else(|| NamenodeError::IsDirectory(name.clone()))?;
+    let Some(last) = f.blocks.last().copied().filter(|l| l.id == b.id) else {
+        return Err(NamenodeError::InvalidArgument(format!(
+            "{name}: block {} is not the file's last block",
+            b.id
+        )));
+    };
+    if last.gen_stamp != b.gen_stamp {
+        return Err(NamenodeError::InvalidArgument(format!(
+            "{name}: block {} has generation stamp {}, not the recovery's {}",
+            b.id, last.gen_stamp, b.gen_stamp
+        )));
+    }
+    match f.writer.as_deref() {
+        Some(RECOVERY_HOLDER) => {}
+        // Already closed by this recovery: a repeated commit.
+        None if last.len == b.len && !delete_block => {
+            return Ok(MetaResult::LeaseRecovered {
+                inode,
+                dropped: None,
+            })
+        }
+        None => {
+            return Err(NamenodeError::InvalidArgument(format!(
+                "{name}: not under construction"
+            )))
+        }
+        Some(w) => {
+            return Err(NamenodeError::LeaseConflict {
+                path: name,
+                holder: w.to_string(),
+            })
+        }
+    }
+    let mut dropped = None;
+    if delete_block {
+        t.batch.remove(&namespace::block_key(b.id));
+        dropped = f.blocks.pop();
+    } else {
+        commit_block(&name, f, b)?;
+    }
+    f.writer = None;
+    inode.mtime_ms = now_ms;
+    t.put_inode(&inode)?;
+    Ok(MetaResult::LeaseRecovered { inode, dropped })
 }
 
 fn touch_dir(t: &mut Txn, id: u64, now_ms: u64) -> Result<()> {

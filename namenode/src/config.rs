@@ -26,7 +26,15 @@ pub struct Config {
     pub datanode_dead_ms: u64,
     /// After this long without renewal another client may take a file over.
     pub lease_soft_limit_ms: u64,
+    /// After this long without renewal the leader recovers the file itself
+    /// (lease recovery) and closes it.
     pub lease_hard_limit_ms: u64,
+    /// How often the leader looks for files whose writer passed the hard
+    /// limit.
+    pub lease_recovery_interval_ms: u64,
+    /// A lease recovery not committed by then is started again (with a new
+    /// generation stamp).
+    pub lease_recovery_retry_ms: u64,
     /// How often the leader checks every closed file's replica counts.
     pub replication_interval_ms: u64,
     /// Re-replication copies one datanode sources at a time.
@@ -101,6 +109,8 @@ impl Default for Config {
             datanode_dead_ms: 30_000,
             lease_soft_limit_ms: 60_000,
             lease_hard_limit_ms: 20 * 60_000,
+            lease_recovery_interval_ms: 2000,
+            lease_recovery_retry_ms: 60_000,
             replication_interval_ms: 3000,
             max_replication_streams: 2,
             replication_pending_timeout_ms: 30_000,
@@ -239,6 +249,11 @@ impl Config {
                 self.lease_soft_limit_ms, self.lease_hard_limit_ms
             ));
         }
+        if self.lease_recovery_interval_ms == 0 || self.lease_recovery_retry_ms == 0 {
+            return bad(
+                "lease_recovery_interval_ms and lease_recovery_retry_ms must be positive".into(),
+            );
+        }
         if self.replication_interval_ms == 0
             || self.max_replication_streams == 0
             || self.replication_pending_timeout_ms == 0
@@ -290,5 +305,13 @@ impl Config {
 
     pub fn lease_hard_limit(&self) -> Duration {
         Duration::from_millis(self.lease_hard_limit_ms)
+    }
+
+    pub fn lease_recovery_interval(&self) -> Duration {
+        Duration::from_millis(self.lease_recovery_interval_ms)
+    }
+
+    pub fn lease_recovery_retry(&self) -> Duration {
+        Duration::from_millis(self.lease_recovery_retry_ms)
     }
 }

@@ -7,6 +7,11 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+/// The writer of a file whose lease the namenode is recovering. No client
+/// renews it, and the dead writer's calls (`add_block`, `complete`,
+/// `update_pipeline`) find the file held by someone else.
+pub const RECOVERY_HOLDER: &str = "namenode-lease-recovery";
+
 pub struct Leases {
     renewed: HashMap<String, Instant>,
     started: Instant,
@@ -50,8 +55,23 @@ impl Leases {
 
     /// Whether `client`'s lease is within the soft limit.
     pub fn is_live(&self, client: &str) -> bool {
-        let last = self.renewed.get(client).copied().unwrap_or(self.started);
-        last.elapsed() < self.soft_limit
+        self.silent_for(client) < self.soft_limit
+    }
+
+    /// Whether `client` has been silent past the hard limit: the namenode
+    /// recovers its files.
+    pub fn hard_expired(&self, client: &str) -> bool {
+        self.silent_for(client) >= self.hard_limit
+    }
+
+    /// Time since `client` last renewed (or since the clocks restarted). A
+    /// pruned client was silent past the hard limit, and so is `started`.
+    fn silent_for(&self, client: &str) -> Duration {
+        self.renewed
+            .get(client)
+            .copied()
+            .unwrap_or(self.started)
+            .elapsed()
     }
 }
 
@@ -71,5 +91,17 @@ mod tests {
         l.renew("w");
         assert!(l.is_live("w"));
         assert!(!l.is_live("other"));
+    }
+
+    #[test]
+    fn hard_limit_counts_from_the_last_renewal() {
+        let mut l = Leases::new(Duration::from_millis(10), Duration::from_millis(40));
+        assert!(!l.hard_expired("w"));
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(l.hard_expired("w"), "silent since the clocks started");
+        l.renew("w");
+        assert!(!l.hard_expired("w"));
+        l.restart_clocks();
+        assert!(!l.hard_expired("other"), "a new leader counts from now");
     }
 }

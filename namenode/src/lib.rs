@@ -14,6 +14,7 @@ pub mod datanodes;
 pub mod error;
 pub mod health;
 pub mod http;
+pub mod lease_recovery;
 pub mod leases;
 pub mod meta_op;
 pub mod namespace;
@@ -96,6 +97,7 @@ pub async fn serve(
     let state = Arc::new(State::new(config.clone(), group.handle.clone(), ns));
     let leader_watch = tokio::spawn(on_election(state.clone()));
     let replication_monitor = tokio::spawn(replication::monitor(state.clone()));
+    let lease_monitor = tokio::spawn(lease_recovery::monitor(state.clone()));
     tracing::info!(
         "namenode {} ({}) serving RPC on {rpc_addr}, HTTP on {}, metadata in {}",
         state
@@ -156,6 +158,7 @@ pub async fn serve(
     metrics_task.abort();
     leader_watch.abort();
     replication_monitor.abort();
+    lease_monitor.abort();
     if let Err(e) = tokio::task::spawn_blocking(move || group.stop()).await {
         tracing::error!("stopping the raft loop failed: {e}");
     }

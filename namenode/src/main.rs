@@ -49,9 +49,14 @@ struct Args {
     /// Milliseconds without renewal after which another client may take a file over [default: 60000].
     #[arg(long)]
     lease_soft_limit_ms: Option<u64>,
-    /// Hard lease limit in milliseconds [default: 1200000].
+    /// Milliseconds without renewal after which the namenode recovers and
+    /// closes the file itself [default: 1200000].
     #[arg(long)]
     lease_hard_limit_ms: Option<u64>,
+    /// How often the leader looks for files past the hard limit, in
+    /// milliseconds [default: 2000].
+    #[arg(long)]
+    lease_recovery_interval_ms: Option<u64>,
     /// How often the leader checks replica counts and schedules copies or
     /// deletions, in milliseconds [default: 3000].
     #[arg(long)]
@@ -76,6 +81,7 @@ fn config(args: Args) -> Result<Config, rfs_namenode::NamenodeError> {
         datanode_dead_ms,
         lease_soft_limit_ms,
         lease_hard_limit_ms,
+        lease_recovery_interval_ms,
         replication_interval_ms
     );
     if let Some(id) = args.id {

@@ -56,6 +56,32 @@ pub enum MetaOp {
         block_id: u64,
         gen_stamp: u64,
     },
+    /// Lease recovery, proposed by the leader once `holder`'s lease on
+    /// file `inode_id` passed the hard limit (or, `holder` being
+    /// [`crate::leases::RECOVERY_HOLDER`], to restart a recovery that never
+    /// committed). A file with nothing to recover is closed at once: no
+    /// blocks, or `drop_last` (the leader knows no datanode that could
+    /// hold its empty last block; the block is dropped). Otherwise the last
+    /// block gets a fresh generation stamp, so the dead writer's pipeline
+    /// cannot go on, and the file is held by the recovery holder until
+    /// [`MetaOp::CommitBlockSync`] closes it.
+    RecoverLease {
+        inode_id: u64,
+        holder: String,
+        drop_last: bool,
+        now_ms: u64,
+    },
+    /// A lease recovery's outcome, from its primary datanode: the file's
+    /// last block is `block` (the recovery's generation stamp, the length
+    /// every kept replica was cut to), and the file is closed. With
+    /// `delete_block`, no datanode held a replica: the block is dropped.
+    /// Refused unless the file is still held by the recovery holder at that
+    /// generation stamp; a repeat after it closed is answered the same.
+    CommitBlockSync {
+        block: BlockMeta,
+        delete_block: bool,
+        now_ms: u64,
+    },
     Delete {
         path: String,
         recursive: bool,
@@ -136,6 +162,19 @@ pub enum MetaResult {
     PipelineUpdated {
         block: BlockMeta,
         replication: u32,
+    },
+    /// A lease recovery began: `block` (the file's last) now carries the
+    /// recovery's generation stamp.
+    LeaseRecoveryStarted {
+        inode: Inode,
+        block: BlockMeta,
+        replication: u32,
+    },
+    /// A lease recovery closed the file; `dropped` is the last block it
+    /// removed, if any.
+    LeaseRecovered {
+        inode: Inode,
+        dropped: Option<BlockMeta>,
     },
     Deleted {
         blocks: Vec<BlockMeta>,

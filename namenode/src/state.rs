@@ -5,6 +5,7 @@
 //! are needed, take the block map before the registry (never the reverse),
 //! so two such sections cannot deadlock.
 
+use std::collections::HashSet;
 use std::sync::{Mutex, MutexGuard};
 
 use rfs_proto::common::{DatanodeInfo, ExtendedBlock, LocatedBlock};
@@ -25,6 +26,11 @@ pub struct State {
     pub registry: Mutex<Registry>,
     pub blocks: Mutex<BlockMap>,
     pub leases: Mutex<Leases>,
+    /// Inodes of files that may be under construction, kept by the leader
+    /// for lease recovery (filled from the namespace when it starts to
+    /// lead, added to by `create`, pruned as files turn out closed), so
+    /// that finding expired leases never scans the whole namespace.
+    pub under_construction: Mutex<HashSet<u64>>,
 }
 
 impl State {
@@ -36,6 +42,7 @@ impl State {
                 config.lease_hard_limit(),
             )),
             blocks: Mutex::new(BlockMap::default()),
+            under_construction: Mutex::new(HashSet::new()),
             config,
             raft,
             ns,
@@ -50,6 +57,11 @@ impl State {
     }
     pub fn leases(&self) -> MutexGuard<'_, Leases> {
         self.leases.lock().expect("lease lock")
+    }
+    pub fn under_construction(&self) -> MutexGuard<'_, HashSet<u64>> {
+        self.under_construction
+            .lock()
+            .expect("under-construction lock")
     }
 
     /// Forgets deleted blocks and asks their datanodes to delete replicas.

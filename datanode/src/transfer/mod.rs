@@ -6,6 +6,7 @@
 
 pub mod copy_block;
 mod read_block;
+pub mod recover_block;
 mod write_pipeline;
 
 use std::net::SocketAddr;
@@ -132,6 +133,7 @@ async fn handle(node: Arc<Node>, conn: Connection, _permit: OwnedSemaphorePermit
         Op::WriteBlock(op) => write_pipeline::write_block(&node, op, tx, rx).await,
         Op::ReadBlock(op) => read_block::read_block(&node, op, tx, rx).await,
         Op::CopyBlock(op) => copy_block::copy_block(&node, op, tx, rx).await,
+        Op::RecoverReplica(op) => recover_block::recover_replica(&node, op, tx, rx).await,
     };
     if let Err(e) = result {
         metrics::counter!(names::OP_ERRORS, "op" => name).increment(1);

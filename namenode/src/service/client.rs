@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 use crate::clock::now_ms;
 use crate::config::MAX_REPLICATION;
 use crate::error::NamenodeError;
+use crate::leases::RECOVERY_HOLDER;
 use crate::meta_op::{CallKey, MetaOp, MetaResult, Proposal};
 use crate::namespace::BlockMeta;
 use crate::path;
@@ -175,7 +176,12 @@ impl ClientProtocol for ClientService {
             .and_then(|i| i.file)
             .and_then(|f| f.writer)
         {
-            Some(w) if w != r.client_id && !self.state.leases().is_live(&w) => Some(w),
+            // A file the namenode is recovering is nobody's to take.
+            Some(w)
+                if w != r.client_id && w != RECOVERY_HOLDER && !self.state.leases().is_live(&w) =>
+            {
+                Some(w)
+            }
             _ => None,
         };
         self.state.leases().renew(&r.client_id);
@@ -199,6 +205,7 @@ impl ClientProtocol for ClientService {
                 replaced_blocks,
             } => {
                 self.state.invalidate(&replaced_blocks);
+                self.state.under_construction().insert(inode.id);
                 Ok(Response::new(CreateResponse {
                     status: Some(file_status(p, &inode)),
                 }))

@@ -14,6 +14,9 @@ use rfs_proto::datanode::*;
 use tonic::{Request, Response, Status};
 
 use crate::error::NamenodeError;
+use crate::leases::RECOVERY_HOLDER;
+use crate::meta_op::{MetaOp, MetaResult, Proposal};
+use crate::namespace::BlockMeta;
 use crate::state::{invalidate_command, State};
 
 pub struct DatanodeService {
@@ -87,8 +90,22 @@ fn add_reported(
                 .add_replica(b.block_id, b.generation_stamp, replication, node);
             Ok(None)
         }
+        // A file being recovered may still hold replicas of the last block
+        // at the stamp before the recovery's: the recovery takes them over,
+        // so they are not deleted.
+        Some((m, _)) if m.gen_stamp > b.generation_stamp && under_recovery(state, b.block_id)? => {
+            Ok(None)
+        }
         _ => Ok(Some(*b)),
     }
+}
+
+fn under_recovery(state: &State, block_id: u64) -> Result<bool, NamenodeError> {
+    Ok(state
+        .ns
+        .block_owner(block_id)?
+        .and_then(|i| i.file)
+        .is_some_and(|f| f.writer.as_deref() == Some(RECOVERY_HOLDER)))
 }
 
 /// Marks a replica bad: it is never offered to readers again, and it is
@@ -246,5 +263,57 @@ impl DatanodeProtocol for DatanodeService {
             .ok_or_else(|| NamenodeError::InvalidArgument("block is required".into()))?;
         record_bad_replica(&self.state, &b, &r.datanode_id, &r.reason)?;
         Ok(Response::new(ReportBadReplicaResponse {}))
+    }
+
+    async fn commit_block_synchronization(
+        &self,
+        req: Request<CommitBlockSynchronizationRequest>,
+    ) -> R<CommitBlockSynchronizationResponse> {
+        rpc("commit_block_synchronization");
+        let r = req.into_inner();
+        let b = r
+            .block
+            .ok_or_else(|| NamenodeError::InvalidArgument("block is required".into()))?;
+        let block = BlockMeta {
+            id: b.block_id,
+            gen_stamp: b.generation_stamp,
+            len: b.num_bytes,
+        };
+        let op = MetaOp::CommitBlockSync {
+            block,
+            delete_block: r.delete_block,
+            now_ms: crate::clock::now_ms(),
+        };
+        match self.state.raft.submit(Proposal::new(op)).await? {
+            MetaResult::LeaseRecovered { inode, dropped } => {
+                if let Some(d) = dropped {
+                    self.state.invalidate(&[d]);
+                } else {
+                    let replication = inode.file.as_ref().map_or(0, |f| f.replication);
+                    let mut map = self.state.blocks();
+                    for node in &r.datanode_ids {
+                        map.add_replica(block.id, block.gen_stamp, replication, node);
+                    }
+                }
+                self.state.under_construction().remove(&inode.id);
+                tracing::info!(
+                    "lease recovery of inode {} committed: block {} {} at generation stamp {} on {:?}; file closed",
+                    inode.id,
+                    block.id,
+                    if r.delete_block {
+                        "dropped".to_string()
+                    } else {
+                        format!("{} bytes", block.len)
+                    },
+                    block.gen_stamp,
+                    r.datanode_ids
+                );
+                Ok(Response::new(CommitBlockSynchronizationResponse {}))
+            }
+            other => Err(NamenodeError::Internal(format!(
+                "commit block synchronization got {other:?}"
+            ))
+            .into()),
+        }
     }
 }

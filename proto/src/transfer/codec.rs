@@ -74,7 +74,7 @@ mod tests {
     use crate::common::ExtendedBlock;
     use crate::transfer::checksum::Checksums;
     use crate::transfer::frame::{kind, Op, MAX_FRAME_LEN, MAX_HEADER_LEN};
-    use crate::transfer::ops::{ReadBlockOp, Status};
+    use crate::transfer::ops::{ReadBlockOp, RecoverReplicaOp, RecoveryPhase, Status};
     use crate::transfer::packet::{Packet, PipelineAck};
     use bytes::Bytes;
     use proptest::prelude::*;
@@ -101,6 +101,14 @@ mod tests {
                 offset: 3,
                 length: 5,
                 client_id: "c".into(),
+            })),
+            Frame::Op(Op::RecoverReplica(RecoverReplicaOp {
+                block: Some(ExtendedBlock {
+                    block_id: 8,
+                    generation_stamp: 1002,
+                    num_bytes: 2048,
+                }),
+                phase: RecoveryPhase::Commit as i32,
             })),
             Frame::Packet(Packet::new(4, 1024, Bytes::from(vec![9u8; 1300]), &sums)),
             Frame::Packet(Packet::last(5, 2324)),
@@ -158,13 +166,14 @@ mod tests {
         ));
     }
 
-    const KINDS: [u8; 6] = [
+    const KINDS: [u8; 7] = [
         kind::RESPONSE,
         kind::PACKET,
         kind::ACK,
         kind::WRITE_BLOCK,
         kind::READ_BLOCK,
         kind::COPY_BLOCK,
+        kind::RECOVER_REPLICA,
     ];
 
     /// The body limit the decoder must enforce for `kind`.
@@ -313,7 +322,7 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_bodies_after_valid_prefix_never_panic(kind in prop::sample::select(vec![0x01u8, 0x02, 0x03, 0x50, 0x51, 0x52]),
+        fn arbitrary_bodies_after_valid_prefix_never_panic(kind in prop::sample::select(vec![0x01u8, 0x02, 0x03, 0x50, 0x51, 0x52, 0x53]),
                                                           body in proptest::collection::vec(any::<u8>(), 0..256)) {
             let mut wire = b"RF\x01".to_vec();
             wire.push(kind);

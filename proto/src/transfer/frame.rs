@@ -15,7 +15,7 @@
 use bytes::{Bytes, BytesMut};
 use prost::Message;
 
-use super::ops::{CopyBlockOp, OpResponse, ReadBlockOp, WriteBlockOp};
+use super::ops::{CopyBlockOp, OpResponse, ReadBlockOp, RecoverReplicaOp, WriteBlockOp};
 use super::packet::{Packet, PipelineAck};
 
 pub const MAGIC: [u8; 2] = *b"RF";
@@ -32,6 +32,7 @@ pub(crate) mod kind {
     pub const WRITE_BLOCK: u8 = 0x50;
     pub const READ_BLOCK: u8 = 0x51;
     pub const COPY_BLOCK: u8 = 0x52;
+    pub const RECOVER_REPLICA: u8 = 0x53;
     pub const RESPONSE: u8 = 0x01;
     pub const PACKET: u8 = 0x02;
     pub const ACK: u8 = 0x03;
@@ -67,6 +68,7 @@ pub enum Op {
     WriteBlock(WriteBlockOp),
     ReadBlock(ReadBlockOp),
     CopyBlock(CopyBlockOp),
+    RecoverReplica(RecoverReplicaOp),
 }
 
 impl Op {
@@ -75,6 +77,7 @@ impl Op {
             Op::WriteBlock(_) => "WRITE_BLOCK",
             Op::ReadBlock(_) => "READ_BLOCK",
             Op::CopyBlock(_) => "COPY_BLOCK",
+            Op::RecoverReplica(_) => "RECOVER_REPLICA",
         }
     }
 }
@@ -100,9 +103,11 @@ impl Frame {
         let kind = prefix[3];
         let len = u32::from_be_bytes([prefix[4], prefix[5], prefix[6], prefix[7]]) as usize;
         let max = match kind {
-            kind::WRITE_BLOCK | kind::READ_BLOCK | kind::COPY_BLOCK | kind::RESPONSE => {
-                MAX_HEADER_LEN
-            }
+            kind::WRITE_BLOCK
+            | kind::READ_BLOCK
+            | kind::COPY_BLOCK
+            | kind::RECOVER_REPLICA
+            | kind::RESPONSE => MAX_HEADER_LEN,
             kind::PACKET => MAX_FRAME_LEN,
             kind::ACK => PipelineAck::MAX_ENCODED_LEN,
             other => return Err(FrameError::UnknownKind(other)),
@@ -119,6 +124,7 @@ impl Frame {
             kind::WRITE_BLOCK => Frame::Op(Op::WriteBlock(WriteBlockOp::decode(body)?)),
             kind::READ_BLOCK => Frame::Op(Op::ReadBlock(ReadBlockOp::decode(body)?)),
             kind::COPY_BLOCK => Frame::Op(Op::CopyBlock(CopyBlockOp::decode(body)?)),
+            kind::RECOVER_REPLICA => Frame::Op(Op::RecoverReplica(RecoverReplicaOp::decode(body)?)),
             kind::RESPONSE => Frame::Response(OpResponse::decode(body)?),
             kind::PACKET => Frame::Packet(Packet::decode(body)?),
             kind::ACK => Frame::Ack(PipelineAck::decode(&body)?),
@@ -134,6 +140,7 @@ impl Frame {
             Frame::Op(Op::WriteBlock(op)) => (kind::WRITE_BLOCK, op.encode_to_vec(), None),
             Frame::Op(Op::ReadBlock(op)) => (kind::READ_BLOCK, op.encode_to_vec(), None),
             Frame::Op(Op::CopyBlock(op)) => (kind::COPY_BLOCK, op.encode_to_vec(), None),
+            Frame::Op(Op::RecoverReplica(op)) => (kind::RECOVER_REPLICA, op.encode_to_vec(), None),
             Frame::Response(r) => (kind::RESPONSE, r.encode_to_vec(), None),
             Frame::Ack(a) => (kind::ACK, a.encode(), None),
             Frame::Packet(p) => (

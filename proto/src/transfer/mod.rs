@@ -24,4 +24,7 @@ pub mod ops {
     //! Protobuf op headers (generated from `transfer.proto`).
     tonic::include_proto!("rfs.transfer");
 }
-pub use ops::{CopyBlockOp, OpResponse, ReadBlockOp, Status, WriteBlockOp, WriteStage};
+pub use ops::{
+    CopyBlockOp, OpResponse, ReadBlockOp, RecoverReplicaOp, RecoveryPhase, Status, WriteBlockOp,
+    WriteStage,
+};
