@@ -7,8 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use proptest::prelude::*;
+use rfs_namenode::leases::RECOVERY_HOLDER;
 use rfs_namenode::meta_op::{CallKey, MetaOp, MetaResult, Proposal};
-use rfs_namenode::namespace::{counter, Namespace};
+use rfs_namenode::namespace::{counter, BlockMeta, FileMeta, Namespace};
 use rfs_namenode::raft::RaftGroup;
 use rfs_namenode::{Config, NamenodeError};
 
@@ -477,5 +478,177 @@ async fn add_block_commits_lengths_and_abandon_removes_only_the_last_block() {
         log.ns.block_owner(b2.id).unwrap().is_none(),
         "abandoned block no longer maps to the file"
     );
+    log.close();
+}
+
+/// Adds a block to `path` for writer `w`, committing `previous`.
+async fn add_block(log: &Meta, path: &str, previous: Option<BlockMeta>) -> BlockMeta {
+    let op = MetaOp::AddBlock {
+        path: path.into(),
+        client_id: "w".into(),
+        previous,
+        now_ms: 2,
+    };
+    match log.submit(op).await.unwrap() {
+        MetaResult::BlockAdded { block, .. } => block,
+        other => panic!("add_block: {other:?}"),
+    }
+}
+
+fn recover(inode_id: u64, holder: &str, drop_last: bool) -> MetaOp {
+    MetaOp::RecoverLease {
+        inode_id,
+        holder: holder.into(),
+        drop_last,
+        now_ms: 5,
+    }
+}
+
+fn sync(block: BlockMeta, delete_block: bool) -> MetaOp {
+    MetaOp::CommitBlockSync {
+        block,
+        delete_block,
+        now_ms: 6,
+    }
+}
+
+fn file_of(log: &Meta, path: &str) -> (u64, FileMeta) {
+    let inode = log.ns.lookup(path).unwrap().unwrap();
+    (inode.id, inode.file.unwrap())
+}
+
+#[tokio::test]
+async fn lease_recovery_restamps_the_last_block_and_its_commit_closes_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Meta::open(dir.path()).await;
+    log.submit(create("/f", "w")).await.unwrap();
+    let b1 = add_block(&log, "/f", None).await;
+    let full = BlockMeta { len: 1024, ..b1 };
+    let b2 = add_block(&log, "/f", Some(full)).await;
+    let (id, _) = file_of(&log, "/f");
+
+    let e = log.submit(recover(id, "x", false)).await.unwrap_err();
+    assert!(e.to_string().contains("being written by w"), "{e}");
+    let MetaResult::LeaseRecoveryStarted { block, .. } =
+        log.submit(recover(id, "w", false)).await.unwrap()
+    else {
+        panic!("recovery starts")
+    };
+    assert_eq!(block.id, b2.id);
+    assert!(block.gen_stamp > b2.gen_stamp, "a fresh generation stamp");
+    let (_, f) = file_of(&log, "/f");
+    assert_eq!(f.writer.as_deref(), Some(RECOVERY_HOLDER));
+    assert_eq!(f.blocks, vec![full, block]);
+
+    // The dead writer cannot go on, and nobody starts a second recovery.
+    let e = log
+        .submit(MetaOp::Complete {
+            path: "/f".into(),
+            client_id: "w".into(),
+            last: Some(b2),
+            now_ms: 3,
+        })
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains(RECOVERY_HOLDER), "{e}");
+    assert!(log.submit(recover(id, "w", false)).await.is_err());
+
+    // Commits of another stamp (the writer's, a superseded attempt's) or
+    // of more than a block are refused and change nothing.
+    let e = log
+        .submit(sync(BlockMeta { len: 500, ..b2 }, false))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("generation stamp"), "{e}");
+    assert!(log
+        .submit(sync(BlockMeta { len: 2000, ..block }, false))
+        .await
+        .is_err());
+    assert_eq!(
+        file_of(&log, "/f").1.writer.as_deref(),
+        Some(RECOVERY_HOLDER)
+    );
+
+    let agreed = BlockMeta { len: 700, ..block };
+    let MetaResult::LeaseRecovered { dropped: None, .. } =
+        log.submit(sync(agreed, false)).await.unwrap()
+    else {
+        panic!("commit closes the file")
+    };
+    let (_, f) = file_of(&log, "/f");
+    assert_eq!(f.writer, None);
+    assert_eq!(f.blocks, vec![full, agreed]);
+    assert_eq!(f.length(), 1724);
+
+    // A repeated commit gets the same answer; a different one is refused.
+    assert!(matches!(
+        log.submit(sync(agreed, false)).await.unwrap(),
+        MetaResult::LeaseRecovered { dropped: None, .. }
+    ));
+    assert!(log
+        .submit(sync(BlockMeta { len: 600, ..block }, false))
+        .await
+        .is_err());
+    assert_eq!(file_of(&log, "/f").1.blocks, vec![full, agreed]);
+    log.close();
+}
+
+#[tokio::test]
+async fn lease_recovery_closes_at_once_what_has_nothing_to_recover_and_can_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Meta::open(dir.path()).await;
+    // No blocks: closed by the op itself.
+    log.submit(create("/e", "w")).await.unwrap();
+    let (e, _) = file_of(&log, "/e");
+    let MetaResult::LeaseRecovered { dropped: None, .. } =
+        log.submit(recover(e, "w", false)).await.unwrap()
+    else {
+        panic!("closed at once")
+    };
+    assert_eq!(file_of(&log, "/e").1.writer, None);
+
+    // An empty last block no datanode holds: dropped, file closed.
+    log.submit(create("/g", "w")).await.unwrap();
+    let b = add_block(&log, "/g", None).await;
+    let (g, _) = file_of(&log, "/g");
+    assert_eq!(
+        log.submit(recover(g, "w", true)).await.unwrap(),
+        MetaResult::LeaseRecovered {
+            inode: log.ns.lookup("/g").unwrap().unwrap(),
+            dropped: Some(b),
+        }
+    );
+    let (_, f) = file_of(&log, "/g");
+    assert!(f.writer.is_none() && f.blocks.is_empty());
+    assert!(log.ns.block_owner(b.id).unwrap().is_none());
+
+    // A recovery that never committed is started again by the recovery
+    // holder; the first attempt's late commit is then refused.
+    log.submit(create("/h", "w")).await.unwrap();
+    add_block(&log, "/h", None).await;
+    let (h, _) = file_of(&log, "/h");
+    let started = |r| match r {
+        MetaResult::LeaseRecoveryStarted { block, .. } => block,
+        other => panic!("{other:?}"),
+    };
+    let first = started(log.submit(recover(h, "w", false)).await.unwrap());
+    let second = started(
+        log.submit(recover(h, RECOVERY_HOLDER, false))
+            .await
+            .unwrap(),
+    );
+    assert!(second.gen_stamp > first.gen_stamp);
+    assert!(log.submit(sync(first, false)).await.is_err());
+    // No location held a replica: the block goes and the file closes.
+    let MetaResult::LeaseRecovered {
+        dropped: Some(gone),
+        ..
+    } = log.submit(sync(second, true)).await.unwrap()
+    else {
+        panic!("block dropped")
+    };
+    assert_eq!(gone.id, second.id);
+    let (_, f) = file_of(&log, "/h");
+    assert!(f.writer.is_none() && f.blocks.is_empty());
     log.close();
 }
