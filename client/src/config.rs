@@ -42,6 +42,38 @@ pub struct ClientConfig {
     pub lease_renew_interval: Duration,
     /// How long a read retries a block the namenode knows no replica of.
     pub locate_retry_deadline: Duration,
+    /// Whether a write pipeline that lost a datanode asks for another.
+    pub replace_datanode_on_failure: ReplaceDatanode,
+}
+
+/// When a write pipeline that lost datanodes asks the namenode for
+/// replacements (HDFS `dfs.client.block.write.replace-datanode-on-failure`).
+/// Without one the block goes on with fewer replicas and the namenode
+/// re-replicates it once the file is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReplaceDatanode {
+    /// Never: the block finishes on the survivors.
+    Never,
+    /// With replication 3 or more, when at most half the nodes are left
+    /// or the block was flushed (hflush/hsync).
+    #[default]
+    Default,
+    /// Always bring the pipeline back to the file's replication.
+    Always,
+}
+
+impl std::str::FromStr for ReplaceDatanode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "never" => Ok(ReplaceDatanode::Never),
+            "default" => Ok(ReplaceDatanode::Default),
+            "always" => Ok(ReplaceDatanode::Always),
+            other => Err(format!(
+                "unknown replace-datanode-on-failure policy {other:?}: use never, default or always"
+            )),
+        }
+    }
 }
 
 impl Default for ClientConfig {
@@ -60,6 +92,7 @@ impl Default for ClientConfig {
             datanode_timeout: Duration::from_secs(30),
             lease_renew_interval: Duration::from_secs(10),
             locate_retry_deadline: Duration::from_secs(30),
+            replace_datanode_on_failure: ReplaceDatanode::Default,
         }
     }
 }

@@ -33,7 +33,7 @@ mod read;
 mod write;
 
 pub use client::{Client, CreateOptions};
-pub use config::ClientConfig;
+pub use config::{ClientConfig, ReplaceDatanode};
 pub use error::{Error, Result};
 pub use read::FileReader;
 pub use rfs_proto::namenode::{

@@ -88,7 +88,7 @@ impl Default for DatanodeConfig {
             hostname: None,
             max_connections: 512,
             idle_timeout_ms: 60_000,
-            ack_timeout_ms: 60_000,
+            ack_timeout_ms: 30_000,
             rpc_timeout_ms: 10_000,
             scan_bytes_per_sec: 8 * 1024 * 1024,
             scan_interval_ms: 6 * 3_600_000,

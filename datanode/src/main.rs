@@ -54,6 +54,10 @@ struct Cli {
     /// Failed data directories tolerated before the node stops [default: 0].
     #[arg(long)]
     failed_volumes_tolerated: Option<usize>,
+    /// Wait for a downstream datanode in a write pipeline, plus 2 s per
+    /// further node; match the clients' datanode timeout [default: 30000].
+    #[arg(long)]
+    ack_timeout_ms: Option<u64>,
 }
 
 fn config(cli: Cli) -> Result<DatanodeConfig, rfs_datanode::Error> {
@@ -77,6 +81,9 @@ fn config(cli: Cli) -> Result<DatanodeConfig, rfs_datanode::Error> {
     }
     if let Some(v) = cli.heartbeat_interval_ms {
         c.heartbeat_interval_ms = v;
+    }
+    if let Some(v) = cli.ack_timeout_ms {
+        c.ack_timeout_ms = v;
     }
     if let Some(v) = cli.block_report_interval_ms {
         c.block_report_interval_ms = v;

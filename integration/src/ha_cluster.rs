@@ -26,7 +26,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::netns::NetNs;
 use crate::process::{
-    check_datanodes_alive, exited, fetch_metrics, free_port_on, kill, replicas_in, Daemons,
+    check_datanodes_alive, exited, fetch_metrics, free_port_on, kill, pause, replicas_in, Daemons,
     DatanodeSettings, DatanodeSlot,
 };
 use crate::replica_files::ReplicaFiles;
@@ -41,6 +41,9 @@ const DEADLINE: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(50);
 /// Limit on one admin call (a cut-off member must not stall a poll).
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Clients' datanode timeout and the datanodes' ack timeout.
+const DATANODE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct HaClusterBuilder {
@@ -293,7 +296,7 @@ impl HaCluster {
 
     fn timeouts(mut c: ClientConfig) -> ClientConfig {
         c.rpc_timeout = Duration::from_secs(10);
-        c.datanode_timeout = Duration::from_secs(10);
+        c.datanode_timeout = DATANODE_TIMEOUT;
         c
     }
 
@@ -385,15 +388,7 @@ impl HaCluster {
     /// Freezes (SIGSTOP) or thaws (SIGCONT) member `i`: a member that
     /// misses traffic without dying or losing its connections.
     pub fn pause_member(&mut self, i: usize, paused: bool) -> Result<()> {
-        let Some(child) = &self.members[i].child else {
-            bail!("member {i} is not running");
-        };
-        let signal = if paused { libc::SIGSTOP } else { libc::SIGCONT };
-        // SAFETY: kill(2) on a child process we started and still own.
-        if unsafe { libc::kill(child.id() as i32, signal) } != 0 {
-            bail!("signalling member {i}: {}", std::io::Error::last_os_error());
-        }
-        Ok(())
+        pause(&self.members[i].child, paused, &format!("member {i}"))
     }
 
     /// kill -9 every member at once.
@@ -642,6 +637,7 @@ impl HaCluster {
         let settings = DatanodeSettings {
             bytes_per_checksum: self.opts.bytes_per_checksum,
             heartbeat_ms: self.opts.heartbeat_ms,
+            ack_timeout_ms: DATANODE_TIMEOUT.as_millis() as u64,
         };
         let namenodes: Vec<String> = self
             .members

@@ -24,8 +24,8 @@ use crate::netns::NetNs;
 /// Kept here too: tests name it by this path.
 pub use crate::process::bin_path;
 use crate::process::{
-    check_datanodes_alive, exited, free_port_on, kill, replicas_in, Daemons, DatanodeSettings,
-    DatanodeSlot,
+    check_datanodes_alive, exited, free_port_on, kill, pause, replicas_in, Daemons,
+    DatanodeSettings, DatanodeSlot,
 };
 use crate::replica_files::ReplicaFiles;
 
@@ -38,6 +38,12 @@ pub struct MiniClusterBuilder {
     pub heartbeat_ms: u64,
     pub datanode_dead_ms: u64,
     pub lease_soft_limit_ms: u64,
+    /// Clients' datanode timeout and the datanodes' pipeline ack timeout
+    /// (kept equal so the node next to a stalled one times out first).
+    pub datanode_timeout_ms: u64,
+    /// Period of the namenode's re-replication passes; short so that tests
+    /// wait seconds.
+    pub replication_interval_ms: u64,
     /// The datanode that runs inside its own network namespace.
     pub isolated_datanode: Option<usize>,
     /// Further namenode flags, appended last so they win.
@@ -54,6 +60,8 @@ impl Default for MiniClusterBuilder {
             heartbeat_ms: 200,
             datanode_dead_ms: 3000,
             lease_soft_limit_ms: 60_000,
+            datanode_timeout_ms: 10_000,
+            replication_interval_ms: 300,
             isolated_datanode: None,
             extra_namenode_args: Vec::new(),
         }
@@ -115,6 +123,7 @@ impl MiniClusterBuilder {
         DatanodeSettings {
             bytes_per_checksum: self.bytes_per_checksum,
             heartbeat_ms: self.heartbeat_ms,
+            ack_timeout_ms: self.datanode_timeout_ms,
         }
     }
 }
@@ -163,7 +172,7 @@ impl MiniCluster {
     pub fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::with_namenode(self.namenode_addr());
         c.rpc_timeout = Duration::from_secs(10);
-        c.datanode_timeout = Duration::from_secs(10);
+        c.datanode_timeout = Duration::from_millis(self.opts.datanode_timeout_ms);
         c
     }
 
@@ -190,9 +199,8 @@ impl MiniCluster {
             o.datanode_dead_ms.to_string(),
             "--lease-soft-limit-ms".into(),
             o.lease_soft_limit_ms.to_string(),
-            // Re-replication passes often enough for tests to wait seconds.
             "--replication-interval-ms".into(),
-            "300".into(),
+            o.replication_interval_ms.to_string(),
         ];
         args.extend(o.extra_namenode_args.iter().cloned());
         let child = self.daemons.spawn("namenode", "namenode", &args, &[])?;
@@ -253,6 +261,11 @@ impl MiniCluster {
         let settings = self.opts.datanode_settings();
         let namenodes = [self.nn_rpc.to_string()];
         self.datanodes[i].start(&mut self.daemons, i, &namenodes, &settings)
+    }
+
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) datanode `i`: a stalled node.
+    pub fn pause_datanode(&mut self, i: usize, paused: bool) -> Result<()> {
+        pause(&self.datanodes[i].child, paused, &format!("datanode {i}"))
     }
 
     /// kill -9 datanode `i`.

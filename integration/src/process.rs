@@ -220,6 +220,20 @@ pub(crate) fn kill(child: &mut Option<Child>) {
     }
 }
 
+/// Freezes (SIGSTOP) or thaws (SIGCONT) `child`: a process that stalls
+/// without dying or losing its connections. `what` names it in errors.
+pub(crate) fn pause(child: &Option<Child>, paused: bool, what: &str) -> Result<()> {
+    let Some(child) = child else {
+        bail!("{what} is not running");
+    };
+    let signal = if paused { libc::SIGSTOP } else { libc::SIGCONT };
+    // SAFETY: kill(2) on a child process we started and still own.
+    if unsafe { libc::kill(child.id() as i32, signal) } != 0 {
+        bail!("signalling {what}: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The exit status of a child that has exited (the slot is emptied then).
 pub(crate) fn exited(child: &mut Option<Child>) -> Result<Option<ExitStatus>> {
     if let Some(c) = child.as_mut() {
@@ -236,6 +250,9 @@ pub(crate) fn exited(child: &mut Option<Child>) -> Result<Option<ExitStatus>> {
 pub(crate) struct DatanodeSettings {
     pub bytes_per_checksum: u32,
     pub heartbeat_ms: u64,
+    /// The datanodes' pipeline ack timeout, the same as the clients'
+    /// datanode timeout (see `rfs_proto::transfer::pipeline_timeout`).
+    pub ack_timeout_ms: u64,
 }
 
 /// One datanode: its dirs and fixed addresses (kept across restarts).
@@ -296,6 +313,8 @@ impl DatanodeSlot {
             s.bytes_per_checksum.to_string(),
             "--heartbeat-interval-ms".into(),
             s.heartbeat_ms.to_string(),
+            "--ack-timeout-ms".into(),
+            s.ack_timeout_ms.to_string(),
         ]);
         for d in &self.data_dirs {
             args.push("--data-dir".into());

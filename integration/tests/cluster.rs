@@ -7,6 +7,7 @@ mod cluster {
     mod durability;
     mod failures;
     mod namespace;
+    mod pipeline_recovery;
     mod replication;
     mod shell;
 }

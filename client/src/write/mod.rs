@@ -4,10 +4,14 @@
 //!
 //! A packet holds `packet_size` bytes (a multiple of `bytes_per_checksum`)
 //! and never crosses a block boundary, so every packet starts on a chunk
-//! boundary of its block. `poll_flush` hands over full packets only: a
-//! partial chunk cannot be sent and later extended.
+//! boundary of its block. `poll_flush` hands over full packets only;
+//! [`FileWriter::hflush`] / [`FileWriter::hsync`] also send what is
+//! buffered and keep a partial last chunk, which the next packet sends
+//! again from its start (datanodes accept that overwrite).
 
+mod block;
 mod pipeline;
+mod replace;
 mod streamer;
 
 use std::future::Future;
@@ -17,7 +21,7 @@ use std::task::{ready, Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWrite;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::PollSender;
 
@@ -39,6 +43,7 @@ pub struct FileWriter {
     /// A full packet waiting for room in the channel.
     pending: Option<Bytes>,
     packet_size: usize,
+    bytes_per_checksum: usize,
     block_size: u64,
     /// Bytes of the current block already cut into packets.
     block_filled: u64,
@@ -67,6 +72,7 @@ impl FileWriter {
     pub(crate) fn start(client: Client, path: String, block_size: u64) -> FileWriter {
         let cfg = client.config();
         let packet_size = cfg.packet_size;
+        let bytes_per_checksum = cfg.bytes_per_checksum as usize;
         let (tx, rx) = mpsc::channel(cfg.max_packets_in_flight.max(2));
         let task = tokio::spawn(streamer::run(client, path.clone(), block_size, rx));
         FileWriter {
@@ -75,6 +81,7 @@ impl FileWriter {
             buf: BytesMut::with_capacity(packet_size),
             pending: None,
             packet_size,
+            bytes_per_checksum,
             block_size,
             block_filled: 0,
             written: 0,
@@ -88,6 +95,53 @@ impl FileWriter {
     /// file. Calling it again returns the first outcome.
     pub async fn close(&mut self) -> Result<()> {
         std::future::poll_fn(|cx| self.poll_close(cx)).await
+    }
+
+    /// hflush: everything written so far is on every datanode of the
+    /// pipeline (acknowledged, in their memory or page cache), so it
+    /// survives this writer's death: a reader or the namenode's lease
+    /// recovery finds it.
+    pub async fn hflush(&mut self) -> Result<()> {
+        self.flush_to_datanodes(false).await
+    }
+
+    /// hsync: like [`FileWriter::hflush`], and every datanode fsynced it.
+    pub async fn hsync(&mut self) -> Result<()> {
+        self.flush_to_datanodes(true).await
+    }
+
+    async fn flush_to_datanodes(&mut self, sync: bool) -> Result<()> {
+        if let Some(e) = self.closed_error() {
+            return Err(e);
+        }
+        std::future::poll_fn(|cx| self.poll_send_pending(cx)).await?;
+        let data = Bytes::copy_from_slice(&self.buf);
+        let whole = data.len() - data.len() % self.bytes_per_checksum;
+        let (done, answer) = oneshot::channel();
+        let mut msg = Some(Msg::Flush { data, sync, done });
+        std::future::poll_fn(|cx| {
+            let m = msg.take().expect("offered until sent");
+            match self.try_send(cx, m) {
+                Offer::Sent => Poll::Ready(Ok(())),
+                Offer::Full(m) => {
+                    msg = Some(m);
+                    Poll::Pending
+                }
+                Offer::Closed => self.poll_failure(cx),
+            }
+        })
+        .await?;
+        // The whole chunks are sent for good; the partial one stays
+        // buffered and goes again, from its start, with what follows.
+        let _ = self.buf.split_to(whole);
+        self.block_filled += whole as u64;
+        if self.block_filled >= self.block_size {
+            self.block_filled = 0;
+        }
+        match answer.await {
+            Ok(r) => r,
+            Err(_) => std::future::poll_fn(|cx| self.poll_failure(cx)).await,
+        }
     }
 
     /// Bytes accepted so far.
@@ -136,7 +190,7 @@ impl FileWriter {
                 self.pending = Some(data);
                 Poll::Pending
             }
-            Offer::Full(Msg::Finish) | Offer::Closed => self.poll_failure(cx),
+            Offer::Full(_) | Offer::Closed => self.poll_failure(cx),
         }
     }
 

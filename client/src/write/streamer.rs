@@ -1,25 +1,50 @@
 //! The streamer task behind a [`FileWriter`](super::FileWriter): turns the
-//! packets it receives into blocks (`add_block`, pipeline, last packet) and
-//! completes the file when the writer finishes.
+//! packets it receives into blocks (`add_block`, pipeline, last packet),
+//! answers flushes once every datanode acknowledged them, and completes
+//! the file when the writer finishes.
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rfs_proto::common::ExtendedBlock;
-use rfs_proto::namenode::{AddBlockRequest, CompleteRequest};
+use rfs_proto::namenode::{AbandonBlockRequest, AddBlockRequest, CompleteRequest};
 use rfs_proto::rpc_error::RpcErrorKind;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
 
-use super::pipeline::BlockPipeline;
+use super::block::{BlockStream, Flush};
 use crate::client::Client;
+use crate::datanode::describe;
 use crate::error::{Error, Result};
+
+/// New blocks whose pipeline could not be set up before the write fails.
+const MAX_BLOCK_ATTEMPTS: usize = 3;
 
 /// What the writer hands the streamer.
 pub(crate) enum Msg {
     /// One packet of data: starts on a chunk boundary, never crosses a block.
     Data(Bytes),
+    /// hflush/hsync: `data` (maybe empty, maybe ending in a partial chunk
+    /// the writer sends again later) is acknowledged by every datanode,
+    /// fsynced first if `sync`, before `done` is answered.
+    Flush {
+        data: Bytes,
+        sync: bool,
+        done: oneshot::Sender<Result<()>>,
+    },
     /// Close the current block and complete the file.
     Finish,
+}
+
+/// The file's blocks as the streamer writes them.
+struct Blocks {
+    client: Client,
+    path: String,
+    block_size: u64,
+    current: Option<BlockStream>,
+    last: Option<ExtendedBlock>,
+    /// Datanodes that failed this writer; kept out of its later blocks.
+    excluded: Vec<String>,
 }
 
 /// Runs until `Finish` (then the file is complete) or until the writer is
@@ -31,58 +56,136 @@ pub(crate) async fn run(
     block_size: u64,
     mut rx: mpsc::Receiver<Msg>,
 ) -> Result<()> {
-    let mut current: Option<BlockPipeline> = None;
-    let mut last: Option<ExtendedBlock> = None;
+    let mut b = Blocks {
+        client,
+        path,
+        block_size,
+        current: None,
+        last: None,
+        excluded: Vec::new(),
+    };
     loop {
         match rx.recv().await {
             Some(Msg::Data(data)) => {
-                let pipeline = match current.as_mut() {
-                    Some(p) => p,
-                    None => current.insert(new_block(&client, &path, last).await?),
-                };
-                pipeline.send(data).await?;
-                if pipeline.offset() >= block_size {
-                    if let Some(p) = current.take() {
-                        last = Some(p.finish().await?);
-                    }
-                }
+                b.send(data, Flush::No).await?;
+            }
+            Some(Msg::Flush { data, sync, done }) => {
+                let r = b.flush(data, sync).await;
+                let _ = done.send(r.clone());
+                r?;
             }
             Some(Msg::Finish) => {
-                if let Some(p) = current.take() {
-                    last = Some(p.finish().await?);
-                }
-                return complete(&client, &path, last).await;
+                b.end_block().await?;
+                return complete(&b.client, &b.path, b.last).await;
             }
-            None => return Err(Error::WriterAbandoned { path }),
+            None => return Err(Error::WriterAbandoned { path: b.path }),
         }
     }
 }
 
-async fn new_block(
-    client: &Client,
-    path: &str,
-    previous: Option<ExtendedBlock>,
-) -> Result<BlockPipeline> {
-    let req = AddBlockRequest {
-        call: client.new_call(),
-        path: path.to_string(),
-        client_id: client.client_id().to_string(),
-        previous,
-        excluded_datanodes: Vec::new(),
-        client_host: client.config().client_host.clone(),
-    };
-    let resp = client
-        .rpc()
-        .call("add_block", req, |mut c, req| async move {
-            c.add_block(req).await
+impl Blocks {
+    async fn send(&mut self, data: Bytes, flush: Flush) -> Result<Option<u64>> {
+        if self.current.is_none() {
+            self.current = Some(self.new_block().await?);
+        }
+        let stream = self.current.as_mut().expect("set above");
+        let seqno = stream.send(data, flush, &mut self.excluded).await?;
+        if stream.offset() >= self.block_size {
+            self.end_block().await?;
+            // Finishing the block waited for every ack.
+            return Ok(None);
+        }
+        Ok(Some(seqno))
+    }
+
+    async fn flush(&mut self, data: Bytes, sync: bool) -> Result<()> {
+        if data.is_empty() && self.current.is_none() {
+            // Everything sent is in finished blocks, all acknowledged.
+            return Ok(());
+        }
+        let flush = if sync { Flush::Hsync } else { Flush::Hflush };
+        let Some(seqno) = self.send(data, flush).await? else {
+            return Ok(());
+        };
+        match self.current.as_mut() {
+            Some(stream) => stream.wait_acked(seqno, &mut self.excluded).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn end_block(&mut self) -> Result<()> {
+        if let Some(stream) = self.current.take() {
+            self.last = Some(stream.finish(&mut self.excluded).await?);
+        }
+        Ok(())
+    }
+
+    /// Allocates the next block and opens its pipeline. A pipeline that
+    /// cannot be set up gives the block back (abandon) and asks for another
+    /// without the datanode that failed.
+    async fn new_block(&mut self) -> Result<BlockStream> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let located = self.add_block().await?;
+            let failure = match BlockStream::open(&self.client, &self.path, located.clone()).await {
+                Ok(s) => return Ok(s),
+                Err(f) => f,
+            };
+            let bad = failure.node.and_then(|i| located.locations.get(i));
+            let Some(bad) = bad.filter(|_| attempt < MAX_BLOCK_ATTEMPTS) else {
+                return Err(failure.error);
+            };
+            warn!(
+                "{}: new block's pipeline failed at {}; asking for another without it: {}",
+                self.path,
+                describe(bad),
+                failure.error
+            );
+            self.excluded.push(bad.datanode_id.clone());
+            self.abandon(located.block).await?;
+        }
+    }
+
+    async fn add_block(&mut self) -> Result<rfs_proto::common::LocatedBlock> {
+        let req = AddBlockRequest {
+            call: self.client.new_call(),
+            path: self.path.clone(),
+            client_id: self.client.client_id().to_string(),
+            previous: self.last,
+            excluded_datanodes: self.excluded.clone(),
+            client_host: self.client.config().client_host.clone(),
+        };
+        let resp = self
+            .client
+            .rpc()
+            .call("add_block", req, |mut c, req| async move {
+                c.add_block(req).await
+            })
+            .await?;
+        resp.block.ok_or_else(|| {
+            Error::Protocol(format!(
+                "{}: the namenode answered add_block without a block",
+                self.path
+            ))
         })
-        .await?;
-    let located = resp.block.ok_or_else(|| {
-        Error::Protocol(format!(
-            "{path}: the namenode answered add_block without a block"
-        ))
-    })?;
-    BlockPipeline::open(client, path, located).await
+    }
+
+    async fn abandon(&mut self, block: Option<ExtendedBlock>) -> Result<()> {
+        let req = AbandonBlockRequest {
+            call: self.client.new_call(),
+            path: self.path.clone(),
+            client_id: self.client.client_id().to_string(),
+            block,
+        };
+        self.client
+            .rpc()
+            .call("abandon_block", req, |mut c, req| async move {
+                c.abandon_block(req).await
+            })
+            .await?;
+        Ok(())
+    }
 }
 
 /// Completes the file, retrying while the namenode waits for the last

@@ -312,6 +312,12 @@ impl ClientProtocol for FakeNamenode {
     async fn abandon_block(&self, _: Request<AbandonBlockRequest>) -> Rpc<AbandonBlockResponse> {
         Err(tonic::Status::unimplemented("fake"))
     }
+    async fn update_pipeline(
+        &self,
+        _: Request<UpdatePipelineRequest>,
+    ) -> Rpc<UpdatePipelineResponse> {
+        Err(tonic::Status::unimplemented("fake"))
+    }
     async fn list(&self, _: Request<ListRequest>) -> Rpc<ListResponse> {
         Err(tonic::Status::unimplemented("fake"))
     }

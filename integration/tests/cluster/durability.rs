@@ -314,16 +314,16 @@ async fn partitioned_datanode_loses_no_acknowledged_byte_and_is_trimmed_on_retur
         eprintln!("skipped: {why}");
         return Ok(());
     }
-    let mut cluster = MiniCluster::builder()
+    let mut builder = MiniCluster::builder()
         .datanodes(4)
-        .isolate_datanode(ISOLATED)
-        .start()
-        .await?;
+        .isolate_datanode(ISOLATED);
+    // A datanode behind the cut answers nothing: a reader, a writer or the
+    // pipeline node above it gives up after this, not after the default
+    // 10 s (clients and datanodes alike, see `pipeline_timeout`).
+    builder.datanode_timeout_ms = 3000;
+    let mut cluster = builder.start().await?;
     let dead_after = Duration::from_millis(cluster.opts.datanode_dead_ms);
     let mut config = cluster.client_config();
-    // A datanode behind the cut answers nothing: a reader or writer waiting
-    // on it gives up after this, not after the default 10 s.
-    config.datanode_timeout = Duration::from_secs(3);
     config.replication = Some(3);
     let client = Client::connect(config.clone()).await?;
 
