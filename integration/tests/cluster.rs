@@ -6,6 +6,7 @@ mod cluster {
     mod data_path;
     mod durability;
     mod failures;
+    mod lease_recovery;
     mod namespace;
     mod pipeline_recovery;
     mod replication;

@@ -1,0 +1,162 @@
+//! Lease recovery after the hard limit: a writer killed -9 after an hflush
+//! leaves its file under construction; once its lease passes the hard
+//! limit the namenode recovers the last block through a primary datanode
+//! and closes the file, keeping at least every hflushed byte.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use rfs_integration::MiniCluster;
+
+use super::common::{payload, read_file, MIB};
+
+/// Polls `check` until it returns `Some`, failing with `what` and the
+/// cluster's logs after `limit`.
+async fn wait_until<T, F, Fut>(
+    cluster: &MiniCluster,
+    what: &str,
+    limit: Duration,
+    mut check: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        let last = match check().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => "not yet".to_string(),
+            Err(e) => format!("{e:#}"),
+        };
+        if Instant::now() > deadline {
+            bail!(
+                "{what}: not within {limit:?} (last: {last})\n{}",
+                cluster.log_tails()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The writer process; killed -9 when dropped (a failed test leaves no
+/// writer behind).
+struct Writer(Child);
+
+impl Writer {
+    fn kill9(&mut self) -> Result<()> {
+        // Child::kill is SIGKILL on Unix: no chance to close anything.
+        self.0.kill()?;
+        self.0.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        let _ = self.kill9();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_writer_file_is_recovered_and_closed_after_the_hard_limit() -> Result<()> {
+    let mut b = MiniCluster::builder();
+    b.lease_soft_limit_ms = 1000;
+    b.extra_namenode_args = ["--lease-hard-limit-ms", "3000"]
+        .into_iter()
+        .chain(["--lease-recovery-interval-ms", "300"])
+        .map(String::from)
+        .collect();
+    let mut cluster = b.start().await?;
+    cluster.wait_live_datanodes(3).await?;
+    let c = cluster.client().await?;
+
+    let (path, seed) = ("/lr/f", 11u64);
+    let flushed = MIB + MIB / 2 + 1000;
+    let extra = 100 * 1024 + 7;
+    let mut writer = Writer(
+        Command::new(env!("CARGO_BIN_EXE_hflush_writer"))
+            .args([
+                cluster.namenode_addr(),
+                path.to_string(),
+                flushed.to_string(),
+                extra.to_string(),
+                seed.to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting hflush_writer")?,
+    );
+    let stdout = writer.0.stdout.take().context("writer stdout")?;
+    let reading = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    });
+    let line = tokio::time::timeout(Duration::from_secs(60), reading)
+        .await
+        .context("hflush_writer did not report its hflush within 60 s")???;
+    let line = line.trim_end();
+    assert_eq!(line, format!("flushed {flushed}"));
+    let st = c.get_file_info(path).await?.context("file exists")?;
+    assert!(st.under_construction, "open while its writer lives");
+
+    // Let the unflushed bytes get as far as they get, then kill -9.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    writer.kill9()?;
+    let killed = Instant::now();
+
+    let st = wait_until(
+        &cluster,
+        "the namenode closes the dead writer's file",
+        Duration::from_secs(60),
+        || async {
+            let st = c.get_file_info(path).await?.context("file vanished")?;
+            Ok((!st.under_construction).then_some(st))
+        },
+    )
+    .await?;
+    assert!(
+        killed.elapsed() >= Duration::from_millis(2500),
+        "closed {:?} after the kill, before the hard limit could pass",
+        killed.elapsed()
+    );
+    let len = st.length as usize;
+    assert!(
+        (flushed..=flushed + extra).contains(&len),
+        "recovered length {len}: not between the hflushed {flushed} and the written {}",
+        flushed + extra
+    );
+    let data = read_file(&c, path).await?;
+    assert_eq!(data.len(), len, "bytes read vs. the file's length");
+    let written = payload(flushed + extra, seed);
+    assert!(
+        data == written[..len],
+        "recovered content differs from what was written"
+    );
+
+    // The recovered replicas are registered: fsck finds every block on
+    // the three datanodes and the file closed.
+    wait_until(
+        &cluster,
+        "fsck: /lr healthy",
+        Duration::from_secs(30),
+        || async {
+            let report = c.fsck("/lr").await?;
+            let f = report
+                .files
+                .iter()
+                .find(|f| f.path == path)
+                .context("in fsck")?;
+            let healthy = !f.under_construction
+                && f.blocks.len() == 2
+                && f.blocks
+                    .iter()
+                    .all(|b| b.live_replicas == 3 && b.corrupt_replicas == 0);
+            Ok(healthy.then_some(()))
+        },
+    )
+    .await?;
+    Ok(())
+}
