@@ -24,6 +24,12 @@ pub struct Cli {
     /// Config file to read the namenodes from ([client], else [ha]).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// When a write loses a datanode: `never` finishes the block on the
+    /// survivors (the namenode re-replicates it after close), `always`
+    /// brings in a replacement, `default` does so at replication 3+ when at
+    /// most half the nodes are left or the data was flushed (as HDFS).
+    #[arg(long, global = true, value_name = "POLICY", default_value = "default")]
+    pub replace_datanode_on_failure: rfs_client::ReplaceDatanode,
     #[command(subcommand)]
     pub cmd: Cmd,
 }

@@ -69,7 +69,8 @@ async fn run(cli: cli::Cli, report: &mut Report) {
         cli::Cmd::Admin(cmd) => commands::admin::run(&namenodes, cmd, report).await,
         cli::Cmd::Fs(cmd) => {
             let addrs: Vec<String> = namenodes.into_iter().map(|n| n.addr).collect();
-            let config = ClientConfig::with_namenodes(addrs.clone());
+            let mut config = ClientConfig::with_namenodes(addrs.clone());
+            config.replace_datanode_on_failure = cli.replace_datanode_on_failure;
             let client = match Client::connect(config).await {
                 Ok(c) => c,
                 Err(e) => return report.fail(e.into()),
