@@ -125,9 +125,15 @@ impl Blocks {
     /// without the datanode that failed.
     async fn new_block(&mut self) -> Result<BlockStream> {
         let mut attempt = 0;
+        let mut failed: Option<Error> = None;
         loop {
             attempt += 1;
-            let located = self.add_block().await?;
+            let located = match self.add_block().await {
+                Ok(l) => l,
+                // No other datanode to try: the pipeline's error says more
+                // (e.g. a full disk) than "no live datanodes".
+                Err(e) => return Err(failed.unwrap_or(e)),
+            };
             let failure = match BlockStream::open(&self.client, &self.path, located.clone()).await {
                 Ok(s) => return Ok(s),
                 Err(f) => f,
@@ -144,6 +150,7 @@ impl Blocks {
             );
             self.excluded.push(bad.datanode_id.clone());
             self.abandon(located.block).await?;
+            failed = Some(failure.error);
         }
     }
 
