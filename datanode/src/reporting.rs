@@ -322,11 +322,14 @@ impl Session {
     async fn full_report(&mut self) -> Result<bool> {
         let pending = self.queue.take();
         let storage = self.node.storage.clone();
-        let blocks = tokio::task::spawn_blocking(move || storage.block_report()).await?;
+        let (blocks, being_written) =
+            tokio::task::spawn_blocking(move || (storage.block_report(), storage.rbw_report()))
+                .await?;
         let n = blocks.len();
         let req = BlockReportRequest {
             datanode_id: self.node.storage.datanode_id.clone(),
             blocks,
+            being_written,
         };
         let resp = match self.client.block_report(req).await {
             Ok(r) => r.into_inner(),

@@ -54,6 +54,20 @@ impl BlockMap {
         self.by_node.entry(node.to_string()).or_default().insert(id);
     }
 
+    /// Records that `node` holds an unfinished replica of block `id` (at
+    /// `gen_stamp`, the block's current stamp): a location to recover it
+    /// from, never offered to readers as a replica.
+    pub fn add_expected(&mut self, id: u64, gen_stamp: u64, replication: u32, node: &str) {
+        let info = self.blocks.entry(id).or_insert_with(|| BlockInfo {
+            gen_stamp,
+            replication,
+            ..Default::default()
+        });
+        if info.gen_stamp == gen_stamp && !info.expected.iter().any(|n| n == node) {
+            info.expected.push(node.to_string());
+        }
+    }
+
     pub fn remove_replica(&mut self, id: u64, node: &str) {
         if let Some(info) = self.blocks.get_mut(&id) {
             info.replicas.remove(node);

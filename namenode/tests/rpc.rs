@@ -501,6 +501,7 @@ async fn block_reports_corruption_and_invalidation() {
             .block_report(BlockReportRequest {
                 datanode_id: dn.into(),
                 blocks: vec![blk, bogus],
+                ..Default::default()
             })
             .await
             .unwrap()

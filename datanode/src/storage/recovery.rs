@@ -5,11 +5,13 @@
 //! length every good replica holds, and give it a new generation stamp, so
 //! that copies which missed the recovery are recognisably stale.
 
+use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rfs_proto::common::ExtendedBlock;
 use tracing::info;
 
 use super::{meta, ReplicaWriter, Storage, Volume};
@@ -46,6 +48,44 @@ impl Storage {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// Every replica in rbw/ (being written, or left by a dead writer), at
+    /// its highest generation stamp, with its data length.
+    pub fn rbw_report(&self) -> Vec<ExtendedBlock> {
+        let mut found: HashMap<u64, ExtendedBlock> = HashMap::new();
+        for v in self.volumes.iter().filter(|v| !v.is_failed()) {
+            let Ok(entries) = std::fs::read_dir(&v.rbw) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let Some((id, gs)) = name
+                    .to_str()
+                    .and_then(|n| n.strip_prefix("blk_"))
+                    .and_then(|n| n.strip_suffix(".meta"))
+                    .and_then(|n| n.split_once('_'))
+                    .and_then(|(id, gs)| Some((id.parse::<u64>().ok()?, gs.parse::<u64>().ok()?)))
+                else {
+                    continue;
+                };
+                let len = std::fs::metadata(Volume::data_path(&v.rbw, id))
+                    .map(|m| m.len())
+                    .unwrap_or_default();
+                let b = ExtendedBlock {
+                    block_id: id,
+                    generation_stamp: gs,
+                    num_bytes: len,
+                };
+                let e = found.entry(id).or_insert(b);
+                if gs > e.generation_stamp {
+                    *e = b;
+                }
+            }
+        }
+        let mut v: Vec<_> = found.into_values().collect();
+        v.sort_by_key(|b| b.block_id);
+        v
     }
 
     /// The replica of `block_id` on this node: the finalized one, else the

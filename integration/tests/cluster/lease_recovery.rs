@@ -62,6 +62,19 @@ impl Drop for Writer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_writer_file_is_recovered_and_closed_after_the_hard_limit() -> Result<()> {
+    killed_writer_is_recovered(false).await
+}
+
+/// The same with the namenode also killed -9 and restarted after the
+/// writer died: it no longer knows where the unfinished last block lives
+/// until the datanodes' block reports name their rbw replicas; without
+/// them the block (and its hflushed bytes) would be dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_writer_file_is_recovered_across_a_namenode_restart() -> Result<()> {
+    killed_writer_is_recovered(true).await
+}
+
+async fn killed_writer_is_recovered(restart_namenode: bool) -> Result<()> {
     let mut b = MiniCluster::builder();
     b.lease_soft_limit_ms = 1000;
     b.extra_namenode_args = ["--lease-hard-limit-ms", "3000"]
@@ -106,6 +119,10 @@ async fn killed_writer_file_is_recovered_and_closed_after_the_hard_limit() -> Re
     tokio::time::sleep(Duration::from_millis(300)).await;
     writer.kill9()?;
     let killed = Instant::now();
+    if restart_namenode {
+        cluster.restart_namenode().await?;
+        cluster.wait_live_datanodes(3).await?;
+    }
 
     let st = wait_until(
         &cluster,

@@ -204,10 +204,26 @@ impl DatanodeProtocol for DatanodeService {
                 stale.push(b);
             }
         }
+        for b in &r.being_written {
+            // Only at the block's current stamp: a node dropped from a
+            // pipeline holds an older, possibly shorter copy that lease
+            // recovery must not cut the block down to.
+            if let Some((m, replication)) = self.state.ns.block_meta(b.block_id)? {
+                if m.gen_stamp == b.generation_stamp {
+                    self.state.blocks().add_expected(
+                        b.block_id,
+                        m.gen_stamp,
+                        replication,
+                        &r.datanode_id,
+                    );
+                }
+            }
+        }
         tracing::info!(
-            "block report from {}: {} replicas, {} to delete",
+            "block report from {}: {} replicas, {} being written, {} to delete",
             r.datanode_id,
             r.blocks.len(),
+            r.being_written.len(),
             stale.len()
         );
         let commands = if stale.is_empty() {
