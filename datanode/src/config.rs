@@ -62,6 +62,9 @@ pub struct DatanodeConfig {
     pub ack_timeout_ms: u64,
     /// Timeout of one RPC to a namenode.
     pub rpc_timeout_ms: u64,
+    /// Rate of re-replication copies this node sends (COPY_BLOCK and the
+    /// namenode's TransferBlock), all together; 0: unlimited.
+    pub transfer_bytes_per_sec: u64,
     /// Block scanner read rate (re-verifying finalized replicas'
     /// checksums); 0 disables the scanner.
     pub scan_bytes_per_sec: u64,
@@ -90,6 +93,7 @@ impl Default for DatanodeConfig {
             idle_timeout_ms: 60_000,
             ack_timeout_ms: 30_000,
             rpc_timeout_ms: 10_000,
+            transfer_bytes_per_sec: 0,
             scan_bytes_per_sec: 8 * 1024 * 1024,
             scan_interval_ms: 6 * 3_600_000,
             failed_volumes_tolerated: 0,

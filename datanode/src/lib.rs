@@ -22,6 +22,7 @@ mod http;
 mod reporting;
 mod scanner;
 mod storage;
+mod throttle;
 mod transfer;
 
 use std::future::Future;
@@ -62,6 +63,9 @@ pub(crate) struct Node {
     pub xceivers: AtomicUsize,
     /// Bounds COPY_BLOCK / TransferBlock pushes running at once.
     pub transfers: tokio::sync::Semaphore,
+    /// Paces those pushes (all of them together) to
+    /// `transfer_bytes_per_sec`; `None`: unlimited.
+    pub transfer_rate: Option<tokio::sync::Mutex<throttle::TokenBucket>>,
     /// Set (once) to why the node must stop: too many failed volumes.
     pub fatal: watch::Sender<Option<String>>,
 }
@@ -125,6 +129,12 @@ impl Datanode {
             info,
             xceivers: AtomicUsize::new(0),
             transfers: tokio::sync::Semaphore::new(8),
+            transfer_rate: (config.transfer_bytes_per_sec > 0).then(|| {
+                tokio::sync::Mutex::new(throttle::TokenBucket::new(
+                    config.transfer_bytes_per_sec,
+                    config.transfer_bytes_per_sec.min(1 << 20),
+                ))
+            }),
             fatal: fatal_tx,
             config,
         });

@@ -45,6 +45,9 @@ struct Cli {
     /// Hostname reported to namenodes [default: the data address' ip].
     #[arg(long)]
     hostname: Option<String>,
+    /// Re-replication copies sent, bytes/s all together; 0 = unlimited [default: 0].
+    #[arg(long)]
+    transfer_bytes_per_sec: Option<u64>,
     /// Block scanner read rate, bytes/s; 0 disables it [default: 8388608].
     #[arg(long)]
     scan_bytes_per_sec: Option<u64>,
@@ -87,6 +90,9 @@ fn config(cli: Cli) -> Result<DatanodeConfig, rfs_datanode::Error> {
     }
     if let Some(v) = cli.block_report_interval_ms {
         c.block_report_interval_ms = v;
+    }
+    if let Some(v) = cli.transfer_bytes_per_sec {
+        c.transfer_bytes_per_sec = v;
     }
     if let Some(v) = cli.scan_bytes_per_sec {
         c.scan_bytes_per_sec = v;

@@ -62,10 +62,14 @@ fn config(dir: &Path) -> DatanodeConfig {
 }
 
 async fn start(root: &Path, name: &str) -> Node {
+    start_with(root, name, |_| {}).await
+}
+
+async fn start_with(root: &Path, name: &str, tune: impl FnOnce(&mut DatanodeConfig)) -> Node {
     let dir = root.join(name);
-    let dn = Datanode::start(config(&dir))
-        .await
-        .expect("datanode starts");
+    let mut c = config(&dir);
+    tune(&mut c);
+    let dn = Datanode::start(c).await.expect("datanode starts");
     Node { dn, dir }
 }
 
@@ -744,4 +748,33 @@ async fn recovery_keeps_the_acknowledged_prefix_under_a_new_generation_stamp() {
     let (_c, r) = open_stage(&[b], block(60, 3, 0), WriteStage::Recover, 4000).await;
     assert_ne!(r.status(), Status::Success);
     assert!(r.message.contains("fewer than the 4000"), "{}", r.message);
+}
+
+/// Re-replication copies are paced to `transfer_bytes_per_sec`: 1.5 MiB
+/// at 1 MiB/s takes at least 1.4 s (the bucket starts empty).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn copies_are_paced_to_the_transfer_rate() {
+    let root = tempfile::tempdir().unwrap();
+    let a = start_with(root.path(), "a", |c| c.transfer_bytes_per_sec = 1 << 20).await;
+    let b = start(root.path(), "b").await;
+    let data = payload(3 << 19, 5);
+    let acks = write(&[&a], block(70, 3, 0), packets(&data, 64 * 1024)).await;
+    assert!(acks.iter().all(|x| x.is_success()));
+    let t = std::time::Instant::now();
+    let mut c = connect(&a).await;
+    c.send(Frame::Op(Op::CopyBlock(CopyBlockOp {
+        block: Some(block(70, 3, 0)),
+        targets: vec![b.info()],
+        ..Default::default()
+    })))
+    .await
+    .unwrap();
+    let r = response(&mut c).await;
+    assert_eq!(r.status(), Status::Success, "{}", r.message);
+    assert!(
+        t.elapsed() >= Duration::from_millis(1400),
+        "1.5 MiB copied in {:?} at 1 MiB/s",
+        t.elapsed()
+    );
+    check_replica(&b, 70, 3, &data);
 }

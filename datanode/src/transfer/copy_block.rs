@@ -175,6 +175,11 @@ async fn send_replica(
         let mut seqno = 0u64;
         while pos < info.length {
             let len = step.min(info.length - pos) as usize;
+            // Re-replication is paced; a pipeline recovery's copy is not
+            // (a writer waits on it).
+            if let (WriteStage::Create, Some(rate)) = (stage, &node.transfer_rate) {
+                rate.lock().await.acquire(len as u64).await;
+            }
             let r = reader.clone();
             let (checksums, data) = tokio::task::spawn_blocking(move || r.read(pos, len)).await??;
             let p = Frame::Packet(Packet {
