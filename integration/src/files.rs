@@ -42,3 +42,19 @@ pub async fn read_file(client: &Client, path: &str) -> anyhow::Result<Vec<u8>> {
     r.read_to_end(&mut out).await?;
     Ok(out)
 }
+
+/// Prints one row of the durability report (issue 5): the fault a test
+/// injected, the bytes acknowledged to writers, the bytes read back
+/// identical afterwards. Collect with
+/// `cargo test -p rfs-integration -- --nocapture 2>&1 | grep '^DURABILITY'`.
+pub fn report_outcome(fault: &str, written: u64, verified: u64) {
+    println!(
+        "DURABILITY|{fault}|{written}|{verified}|{}",
+        written.saturating_sub(verified)
+    );
+}
+
+/// Total payload bytes of acknowledged files (path → (seed, length)).
+pub fn acked_bytes<'a>(files: impl IntoIterator<Item = &'a (u64, usize)>) -> u64 {
+    files.into_iter().map(|(_, len)| *len as u64).sum()
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, ensure, Context, Result};
 use rfs_client::{Client, ClientConfig, CreateOptions, FileType};
-use rfs_integration::files::write_file_with;
+use rfs_integration::files::{acked_bytes, report_outcome, write_file_with};
 use rfs_integration::load::{verify_acks, wait_for, AckLog, Load, LoadOp};
 use rfs_integration::{netns_unavailable, MiniCluster};
 use rfs_proto::rpc_error::RpcErrorKind;
@@ -184,6 +184,8 @@ async fn namenode_kill_9_under_concurrent_creates_and_writes_keeps_every_complet
     verify_acks(&client, "/crash", &logs)
         .await
         .context("after replacing what the kill cut off")?;
+    let acked = acked_bytes(logs.iter().flat_map(|l| l.files.values()));
+    report_outcome("namenode kill -9 under 4 writers + restart", acked, acked);
     Ok(())
 }
 
@@ -419,11 +421,13 @@ async fn partitioned_datanode_loses_no_acknowledged_byte_and_is_trimmed_on_retur
         .context("excess replicas trimmed after the restore")?;
     let paths: BTreeSet<String> = files.keys().cloned().collect();
     wait_fsck_replicas(&client, "/part", &paths, 3, Duration::from_secs(30)).await?;
+    let mut verified = 0;
     for (path, (seed, len)) in &files {
         ensure!(
             read_file(&client, path).await? == payload(*len, *seed),
             "{path}: acknowledged bytes differ after the partition"
         );
+        verified += *len as u64;
     }
 
     let read_failures: Vec<String> = read_failures
@@ -450,6 +454,11 @@ async fn partitioned_datanode_loses_no_acknowledged_byte_and_is_trimmed_on_retur
         failed.len(),
         attempts.len(),
         failed.join("\n")
+    );
+    report_outcome(
+        "datanode partitioned (netns) during reads and writes",
+        acked_bytes(files.values()),
+        verified,
     );
     Ok(())
 }

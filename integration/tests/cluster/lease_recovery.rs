@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use rfs_integration::files::report_outcome;
 use rfs_integration::MiniCluster;
 
 use super::common::{payload, read_file, MIB};
@@ -151,6 +152,16 @@ async fn killed_writer_is_recovered(restart_namenode: bool) -> Result<()> {
     assert!(
         data == written[..len],
         "recovered content differs from what was written"
+    );
+    // hflushed bytes are the acknowledged ones; what followed was not.
+    report_outcome(
+        if restart_namenode {
+            "writer kill -9 after hflush, then namenode kill -9"
+        } else {
+            "writer kill -9 after hflush"
+        },
+        flushed as u64,
+        (len.min(flushed)) as u64,
     );
 
     // The recovered replicas are registered: fsck finds every block on

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use rfs_client::{Client, ClientConfig, CreateOptions, FileWriter, ReplaceDatanode};
+use rfs_integration::files::report_outcome;
 use rfs_integration::load::wait_for;
 use rfs_integration::MiniCluster;
 use rfs_proto::common::LocatedBlock;
@@ -127,7 +128,10 @@ async fn datanode_killed_mid_write_the_write_completes_and_stale_replicas_go() -
         }
     }
     ensure!(read_file(&client, path).await? == data, "{path} differs");
-    wait_healthy(&client, path, 3).await
+    wait_healthy(&client, path, 3).await?;
+    let n = data.len() as u64;
+    report_outcome("datanode kill -9 mid-write (r=3, 4 blocks)", n, n);
+    Ok(())
 }
 
 /// Moves `block`'s rbw files at `gs` into finalized/ with a consistent
@@ -235,6 +239,8 @@ async fn replacement_datanode_keeps_the_pipeline_at_full_replication() -> Result
         }
     }
     ensure!(read_file(&client, path).await? == data, "{path} differs");
+    let n = data.len() as u64;
+    report_outcome("first pipeline datanode kill -9, replaced", n, n);
     Ok(())
 }
 
@@ -265,5 +271,7 @@ async fn stalled_datanode_is_dropped_after_the_timeout() -> Result<()> {
     res.context("the write hung on the stalled datanode")?
         .context("write with a stalled datanode")?;
     ensure!(read_file(&client, path).await? == data, "{path} differs");
+    let n = data.len() as u64;
+    report_outcome("datanode stalled (SIGSTOP) mid-write", n, n);
     Ok(())
 }

@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
+use rfs_integration::files::report_outcome;
 use rfs_integration::MiniCluster;
 
 use super::common::{block_ids, payload, read_file, write_file, MIB};
@@ -56,6 +57,8 @@ async fn dead_datanode_blocks_are_re_replicated_and_excess_trimmed_on_return() -
         .wait_replicas(&ids, 4, all, Duration::from_secs(30))
         .await?;
     assert_eq!(read_file(&c, "/r/f").await?, data, "content after setrep");
+    let n = data.len() as u64;
+    report_outcome("datanode kill -9 holding replicas; re-replicated", n, n);
     Ok(())
 }
 
@@ -145,6 +148,8 @@ async fn a_corrupt_replica_is_found_reported_replaced_and_fsck_tracks_it() -> Re
         ok && out.contains("Corrupt blocks:\t0") && out.contains("is HEALTHY"),
         "{out}"
     );
+    let n = data.len() as u64;
+    report_outcome("bytes flipped in one replica on disk; repaired", n, n);
 
     // With every replica of a block corrupt, fsck says CORRUPT (exit 1)
     // and a read fails with a corruption error instead of returning data.
