@@ -154,6 +154,19 @@ async fn open_write(nodes: &[&Node], b: ExtendedBlock) -> (Connection, OpRespons
     (c, r)
 }
 
+/// COPY_BLOCK of `from`'s finalized replica of `b` to `to`.
+async fn copy(from: &Node, b: ExtendedBlock, to: &Node) -> OpResponse {
+    let mut c = connect(from).await;
+    c.send(Frame::Op(Op::CopyBlock(CopyBlockOp {
+        block: Some(b),
+        targets: vec![to.info()],
+        ..Default::default()
+    })))
+    .await
+    .unwrap();
+    response(&mut c).await
+}
+
 /// Sends all packets, then collects acks until the last (or an error).
 async fn write(nodes: &[&Node], b: ExtendedBlock, pkts: Vec<Packet>) -> Vec<PipelineAck> {
     let (c, r) = open_write(nodes, b).await;
@@ -504,15 +517,7 @@ async fn copy_block_replicates_and_restart_keeps_replicas() {
     let data = payload(150_001, 8);
     let acks = write(&[&a], block(21, 9, 0), packets(&data, 64 * 1024)).await;
     assert!(acks.iter().all(|x| x.is_success()));
-    let mut c = connect(&a).await;
-    c.send(Frame::Op(Op::CopyBlock(CopyBlockOp {
-        block: Some(block(21, 9, 0)),
-        targets: vec![b.info()],
-        ..Default::default()
-    })))
-    .await
-    .unwrap();
-    let r = response(&mut c).await;
+    let r = copy(&a, block(21, 9, 0), &b).await;
     assert_eq!(r.status(), Status::Success, "{}", r.message);
     check_replica(&b, 21, 9, &data);
 
@@ -761,15 +766,7 @@ async fn copies_are_paced_to_the_transfer_rate() {
     let acks = write(&[&a], block(70, 3, 0), packets(&data, 64 * 1024)).await;
     assert!(acks.iter().all(|x| x.is_success()));
     let t = std::time::Instant::now();
-    let mut c = connect(&a).await;
-    c.send(Frame::Op(Op::CopyBlock(CopyBlockOp {
-        block: Some(block(70, 3, 0)),
-        targets: vec![b.info()],
-        ..Default::default()
-    })))
-    .await
-    .unwrap();
-    let r = response(&mut c).await;
+    let r = copy(&a, block(70, 3, 0), &b).await;
     assert_eq!(r.status(), Status::Success, "{}", r.message);
     assert!(
         t.elapsed() >= Duration::from_millis(1400),
