@@ -1,31 +1,100 @@
 #!/usr/bin/env bash
-# rfs benchmarks.
-#   bench/run.sh [put-get flags, e.g. --size-mib 256]
-#       put/get throughput against the quickstart cluster (started if
-#       needed), beside iperf3 loopback and disk write speed.
-#   bench/run.sh failover [--rounds 10] [--rate 200] [--tick-ms ..] [--election-ticks ..]
-#       an HA group of its own (nn1, nn2, witness); kill -9 the leader under a
-#       steady stream of creates: time to the first acknowledged create.
-#   bench/run.sh meta [--clients 1,16] [--seconds 5]
-#       committed creates per second on an HA group of its own.
-# The HA benchmarks keep their name dirs under .rfs/bench-ha (--dir).
+# rfs benchmarks, measured side by side with the machine's limits and with
+# MooseFS in one run (see bench/README.md and the README's "Benchmarks").
+#
+#   bench/run.sh [--size-mib 2048] [--files 100000] [--no-moosefs]
+#       everything: limits, put/get, metadata, MooseFS (bench/peers/moosefs.sh),
+#       failover; writes bench/results/<date>-<sha>.{txt,json,md} and puts
+#       the table in README.md.
+#   bench/run.sh limits [--disk-mib 1024]   loopback TCP, disk, memcpy, CRC32C
+#   bench/run.sh put [--size-mib 2048]      put/get at replication 1 and 3, 4 clients
+#   bench/run.sh meta [--files 100000]      create/stat/list/delete, 1 and 16 tasks
+#   bench/run.sh failover [--rounds 10]     kill -9 the HA leader under creates
+#   bench/run.sh creates [--clients 1,16]   committed creates/s on an HA group
+#   bench/run.sh moosefs [...]              the MooseFS peer alone
+# Each prints `name value unit` lines. put and meta use the quickstart
+# cluster (started if needed); failover and creates start their own HA
+# group under .rfs/bench-ha.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-case "${1:-}" in
-failover | meta)
-    mode="$1"
-    shift
-    cargo build --release -p rfs-namenode -p rfs-datanode -p rfs-bench
-    if [ "$mode" = failover ]; then
-        exec ./target/release/rfs-bench failover "$@"
-    else
-        exec ./target/release/rfs-bench creates "$@"
+NAMENODES=127.0.0.1:8020,127.0.0.1:8021,127.0.0.1:8022
+BENCH=./target/release/rfs-bench
+
+build() {
+    cargo build --release -p rfs-namenode -p rfs-datanode -p rfs-client -p rfs-bench
+}
+
+cluster() {
+    if ! ./target/release/dfs --namenode "$NAMENODES" df >/dev/null 2>&1; then
+        ./scripts/quickstart.sh >&2
     fi
+}
+
+mode="${1:-all}"
+case "$mode" in
+limits)
+    shift
+    ./scripts/deps.sh bench >&2
+    build >&2
+    exec "$BENCH" limits "$@"
+    ;;
+put)
+    shift
+    build >&2
+    cluster
+    exec "$BENCH" put-get --namenode "$NAMENODES" "$@"
+    ;;
+meta)
+    shift
+    build >&2
+    cluster
+    exec "$BENCH" meta --namenode "$NAMENODES" "$@"
+    ;;
+failover | creates)
+    shift
+    build >&2
+    exec "$BENCH" "$mode" "$@"
+    ;;
+moosefs)
+    shift
+    exec bench/peers/moosefs.sh "$@"
+    ;;
+all | --*) ;;
+*)
+    sed -n '2,20p' "$0" >&2
+    exit 2
     ;;
 esac
-./scripts/deps.sh bench
-if ! ./target/release/dfs df >/dev/null 2>&1; then
-    ./scripts/quickstart.sh
+
+[ "$mode" = all ] && shift || true
+size_mib=2048
+files=100000
+moosefs=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --size-mib) size_mib="$2"; shift 2 ;;
+    --files) files="$2"; shift 2 ;;
+    --no-moosefs) moosefs=0; shift ;;
+    *) echo "bench/run.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+done
+
+./scripts/deps.sh bench >&2
+build >&2
+cluster
+stem="$(date +%F)-$(git rev-parse --short HEAD)"
+mkdir -p bench/results
+out="bench/results/$stem.txt"
+: >"$out"
+run() {
+    echo "== $*" >&2
+    "$@" | tee -a "$out"
+}
+run "$BENCH" limits --disk-mib "$size_mib"
+run "$BENCH" put-get --namenode "$NAMENODES" --size-mib "$size_mib"
+run "$BENCH" meta --namenode "$NAMENODES" --files "$files"
+if [ "$moosefs" = 1 ]; then
+    run bench/peers/moosefs.sh --size-mib "$size_mib" --files "$files"
 fi
-cargo build --release -p rfs-bench
-./target/release/rfs-bench put-get "$@"
+run "$BENCH" failover --rounds 5
+"$BENCH" report "$out" --stem "$stem" --readme README.md

@@ -1,8 +1,12 @@
 //! `rfs-bench`: throughput and failover benchmarks, each printed beside the
 //! limits that bound it.
 //!
-//! - `put-get` ([`put_get`]): one file put and got against a running
-//!   cluster, beside iperf3 loopback and disk speed.
+//! - `limits` ([`limits`]): the machine's own limits (loopback TCP, disk,
+//!   memcpy, CRC32C), measured in the same run as what they bound.
+//! - `put-get` ([`put_get`]) and `meta` ([`meta`]): throughput and
+//!   small-file metadata rates against a running cluster.
+//! - `report` ([`report`]): one run's figures (rfs, MooseFS from
+//!   `bench/peers/moosefs.sh`, limits) as a Markdown and JSON table.
 //! - `failover` and `creates` ([`ha`]): start their own HA group (nn1, nn2,
 //!   a witness) from the release binaries next to `rfs-bench`, and measure
 //!   the time from a leader's kill -9 to the next acknowledged create, and
@@ -13,8 +17,12 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod figures;
 mod ha;
+mod limits;
+mod meta;
 mod put_get;
+mod report;
 
 #[derive(Parser)]
 #[command(about = "rfs benchmarks, reported beside the limits that bound them")]
@@ -25,8 +33,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Put then get one file per replication factor; MB/s beside iperf3 and disk.
+    /// The machine's limits: loopback TCP, disk write (fsync) and cold
+    /// read, memcpy, CRC32C on one core.
+    Limits(limits::LimitsArgs),
+    /// Put then get one file per replication factor, then N clients at once.
     PutGet(put_get::PutGetArgs),
+    /// Create, stat, list, delete N empty files with 1 and 16 tasks.
+    Meta(meta::MetaArgs),
+    /// Table (Markdown and JSON) of one run's `name value unit` lines.
+    Report(report::ReportArgs),
     /// kill -9 the HA leader under a steady stream of creates, N rounds:
     /// time from the kill to the first acknowledged create.
     Failover(ha::FailoverArgs),
@@ -36,9 +51,14 @@ enum Cmd {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    match Cli::parse().cmd {
-        Cmd::PutGet(a) => put_get::run(a).await,
-        Cmd::Failover(a) => ha::failover(a).await,
-        Cmd::Creates(a) => ha::creates(a).await,
-    }
+    let figures = match Cli::parse().cmd {
+        Cmd::Limits(a) => limits::run(&a)?,
+        Cmd::PutGet(a) => put_get::run(&a).await?,
+        Cmd::Meta(a) => meta::run(&a).await?,
+        Cmd::Report(a) => return report::run(&a),
+        Cmd::Failover(a) => return ha::failover(a).await,
+        Cmd::Creates(a) => return ha::creates(a).await,
+    };
+    figures::print(&figures);
+    Ok(())
 }

@@ -1,0 +1,117 @@
+//! `rfs-bench meta`: small-file metadata throughput through the client
+//! library, like Hadoop's NNThroughputBenchmark and the MooseFS peer's
+//! mount workload: create (and close) N empty files, stat each, list their
+//! directories, delete each; with 1 and with 16 concurrent tasks, each task
+//! in a directory of its own. Prints `rfs_<op>_<tasks> value ops/s`.
+
+use std::future::Future;
+use std::time::Instant;
+
+use anyhow::Result;
+use rfs_client::{Client, ClientConfig, CreateOptions};
+use rfs_proto::rpc_error::RpcErrorKind;
+use tokio::io::AsyncWriteExt;
+use tokio::task::JoinSet;
+
+use crate::figures::Figure;
+
+#[derive(clap::Args)]
+pub struct MetaArgs {
+    #[arg(long, default_value = "127.0.0.1:8020")]
+    namenode: String,
+    /// Files created, statted and deleted per measurement.
+    #[arg(long, default_value_t = 100_000)]
+    files: usize,
+    /// Concurrent tasks, one measurement per value.
+    #[arg(long, value_delimiter = ',', default_value = "1,16")]
+    tasks: Vec<usize>,
+}
+
+const ROOT: &str = "/bench/meta";
+
+pub async fn run(args: &MetaArgs) -> Result<Vec<Figure>> {
+    let client = Client::connect(ClientConfig::with_namenode(args.namenode.clone())).await?;
+    let mut out = Vec::new();
+    for &tasks in &args.tasks {
+        let tasks = tasks.max(1);
+        let per = args.files.div_ceil(tasks);
+        let dirs: Vec<String> = (0..tasks).map(|t| format!("{ROOT}/{tasks}/t{t}")).collect();
+        remove_tree(&client).await?;
+        for d in &dirs {
+            client.mkdirs(d, true).await?;
+        }
+        let n = (per * tasks) as f64;
+        let create = timed(&client, &dirs, per, |c, path| async move {
+            let opts = CreateOptions {
+                replication: Some(1),
+                ..Default::default()
+            };
+            let mut w = c.create(&path, opts).await?;
+            w.shutdown().await?;
+            Ok(())
+        })
+        .await?;
+        let stat = timed(&client, &dirs, per, |c, path| async move {
+            c.get_file_info(&path).await?;
+            Ok(())
+        })
+        .await?;
+        let start = Instant::now();
+        let mut listed = 0;
+        for d in &dirs {
+            listed += client.list(d).await?.len();
+        }
+        let list = listed as f64 / start.elapsed().as_secs_f64();
+        let delete = timed(&client, &dirs, per, |c, path| async move {
+            c.delete(&path, false).await?;
+            Ok(())
+        })
+        .await?;
+        out.push(Figure::new(
+            format!("rfs_create_{tasks}"),
+            n / create,
+            "ops/s",
+        ));
+        out.push(Figure::new(format!("rfs_stat_{tasks}"), n / stat, "ops/s"));
+        out.push(Figure::new(format!("rfs_list_{tasks}"), list, "entries/s"));
+        out.push(Figure::new(
+            format!("rfs_delete_{tasks}"),
+            n / delete,
+            "ops/s",
+        ));
+    }
+    remove_tree(&client).await?;
+    Ok(out)
+}
+
+/// Deletes what an earlier (maybe interrupted) run left.
+async fn remove_tree(client: &Client) -> Result<()> {
+    match client.delete(ROOT, true).await {
+        Err(e) if e.kind() == RpcErrorKind::NotFound => Ok(()),
+        r => r.map(|_| ()).map_err(Into::into),
+    }
+}
+
+/// Runs `op` on `per` files in each of `dirs`, one task per directory (one
+/// shared client, as an application would); seconds taken.
+async fn timed<F, Fut>(client: &Client, dirs: &[String], per: usize, op: F) -> Result<f64>
+where
+    F: Fn(Client, String) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<()>> + Send,
+{
+    let start = Instant::now();
+    let mut set = JoinSet::new();
+    for d in dirs {
+        let (c, d, op) = (client.clone(), d.clone(), op.clone());
+        set.spawn(async move {
+            for i in 0..per {
+                op(c.clone(), format!("{d}/f{i}")).await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r??;
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
