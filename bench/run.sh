@@ -94,7 +94,9 @@ run "$BENCH" limits --disk-mib "$size_mib"
 run "$BENCH" put-get --namenode "$NAMENODES" --size-mib "$size_mib"
 run "$BENCH" meta --namenode "$NAMENODES" --files "$files"
 if [ "$moosefs" = 1 ]; then
-    run bench/peers/moosefs.sh --size-mib "$size_mib" --files "$files"
+    # --chunk-fsync: chunkservers fsync too, so a put is durable on every
+    # replica as an rfs put is (like with like).
+    run bench/peers/moosefs.sh --size-mib "$size_mib" --files "$files" --chunk-fsync
 fi
 run "$BENCH" failover --rounds 5
 "$BENCH" report "$out" --stem "$stem" --readme README.md

@@ -84,6 +84,7 @@ pub async fn run(args: &PutGetArgs) -> Result<Vec<Figure>> {
         let path = format!("/bench/put-get-r{r}");
         let w = put(&client, &path, bytes, r, &buf).await?;
         out.push(Figure::new(format!("rfs_put_r{r}"), mbps(bytes, w), "MB/s"));
+        drop_caches();
         let g = get(&client, &path, bytes).await?;
         out.push(Figure::new(format!("rfs_get_r{r}"), mbps(bytes, g), "MB/s"));
         client.delete(&path, false).await?;
@@ -105,6 +106,7 @@ pub async fn run(args: &PutGetArgs) -> Result<Vec<Figure>> {
         r??;
     }
     let put_all = start.elapsed();
+    drop_caches();
     let start = Instant::now();
     for k in 0..n {
         let nn = args.namenode.clone();
@@ -133,4 +135,14 @@ pub async fn run(args: &PutGetArgs) -> Result<Vec<Figure>> {
         "MB/s",
     ));
     Ok(out)
+}
+
+/// Gets read cold, as the MooseFS peer's do: the page cache is dropped
+/// (needs root; otherwise said, and the figure is a warm read).
+fn drop_caches() {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+    if let Err(e) = std::fs::write("/proc/sys/vm/drop_caches", "3") {
+        eprintln!("cannot drop the page cache ({e}): the get is a warm read");
+    }
 }
