@@ -12,6 +12,9 @@
 #   bench/run.sh failover [--rounds 10]     kill -9 the HA leader under creates
 #   bench/run.sh creates [--clients 1,16]   committed creates/s on an HA group
 #   bench/run.sh moosefs [...]              the MooseFS peer alone
+#   bench/run.sh profile [--seconds 15]     perf samples of the datanodes and the
+#       leader namenode under put/get and under metadata load; flame graphs
+#       bench/results/<date>-<sha>-{data,meta}-{datanode,namenode}.svg
 # Each prints `name value unit` lines. put and meta use the quickstart
 # cluster (started if needed); failover and creates start their own HA
 # group under .rfs/bench-ha.
@@ -58,6 +61,47 @@ failover | creates)
 moosefs)
     shift
     exec bench/peers/moosefs.sh "$@"
+    ;;
+profile)
+    shift
+    seconds=15
+    [ "${1:-}" = --seconds ] && seconds="$2"
+    ./scripts/deps.sh bench >&2
+    build >&2
+    cluster
+    stem="$(date +%F)-$(git rev-parse --short HEAD)"
+    mkdir -p bench/results
+    leader=$(./target/release/dfs --namenode "$NAMENODES" admin ha status |
+        awk '$3 == "leader" { print $1 }')
+    nn_pid=$(pgrep -f "release/namenode .*--id $leader( |$)" | head -1)
+    dn_pids=$(pgrep -d, -f "release/datanode")
+    # profile <what> <command...>: samples the whole machine while the load
+    # runs (threads come and go, which per-pid recording loses), then draws
+    # the datanodes' and the leader namenode's samples apart.
+    profile() {
+        local what="$1"
+        shift
+        local data="/tmp/rfs-perf-$what.data"
+        perf record -F 99 --call-graph dwarf,16384 -a -o "$data" -- sleep "$seconds" 2>/dev/null &
+        local rec=$!
+        timeout "$seconds" "$@" >/dev/null || true
+        wait "$rec" || true
+        for side in "$dn_pids:datanode" "$nn_pid:namenode"; do
+            local svg="bench/results/$stem-$what-${side#*:}.svg"
+            if perf script -i "$data" --pid "${side%%:*}" 2>/dev/null |
+                inferno-collapse-perf |
+                inferno-flamegraph --title "rfs $what: ${side#*:}" >"$svg" 2>/dev/null; then
+                echo "$svg"
+            else
+                echo "no samples of the ${side#*:} under $what load" >&2
+                rm -f "$svg"
+            fi
+        done
+        rm -f "$data"
+    }
+    profile data "$BENCH" put-get --namenode "$NAMENODES" --size-mib 4096 --replication 3
+    profile meta "$BENCH" meta --namenode "$NAMENODES" --files 1000000 --tasks 16
+    exit 0
     ;;
 all | --*) ;;
 *)

@@ -2,7 +2,8 @@
 # Installs what rfs's scripts need on a fresh Debian bookworm machine, and
 # nothing that is already there. Safe to run again and again.
 #   scripts/deps.sh            build + test needs
-#   scripts/deps.sh bench      also the benchmark's reference tools (iperf3)
+#   scripts/deps.sh bench      also the benchmark's reference tools (iperf3,
+#                              perf, and inferno for flame graphs)
 set -euo pipefail
 
 need_apt=()
@@ -16,6 +17,7 @@ want cmp diffutils
 if [ "${1:-}" = bench ]; then
     want iperf3 iperf3
     want dd coreutils
+    want perf linux-perf
 fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -32,4 +34,10 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
     echo "scripts/deps.sh: cargo not found: install the Rust toolchain (rustup) first" >&2
     exit 1
+fi
+
+# Flame graphs from perf samples (bench/run.sh profile).
+if [ "${1:-}" = bench ] && ! command -v inferno-flamegraph >/dev/null 2>&1; then
+    echo "installing: inferno (cargo)" >&2
+    cargo install --locked --quiet inferno
 fi

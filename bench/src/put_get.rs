@@ -79,9 +79,12 @@ pub async fn run(args: &PutGetArgs) -> Result<Vec<Figure>> {
     rand::thread_rng().fill_bytes(&mut buf);
     let buf = std::sync::Arc::new(buf);
     let client = Client::connect(ClientConfig::with_namenode(args.namenode.clone())).await?;
+    // A directory of this run's own: an interrupted run leaves files
+    // under construction that another client may not overwrite yet.
+    let dir = format!("/bench/put-get-{}", std::process::id());
     let mut out = Vec::new();
     for &r in &args.replication {
-        let path = format!("/bench/put-get-r{r}");
+        let path = format!("{dir}/r{r}");
         let w = put(&client, &path, bytes, r, &buf).await?;
         out.push(Figure::new(format!("rfs_put_r{r}"), mbps(bytes, w), "MB/s"));
         drop_caches();
@@ -96,10 +99,10 @@ pub async fn run(args: &PutGetArgs) -> Result<Vec<Figure>> {
     let mut tasks = tokio::task::JoinSet::new();
     let start = Instant::now();
     for k in 0..n {
-        let (nn, buf) = (args.namenode.clone(), buf.clone());
+        let (nn, buf, path) = (args.namenode.clone(), buf.clone(), format!("{dir}/c{k}"));
         tasks.spawn(async move {
             let c = Client::connect(ClientConfig::with_namenode(nn)).await?;
-            put(&c, &format!("/bench/put-get-c{k}"), each, 1, &buf).await
+            put(&c, &path, each, 1, &buf).await
         });
     }
     while let Some(r) = tasks.join_next().await {
@@ -109,21 +112,17 @@ pub async fn run(args: &PutGetArgs) -> Result<Vec<Figure>> {
     drop_caches();
     let start = Instant::now();
     for k in 0..n {
-        let nn = args.namenode.clone();
+        let (nn, path) = (args.namenode.clone(), format!("{dir}/c{k}"));
         tasks.spawn(async move {
             let c = Client::connect(ClientConfig::with_namenode(nn)).await?;
-            get(&c, &format!("/bench/put-get-c{k}"), each).await
+            get(&c, &path, each).await
         });
     }
     while let Some(r) = tasks.join_next().await {
         r??;
     }
     let get_all = start.elapsed();
-    for k in 0..n {
-        client
-            .delete(&format!("/bench/put-get-c{k}"), false)
-            .await?;
-    }
+    client.delete(&dir, true).await?;
     out.push(Figure::new(
         format!("rfs_put_{n}clients"),
         mbps(each * n as u64, put_all),
