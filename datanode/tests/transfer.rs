@@ -140,18 +140,7 @@ fn packets(data: &[u8], per_packet: usize) -> Vec<Packet> {
 
 /// Opens a pipeline to `nodes[0]` with the rest as targets.
 async fn open_write(nodes: &[&Node], b: ExtendedBlock) -> (Connection, OpResponse) {
-    let mut c = connect(nodes[0]).await;
-    let op = WriteBlockOp {
-        block: Some(b),
-        targets: nodes[1..].iter().map(|n| n.info()).collect(),
-        client_id: "test-client".into(),
-        bytes_per_checksum: BPC,
-        source_datanode: String::new(),
-        ..Default::default()
-    };
-    c.send(Frame::Op(Op::WriteBlock(op))).await.unwrap();
-    let r = response(&mut c).await;
-    (c, r)
+    open_stage(nodes, b, WriteStage::Create, 0).await
 }
 
 /// COPY_BLOCK of `from`'s finalized replica of `b` to `to`.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use rfs_proto::common::ExtendedBlock;
 use tracing::info;
 
-use super::{meta, ReplicaWriter, Storage, Volume};
+use super::{meta, parse_name, Name, ReplicaWriter, Storage, Volume};
 use crate::error::{Error, Result};
 
 /// A replica a recovery can continue, as found on disk.
@@ -50,40 +50,48 @@ impl Storage {
         }
     }
 
-    /// Every replica in rbw/ (being written, or left by a dead writer), at
-    /// its highest generation stamp, with its data length.
-    pub fn rbw_report(&self) -> Vec<ExtendedBlock> {
-        let mut found: HashMap<u64, ExtendedBlock> = HashMap::new();
-        for v in self.volumes.iter().filter(|v| !v.is_failed()) {
+    /// The newest rbw replica of each block on this node (being written,
+    /// or left by a dead writer): block id → (volume, generation stamp),
+    /// the highest stamp where several are left.
+    fn newest_rbw(&self, only: Option<u64>) -> HashMap<u64, (usize, u64)> {
+        let mut found: HashMap<u64, (usize, u64)> = HashMap::new();
+        for (i, v) in self.volumes.iter().enumerate() {
+            if v.is_failed() {
+                continue;
+            }
             let Ok(entries) = std::fs::read_dir(&v.rbw) else {
                 continue;
             };
             for e in entries.flatten() {
-                let name = e.file_name();
-                let Some((id, gs)) = name
-                    .to_str()
-                    .and_then(|n| n.strip_prefix("blk_"))
-                    .and_then(|n| n.strip_suffix(".meta"))
-                    .and_then(|n| n.split_once('_'))
-                    .and_then(|(id, gs)| Some((id.parse::<u64>().ok()?, gs.parse::<u64>().ok()?)))
-                else {
+                let Some(Name::Meta(id, gs)) = e.file_name().to_str().and_then(parse_name) else {
                     continue;
                 };
-                let len = std::fs::metadata(Volume::data_path(&v.rbw, id))
-                    .map(|m| m.len())
-                    .unwrap_or_default();
-                let b = ExtendedBlock {
-                    block_id: id,
-                    generation_stamp: gs,
-                    num_bytes: len,
-                };
-                let e = found.entry(id).or_insert(b);
-                if gs > e.generation_stamp {
-                    *e = b;
+                if only.is_some_and(|b| b != id) {
+                    continue;
+                }
+                let best = found.entry(id).or_insert((i, gs));
+                if gs > best.1 {
+                    *best = (i, gs);
                 }
             }
         }
-        let mut v: Vec<_> = found.into_values().collect();
+        found
+    }
+
+    /// Every replica in rbw/, at its highest generation stamp, with its
+    /// data length (for block reports).
+    pub fn rbw_report(&self) -> Vec<ExtendedBlock> {
+        let mut v: Vec<_> = self
+            .newest_rbw(None)
+            .into_iter()
+            .map(|(id, (volume, gs))| ExtendedBlock {
+                block_id: id,
+                generation_stamp: gs,
+                num_bytes: std::fs::metadata(Volume::data_path(&self.volumes[volume].rbw, id))
+                    .map(|m| m.len())
+                    .unwrap_or_default(),
+            })
+            .collect();
         v.sort_by_key(|b| b.block_id);
         v
     }
@@ -101,31 +109,7 @@ impl Storage {
                 bytes_per_checksum: r.bytes_per_checksum,
             });
         }
-        let prefix = format!("blk_{block_id}_");
-        let mut best: Option<(usize, u64)> = None;
-        for (i, v) in self.volumes.iter().enumerate() {
-            if v.is_failed() {
-                continue;
-            }
-            let Ok(entries) = std::fs::read_dir(&v.rbw) else {
-                continue;
-            };
-            for e in entries.flatten() {
-                let name = e.file_name();
-                let Some(gs) = name
-                    .to_str()
-                    .and_then(|n| n.strip_prefix(&prefix))
-                    .and_then(|n| n.strip_suffix(".meta"))
-                    .and_then(|n| n.parse::<u64>().ok())
-                else {
-                    continue;
-                };
-                if best.is_none_or(|(_, g)| gs > g) {
-                    best = Some((i, gs));
-                }
-            }
-        }
-        let (volume, gen_stamp) = best?;
+        let (volume, gen_stamp) = *self.newest_rbw(Some(block_id)).get(&block_id)?;
         let v = &self.volumes[volume];
         let (length, bpc) = valid_rbw_length(v, block_id, gen_stamp).ok()?;
         Some(Recoverable {
