@@ -7,39 +7,27 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use rfs_integration::files::report_outcome;
+use rfs_integration::load::wait_for;
 use rfs_integration::MiniCluster;
 
 use super::common::{payload, read_file, MIB};
 
-/// Polls `check` until it returns `Some`, failing with `what` and the
-/// cluster's logs after `limit`.
+/// [`wait_for`], with the cluster's logs in the error.
 async fn wait_until<T, F, Fut>(
     cluster: &MiniCluster,
     what: &str,
     limit: Duration,
-    mut check: F,
+    check: F,
 ) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Option<T>>>,
 {
-    let deadline = Instant::now() + limit;
-    loop {
-        let last = match check().await {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => "not yet".to_string(),
-            Err(e) => format!("{e:#}"),
-        };
-        if Instant::now() > deadline {
-            bail!(
-                "{what}: not within {limit:?} (last: {last})\n{}",
-                cluster.log_tails()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for(what, limit, check)
+        .await
+        .map_err(|e| anyhow!("{e:#}\n{}", cluster.log_tails()))
 }
 
 /// The writer process; killed -9 when dropped (a failed test leaves no

@@ -47,6 +47,15 @@ async fn pipeline_node(
     Ok((block.block_id, block.generation_stamp, i))
 }
 
+/// Creates `path`, writes `first` and hflushes it: a pipeline with data
+/// every node acknowledged, still open.
+async fn start_write(client: &Client, path: &str, first: &[u8]) -> Result<FileWriter> {
+    let mut w = client.create(path, CreateOptions::default()).await?;
+    write_in_pieces(&mut w, first).await?;
+    w.hflush().await?;
+    Ok(w)
+}
+
 async fn write_in_pieces(w: &mut FileWriter, data: &[u8]) -> Result<()> {
     for piece in data.chunks(64 * 1024 + 17) {
         w.write_all(piece).await?;
@@ -73,10 +82,8 @@ async fn datanode_killed_mid_write_the_write_completes_and_stale_replicas_go() -
     let client = Client::connect(config(&cluster, ReplaceDatanode::Default)).await?;
     let path = "/recover/killed";
     let data = payload(3 * MIB + MIB / 2 + 1234, 41);
-    let mut w = client.create(path, CreateOptions::default()).await?;
     let cut = MIB + MIB / 2;
-    write_in_pieces(&mut w, &data[..cut]).await?;
-    w.hflush().await?;
+    let mut w = start_write(&client, path, &data[..cut]).await?;
     let (block, old_gs, victim) = pipeline_node(&cluster, &client, path, 1).await?;
     cluster.kill_datanode(victim);
     write_in_pieces(&mut w, &data[cut..]).await?;
@@ -209,10 +216,8 @@ async fn replacement_datanode_keeps_the_pipeline_at_full_replication() -> Result
     let client = Client::connect(config(&cluster, ReplaceDatanode::Always)).await?;
     let path = "/recover/replaced";
     let data = payload(2 * MIB + 777, 42);
-    let mut w = client.create(path, CreateOptions::default()).await?;
     let cut = MIB / 2 + 4096 + 100;
-    write_in_pieces(&mut w, &data[..cut]).await?;
-    w.hflush().await?;
+    let mut w = start_write(&client, path, &data[..cut]).await?;
     let (block, old_gs, victim) = pipeline_node(&cluster, &client, path, 0).await?;
     cluster.kill_datanode(victim);
     write_in_pieces(&mut w, &data[cut..]).await?;
@@ -255,10 +260,8 @@ async fn stalled_datanode_is_dropped_after_the_timeout() -> Result<()> {
     let client = Client::connect(config(&cluster, ReplaceDatanode::Default)).await?;
     let path = "/recover/stalled";
     let data = payload(2 * MIB + MIB / 4, 43);
-    let mut w = client.create(path, CreateOptions::default()).await?;
     let cut = MIB / 4;
-    write_in_pieces(&mut w, &data[..cut]).await?;
-    w.hflush().await?;
+    let mut w = start_write(&client, path, &data[..cut]).await?;
     let (_, _, victim) = pipeline_node(&cluster, &client, path, 1).await?;
     cluster.pause_datanode(victim, true)?;
     let written = async {
