@@ -42,6 +42,9 @@ Figures:
   moosefs_get                            MB/s   dd bs=4M of the goal-1 file, caches dropped
   moosefs_{create,stat,delete}[_W]       ops/s  empty files, 1 and W threads
   moosefs_list[_W]                       entries/s
+  moosefs_{create,stat,delete}[_W]_p{50,90,99}
+                                         us     latency of single calls
+                                                (nearest rank)
 
 Options:
   --size-mib N       size of the put/get file in MiB (default $size_mib)
@@ -463,33 +466,43 @@ dirs = [os.path.join(root, "t%d" % t) for t in range(threads)]
 for d in dirs:
     os.makedirs(d)
 names = ["f%07d" % i for i in range(per)]
+clock = time.perf_counter_ns
 
-def create(d):
+# Each op appends every call's latency (ns) to the list it is given.
+def create(d, lat):
     for n in names:
+        t = clock()
         os.close(os.open(os.path.join(d, n), os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o644))
+        lat.append(clock() - t)
 
-def stat(d):
+def stat(d, lat):
     for n in names:
+        t = clock()
         os.stat(os.path.join(d, n))
+        lat.append(clock() - t)
 
-def delete(d):
+def delete(d, lat):
     for n in names:
+        t = clock()
         os.unlink(os.path.join(d, n))
+        lat.append(clock() - t)
 
+# Seconds for all threads, and every call's latency.
 def timed(op):
+    lats = [[] for _ in dirs]
     if threads == 1:
         t0 = time.perf_counter()
-        op(dirs[0])
-        return time.perf_counter() - t0
+        op(dirs[0], lats[0])
+        return time.perf_counter() - t0, lats[0]
     errors = []
     gate = threading.Barrier(threads + 1)
-    def run(d):
+    def run(d, lat):
         gate.wait()
         try:
-            op(d)
+            op(d, lat)
         except BaseException as e:
             errors.append(e)
-    ts = [threading.Thread(target=run, args=(d,)) for d in dirs]
+    ts = [threading.Thread(target=run, args=(d, lat)) for d, lat in zip(dirs, lats)]
     for t in ts:
         t.start()
     gate.wait()
@@ -499,24 +512,39 @@ def timed(op):
     dt = time.perf_counter() - t0
     if errors:
         raise errors[0]
-    return dt
+    return dt, [x for lat in lats for x in lat]
+
+# Nearest rank, as rfs-bench's figures::percentile: the smallest sample with
+# at least p% of the samples at or below it.
+def percentiles(name, lat):
+    lat.sort()
+    for p in (50, 90, 99):
+        rank = max(1, -(-len(lat) * p // 100))
+        tails.append(("moosefs_%s%s_p%d" % (name, suffix, p), lat[rank - 1] / 1e3, "us"))
 
 n = per * threads
 out = []
-out.append(("create", n / timed(create), "ops/s"))
-out.append(("stat", n / timed(stat), "ops/s"))
+tails = []
+for name, op in (("create", create), ("stat", stat)):
+    dt, lat = timed(op)
+    out.append((name, n / dt, "ops/s"))
+    percentiles(name, lat)
 t0 = time.perf_counter()
 listed = sum(len(os.listdir(d)) for d in dirs)
 dt = time.perf_counter() - t0
 if listed != n:
     sys.exit("listed %d entries, expected %d" % (listed, n))
 out.append(("list", listed / dt, "entries/s"))
-out.append(("delete", n / timed(delete), "ops/s"))
+dt, lat = timed(delete)
+out.append(("delete", n / dt, "ops/s"))
+percentiles("delete", lat)
 for d in dirs:
     os.rmdir(d)
 os.rmdir(root)
 for name, value, unit in out:
     print("moosefs_%s%s %.1f %s" % (name, suffix, value, unit), flush=True)
+for name, value, unit in tails:
+    print("%s %.1f %s" % (name, value, unit), flush=True)
 EOF
 
 log "metadata: $files files, 1 thread"

@@ -39,6 +39,36 @@ pub fn mbps(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / 1e6 / d.as_secs_f64()
 }
 
+/// The latency percentiles every metadata workload reports, as figure
+/// name suffixes `_p50`, `_p90`, `_p99` (bench/peers/moosefs.sh uses the
+/// same scheme and the same nearest-rank rule).
+pub const PERCENTILES: [u32; 3] = [50, 90, 99];
+
+/// The nearest-rank `p`th percentile of `sorted` (ascending): the smallest
+/// sample with at least `p`% of the samples at or below it. `None` when
+/// there are no samples.
+pub fn percentile<T: Copy>(sorted: &[T], p: u32) -> Option<T> {
+    let rank = (sorted.len() * p as usize).div_ceil(100).max(1);
+    sorted.get(rank - 1).copied()
+}
+
+/// `<name>_p50 value us` and the other [`PERCENTILES`] of `latencies`;
+/// nothing when there are none.
+pub fn latency_figures(name: &str, mut latencies: Vec<Duration>) -> Vec<Figure> {
+    latencies.sort_unstable();
+    PERCENTILES
+        .iter()
+        .filter_map(|&p| {
+            let d = percentile(&latencies, p)?;
+            Some(Figure::new(
+                format!("{name}_p{p}"),
+                d.as_secs_f64() * 1e6,
+                "us",
+            ))
+        })
+        .collect()
+}
+
 pub fn print(figures: &[Figure]) {
     for f in figures {
         println!("{}", f.line());
@@ -59,5 +89,37 @@ mod tests {
         assert_eq!(Figure::parse("rfs put/get benchmark: one client"), None);
         assert_eq!(Figure::parse("x notanumber MB/s"), None);
         assert_eq!(Figure::parse("a 1 b c"), None);
+    }
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<u32> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50), Some(50));
+        assert_eq!(percentile(&v, 90), Some(90));
+        assert_eq!(percentile(&v, 99), Some(99));
+        assert_eq!(percentile(&v, 100), Some(100));
+        // 10 samples: p50 is the 5th, p90 the 9th, p99 rounds up to the 10th.
+        let v = [1, 2, 3, 4, 5, 6, 7, 8, 9, 1000];
+        assert_eq!(percentile(&v, 50), Some(5));
+        assert_eq!(percentile(&v, 90), Some(9));
+        assert_eq!(percentile(&v, 99), Some(1000));
+        assert_eq!(percentile(&[7], 1), Some(7));
+        assert_eq!(percentile::<u32>(&[], 50), None);
+    }
+
+    #[test]
+    fn latency_figures_sort_and_name_in_microseconds() {
+        // Unsorted, as tasks finish: 100 samples of 1..=100 ms, reversed.
+        let lat: Vec<Duration> = (1..=100).rev().map(Duration::from_millis).collect();
+        let f = latency_figures("rfs_stat_16", lat);
+        assert_eq!(
+            f,
+            vec![
+                Figure::new("rfs_stat_16_p50", 50_000.0, "us"),
+                Figure::new("rfs_stat_16_p90", 90_000.0, "us"),
+                Figure::new("rfs_stat_16_p99", 99_000.0, "us"),
+            ]
+        );
+        assert!(latency_figures("x", Vec::new()).is_empty());
     }
 }

@@ -2,10 +2,12 @@
 //! library, like Hadoop's NNThroughputBenchmark and the MooseFS peer's
 //! mount workload: create (and close) N empty files, stat each, list their
 //! directories, delete each; with 1 and with 16 concurrent tasks, each task
-//! in a directory of its own. Prints `rfs_<op>_<tasks> value ops/s`.
+//! in a directory of its own. Prints `rfs_<op>_<tasks> value ops/s`, and
+//! for create, stat and delete the latency percentiles of single
+//! operations, `rfs_<op>_<tasks>_p50 value us` (and `_p90`, `_p99`).
 
 use std::future::Future;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use rfs_client::{Client, ClientConfig, CreateOptions};
@@ -13,7 +15,7 @@ use rfs_proto::rpc_error::RpcErrorKind;
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinSet;
 
-use crate::figures::Figure;
+use crate::figures::{latency_figures, Figure};
 
 #[derive(clap::Args)]
 pub struct MetaArgs {
@@ -41,7 +43,7 @@ pub async fn run(args: &MetaArgs) -> Result<Vec<Figure>> {
             client.mkdirs(d, true).await?;
         }
         let n = (per * tasks) as f64;
-        let create = timed(&client, &dirs, per, |c, path| async move {
+        let (create, create_lat) = timed(&client, &dirs, per, |c, path| async move {
             let opts = CreateOptions {
                 replication: Some(1),
                 ..Default::default()
@@ -51,7 +53,7 @@ pub async fn run(args: &MetaArgs) -> Result<Vec<Figure>> {
             Ok(())
         })
         .await?;
-        let stat = timed(&client, &dirs, per, |c, path| async move {
+        let (stat, stat_lat) = timed(&client, &dirs, per, |c, path| async move {
             c.get_file_info(&path).await?;
             Ok(())
         })
@@ -62,7 +64,7 @@ pub async fn run(args: &MetaArgs) -> Result<Vec<Figure>> {
             listed += client.list(d).await?.len();
         }
         let list = listed as f64 / start.elapsed().as_secs_f64();
-        let delete = timed(&client, &dirs, per, |c, path| async move {
+        let (delete, delete_lat) = timed(&client, &dirs, per, |c, path| async move {
             c.delete(&path, false).await?;
             Ok(())
         })
@@ -79,6 +81,9 @@ pub async fn run(args: &MetaArgs) -> Result<Vec<Figure>> {
             n / delete,
             "ops/s",
         ));
+        out.extend(latency_figures(&format!("rfs_create_{tasks}"), create_lat));
+        out.extend(latency_figures(&format!("rfs_stat_{tasks}"), stat_lat));
+        out.extend(latency_figures(&format!("rfs_delete_{tasks}"), delete_lat));
     }
     remove_tree(&client).await?;
     Ok(out)
@@ -93,8 +98,14 @@ async fn remove_tree(client: &Client) -> Result<()> {
 }
 
 /// Runs `op` on `per` files in each of `dirs`, one task per directory (one
-/// shared client, as an application would); seconds taken.
-async fn timed<F, Fut>(client: &Client, dirs: &[String], per: usize, op: F) -> Result<f64>
+/// shared client, as an application would); seconds taken, and each
+/// operation's latency.
+async fn timed<F, Fut>(
+    client: &Client,
+    dirs: &[String],
+    per: usize,
+    op: F,
+) -> Result<(f64, Vec<Duration>)>
 where
     F: Fn(Client, String) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<()>> + Send,
@@ -104,14 +115,18 @@ where
     for d in dirs {
         let (c, d, op) = (client.clone(), d.clone(), op.clone());
         set.spawn(async move {
+            let mut lat = Vec::with_capacity(per);
             for i in 0..per {
+                let t = Instant::now();
                 op(c.clone(), format!("{d}/f{i}")).await?;
+                lat.push(t.elapsed());
             }
-            anyhow::Ok(())
+            anyhow::Ok(lat)
         });
     }
+    let mut lat = Vec::with_capacity(per * dirs.len());
     while let Some(r) = set.join_next().await {
-        r??;
+        lat.extend(r??);
     }
-    Ok(start.elapsed().as_secs_f64())
+    Ok((start.elapsed().as_secs_f64(), lat))
 }
