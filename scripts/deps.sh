@@ -3,7 +3,8 @@
 # nothing that is already there. Safe to run again and again.
 #   scripts/deps.sh            build + test needs
 #   scripts/deps.sh bench      also the benchmark's reference tools (iperf3,
-#                              perf, and inferno for flame graphs)
+#                              perf, and inferno for flame graphs) and the
+#                              font of the report's PNG charts
 set -euo pipefail
 
 need_apt=()
@@ -18,6 +19,8 @@ if [ "${1:-}" = bench ]; then
     want iperf3 iperf3
     want dd coreutils
     want perf linux-perf
+    # rfs-bench report draws its charts in this font (bench/src/plot.rs).
+    [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)
 fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then

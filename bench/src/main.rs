@@ -6,7 +6,8 @@
 //! - `put-get` ([`put_get`]) and `meta` ([`meta`]): throughput and
 //!   small-file metadata rates against a running cluster.
 //! - `report` ([`report`]): one run's figures (rfs, MooseFS from
-//!   `bench/peers/moosefs.sh`, limits) as a Markdown and JSON table.
+//!   `bench/peers/moosefs.sh`, limits) as a Markdown and JSON table and
+//!   PNG charts ([`plot`]).
 //! - `failover` and `creates` ([`ha`]): start their own HA group (nn1, nn2,
 //!   a witness) from the release binaries next to `rfs-bench`, and measure
 //!   the time from a leader's kill -9 to the next acknowledged create, and
@@ -21,6 +22,7 @@ mod figures;
 mod ha;
 mod limits;
 mod meta;
+mod plot;
 mod put_get;
 mod report;
 
@@ -40,7 +42,8 @@ enum Cmd {
     PutGet(put_get::PutGetArgs),
     /// Create, stat, list, delete N empty files with 1 and 16 tasks.
     Meta(meta::MetaArgs),
-    /// Table (Markdown and JSON) of one run's `name value unit` lines.
+    /// Table (Markdown and JSON) and PNG charts of one run's `name value
+    /// unit` lines.
     Report(report::ReportArgs),
     /// kill -9 the HA leader under a steady stream of creates, N rounds:
     /// time from the kill to the first acknowledged create.

@@ -2,29 +2,34 @@
 //! `bench/run.sh` run (rfs, MooseFS and the machine's limits, measured
 //! side by side) into `bench/results/<stem>.json` and `<stem>.md`: one
 //! table row per workload with rfs, MooseFS, the limit that bounds it, and
-//! the ratios. With `--readme`, the table also replaces the one between the
-//! README's `bench-table` markers.
+//! the ratios, and the latency percentiles of the metadata workloads where
+//! the run has them (`<figure>_p50`, `_p90`, `_p99`). It draws the same
+//! rows as PNG charts ([`crate::plot`]): `<stem>-throughput.png` and
+//! `<stem>-latency.png`. With `--readme`, the table and the charts also
+//! replace what is between the README's `bench-table` markers.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use plotters::style::RGBColor;
 use serde_json::json;
 
-use crate::figures::Figure;
+use crate::figures::{Figure, PERCENTILES};
+use crate::plot::{self, Group, Panel, Series};
 
 #[derive(clap::Args)]
 pub struct ReportArgs {
     /// Files of `name value unit` lines (other lines are skipped).
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
-    /// Where the .json and .md go.
+    /// Where the .json, .md and .png go.
     #[arg(long, default_value = "bench/results")]
     out_dir: PathBuf,
     /// File name stem, e.g. `2026-11-25-abc1234`.
     #[arg(long)]
     stem: String,
-    /// README whose table between the markers is replaced.
+    /// README whose table and charts between the markers are replaced.
     #[arg(long)]
     readme: Option<PathBuf>,
 }
@@ -131,10 +136,18 @@ pub fn run(args: &ReportArgs) -> Result<()> {
             figures.insert(f.name.clone(), f);
         }
     }
-    let table = markdown(&figures);
     std::fs::create_dir_all(&args.out_dir)?;
+    let charts = draw_charts(&figures, &args.out_dir, &args.stem)?;
+    let table = markdown(&figures);
     let md = args.out_dir.join(format!("{}.md", args.stem));
-    std::fs::write(&md, format!("# rfs benchmarks, {}\n\n{table}", args.stem))?;
+    let md_images: String = charts
+        .iter()
+        .map(|(what, png)| format!("\n![{what}]({})\n", file_name(png)))
+        .collect();
+    std::fs::write(
+        &md,
+        format!("# rfs benchmarks, {}\n\n{table}{md_images}", args.stem),
+    )?;
     let json = json!({
         "stem": args.stem,
         "figures": figures
@@ -142,6 +155,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
             .map(|f| (f.name.clone(), json!({"value": f.value, "unit": f.unit})))
             .collect::<serde_json::Map<_, _>>(),
         "table": rows_json(&figures),
+        "charts": charts.iter().map(|(_, png)| file_name(png)).collect::<Vec<_>>(),
     });
     let js = args.out_dir.join(format!("{}.json", args.stem));
     std::fs::write(&js, serde_json::to_string_pretty(&json)?)?;
@@ -149,11 +163,205 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     eprintln!("wrote {} and {}", md.display(), js.display());
     if let Some(readme) = &args.readme {
         let text = std::fs::read_to_string(readme)?;
-        let updated = replace_table(&text, &format!("Run {}:\n\n{table}", args.stem))
+        let images: String = charts
+            .iter()
+            .map(|(what, png)| format!("\n![{what}]({})\n", link_from(readme, png)))
+            .collect();
+        let block = format!("Run {}:\n\n{table}{images}", args.stem);
+        let updated = replace_table(&text, &block)
             .with_context(|| format!("{} has no {START} … {END} markers", readme.display()))?;
         std::fs::write(readme, updated)?;
     }
     Ok(())
+}
+
+/// Draws `<stem>-throughput.png` and `<stem>-latency.png` in `out_dir`,
+/// each only when the figures have something for it; what was drawn.
+fn draw_charts(
+    figures: &BTreeMap<String, Figure>,
+    out_dir: &Path,
+    stem: &str,
+) -> Result<Vec<(&'static str, PathBuf)>> {
+    let mut drawn = Vec::new();
+    let throughput = out_dir.join(format!("{stem}-throughput.png"));
+    let panels = throughput_panels(figures, stem);
+    if panels.is_empty() {
+        eprintln!("no throughput figures: {} not drawn", throughput.display());
+    } else {
+        plot::draw(&throughput, &panels)?;
+        eprintln!("wrote {}", throughput.display());
+        drawn.push(("throughput", throughput));
+    }
+    let latency = out_dir.join(format!("{stem}-latency.png"));
+    match latency_panel(figures, stem) {
+        None => eprintln!(
+            "no latency percentiles (`<figure>_p50 … us`) in the input: {} not drawn",
+            latency.display()
+        ),
+        Some(panel) => {
+            plot::draw(&latency, &[panel])?;
+            eprintln!("wrote {}", latency.display());
+            drawn.push(("latency", latency));
+        }
+    }
+    Ok(drawn)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// `image` as a link from the file `from` (relative to its directory when
+/// it lies under it, else as given).
+fn link_from(from: &Path, image: &Path) -> String {
+    let dir = from
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    match (dir.canonicalize(), image.canonicalize()) {
+        (Ok(d), Ok(i)) => match i.strip_prefix(&d) {
+            Ok(rel) => rel.display().to_string(),
+            Err(_) => image.display().to_string(),
+        },
+        _ => image.display().to_string(),
+    }
+}
+
+const RFS: RGBColor = RGBColor(31, 119, 180);
+const MOOSEFS: RGBColor = RGBColor(255, 127, 14);
+const LIMIT: RGBColor = RGBColor(160, 160, 160);
+/// p50, p90, p99: light to dark.
+const RFS_SHADES: [RGBColor; 3] = [
+    RGBColor(158, 202, 225),
+    RGBColor(66, 146, 198),
+    RGBColor(8, 69, 148),
+];
+const MOOSEFS_SHADES: [RGBColor; 3] = [
+    RGBColor(253, 208, 162),
+    RGBColor(253, 141, 60),
+    RGBColor(200, 65, 1),
+];
+
+fn unit_of<'a>(figures: &'a BTreeMap<String, Figure>, r: &Row) -> Option<&'a str> {
+    figures
+        .get(r.rfs)
+        .or_else(|| r.peer.and_then(|p| figures.get(p)))
+        .map(|f| f.unit.as_str())
+}
+
+/// The rows whose unit is one of `units`, as bar groups: rfs, MooseFS and
+/// (`with_limit`) the limit; rows with neither rfs nor MooseFS are left
+/// out, as in the table.
+fn throughput_groups(
+    figures: &BTreeMap<String, Figure>,
+    units: &[&str],
+    with_limit: bool,
+) -> Vec<Group> {
+    ROWS.iter()
+        .filter(|r| unit_of(figures, r).is_some_and(|u| units.contains(&u)))
+        .map(|r| {
+            let mut values = vec![
+                value(figures, r.rfs),
+                r.peer.and_then(|p| value(figures, p)),
+            ];
+            if with_limit {
+                values.push(limit_of(figures, r));
+            }
+            Group {
+                label: r.workload.to_string(),
+                values,
+            }
+        })
+        .collect()
+}
+
+/// Data throughput (MB/s, beside its limit) and metadata rates (ops/s,
+/// entries/s), each where the run has figures for it.
+fn throughput_panels(figures: &BTreeMap<String, Figure>, stem: &str) -> Vec<Panel> {
+    let series = |with_limit: bool| {
+        let mut s = vec![
+            Series {
+                name: "rfs".into(),
+                color: RFS,
+            },
+            Series {
+                name: "MooseFS".into(),
+                color: MOOSEFS,
+            },
+        ];
+        if with_limit {
+            s.push(Series {
+                name: "machine limit".into(),
+                color: LIMIT,
+            });
+        }
+        s
+    };
+    let data = Panel {
+        title: format!("Data throughput, run {stem}"),
+        unit: "MB/s".into(),
+        series: series(true),
+        groups: throughput_groups(figures, &["MB/s"], true),
+    };
+    let meta = Panel {
+        title: format!("Metadata rates, run {stem}"),
+        unit: "ops/s (list: entries/s)".into(),
+        series: series(false),
+        groups: throughput_groups(figures, &["ops/s", "entries/s"], false),
+    };
+    [data, meta]
+        .into_iter()
+        .filter(|p| !p.groups.is_empty())
+        .collect()
+}
+
+/// Per row with any percentile figure: rfs p50, p90, p99, then MooseFS's
+/// (`<figure>_p<N>`, in µs).
+fn latency_groups(figures: &BTreeMap<String, Figure>) -> Vec<Group> {
+    ROWS.iter()
+        .filter_map(|r| {
+            let values: Vec<Option<f64>> = [Some(r.rfs), r.peer]
+                .iter()
+                .flat_map(|name| {
+                    PERCENTILES
+                        .iter()
+                        .map(move |p| name.and_then(|n| value(figures, &format!("{n}_p{p}"))))
+                })
+                .collect();
+            values.iter().any(Option::is_some).then(|| Group {
+                label: r.workload.to_string(),
+                values,
+            })
+        })
+        .collect()
+}
+
+fn latency_panel(figures: &BTreeMap<String, Figure>, stem: &str) -> Option<Panel> {
+    let groups = latency_groups(figures);
+    if groups.is_empty() {
+        return None;
+    }
+    let series = [("rfs", RFS_SHADES), ("MooseFS", MOOSEFS_SHADES)]
+        .iter()
+        .flat_map(|(who, shades)| {
+            PERCENTILES
+                .iter()
+                .zip(shades)
+                .map(move |(p, &color)| Series {
+                    name: format!("{who} p{p}"),
+                    color,
+                })
+        })
+        .collect();
+    Some(Panel {
+        title: format!("Metadata latency of single operations, run {stem}"),
+        unit: "µs".into(),
+        series,
+        groups,
+    })
 }
 
 fn value(figures: &BTreeMap<String, Figure>, name: &str) -> Option<f64> {
@@ -219,6 +427,18 @@ fn markdown(figures: &BTreeMap<String, Figure>) -> String {
             limits.join(", ")
         ));
     }
+    let latency = latency_groups(figures);
+    if !latency.is_empty() {
+        out.push_str(
+            "\nLatency of single operations, µs (nearest-rank percentiles):\n\n\
+             | workload | rfs p50 | rfs p90 | rfs p99 | MooseFS p50 | MooseFS p90 | MooseFS p99 |\n\
+             |---|---|---|---|---|---|---|\n",
+        );
+        for g in latency {
+            let cells: Vec<String> = g.values.iter().map(|v| cell(*v)).collect();
+            out.push_str(&format!("| {} | {} |\n", g.label, cells.join(" | ")));
+        }
+    }
     out
 }
 
@@ -278,5 +498,117 @@ mod tests {
         let out = replace_table(&text, "new").unwrap();
         assert_eq!(out, format!("a\n{START}\nnew\n{END}\nb\n"));
         assert!(replace_table("no markers", "x").is_none());
+    }
+
+    #[test]
+    fn chart_groups_come_from_the_rows() {
+        let f = figs(
+            "disk_write_fsync 270 MB/s\nrfs_put_r1 210 MB/s\nrfs_get_r1 530 MB/s\n\
+             moosefs_get 340 MB/s\nrfs_create_1 145 ops/s\nmoosefs_create 2600 ops/s\n\
+             rfs_list_1 1000 entries/s\nfailover_median_ms 866 ms\n",
+        );
+        let g = |label: &str, values: Vec<Option<f64>>| Group {
+            label: label.into(),
+            values,
+        };
+        // No MooseFS put figure and no loopback_tcp: no bar, not a 0.
+        assert_eq!(
+            throughput_groups(&f, &["MB/s"], true),
+            vec![
+                g(
+                    "put, replication 1 (fsynced)",
+                    vec![Some(210.0), None, Some(270.0)]
+                ),
+                g("get, replication 1", vec![Some(530.0), Some(340.0), None]),
+            ]
+        );
+        assert_eq!(
+            throughput_groups(&f, &["ops/s", "entries/s"], false),
+            vec![
+                g("create + close, 1 task", vec![Some(145.0), Some(2600.0)]),
+                g("list, 1 task", vec![Some(1000.0), None]),
+            ]
+        );
+        // Failover (ms) is in neither chart; no percentiles, no latency chart.
+        let panels = throughput_panels(&f, "s");
+        assert_eq!(panels.len(), 2);
+        assert!(panels
+            .iter()
+            .all(|p| p.groups.iter().all(|g| !g.label.contains("failover"))));
+        assert!(latency_panel(&f, "s").is_none());
+    }
+
+    #[test]
+    fn latency_groups_take_the_percentile_figures() {
+        let f = figs(
+            "rfs_create_1 145 ops/s\nrfs_create_1_p50 400 us\nrfs_create_1_p90 900 us\n\
+             rfs_create_1_p99 5000 us\nmoosefs_create_p50 300 us\n\
+             rfs_stat_16_p99 70 us\nrfs_stat_1 1000 ops/s\n",
+        );
+        assert_eq!(
+            latency_groups(&f),
+            vec![
+                Group {
+                    label: "create + close, 1 task".into(),
+                    values: vec![
+                        Some(400.0),
+                        Some(900.0),
+                        Some(5000.0),
+                        Some(300.0),
+                        None,
+                        None
+                    ],
+                },
+                Group {
+                    label: "stat, 16 tasks".into(),
+                    values: vec![None, None, Some(70.0), None, None, None],
+                },
+            ]
+        );
+        let p = latency_panel(&f, "s").unwrap();
+        assert_eq!(p.series.len(), 6);
+        assert_eq!(p.series[3].name, "MooseFS p50");
+        let md = markdown(&f);
+        assert!(
+            md.contains("| create + close, 1 task | 400.0 | 900.0 | 5000.0 | 300.0 | — | — |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn report_writes_charts_and_links_them_from_the_readme() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("run.txt");
+        std::fs::write(
+            &input,
+            "chatter\nrfs_put_r1 210 MB/s\nrfs_create_1 145 ops/s\nrfs_create_1_p50 400 us\n",
+        )
+        .unwrap();
+        let readme = dir.path().join("README.md");
+        std::fs::write(&readme, format!("# x\n{START}\nold\n{END}\nrest\n")).unwrap();
+        let args = ReportArgs {
+            inputs: vec![input],
+            out_dir: dir.path().join("results"),
+            stem: "d-abc".into(),
+            readme: Some(readme.clone()),
+        };
+        run(&args).unwrap();
+        for png in ["d-abc-throughput.png", "d-abc-latency.png"] {
+            let bytes = std::fs::read(dir.path().join("results").join(png)).unwrap();
+            assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{png}");
+        }
+        let text = std::fs::read_to_string(&readme).unwrap();
+        assert!(!text.contains("old"));
+        assert!(
+            text.contains("![throughput](results/d-abc-throughput.png)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("![latency](results/d-abc-latency.png)"),
+            "{text}"
+        );
+        assert!(text.ends_with(&format!("{END}\nrest\n")));
+        let md = std::fs::read_to_string(dir.path().join("results/d-abc.md")).unwrap();
+        assert!(md.contains("![latency](d-abc-latency.png)"), "{md}");
     }
 }
