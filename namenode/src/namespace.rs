@@ -12,10 +12,11 @@
 //! | `m` counter name                     | u64 BE                     |
 //! | `x` client id ++ 0 ++ call id (u64 BE) | [`RetryEntry`] (bincode) |
 //! | `d` datanode id                      | empty: being decommissioned |
-//! | `r`…                                 | the raft log (`raft/storage.rs`) |
+//! | `rc`, `rs`                           | raft voters and snapshot point (`raft/storage.rs`) |
 //!
-//! Keeping the raft log in the same tree lets installing a snapshot
-//! replace the namespace and reset the log in one atomic batch.
+//! Keeping the snapshot point in the same tree lets installing a snapshot
+//! replace the namespace and record where the log restarts in one atomic
+//! batch (the log itself is an append-only file, `raft/log_file.rs`).
 //! The root directory is inode [`ROOT_ID`]. Writes happen only in
 //! `apply.rs`; everything here reads.
 

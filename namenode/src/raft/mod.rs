@@ -1,7 +1,8 @@
 //! The namenodes' raft group (raft-rs): the replicated log that is the
 //! namenode's write-ahead log.
 //!
-//! - `storage.rs`: the raft log, hard state and snapshots in sled;
+//! - `log_file.rs`: the raft log and hard state as an append-only file;
+//! - `storage.rs`: raft-rs's `Storage` over that file and the state in sled;
 //! - `node.rs`: the one thread that drives `RawNode` and applies
 //!   committed entries to the state machine (`apply.rs`, which knows
 //!   nothing of raft);
@@ -10,6 +11,7 @@
 //! [`RaftHandle`] is what the services use: submit a proposal, wait for a
 //! linearizable read point, ask who leads.
 
+pub mod log_file;
 pub mod node;
 pub mod storage;
 pub mod transport;
@@ -25,7 +27,7 @@ use crate::error::{NamenodeError, Result};
 use crate::meta_op::{MetaResult, Proposal};
 use crate::namespace::{counter, Namespace};
 use node::{Inbox, Node, NodeSettings, NodeStatus};
-use storage::SledStorage;
+use storage::RaftStorage;
 use transport::{PeerService, Peers};
 
 /// A witness waits this many election timeouts before campaigning, so a
@@ -64,7 +66,8 @@ impl RaftGroup {
         let members = config.members();
         let me = config.raft_id();
         let voters: Vec<u64> = (1..=members.len() as u64).collect();
-        let mut storage = SledStorage::open(ns.clone(), &voters)?;
+        let mut storage =
+            RaftStorage::open(ns.clone(), &config.name_dir.join("raft.log"), &voters)?;
         let mut applied = ns.counter(counter::APPLIED_INDEX)?;
         if applied > 0 && storage.last() == 0 {
             return Err(NamenodeError::Store(

@@ -21,7 +21,7 @@ use raft::prelude::{Entry, EntryType, Message, MessageType, Snapshot};
 use raft::{RawNode, SnapshotStatus, StateRole};
 use tokio::sync::{oneshot, watch};
 
-use super::storage::SledStorage;
+use super::storage::RaftStorage;
 use super::transport::Peers;
 use crate::apply;
 use crate::error::{NamenodeError, Result};
@@ -126,7 +126,7 @@ struct Batch {
 }
 
 pub struct Node {
-    raw: RawNode<SledStorage>,
+    raw: RawNode<RaftStorage>,
     ns: Namespace,
     rx: Receiver<Inbox>,
     peers: Peers,
@@ -150,7 +150,7 @@ pub struct Node {
 
 impl Node {
     pub fn new(
-        raw: RawNode<SledStorage>,
+        raw: RawNode<RaftStorage>,
         ns: Namespace,
         rx: Receiver<Inbox>,
         peers: Peers,
@@ -221,7 +221,7 @@ impl Node {
         if let Err(e) = &result {
             tracing::error!("raft loop stopped, refusing further requests: {e}");
         }
-        if let Err(e) = self.raw.store().sync() {
+        if let Err(e) = self.raw.store().flush_state() {
             tracing::error!("final flush of the metadata store failed: {e}");
         }
         self.fail_all(|| NamenodeError::Internal("the namenode is shutting down".into()));
@@ -505,8 +505,7 @@ impl Node {
             meta.term,
             snapshot.data.len()
         );
-        self.raw.mut_store().install(snapshot)?;
-        self.raw.store().sync()
+        self.raw.mut_store().install(snapshot)
     }
 
     fn apply(&mut self, entries: Vec<Entry>) -> Result<()> {
@@ -560,7 +559,7 @@ impl Node {
         if applied.saturating_sub(store.snapshot_index()) < self.settings.snapshot_entries {
             return Ok(());
         }
-        store.sync()?;
+        store.flush_state()?;
         self.raw.mut_store().compact(applied)?;
         tracing::debug!("raft log compacted up to {applied}");
         Ok(())

@@ -1,42 +1,45 @@
-//! The raft log in sled: raft-rs's `Storage` over the same tree as the
-//! namespace, under keys that start with `r`.
+//! raft-rs's `Storage`: the log and hard state in an append-only file
+//! ([`LogFile`], `raft.log` in the name dir), the group's voters and the
+//! last compaction point in sled beside the state machine they describe.
 //!
-//! | key                 | value                                   |
-//! |---------------------|-----------------------------------------|
-//! | `re` index (u64 BE) | `eraftpb::Entry` (protobuf)             |
-//! | `rh`                | `HardState` (term, vote, commit)        |
-//! | `rc`                | `ConfState` (the voters)                |
-//! | `rs`                | `SnapshotMetadata` of the last compaction |
+//! | where                | what                                       |
+//! |----------------------|--------------------------------------------|
+//! | `raft.log`           | entries after the compaction point, hard state |
+//! | sled `rc`            | `ConfState` (the voters)                   |
+//! | sled `rs`            | `SnapshotMetadata` of the last compaction  |
 //!
 //! To ensure correctness, writers uphold raft-rs's contract:
 //! - the log has no holes: entries run from `first_index` to `last_index`
 //!   without a gap, and an append that overlaps the tail replaces it;
 //! - writes come from the one raft task, in order;
-//! - entries and the hard state are on disk (`flush`) before any message
-//!   that depends on them leaves (`persisted_messages`), and the vote
-//!   before a vote is answered;
-//! - installing a snapshot replaces the state machine, drops the log and
-//!   records the snapshot point in ONE atomic batch.
-//!
-//! The state machine's applied index lives beside the state it describes
-//! (`apply.rs`), so a crash can never leave the two out of step.
+//! - entries and the hard state are on disk ([`RaftStorage::sync`]: one
+//!   `fdatasync` of the log file) before any message that depends on them
+//!   leaves (`persisted_messages`), and the vote before a vote is answered;
+//! - the state machine is NOT flushed per entry: the applied index lives
+//!   beside the state it describes (`apply.rs`), sled recovers a prefix of
+//!   its writes, and after a crash the entries past the recovered applied
+//!   index are applied again from the log. So the log is compacted only up
+//!   to a state flushed first ([`RaftStorage::flush_state`]);
+//! - installing a snapshot replaces the state machine and records the
+//!   snapshot point in ONE atomic sled batch, flushed before the log is
+//!   emptied. A crash between the two leaves log entries that
+//!   [`RaftStorage::open`] keeps only if they continue the snapshot.
+
+use std::path::Path;
 
 use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError};
 
+use super::log_file::LogFile;
 use crate::error::{NamenodeError, Result};
 use crate::namespace::{counter, Namespace, STATE_PREFIXES};
 
-const HARD_STATE: &[u8] = b"rh";
 const CONF_STATE: &[u8] = b"rc";
 const SNAPSHOT_META: &[u8] = b"rs";
-
-fn entry_key(index: u64) -> [u8; 10] {
-    let mut k = [0u8; 10];
-    k[..2].copy_from_slice(b"re");
-    k[2..].copy_from_slice(&index.to_be_bytes());
-    k
-}
+/// Where rfs before the log file kept entries (`re` index) and the hard
+/// state (`rh`) in sled; moved into the log file on first open.
+const OLD_ENTRY_PREFIX: &[u8] = b"re";
+const OLD_HARD_STATE: &[u8] = b"rh";
 
 fn store_err(e: impl std::fmt::Display) -> raft::Error {
     raft::Error::Store(StorageError::Other(e.to_string().into()))
@@ -57,23 +60,19 @@ struct SnapshotData {
     pairs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-pub struct SledStorage {
+pub struct RaftStorage {
     ns: Namespace,
-    hard: HardState,
+    log: LogFile,
     conf: ConfState,
     snap: SnapshotMetadata,
-    last: u64,
 }
 
-impl SledStorage {
-    /// Opens the log in `ns`'s tree. A new store starts with `voters` as
-    /// the group; an existing one must hold the same group.
-    pub fn open(ns: Namespace, voters: &[u64]) -> Result<SledStorage> {
+impl RaftStorage {
+    /// Opens the log file at `log_path` and the raft keys in `ns`'s tree.
+    /// A new store starts with `voters` as the group; an existing one must
+    /// hold the same group.
+    pub fn open(ns: Namespace, log_path: &Path, voters: &[u64]) -> Result<RaftStorage> {
         let tree = &ns.tree;
-        let hard = match tree.get(HARD_STATE)? {
-            Some(v) => decode(&v)?,
-            None => HardState::default(),
-        };
         let snap: SnapshotMetadata = match tree.get(SNAPSHOT_META)? {
             Some(v) => decode(&v)?,
             None => SnapshotMetadata::default(),
@@ -101,25 +100,36 @@ impl SledStorage {
                 wanted.len()
             )));
         }
-        let last = match tree.scan_prefix(b"re").next_back() {
-            Some(kv) => {
-                let (k, _) = kv?;
-                u64::from_be_bytes(k[2..10].try_into().expect("entry keys are 10 bytes"))
-            }
-            None => snap.index,
+        let mut log = LogFile::open(log_path)?;
+        migrate_from_sled(&ns, &mut log)?;
+        let continues = match (log.first_index(), log.entry(snap.index)) {
+            (None, _) => true,
+            (Some(_), Some(at_snap)) => at_snap.term == snap.term,
+            (Some(first), None) => first == snap.index + 1,
+        };
+        if !continues {
+            tracing::warn!(
+                "raft log entries {:?}..={:?} do not continue the snapshot at {} (term {}); \
+                 dropping them (the leader sends what is missing)",
+                log.first_index(),
+                log.last_index(),
+                snap.index,
+                snap.term
+            );
+            log.compact(u64::MAX)?;
+        } else if log.first_index().is_some_and(|f| f <= snap.index) {
+            log.compact(snap.index)?;
         }
-        .max(snap.index);
-        Ok(SledStorage {
+        Ok(RaftStorage {
             ns,
-            hard,
+            log,
             conf,
             snap,
-            last,
         })
     }
 
     pub fn hard_state(&self) -> &HardState {
-        &self.hard
+        self.log.hard_state()
     }
 
     pub fn snapshot_index(&self) -> u64 {
@@ -127,49 +137,40 @@ impl SledStorage {
     }
 
     pub fn last(&self) -> u64 {
-        self.last
+        self.log.last_index().unwrap_or(0).max(self.snap.index)
     }
 
     /// Appends `entries`, replacing any tail they overlap. Not durable until
-    /// [`SledStorage::sync`].
+    /// [`RaftStorage::sync`].
     pub fn append(&mut self, entries: &[Entry]) -> Result<()> {
-        let Some(first) = entries.first() else {
-            return Ok(());
-        };
-        let mut batch = sled::Batch::default();
-        for stale in first.index..=self.last {
-            batch.remove(&entry_key(stale));
-        }
-        for e in entries {
-            batch.insert(&entry_key(e.index), encode(e));
-        }
-        self.ns.tree.apply_batch(batch)?;
-        self.last = entries.last().map_or(self.last, |e| e.index);
-        Ok(())
+        self.log.append(entries)
     }
 
     pub fn set_hard_state(&mut self, hs: &HardState) -> Result<()> {
-        self.ns.tree.insert(HARD_STATE, encode(hs))?;
-        self.hard = hs.clone();
-        Ok(())
+        self.log.set_hard_state(hs)
     }
 
     pub fn set_commit(&mut self, commit: u64) -> Result<()> {
-        let mut hs = self.hard.clone();
+        let mut hs = self.log.hard_state().clone();
         hs.commit = commit;
         self.set_hard_state(&hs)
     }
 
-    /// Makes every write so far durable (one fsync covers the log and the
-    /// state machine: they share the store).
+    /// Makes the log and hard state written so far durable.
     pub fn sync(&self) -> Result<()> {
+        self.log.sync()
+    }
+
+    /// Makes the state machine's writes so far durable (a sled flush):
+    /// needed before the log that could rebuild them is dropped.
+    pub fn flush_state(&self) -> Result<()> {
         self.ns.tree.flush()?;
         Ok(())
     }
 
-    /// Drops the log up to the applied index, which must be durable first
-    /// (the caller flushes): from now on a member that needs those entries
-    /// gets a snapshot.
+    /// Drops the log up to the applied index, whose state must be durable
+    /// first ([`RaftStorage::flush_state`]): from now on a member that
+    /// needs those entries gets a snapshot.
     pub fn compact(&mut self, applied: u64) -> Result<()> {
         if applied <= self.snap.index {
             return Ok(());
@@ -183,25 +184,20 @@ impl SledStorage {
             ..Default::default()
         };
         meta.set_conf_state(self.conf.clone());
-        let mut batch = sled::Batch::default();
-        for index in self.snap.index + 1..=applied {
-            batch.remove(&entry_key(index));
-        }
-        batch.insert(SNAPSHOT_META, encode(&meta));
-        self.ns.tree.apply_batch(batch)?;
+        self.ns.tree.insert(SNAPSHOT_META, encode(&meta))?;
+        self.ns.tree.flush()?;
         self.snap = meta;
-        self.last = self.last.max(applied);
-        Ok(())
+        self.log.compact(applied)
     }
 
     /// Installs a snapshot from the leader: the state machine becomes the
-    /// snapshot's and the log restarts after it, atomically.
+    /// snapshot's and the log restarts after it.
     pub fn install(&mut self, snapshot: &Snapshot) -> Result<()> {
         let meta = snapshot.get_metadata();
         let data: SnapshotData = bincode::deserialize(&snapshot.data)?;
         let tree = &self.ns.tree;
         let mut batch = sled::Batch::default();
-        for prefix in STATE_PREFIXES.iter().chain(b"r".iter()) {
+        for prefix in STATE_PREFIXES {
             for kv in tree.scan_prefix([*prefix]) {
                 batch.remove(kv?.0);
             }
@@ -212,32 +208,66 @@ impl SledStorage {
             }
         }
         batch.insert(counter::APPLIED_INDEX, &meta.index.to_be_bytes());
-        let mut hard = self.hard.clone();
-        hard.term = hard.term.max(meta.term);
-        hard.commit = hard.commit.max(meta.index);
         let conf = meta.get_conf_state().clone();
-        batch.insert(HARD_STATE, encode(&hard));
         batch.insert(CONF_STATE, encode(&conf));
         batch.insert(SNAPSHOT_META, encode(meta));
         tree.apply_batch(batch)?;
-        self.hard = hard;
+        tree.flush()?;
+        let mut hard = self.log.hard_state().clone();
+        hard.term = hard.term.max(meta.term);
+        hard.commit = hard.commit.max(meta.index);
+        self.log.set_hard_state(&hard)?;
+        self.log.compact(u64::MAX)?;
         self.conf = conf;
         self.snap = meta.clone();
-        self.last = meta.index;
         Ok(())
-    }
-
-    fn entry(&self, index: u64) -> raft::Result<Entry> {
-        match self.ns.tree.get(entry_key(index)).map_err(store_err)? {
-            Some(v) => decode(&v).map_err(store_err),
-            None => Err(raft::Error::Store(StorageError::Unavailable)),
-        }
     }
 }
 
-impl raft::Storage for SledStorage {
+/// Moves a log kept in sled by an older rfs into the (new, empty) log file,
+/// durably, then removes it from sled.
+fn migrate_from_sled(ns: &Namespace, log: &mut LogFile) -> Result<()> {
+    let tree = &ns.tree;
+    let hard = tree.get(OLD_HARD_STATE)?;
+    let mut old = tree.scan_prefix(OLD_ENTRY_PREFIX).peekable();
+    if hard.is_none() && old.peek().is_none() {
+        return Ok(());
+    }
+    if log.last_index().is_some() {
+        return Err(NamenodeError::Store(
+            "both the raft log file and an older raft log in the metadata store hold entries; \
+             remove one (the file is the newer)"
+                .into(),
+        ));
+    }
+    let mut entries = Vec::new();
+    let mut batch = sled::Batch::default();
+    for kv in old {
+        let (k, v) = kv?;
+        entries.push(decode::<Entry>(&v)?);
+        batch.remove(k);
+    }
+    log.append(&entries)?;
+    if let Some(hs) = hard {
+        log.set_hard_state(&decode(&hs)?)?;
+    }
+    log.sync()?;
+    batch.remove(OLD_HARD_STATE);
+    tree.apply_batch(batch)?;
+    tree.flush()?;
+    tracing::info!(
+        "moved {} raft log entries from the metadata store into the log file",
+        entries.len()
+    );
+    Ok(())
+}
+
+impl raft::Storage for RaftStorage {
     fn initial_state(&self) -> raft::Result<RaftState> {
-        Ok(RaftState::new(self.hard.clone(), self.conf.clone()))
+        Ok(RaftState::new(
+            self.log.hard_state().clone(),
+            self.conf.clone(),
+        ))
     }
 
     fn entries(
@@ -250,20 +280,22 @@ impl raft::Storage for SledStorage {
         if low <= self.snap.index {
             return Err(raft::Error::Store(StorageError::Compacted));
         }
-        if high > self.last + 1 {
+        if high > self.last() + 1 {
             return Err(raft::Error::Store(StorageError::Unavailable));
         }
         let max = max_size.into();
         let mut out = Vec::with_capacity((high - low).min(1024) as usize);
         let mut size = 0u64;
-        for kv in self.ns.tree.range(entry_key(low)..entry_key(high)) {
-            let (_, v) = kv.map_err(store_err)?;
-            size += v.len() as u64;
+        for index in low..high {
+            let Some(e) = self.log.entry(index) else {
+                break;
+            };
+            size += u64::from(protobuf::Message::compute_size(e));
             // raft-rs wants at least one entry even past the limit.
             if !out.is_empty() && max.is_some_and(|m| size > m) {
                 break;
             }
-            out.push(decode(&v).map_err(store_err)?);
+            out.push(e.clone());
         }
         if out.is_empty() && low < high {
             return Err(raft::Error::Store(StorageError::Unavailable));
@@ -278,10 +310,10 @@ impl raft::Storage for SledStorage {
         if index < self.snap.index {
             return Err(raft::Error::Store(StorageError::Compacted));
         }
-        if index > self.last {
-            return Err(raft::Error::Store(StorageError::Unavailable));
+        match self.log.entry(index) {
+            Some(e) => Ok(e.term),
+            None => Err(raft::Error::Store(StorageError::Unavailable)),
         }
-        Ok(self.entry(index)?.term)
     }
 
     fn first_index(&self) -> raft::Result<u64> {
@@ -289,7 +321,7 @@ impl raft::Storage for SledStorage {
     }
 
     fn last_index(&self) -> raft::Result<u64> {
-        Ok(self.last)
+        Ok(self.last())
     }
 
     /// The current state machine as a snapshot. Called on the raft task,
@@ -333,12 +365,20 @@ mod tests {
         }
     }
 
-    fn open(dir: &std::path::Path) -> SledStorage {
-        let db = sled::Config::new().path(dir).open().unwrap();
-        SledStorage::open(Namespace::open(&db).unwrap(), &[1, 2, 3]).unwrap()
+    fn open(dir: &std::path::Path) -> RaftStorage {
+        let db = sled::Config::new()
+            .path(dir.join("meta.sled"))
+            .open()
+            .unwrap();
+        RaftStorage::open(
+            Namespace::open(&db).unwrap(),
+            &dir.join("raft.log"),
+            &[1, 2, 3],
+        )
+        .unwrap()
     }
 
-    fn get(s: &SledStorage, low: u64, high: u64) -> raft::Result<Vec<u64>> {
+    fn get(s: &RaftStorage, low: u64, high: u64) -> raft::Result<Vec<u64>> {
         let ctx = GetEntriesContext::empty(false);
         Ok(s.entries(low, high, None, ctx)?
             .iter()
@@ -417,13 +457,84 @@ mod tests {
     }
 
     #[test]
+    fn after_a_crash_mid_install_only_entries_continuing_the_snapshot_stay() {
+        // The sled half of an install landed, the log reset did not: what
+        // the log holds past the snapshot stays only if it continues it.
+        for (snap_term, kept) in [(1, vec![5, 6]), (2, vec![])] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut s = open(dir.path());
+            s.append(&(1..=6).map(|i| entry(i, 1)).collect::<Vec<_>>())
+                .unwrap();
+            s.sync().unwrap();
+            let meta = SnapshotMetadata {
+                index: 4,
+                term: snap_term,
+                ..Default::default()
+            };
+            s.ns.tree.insert(SNAPSHOT_META, encode(&meta)).unwrap();
+            s.ns.tree.flush().unwrap();
+            drop(s);
+            let s = open(dir.path());
+            let held: Vec<u64> = s.log.entries().iter().map(|e| e.index).collect();
+            assert_eq!(held, kept, "snapshot term {snap_term}");
+            let last = if kept.is_empty() { 4 } else { 6 };
+            assert_eq!(
+                (s.first_index().unwrap(), s.last_index().unwrap()),
+                (5, last)
+            );
+        }
+    }
+
+    #[test]
+    fn a_log_kept_in_sled_by_an_older_rfs_moves_into_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::Config::new()
+                .path(dir.path().join("meta.sled"))
+                .open()
+                .unwrap();
+            let ns = Namespace::open(&db).unwrap();
+            for i in 1..=3u64 {
+                let mut k = OLD_ENTRY_PREFIX.to_vec();
+                k.extend_from_slice(&i.to_be_bytes());
+                ns.tree.insert(k, encode(&entry(i, 1))).unwrap();
+            }
+            let hs = HardState {
+                term: 1,
+                vote: 2,
+                commit: 3,
+                ..Default::default()
+            };
+            ns.tree.insert(OLD_HARD_STATE, encode(&hs)).unwrap();
+            ns.tree.flush().unwrap();
+        }
+        let s = open(dir.path());
+        assert_eq!(get(&s, 1, 4).unwrap(), vec![1, 2, 3]);
+        assert_eq!(s.hard_state().vote, 2);
+        assert!(s.ns.tree.scan_prefix(b"r").all(|kv| {
+            let k = kv.unwrap().0;
+            k.as_ref() == CONF_STATE
+        }));
+        drop(s);
+        let s = open(dir.path());
+        assert_eq!((s.last_index().unwrap(), s.hard_state().commit), (3, 3));
+    }
+
+    #[test]
     fn a_store_of_another_group_size_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         drop(open(dir.path()));
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let err = SledStorage::open(Namespace::open(&db).unwrap(), &[1])
-            .err()
+        let db = sled::Config::new()
+            .path(dir.path().join("meta.sled"))
+            .open()
             .unwrap();
+        let err = RaftStorage::open(
+            Namespace::open(&db).unwrap(),
+            &dir.path().join("raft.log"),
+            &[1],
+        )
+        .err()
+        .unwrap();
         assert!(err.to_string().contains("membership"), "{err}");
     }
 }
