@@ -2,28 +2,64 @@
 //! after a restart from block reports; never persisted (the block → file
 //! mapping is, in the namespace).
 
+//!
+//! The map holds an entry per block of the namespace (millions), so an
+//! entry is kept small: datanode ids are shared ([`NodeId`], one
+//! allocation per datanode), the usual three replicas and pipeline targets
+//! sit inline ([`Nodes`]), and corrupt replicas, rare, cost nothing when
+//! there are none.
+
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use smallvec::SmallVec;
+
+/// A datanode id, shared by every block entry that names the node.
+pub type NodeId = Arc<str>;
+/// A few datanodes, without a heap allocation up to three.
+pub type Nodes = SmallVec<[NodeId; 3]>;
 
 #[derive(Debug, Default, Clone)]
 pub struct BlockInfo {
     pub gen_stamp: u64,
     pub replication: u32,
     /// Datanodes that reported a good replica.
-    pub replicas: HashSet<String>,
+    pub replicas: Nodes,
     /// Replicas reported bad; never offered to readers.
-    pub corrupt: HashSet<String>,
+    pub corrupt: Vec<NodeId>,
     /// Pipeline chosen at allocation; offered until replicas are reported.
-    pub expected: Vec<String>,
+    pub expected: Nodes,
+}
+
+/// Whether `nodes` names `node`.
+pub fn names<'a>(nodes: impl IntoIterator<Item = &'a NodeId>, node: &str) -> bool {
+    nodes.into_iter().any(|n| &**n == node)
 }
 
 #[derive(Default)]
 pub struct BlockMap {
     blocks: HashMap<u64, BlockInfo>,
-    by_node: HashMap<String, HashSet<u64>>,
+    by_node: HashMap<NodeId, HashSet<u64>>,
+    /// Every datanode id the map has named, so each is stored once.
+    ids: HashSet<NodeId>,
 }
 
 impl BlockMap {
+    fn intern(&mut self, node: &str) -> NodeId {
+        if let Some(id) = self.ids.get(node) {
+            return id.clone();
+        }
+        let id: NodeId = Arc::from(node);
+        self.ids.insert(id.clone());
+        id
+    }
+
+    fn index_on(&mut self, node: &NodeId, block: u64) {
+        self.by_node.entry(node.clone()).or_default().insert(block);
+    }
+
     pub fn allocated(&mut self, id: u64, gen_stamp: u64, replication: u32, expected: Vec<String>) {
+        let expected = expected.iter().map(|n| self.intern(n)).collect();
         self.blocks.insert(
             id,
             BlockInfo {
@@ -41,6 +77,7 @@ impl BlockMap {
 
     /// Adds a replica (creating the entry from namespace facts if new).
     pub fn add_replica(&mut self, id: u64, gen_stamp: u64, replication: u32, node: &str) {
+        let node = self.intern(node);
         let info = self.blocks.entry(id).or_insert_with(|| BlockInfo {
             gen_stamp,
             replication,
@@ -48,30 +85,31 @@ impl BlockMap {
         });
         info.gen_stamp = gen_stamp;
         info.replication = replication;
-        if !info.corrupt.contains(node) {
-            info.replicas.insert(node.to_string());
+        if !info.corrupt.contains(&node) && !info.replicas.contains(&node) {
+            info.replicas.push(node.clone());
         }
-        self.by_node.entry(node.to_string()).or_default().insert(id);
+        self.index_on(&node, id);
     }
 
     /// Records that `node` holds an unfinished replica of block `id` (at
     /// `gen_stamp`, the block's current stamp): a location to recover it
     /// from, never offered to readers as a replica.
     pub fn add_expected(&mut self, id: u64, gen_stamp: u64, replication: u32, node: &str) {
+        let node = self.intern(node);
         let info = self.blocks.entry(id).or_insert_with(|| BlockInfo {
             gen_stamp,
             replication,
             ..Default::default()
         });
-        if info.gen_stamp == gen_stamp && !info.expected.iter().any(|n| n == node) {
-            info.expected.push(node.to_string());
+        if info.gen_stamp == gen_stamp && !info.expected.contains(&node) {
+            info.expected.push(node);
         }
     }
 
     pub fn remove_replica(&mut self, id: u64, node: &str) {
         if let Some(info) = self.blocks.get_mut(&id) {
-            info.replicas.remove(node);
-            info.corrupt.remove(node);
+            info.replicas.retain(|n| &**n != node);
+            info.corrupt.retain(|n| &**n != node);
         }
         if let Some(set) = self.by_node.get_mut(node) {
             set.remove(&id);
@@ -81,16 +119,20 @@ impl BlockMap {
     /// Marks `node`'s replica of block `id` (a block the namespace has,
     /// with `gen_stamp`) bad; returns whether a good one remains elsewhere.
     pub fn mark_corrupt(&mut self, id: u64, gen_stamp: u64, replication: u32, node: &str) -> bool {
+        let node = self.intern(node);
         let info = self.blocks.entry(id).or_insert_with(|| BlockInfo {
             gen_stamp,
             replication,
             ..Default::default()
         });
-        info.replicas.remove(node);
-        info.expected.retain(|n| n != node);
-        info.corrupt.insert(node.to_string());
-        self.by_node.entry(node.to_string()).or_default().insert(id);
-        !info.replicas.is_empty()
+        info.replicas.retain(|n| *n != node);
+        info.expected.retain(|n| *n != node);
+        if !info.corrupt.contains(&node) {
+            info.corrupt.push(node.clone());
+        }
+        let good_left = !info.replicas.is_empty();
+        self.index_on(&node, id);
+        good_left
     }
 
     /// Forgets a block; returns the nodes that held it.
@@ -98,15 +140,18 @@ impl BlockMap {
         let Some(info) = self.blocks.remove(&id) else {
             return Vec::new();
         };
-        let nodes: Vec<String> = info
+        let mut nodes: Vec<String> = Vec::new();
+        for n in info
             .replicas
-            .into_iter()
-            .chain(info.corrupt)
-            .chain(info.expected)
-            .collect();
-        for n in &nodes {
+            .iter()
+            .chain(&info.corrupt)
+            .chain(&info.expected)
+        {
             if let Some(set) = self.by_node.get_mut(n) {
                 set.remove(&id);
+            }
+            if !nodes.iter().any(|m| m == &**n) {
+                nodes.push(n.to_string());
             }
         }
         nodes

@@ -18,8 +18,12 @@ pub const MAX_REPLICATION: u32 = 32;
 pub struct Config {
     pub rpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
-    /// Metadata directory: the sled store and the write-ahead log.
+    /// Metadata directory: the sled store and the raft log.
     pub name_dir: PathBuf,
+    /// Memory the metadata store may cache, in MiB: with the block map,
+    /// what bounds the namenode's resident size (the rest is read back
+    /// from disk, usually from the OS page cache).
+    pub cache_mib: u64,
     pub block_size: u64,
     pub replication: u32,
     /// A datanode silent this long is dead.
@@ -104,6 +108,7 @@ impl Default for Config {
             rpc_addr: SocketAddr::from(([127, 0, 0, 1], defaults::NAMENODE_RPC_PORT)),
             http_addr: SocketAddr::from(([127, 0, 0, 1], defaults::NAMENODE_HTTP_PORT)),
             name_dir: PathBuf::from(".rfs/name"),
+            cache_mib: 16,
             block_size: defaults::BLOCK_SIZE,
             replication: defaults::REPLICATION,
             datanode_dead_ms: 30_000,
@@ -223,6 +228,9 @@ impl Config {
     /// Checks values the namenode cannot run with, naming the setting.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(NamenodeError::Config(m));
+        if self.cache_mib == 0 {
+            return bad("cache_mib must be positive".into());
+        }
         if self.block_size == 0
             || !self
                 .block_size

@@ -6,6 +6,7 @@ use rfs_proto::namenode::{
     DatanodeReportEntry, DatanodeReportResponse, FsckBlock, FsckFile, FsckResponse,
 };
 
+use crate::blockmap;
 use crate::error::Result;
 use crate::state::{extended, readable_replicas, State};
 
@@ -34,8 +35,8 @@ pub fn fsck(state: &State, path: &str) -> Result<FsckResponse> {
                 Some(info) => (
                     readable_replicas(info, b.gen_stamp, &reg)
                         .into_iter()
-                        .filter(|n| info.replicas.contains(*n))
-                        .cloned()
+                        .filter(|n| blockmap::names(&info.replicas, n))
+                        .map(str::to_string)
                         .collect::<Vec<_>>(),
                     info.corrupt.len() as u32,
                 ),

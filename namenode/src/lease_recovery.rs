@@ -142,12 +142,16 @@ async fn recover(
         let map = state.blocks();
         let reg = state.registry();
         if let Some(info) = map.get(last.id) {
-            let expected = info.expected.iter().filter(|n| !info.corrupt.contains(*n));
-            let mut reported: Vec<&String> = info.replicas.iter().collect();
+            let expected = info
+                .expected
+                .iter()
+                .filter(|n| !info.corrupt.contains(*n))
+                .map(|n| &**n);
+            let mut reported: Vec<&str> = info.replicas.iter().map(|n| &**n).collect();
             reported.sort();
             for n in reported.into_iter().chain(expected) {
-                if !known.contains(n) {
-                    known.push(n.clone());
+                if !known.iter().any(|k| k == n) {
+                    known.push(n.to_string());
                 }
             }
         }

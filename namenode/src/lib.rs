@@ -179,6 +179,7 @@ pub fn open_metadata(
     })?;
     let db = sled::Config::new()
         .path(dir.join("meta.sled"))
+        .cache_capacity(config.cache_mib.saturating_mul(1 << 20))
         .open()
         .map_err(|e| {
             NamenodeError::Store(format!(

@@ -37,6 +37,9 @@ struct Args {
     /// Directory for the metadata store and raft log [default: .rfs/name].
     #[arg(long)]
     name_dir: Option<PathBuf>,
+    /// Memory the metadata store may cache, in MiB [default: 16].
+    #[arg(long)]
+    cache_mib: Option<u64>,
     /// Default block size of new files, in bytes [default: 536870912].
     #[arg(long)]
     block_size: Option<u64>,
@@ -76,6 +79,7 @@ fn config(args: Args) -> Result<Config, rfs_namenode::NamenodeError> {
         rpc_addr,
         http_addr,
         name_dir,
+        cache_mib,
         block_size,
         replication,
         datanode_dead_ms,

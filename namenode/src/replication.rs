@@ -124,7 +124,7 @@ pub fn pass(state: &State, pending: &mut Pending) -> Result<Pass> {
             };
             let all_live: Vec<String> = readable_replicas(info, b.gen_stamp, &reg)
                 .into_iter()
-                .cloned()
+                .map(str::to_string)
                 .collect();
             // Replicas on draining nodes serve reads and copies but do not
             // count: the node is going away.
@@ -150,7 +150,7 @@ pub fn pass(state: &State, pending: &mut Pending) -> Result<Pass> {
                 if !pending.copies.contains_key(&b.id) {
                     // Never copy onto a node that still holds a bad copy.
                     let mut holders = all_live.clone();
-                    holders.extend(info.corrupt.iter().cloned());
+                    holders.extend(info.corrupt.iter().map(|n| n.to_string()));
                     copies.push((live.len(), b, all_live, holders, block_size, wanted));
                 }
             } else if live.len() > wanted && !pending.copies.contains_key(&b.id) {

@@ -153,21 +153,23 @@ impl State {
 /// `gen_stamp`: live, non-corrupt replicas that were reported; until any
 /// is reported, the live targets chosen at `add_block` (a file read right
 /// after it was closed, before the datanodes' reports arrive).
-pub fn readable_replicas<'a>(
-    info: &'a BlockInfo,
-    gen_stamp: u64,
-    reg: &Registry,
-) -> Vec<&'a String> {
+pub fn readable_replicas<'a>(info: &'a BlockInfo, gen_stamp: u64, reg: &Registry) -> Vec<&'a str> {
     if info.gen_stamp != gen_stamp {
         return Vec::new();
     }
-    let reported: Vec<&String> = info.replicas.iter().filter(|n| reg.is_live(n)).collect();
+    let reported: Vec<&str> = info
+        .replicas
+        .iter()
+        .map(|n| &**n)
+        .filter(|n| reg.is_live(n))
+        .collect();
     if !reported.is_empty() {
         return reported;
     }
     info.expected
         .iter()
         .filter(|n| reg.is_live(n) && !info.corrupt.contains(*n))
+        .map(|n| &**n)
         .collect()
 }
 
