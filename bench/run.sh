@@ -2,22 +2,25 @@
 # rfs benchmarks, measured side by side with the machine's limits and with
 # MooseFS in one run (see bench/README.md and the README's "Benchmarks").
 #
-#   bench/run.sh [--size-mib 2048] [--files 100000] [--no-moosefs]
+#   bench/run.sh [--size-mib 2048] [--files 100000] [--nn-files 1000000] [--no-moosefs]
 #       everything: limits, put/get, metadata, MooseFS (bench/peers/moosefs.sh),
-#       failover; writes bench/results/<date>-<sha>.{txt,json,md} and puts
-#       the table in README.md.
+#       committed creates and failover on an HA group, namenode memory per
+#       file; writes bench/results/<date>-<sha>.{txt,json,md,png} and puts
+#       the table and charts in README.md.
 #   bench/run.sh limits [--disk-mib 1024]   loopback TCP, disk, memcpy, CRC32C
 #   bench/run.sh put [--size-mib 2048]      put/get at replication 1 and 3, 4 clients
 #   bench/run.sh meta [--files 100000]      create/stat/list/delete, 1 and 16 tasks
 #   bench/run.sh failover [--rounds 10]     kill -9 the HA leader under creates
 #   bench/run.sh creates [--clients 1,16]   committed creates/s on an HA group
+#   bench/run.sh nn-memory [--files 1000000] namenode RSS per one-block file
+#       (fake datanodes, like NNThroughputBenchmark)
 #   bench/run.sh moosefs [...]              the MooseFS peer alone
 #   bench/run.sh profile [--seconds 15]     perf samples of the datanodes and the
 #       leader namenode under put/get and under metadata load; flame graphs
 #       bench/results/<date>-<sha>-{data,meta}-{datanode,namenode}.svg
 # Each prints `name value unit` lines. put and meta use the quickstart
 # cluster (started if needed); failover and creates start their own HA
-# group under .rfs/bench-ha.
+# group under .rfs/bench-ha, nn-memory a namenode of its own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NAMENODES=127.0.0.1:8020,127.0.0.1:8021,127.0.0.1:8022
@@ -53,7 +56,7 @@ meta)
     cluster
     exec "$BENCH" meta --namenode "$NAMENODES" "$@"
     ;;
-failover | creates)
+failover | creates | nn-memory)
     shift
     build >&2
     exec "$BENCH" "$mode" "$@"
@@ -105,7 +108,7 @@ profile)
     ;;
 all | --*) ;;
 *)
-    sed -n '2,20p' "$0" >&2
+    sed -n '2,23p' "$0" >&2
     exit 2
     ;;
 esac
@@ -113,11 +116,13 @@ esac
 [ "$mode" = all ] && shift || true
 size_mib=2048
 files=100000
+nn_files=1000000
 moosefs=1
 while [ $# -gt 0 ]; do
     case "$1" in
     --size-mib) size_mib="$2"; shift 2 ;;
     --files) files="$2"; shift 2 ;;
+    --nn-files) nn_files="$2"; shift 2 ;;
     --no-moosefs) moosefs=0; shift ;;
     *) echo "bench/run.sh: unknown option $1" >&2; exit 2 ;;
     esac
@@ -142,5 +147,7 @@ if [ "$moosefs" = 1 ]; then
     # replica as an rfs put is (like with like).
     run bench/peers/moosefs.sh --size-mib "$size_mib" --files "$files" --chunk-fsync
 fi
+run "$BENCH" creates --clients 1,16
 run "$BENCH" failover --rounds 5
+run "$BENCH" nn-memory --files "$nn_files"
 "$BENCH" report "$out" --stem "$stem" --readme README.md

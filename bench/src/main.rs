@@ -12,6 +12,8 @@
 //!   a witness) from the release binaries next to `rfs-bench`, and measure
 //!   the time from a leader's kill -9 to the next acknowledged create, and
 //!   committed creates per second.
+//! - `nn-memory` ([`nn_memory`]): a namenode's resident memory per file
+//!   after N files of one block each, written by fake datanodes.
 //!
 //! Run them through `bench/run.sh`.
 
@@ -22,6 +24,7 @@ mod figures;
 mod ha;
 mod limits;
 mod meta;
+mod nn_memory;
 mod plot;
 mod put_get;
 mod report;
@@ -50,6 +53,9 @@ enum Cmd {
     Failover(ha::FailoverArgs),
     /// Committed creates per second on an HA group, for each client count.
     Creates(ha::CreatesArgs),
+    /// Namenode resident memory per file after N one-block files (fake
+    /// datanodes; no data moves).
+    NnMemory(nn_memory::NnMemoryArgs),
 }
 
 #[tokio::main]
@@ -58,6 +64,7 @@ async fn main() -> Result<()> {
         Cmd::Limits(a) => limits::run(&a)?,
         Cmd::PutGet(a) => put_get::run(&a).await?,
         Cmd::Meta(a) => meta::run(&a).await?,
+        Cmd::NnMemory(a) => nn_memory::run(&a).await?,
         Cmd::Report(a) => return report::run(&a),
         Cmd::Failover(a) => return ha::failover(a).await,
         Cmd::Creates(a) => return ha::creates(a).await,

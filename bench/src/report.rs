@@ -121,6 +121,24 @@ const ROWS: &[Row] = &[
         Some("moosefs_delete_16"),
         None,
     ),
+    row(
+        "committed creates, 1 client (raw RPC, HA group)",
+        "creates_per_s_1",
+        None,
+        None,
+    ),
+    row(
+        "committed creates, 16 clients (raw RPC, HA group)",
+        "creates_per_s_16",
+        None,
+        None,
+    ),
+    row(
+        "namenode memory per one-block file (nn-memory)",
+        "nn_rss_per_file",
+        None,
+        None,
+    ),
     row("failover, median", "failover_median_ms", None, None),
 ];
 

@@ -160,6 +160,11 @@ impl MiniCluster {
         self.nn_http
     }
 
+    /// The running namenode's process id (to read its memory, say).
+    pub fn namenode_pid(&self) -> Option<u32> {
+        self.namenode.as_ref().map(Child::id)
+    }
+
     pub fn root(&self) -> &Path {
         self.daemons.root()
     }

@@ -1,0 +1,285 @@
+//! `rfs-bench nn-memory`: the namenode's resident memory per file once it
+//! holds N files of one block each (the issue asks for 1M).
+//!
+//! Like Hadoop's NNThroughputBenchmark, no data moves: a namenode of the
+//! release build starts alone ([`MiniCluster`] with no datanodes), three
+//! fake datanodes register and heartbeat over the datanode protocol, and
+//! `--tasks` writers run, for each file, the RPCs a real writer sends:
+//! `Create`, `AddBlock` (the namenode places it on the fake nodes), one
+//! `BlockReceivedAndDeleted` per location (what the pipeline's datanodes
+//! would report), and `Complete` with the block's length. Every namespace
+//! change is a committed raft entry, as in a real write.
+//!
+//! The figure is the growth of the namenode's VmRSS from just before the
+//! first file to after the last, divided by the file count, with the
+//! namenode's default settings: what an operator running them gets.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use rfs_integration::{MiniCluster, MiniClusterBuilder};
+use rfs_proto::common::DatanodeInfo;
+use rfs_proto::datanode::datanode_protocol_client::DatanodeProtocolClient;
+use rfs_proto::datanode::{
+    BlockReceivedAndDeletedRequest, HeartbeatRequest, RegisterRequest, StorageReport,
+};
+use rfs_proto::namenode::client_protocol_client::ClientProtocolClient;
+use rfs_proto::namenode::{AddBlockRequest, CallId, CompleteRequest, CreateRequest};
+use tokio::task::JoinSet;
+use tonic::transport::Channel;
+
+use crate::figures::Figure;
+
+#[derive(clap::Args)]
+pub struct NnMemoryArgs {
+    /// Files to create, one block each.
+    #[arg(long, default_value_t = 1_000_000)]
+    files: u64,
+    /// Concurrent writers.
+    #[arg(long, default_value_t = 16)]
+    tasks: u64,
+    /// Files per directory (like a job's output directories).
+    #[arg(long, default_value_t = 10_000)]
+    per_dir: u64,
+}
+
+const FAKE_DATANODES: usize = 3;
+/// Bytes each fake block claims to hold.
+const BLOCK_LEN: u64 = 1 << 20;
+
+fn fake_id(i: usize) -> String {
+    format!("fake-dn-{i}")
+}
+
+/// Resident memory of `pid` in bytes (VmRSS).
+fn rss_bytes(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading the memory of process {pid}"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS line in /proc/<pid>/status")?;
+    Ok(kib * 1024)
+}
+
+fn dir_bytes(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+async fn heartbeat(dn: &mut DatanodeProtocolClient<Channel>, id: String) -> Result<()> {
+    let storage = StorageReport {
+        capacity: 1 << 50,
+        used: 0,
+        remaining: 1 << 50,
+        failed_volumes: 0,
+    };
+    dn.heartbeat(HeartbeatRequest {
+        datanode_id: id,
+        storage: Some(storage),
+        xceivers: 0,
+    })
+    .await?;
+    Ok(())
+}
+
+/// Registers the fake datanodes and keeps them alive until dropped.
+async fn fake_datanodes(addr: &str) -> Result<JoinSet<()>> {
+    let mut beats = JoinSet::new();
+    for i in 0..FAKE_DATANODES {
+        let mut dn = DatanodeProtocolClient::connect(format!("http://{addr}")).await?;
+        let info = DatanodeInfo {
+            datanode_id: fake_id(i),
+            hostname: format!("fake-{i}"),
+            ip: format!("127.0.0.{}", i + 2),
+            data_port: 9,
+            ..Default::default()
+        };
+        dn.register(RegisterRequest { info: Some(info) }).await?;
+        heartbeat(&mut dn, fake_id(i)).await?;
+        beats.spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                if let Err(e) = heartbeat(&mut dn, fake_id(i)).await {
+                    eprintln!("fake datanode {i}: heartbeat failed: {e:#}");
+                }
+            }
+        });
+    }
+    Ok(beats)
+}
+
+/// Writes files `task`, `task + tasks`, ... below `files`.
+async fn writer(
+    addr: String,
+    task: u64,
+    args: (u64, u64, u64),
+    done: Arc<AtomicU64>,
+) -> Result<()> {
+    let (files, tasks, per_dir) = args;
+    let mut nn = ClientProtocolClient::connect(format!("http://{addr}")).await?;
+    let mut dn = DatanodeProtocolClient::connect(format!("http://{addr}")).await?;
+    let client = format!("nn-memory-{task}");
+    let mut call = 0u64;
+    let mut next_call = || {
+        call += 1;
+        Some(CallId {
+            client_id: client.clone(),
+            call_id: call,
+        })
+    };
+    let mut k = task;
+    while k < files {
+        let path = format!("/nn-memory/d{}/f{k}", k / per_dir);
+        let what = |op: &str| format!("{op} {path}");
+        nn.create(CreateRequest {
+            path: path.clone(),
+            client_id: client.clone(),
+            create_parent: true,
+            replication: FAKE_DATANODES as u32,
+            call: next_call(),
+            ..Default::default()
+        })
+        .await
+        .with_context(|| what("create"))?;
+        let located = nn
+            .add_block(AddBlockRequest {
+                path: path.clone(),
+                client_id: client.clone(),
+                call: next_call(),
+                ..Default::default()
+            })
+            .await
+            .with_context(|| what("add block"))?
+            .into_inner()
+            .block
+            .context("add block answered no block")?;
+        let mut block = located.block.context("a located block without a block")?;
+        block.num_bytes = BLOCK_LEN;
+        for loc in &located.locations {
+            dn.block_received_and_deleted(BlockReceivedAndDeletedRequest {
+                datanode_id: loc.datanode_id.clone(),
+                received: vec![block],
+                deleted: Vec::new(),
+            })
+            .await
+            .with_context(|| what("report the block of"))?;
+        }
+        let completed = nn
+            .complete(CompleteRequest {
+                path: path.clone(),
+                client_id: client.clone(),
+                last: Some(block),
+                call: next_call(),
+            })
+            .await
+            .with_context(|| what("complete"))?
+            .into_inner()
+            .completed;
+        if !completed {
+            bail!("{path}: complete refused although every location reported the block");
+        }
+        done.fetch_add(1, Ordering::Relaxed);
+        k += tasks;
+    }
+    Ok(())
+}
+
+pub async fn run(args: &NnMemoryArgs) -> Result<Vec<Figure>> {
+    let cluster = MiniClusterBuilder {
+        datanodes: 0,
+        replication: FAKE_DATANODES as u32,
+        // The namenode's default, not the tests' quick one: each pass
+        // reads every file.
+        replication_interval_ms: 3000,
+        ..MiniClusterBuilder::default()
+    }
+    .start()
+    .await
+    .context("starting a namenode")?;
+    let figures = measure(&cluster, args).await;
+    let name_dir = cluster.root().join("name");
+    let disk = dir_bytes(&name_dir);
+    drop(cluster);
+    let mut figures = figures?;
+    figures.push(Figure::new(
+        "nn_disk_per_file",
+        disk as f64 / args.files.max(1) as f64,
+        "bytes",
+    ));
+    Ok(figures)
+}
+
+async fn measure(cluster: &MiniCluster, args: &NnMemoryArgs) -> Result<Vec<Figure>> {
+    let pid = cluster
+        .namenode_pid()
+        .context("the namenode is not running")?;
+    let addr = cluster.namenode_addr();
+    let _beats = fake_datanodes(&addr).await?;
+    let base = rss_bytes(pid)?;
+    println!(
+        "nn-memory: one namenode, {} fake datanodes; {} files of one {} MiB block (replication {}), {} writers; RSS before {:.1} MiB",
+        FAKE_DATANODES,
+        args.files,
+        BLOCK_LEN >> 20,
+        FAKE_DATANODES,
+        args.tasks,
+        base as f64 / (1 << 20) as f64
+    );
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut writers = JoinSet::new();
+    for task in 0..args.tasks {
+        writers.spawn(writer(
+            addr.clone(),
+            task,
+            (args.files, args.tasks, args.per_dir.max(1)),
+            done.clone(),
+        ));
+    }
+    let mut last_report = Instant::now();
+    loop {
+        tokio::select! {
+            r = writers.join_next() => match r {
+                Some(r) => r.context("a writer task panicked")??,
+                None => break,
+            },
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        if last_report.elapsed() >= Duration::from_secs(30) {
+            last_report = Instant::now();
+            let n = done.load(Ordering::Relaxed);
+            eprintln!(
+                "nn-memory: {n} files, {:.0} files/s, RSS {:.1} MiB",
+                n as f64 / start.elapsed().as_secs_f64(),
+                rss_bytes(pid)? as f64 / (1 << 20) as f64
+            );
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let rss = rss_bytes(pid)?;
+    let files = done.load(Ordering::Relaxed);
+    Ok(vec![
+        Figure::new("nn_files", files as f64, "files"),
+        Figure::new("nn_rss_mib", rss as f64 / (1 << 20) as f64, "MiB"),
+        Figure::new(
+            "nn_rss_per_file",
+            rss.saturating_sub(base) as f64 / files.max(1) as f64,
+            "bytes",
+        ),
+        Figure::new("nn_files_with_block_per_s", files as f64 / secs, "files/s"),
+    ])
+}
