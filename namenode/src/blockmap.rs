@@ -175,3 +175,64 @@ impl BlockMap {
         self.blocks.iter()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nodes(ns: &Nodes) -> Vec<&str> {
+        ns.iter().map(|n| &**n).collect()
+    }
+
+    #[test]
+    fn replicas_corrupt_and_targets_keep_their_rules_with_shared_ids() {
+        let mut map = BlockMap::default();
+        map.allocated(1, 1000, 3, vec!["a".into(), "b".into(), "c".into()]);
+        map.add_replica(1, 1000, 3, "a");
+        map.add_replica(1, 1000, 3, "a");
+        map.add_replica(1, 1000, 3, "b");
+        map.add_replica(2, 1000, 3, "a");
+        let info = map.get(1).unwrap();
+        assert_eq!(nodes(&info.replicas), vec!["a", "b"], "no duplicates");
+        assert_eq!(nodes(&info.expected), vec!["a", "b", "c"]);
+        // One allocation per datanode, shared by every block naming it.
+        let a1 = &map.get(1).unwrap().replicas[0];
+        let a2 = &map.get(2).unwrap().replicas[0];
+        assert!(Arc::ptr_eq(a1, a2));
+        assert!(Arc::ptr_eq(a1, &map.get(1).unwrap().expected[0]));
+
+        // A corrupt replica leaves replicas and targets, and is never
+        // counted again until removed.
+        assert!(map.mark_corrupt(1, 1000, 3, "b"), "a is still good");
+        map.add_replica(1, 1000, 3, "b");
+        let info = map.get(1).unwrap();
+        assert_eq!(nodes(&info.replicas), vec!["a"]);
+        assert_eq!(nodes(&info.expected), vec!["a", "c"]);
+        assert!(names(&info.corrupt, "b"));
+        assert!(!map.mark_corrupt(1, 1000, 3, "a"), "no good replica left");
+        map.remove_replica(1, "b");
+        assert!(!names(&map.get(1).unwrap().corrupt, "b"));
+        assert_eq!(map.blocks_of("b"), Vec::<u64>::new());
+
+        let mut held = map.blocks_of("a");
+        held.sort_unstable();
+        assert_eq!(held, vec![1, 2]);
+        let mut gone = map.remove_block(1);
+        gone.sort();
+        assert_eq!(gone, vec!["a", "c"]);
+        assert_eq!(map.blocks_of("a"), vec![2]);
+        assert!(map.get(1).is_none());
+    }
+
+    #[test]
+    fn an_entry_holds_three_replicas_and_targets_without_the_heap() {
+        let mut map = BlockMap::default();
+        map.allocated(7, 1000, 3, vec!["x".into(), "y".into(), "z".into()]);
+        for n in ["x", "y", "z"] {
+            map.add_replica(7, 1000, 3, n);
+        }
+        let info = map.get(7).unwrap();
+        assert!(!info.replicas.spilled() && !info.expected.spilled());
+        assert_eq!(info.corrupt.capacity(), 0);
+    }
+}
