@@ -245,7 +245,11 @@ fn check_replica(node: &Node, id: u64, gs: u64, data: &[u8]) {
 async fn three_node_pipeline_writes_and_reads_back() {
     let (_root, nodes) = cluster(3).await;
     let all: Vec<&Node> = nodes.iter().collect();
-    for (i, size) in [0usize, 1, 511, 513, 200_000].into_iter().enumerate() {
+    // 2.5 MB spans several of the reader's 1 MiB disk reads.
+    for (i, size) in [0usize, 1, 511, 513, 200_000, 2_500_123]
+        .into_iter()
+        .enumerate()
+    {
         let id = 1000 + i as u64;
         let data = payload(size, i as u8);
         let pkts = packets(&data, 64 * 1024);
@@ -266,6 +270,7 @@ async fn three_node_pipeline_writes_and_reads_back() {
             (size as u64 / 2, 0),
             (700, 1000),
             (513, 1),
+            (1000, 2_200_000),
         ];
         for node in &nodes {
             for &(off, len) in &ranges {

@@ -21,6 +21,10 @@ use crate::Node;
 
 /// Packets read ahead of the socket.
 const READ_AHEAD: usize = 4;
+/// Bytes read from disk per blocking call: many packets' worth, split into
+/// packets without copying, so the hand-off to the blocking pool and back
+/// is paid once per MiB rather than once per 64 KiB packet.
+const READ_BATCH: u64 = 1 << 20;
 
 /// The byte range a read streams: (first chunk offset, end).
 pub fn plan(info: &ReplicaInfo, offset: u64, length: u64) -> (u64, u64) {
@@ -70,21 +74,36 @@ pub async fn read_block(
     )
     .await?;
     let step = packet_len(info.bytes_per_checksum);
+    let batch = (READ_BATCH / step).max(1) * step;
+    let bpc = info.bytes_per_checksum as u64;
     let (ptx, mut prx) = mpsc::channel::<Result<(u64, bytes::Bytes, bytes::Bytes)>>(READ_AHEAD);
     let producer = tokio::spawn(async move {
         let mut pos = first;
         while pos < end {
-            let len = step.min(end - pos) as usize;
+            let len = batch.min(end - pos) as usize;
             let r2 = reader.clone();
             let r = tokio::task::spawn_blocking(move || r2.read(pos, len))
                 .await
                 .map_err(Error::from)
                 .and_then(|r| r);
-            let failed = r.is_err();
-            if ptx.send(r.map(|(s, d)| (pos, s, d))).await.is_err() || failed {
-                return;
+            let (mut sums, mut data) = match r {
+                Ok(read) => read,
+                Err(e) => {
+                    let _ = ptx.send(Err(e)).await;
+                    return;
+                }
+            };
+            // Packets start on chunk boundaries (`step` is whole chunks),
+            // so each takes its own chunks' checksums.
+            while !data.is_empty() {
+                let n = (step as usize).min(data.len());
+                let packet = data.split_to(n);
+                let checksums = sums.split_to((n as u64).div_ceil(bpc) as usize * 4);
+                if ptx.send(Ok((pos, checksums, packet))).await.is_err() {
+                    return;
+                }
+                pos += n as u64;
             }
-            pos += len as u64;
         }
     });
     let mut seqno = 0u64;
