@@ -244,10 +244,11 @@ impl LogFile {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn entry(index: u64, term: u64) -> Entry {
+    /// An entry whose data names its index (shared with the storage tests).
+    pub(in crate::raft) fn entry(index: u64, term: u64) -> Entry {
         Entry {
             index,
             term,

@@ -355,15 +355,7 @@ mod tests {
     use raft::Storage as _;
 
     use super::*;
-
-    fn entry(index: u64, term: u64) -> Entry {
-        Entry {
-            index,
-            term,
-            data: vec![index as u8].into(),
-            ..Default::default()
-        }
-    }
+    use crate::raft::log_file::tests::entry;
 
     fn open(dir: &std::path::Path) -> RaftStorage {
         let db = sled::Config::new()
