@@ -54,9 +54,10 @@ Options:
                      directory of its own (default $workers)
   --base-port P      first of 6 TCP ports: master P..P+2, chunkservers
                      P+3..P+5 (default $base_port)
-  --host-ip IP       address the daemons listen on (default: this machine's
-                     primary address; MooseFS chunkservers refuse 127.x.x.x
-                     as the master's address)
+  --host-ip IP       address the daemons listen on, outside any namespace
+                     (default: 10.254.77.1 on the loopback of a network
+                     namespace of this run's own; MooseFS chunkservers
+                     refuse 127.x.x.x as the master's address)
   --work-base DIR    where the temporary directory (chunk data included) is
                      made; must be on the local disk (default \$TMPDIR or
                      /var/tmp; now $work_base)
@@ -142,11 +143,29 @@ log "$(mfsmaster -v 2>&1 | head -n1)"
 
 # ----------------------------------------------------------------- network
 
+# The daemons and mfsmount run in a network namespace of this run's own,
+# on an address of its loopback interface outside 127/8 (MooseFS refuses a
+# 127.x master address), so no traffic of the benchmark touches a real
+# interface.
+# The FUSE mount made there is seen by every process of the machine (mount
+# namespaces are not network namespaces), so the workloads run from here;
+# the mfs* tools, which reach the master itself, run in the namespace.
+netns=""
+in_ns=()
 if [ -z "$host_ip" ]; then
-    host_ip="$(ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p' | head -n1 || true)"
-    [ -n "$host_ip" ] || host_ip="$(hostname -I 2>/dev/null | awk '{print $1}')"
+    netns="rfsbench-mfs-$$"
+    host_ip=10.254.77.1
+    ip netns add "$netns" || die "cannot create network namespace $netns (run as root)"
+    # Until cleanup() takes over (it deletes it too).
+    trap 'ip netns delete "$netns" 2>/dev/null' EXIT
+    ip -n "$netns" link set lo up
+    ip -n "$netns" addr add "$host_ip/32" dev lo ||
+        die "cannot give $host_ip to the loopback of network namespace $netns"
+    # nsenter, not `ip netns exec`: the latter also gives the process a
+    # mount namespace of its own, where mfsmount's mount would stay hidden.
+    in_ns=(nsenter --net="/run/netns/$netns")
+    log "network namespace $netns, daemons on $host_ip"
 fi
-[ -n "$host_ip" ] || die "no non-loopback IPv4 address found; pass --host-ip"
 case "$host_ip" in
 127.*) die "--host-ip $host_ip: MooseFS chunkservers refuse a loopback master address; use a NIC's address" ;;
 esac
@@ -154,7 +173,7 @@ master_ml_port=$base_port
 master_cs_port=$((base_port + 1))
 master_cl_port=$((base_port + 2))
 for ((p = base_port; p < base_port + 3 + CHUNKSERVERS; p++)); do
-    if [ -n "$(ss -Htln "sport = :$p" 2>/dev/null)" ]; then
+    if [ -n "$("${in_ns[@]}" ss -Htln "sport = :$p" 2>/dev/null)" ]; then
         die "TCP port $p is in use; pick other ports with --base-port"
     fi
 done
@@ -223,6 +242,9 @@ cleanup() {
         rm -rf "$work"
     fi
     left="$(pgrep -f -- "$work/" || true)"
+    if [ -n "$netns" ] && [ -z "$left" ]; then
+        ip netns delete "$netns" 2>/dev/null || log "warning: could not delete network namespace $netns"
+    fi
     if [ -n "$left" ]; then
         log "warning: processes still running from $work: $(echo "$left" | tr '\n' ' ')"
         [ "$rc" = 0 ] && rc=1
@@ -315,7 +337,7 @@ MATOCL_LISTEN_HOST = $host_ip
 MATOCL_LISTEN_PORT = $master_cl_port
 EOF
     } >"$d/mfsmaster.cfg"
-    mfsmaster -f -c "$d/mfsmaster.cfg" start >"$d/log" 2>&1 &
+    "${in_ns[@]}" mfsmaster -f -c "$d/mfsmaster.cfg" start >"$d/log" 2>&1 &
     master_pid=$!
     log "mfsmaster pid $master_pid on $host_ip:$master_cl_port"
     wait_for "mfsmaster" "$master_pid" "$d/log" grep -q 'initialized properly' "$d/log"
@@ -337,14 +359,14 @@ CSSERV_LISTEN_PORT = $port
 HDD_FSYNC_BEFORE_CLOSE = $chunk_fsync
 EOF
     } >"$d/mfschunkserver.cfg"
-    mfschunkserver -f -c "$d/mfschunkserver.cfg" start >"$d/log" 2>&1 &
+    "${in_ns[@]}" mfschunkserver -f -c "$d/mfschunkserver.cfg" start >"$d/log" 2>&1 &
     cs_pids+=($!)
     log "mfschunkserver $i pid $! on $host_ip:$port, data in $d/hdd"
 }
 
 mount_fs() {
     mkdir -p "$mnt"
-    mfsmount -f "$mnt" -H "$host_ip" -P "$master_cl_port" -o mfsnice=0 >>"$work/mount.log" 2>&1 &
+    "${in_ns[@]}" mfsmount -f "$mnt" -H "$host_ip" -P "$master_cl_port" -o mfsnice=0 >>"$work/mount.log" 2>&1 &
     mount_pid=$!
     wait_for "mfsmount" "$mount_pid" "$work/mount.log" mountpoint -q "$mnt"
 }
@@ -364,7 +386,7 @@ finally:
     os.close(fd)
 EOF
     local out
-    out="$(mfscheckfile "$f" 2>/dev/null || true)"
+    out="$("${in_ns[@]}" mfscheckfile "$f" 2>/dev/null || true)"
     rm -f "$f"
     grep -Eq "chunks with $CHUNKSERVERS copies: +1" <<<"$out"
 }
@@ -376,12 +398,12 @@ done
 mount_fs
 log "mounted on $mnt"
 
-mfssettrashtime 0 "$mnt" >/dev/null # deletes are deletes, not moves to trash
+"${in_ns[@]}" mfssettrashtime 0 "$mnt" >/dev/null # deletes are deletes, not moves to trash
 mkdir "$mnt/probe" "$mnt/g1" "$mnt/g3" "$mnt/meta"
-mfssetgoal "$CHUNKSERVERS" "$mnt/probe" >/dev/null
-mfssetgoal 1 "$mnt/g1" >/dev/null
-mfssetgoal 3 "$mnt/g3" >/dev/null
-mfssetgoal 1 "$mnt/meta" >/dev/null
+"${in_ns[@]}" mfssetgoal "$CHUNKSERVERS" "$mnt/probe" >/dev/null
+"${in_ns[@]}" mfssetgoal 1 "$mnt/g1" >/dev/null
+"${in_ns[@]}" mfssetgoal 3 "$mnt/g3" >/dev/null
+"${in_ns[@]}" mfssetgoal 1 "$mnt/meta" >/dev/null
 
 log "waiting for $CHUNKSERVERS chunkservers (a goal-$CHUNKSERVERS probe write must get $CHUNKSERVERS copies)"
 deadline=$((SECONDS + start_timeout))
