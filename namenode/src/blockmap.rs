@@ -36,6 +36,20 @@ pub fn names<'a>(nodes: impl IntoIterator<Item = &'a NodeId>, node: &str) -> boo
     nodes.into_iter().any(|n| &**n == node)
 }
 
+/// Block `id`'s entry, created from namespace facts if the map has none.
+fn entry(
+    blocks: &mut HashMap<u64, BlockInfo>,
+    id: u64,
+    gen_stamp: u64,
+    replication: u32,
+) -> &mut BlockInfo {
+    blocks.entry(id).or_insert_with(|| BlockInfo {
+        gen_stamp,
+        replication,
+        ..Default::default()
+    })
+}
+
 #[derive(Default)]
 pub struct BlockMap {
     blocks: HashMap<u64, BlockInfo>,
@@ -78,11 +92,7 @@ impl BlockMap {
     /// Adds a replica (creating the entry from namespace facts if new).
     pub fn add_replica(&mut self, id: u64, gen_stamp: u64, replication: u32, node: &str) {
         let node = self.intern(node);
-        let info = self.blocks.entry(id).or_insert_with(|| BlockInfo {
-            gen_stamp,
-            replication,
-            ..Default::default()
-        });
+        let info = entry(&mut self.blocks, id, gen_stamp, replication);
         info.gen_stamp = gen_stamp;
         info.replication = replication;
         if !info.corrupt.contains(&node) && !info.replicas.contains(&node) {
@@ -96,11 +106,7 @@ impl BlockMap {
     /// from, never offered to readers as a replica.
     pub fn add_expected(&mut self, id: u64, gen_stamp: u64, replication: u32, node: &str) {
         let node = self.intern(node);
-        let info = self.blocks.entry(id).or_insert_with(|| BlockInfo {
-            gen_stamp,
-            replication,
-            ..Default::default()
-        });
+        let info = entry(&mut self.blocks, id, gen_stamp, replication);
         if info.gen_stamp == gen_stamp && !info.expected.contains(&node) {
             info.expected.push(node);
         }
@@ -120,11 +126,7 @@ impl BlockMap {
     /// with `gen_stamp`) bad; returns whether a good one remains elsewhere.
     pub fn mark_corrupt(&mut self, id: u64, gen_stamp: u64, replication: u32, node: &str) -> bool {
         let node = self.intern(node);
-        let info = self.blocks.entry(id).or_insert_with(|| BlockInfo {
-            gen_stamp,
-            replication,
-            ..Default::default()
-        });
+        let info = entry(&mut self.blocks, id, gen_stamp, replication);
         info.replicas.retain(|n| *n != node);
         info.expected.retain(|n| *n != node);
         if !info.corrupt.contains(&node) {

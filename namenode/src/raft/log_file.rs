@@ -213,11 +213,11 @@ impl LogFile {
     /// Drops the entries up to and including `index` and rewrites the file
     /// with what is left (durably, before returning).
     pub fn compact(&mut self, index: u64) -> Result<()> {
-        let keep = self
+        let dropped = self
             .first_index()
             .map_or(0, |first| index.saturating_add(1).saturating_sub(first));
-        let keep = (keep as usize).min(self.entries.len());
-        self.entries.drain(..keep);
+        let dropped = (dropped as usize).min(self.entries.len());
+        self.entries.drain(..dropped);
         self.rewrite()
     }
 

@@ -555,11 +555,11 @@ impl Node {
     /// durable and drop the log before it.
     fn maybe_compact(&mut self) -> Result<()> {
         let applied = self.raw.raft.raft_log.applied;
-        let store = self.raw.store();
-        if applied.saturating_sub(store.snapshot_index()) < self.settings.snapshot_entries {
+        if applied.saturating_sub(self.raw.store().snapshot_index())
+            < self.settings.snapshot_entries
+        {
             return Ok(());
         }
-        store.flush_state()?;
         self.raw.mut_store().compact(applied)?;
         tracing::debug!("raft log compacted up to {applied}");
         Ok(())

@@ -19,7 +19,7 @@
 //!   beside the state it describes (`apply.rs`), sled recovers a prefix of
 //!   its writes, and after a crash the entries past the recovered applied
 //!   index are applied again from the log. So the log is compacted only up
-//!   to a state flushed first ([`RaftStorage::flush_state`]);
+//!   to a state flushed first (in [`RaftStorage::compact`]);
 //! - installing a snapshot replaces the state machine and records the
 //!   snapshot point in ONE atomic sled batch, flushed before the log is
 //!   emptied. A crash between the two leaves log entries that
@@ -161,16 +161,17 @@ impl RaftStorage {
         self.log.sync()
     }
 
-    /// Makes the state machine's writes so far durable (a sled flush):
-    /// needed before the log that could rebuild them is dropped.
+    /// Makes the state machine's writes so far durable (a sled flush), as
+    /// at shutdown; compaction and snapshot install flush for themselves.
     pub fn flush_state(&self) -> Result<()> {
         self.ns.tree.flush()?;
         Ok(())
     }
 
-    /// Drops the log up to the applied index, whose state must be durable
-    /// first ([`RaftStorage::flush_state`]): from now on a member that
-    /// needs those entries gets a snapshot.
+    /// Drops the log up to the applied index. One flush makes the applied
+    /// state and the new snapshot point durable together before the log
+    /// that could rebuild that state goes: from now on a member that needs
+    /// those entries gets a snapshot.
     pub fn compact(&mut self, applied: u64) -> Result<()> {
         if applied <= self.snap.index {
             return Ok(());
