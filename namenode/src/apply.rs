@@ -159,7 +159,6 @@ pub fn apply(ns: &Namespace, index: u64, p: &Proposal) -> Result<Result<MetaResu
     }
     let mut t = Txn::new(ns)?;
     let result = match &p.op {
-        MetaOp::ExpireRetryCache { before_ms } => expire_retry_cache(&mut t, *before_ms),
         op => apply_op(&mut t, op),
     };
     if result.is_err() {
@@ -179,14 +178,39 @@ pub fn apply(ns: &Namespace, index: u64, p: &Proposal) -> Result<Result<MetaResu
 }
 
 fn expire_retry_cache(t: &mut Txn, before_ms: u64) -> Result<MetaResult> {
+    let (removed, _) = drop_retry_entries(t, before_ms, &[], usize::MAX)?;
+    Ok(MetaResult::RetryCacheExpired { removed })
+}
+
+fn sweep_retry_cache(t: &mut Txn, before_ms: u64, after: &[u8], limit: u32) -> Result<MetaResult> {
+    let (removed, next) = drop_retry_entries(t, before_ms, after, limit.max(1) as usize)?;
+    Ok(MetaResult::RetryCacheSwept { removed, next })
+}
+
+/// Drops the entries recorded before `before_ms` among the first `limit`
+/// after key `after`; returns how many, and the last key looked at when
+/// the limit cut the scan short.
+fn drop_retry_entries(
+    t: &mut Txn,
+    before_ms: u64,
+    after: &[u8],
+    limit: usize,
+) -> Result<(u64, Option<Vec<u8>>)> {
     let mut removed = 0;
-    for (key, entry) in t.ns.retry_entries() {
-        if entry?.at_ms < before_ms {
-            t.batch.remove(key);
+    let mut seen = 0;
+    for entry in t.ns.retry_entries_after(after) {
+        let (key, at_ms) = entry?;
+        seen += 1;
+        let last = seen == limit;
+        if at_ms < before_ms {
+            t.batch.remove(key.clone());
             removed += 1;
         }
+        if last {
+            return Ok((removed, Some(key.to_vec())));
+        }
     }
-    Ok(MetaResult::RetryCacheExpired { removed })
+    Ok((removed, None))
 }
 
 /// The key of `call` in the retry cache (for tests and tools).
@@ -513,6 +537,11 @@ fn apply_op(t: &mut Txn, op: &MetaOp) -> Result<MetaResult> {
         }
         MetaOp::Rename { src, dst, now_ms } => rename(t, src, dst, *now_ms),
         MetaOp::ExpireRetryCache { before_ms } => expire_retry_cache(t, *before_ms),
+        MetaOp::SweepRetryCache {
+            before_ms,
+            after,
+            limit,
+        } => sweep_retry_cache(t, *before_ms, after, *limit),
         MetaOp::Decommission {
             datanode_id,
             decommission,

@@ -102,10 +102,23 @@ pub enum MetaOp {
         datanode_id: String,
         decommission: bool,
     },
-    /// Drops retry-cache entries recorded before `before_ms` (proposed by
-    /// the leader now and then, so every member forgets the same ones).
+    /// Drops every retry-cache entry recorded before `before_ms` in one
+    /// op. Written by earlier versions (and still applied from their
+    /// logs); the leader now proposes [`MetaOp::SweepRetryCache`] steps,
+    /// because one pass over the whole cache stalled every member's raft
+    /// thread and grew its memory by the size of the batch.
     ExpireRetryCache {
         before_ms: u64,
+    },
+    /// One bounded step of the leader's retry-cache sweep: looks at the
+    /// next `limit` entries after key `after` (empty: from the first) and
+    /// drops those recorded before `before_ms`. Every member applies it to
+    /// the same state, so all forget the same entries; the result says
+    /// where the next step starts.
+    SweepRetryCache {
+        before_ms: u64,
+        after: Vec<u8>,
+        limit: u32,
     },
 }
 
@@ -190,4 +203,10 @@ pub enum MetaResult {
         removed: u64,
     },
     DecommissionSet,
+    /// A sweep step: entries dropped, and the key the next step starts
+    /// after (`None`: the sweep reached the end).
+    RetryCacheSwept {
+        removed: u64,
+        next: Option<Vec<u8>>,
+    },
 }

@@ -20,6 +20,8 @@
 //! The root directory is inode [`ROOT_ID`]. Writes happen only in
 //! `apply.rs`; everything here reads.
 
+use std::ops::Bound;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{NamenodeError, Result};
@@ -35,6 +37,18 @@ pub const STATE_PREFIXES: &[u8] = b"bcdimx";
 pub struct RetryEntry {
     pub at_ms: u64,
     pub result: Result<MetaResult>,
+}
+
+/// The leading field of a [`RetryEntry`]: its age, read without
+/// decoding the recorded result (the sweep looks at every entry).
+#[derive(Deserialize)]
+struct RetryAge {
+    at_ms: u64,
+}
+
+/// When the retry-cache entry encoded in `value` was recorded.
+pub fn retry_entry_at_ms(value: &[u8]) -> Result<u64> {
+    Ok(bincode::deserialize::<RetryAge>(value)?.at_ms)
 }
 
 pub fn decommission_key(datanode_id: &str) -> Vec<u8> {
@@ -170,15 +184,25 @@ impl Namespace {
         Ok(out)
     }
 
-    /// Every retry-cache entry with its key.
-    pub fn retry_entries(&self) -> impl Iterator<Item = (sled::IVec, Result<RetryEntry>)> + '_ {
-        self.tree.scan_prefix(b"x").map(|kv| match kv {
-            Ok((k, v)) => {
-                let entry = bincode::deserialize(&v).map_err(NamenodeError::from);
-                (k, entry)
-            }
-            Err(e) => (sled::IVec::default(), Err(e.into())),
-        })
+    /// Retry-cache entries after key `after` (every one when it is
+    /// empty), in key order, with when each was recorded.
+    pub fn retry_entries_after(
+        &self,
+        after: &[u8],
+    ) -> impl Iterator<Item = Result<(sled::IVec, u64)>> + '_ {
+        let from = if after.is_empty() {
+            Bound::Included(b"x".to_vec())
+        } else {
+            Bound::Excluded(after.to_vec())
+        };
+        self.tree
+            .range((from, Bound::Unbounded))
+            .take_while(|kv| kv.as_ref().map_or(true, |(k, _)| k.starts_with(b"x")))
+            .map(|kv| {
+                let (k, v) = kv?;
+                let at_ms = retry_entry_at_ms(&v)?;
+                Ok((k, at_ms))
+            })
     }
 
     pub fn counter(&self, key: &[u8]) -> Result<u64> {

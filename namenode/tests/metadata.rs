@@ -173,6 +173,66 @@ async fn a_retried_call_gets_its_recorded_result_and_applies_once() {
     meta.close();
 }
 
+#[tokio::test]
+async fn the_retry_cache_is_swept_in_bounded_steps_that_the_leader_carries_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = Meta::open(dir.path()).await;
+    let key = |client: &str| CallKey {
+        client: client.into(),
+        call: 1,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    // Old calls (recorded at 100 ms after the epoch) and fresh ones,
+    // interleaved in key order.
+    let clients: Vec<String> = (0..8).map(|i| format!("c{i}")).collect();
+    for (i, c) in clients.iter().enumerate() {
+        let mut p = Proposal::new(mkdirs(&format!("/d{i}"))).with_call(Some(key(c)));
+        p.now_ms = if i % 4 == 3 { now } else { 100 };
+        meta.group.handle.submit(p).await.unwrap();
+    }
+    // One step looks at no more than its limit and says where it stopped.
+    let step = MetaOp::SweepRetryCache {
+        before_ms: 1000,
+        after: Vec::new(),
+        limit: 3,
+    };
+    let MetaResult::RetryCacheSwept { removed, next } = meta.submit(step).await.unwrap() else {
+        panic!("not a sweep result");
+    };
+    assert_eq!(removed, 3, "c0, c1, c2 are old");
+    assert_eq!(next, Some(rfs_namenode::apply::retry_key(&key("c2"))));
+    for c in &clients[..3] {
+        assert!(meta.ns.retry_cached(&key(c)).unwrap().is_none(), "{c}");
+    }
+    assert!(
+        meta.ns.retry_cached(&key("c4")).unwrap().is_some(),
+        "past the limit"
+    );
+    // The leader follows the applied step with its own, one per tick,
+    // until the end: every old entry goes, the fresh ones stay.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while ["c4", "c5", "c6"]
+        .iter()
+        .any(|c| meta.ns.retry_cached(&key(c)).unwrap().is_some())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the leader did not carry the sweep on"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for c in ["c3", "c7"] {
+        assert!(
+            meta.ns.retry_cached(&key(c)).unwrap().is_some(),
+            "{c} is fresh"
+        );
+    }
+    meta.close();
+}
+
 /// What the namespace should hold: path → is directory.
 #[derive(Default, Debug)]
 struct Model(BTreeMap<String, bool>);

@@ -6,6 +6,8 @@
 //! - `node.rs`: the one thread that drives `RawNode` and applies
 //!   committed entries to the state machine (`apply.rs`, which knows
 //!   nothing of raft);
+//! - `retry_sweep.rs`: when the leader proposes the bounded steps that
+//!   expire the retry cache;
 //! - `transport.rs`: raft messages between members over gRPC.
 //!
 //! [`RaftHandle`] is what the services use: submit a proposal, wait for a
@@ -13,6 +15,7 @@
 
 pub mod log_file;
 pub mod node;
+pub mod retry_sweep;
 pub mod storage;
 pub mod transport;
 

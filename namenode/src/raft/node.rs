@@ -21,20 +21,16 @@ use raft::prelude::{Entry, EntryType, Message, MessageType, Snapshot};
 use raft::{RawNode, SnapshotStatus, StateRole};
 use tokio::sync::{oneshot, watch};
 
+use super::retry_sweep::RetrySweep;
 use super::storage::RaftStorage;
 use super::transport::Peers;
 use crate::apply;
 use crate::error::{NamenodeError, Result};
-use crate::meta_op::{MetaOp, MetaResult, Proposal};
+use crate::meta_op::{MetaResult, Proposal};
 use crate::namespace::Namespace;
 
 /// Most inbox messages handled per wake (bounds one Ready's size).
 const MAX_BATCH: usize = 8192;
-/// Retry-cache entries older than this are dropped: a client retries
-/// within its failover deadline, far shorter.
-const RETRY_CACHE_TTL_MS: u64 = 10 * 60 * 1000;
-/// How often the leader proposes the retry-cache expiry, in ticks.
-const EXPIRE_EVERY_TICKS: u64 = 600;
 
 pub enum Inbox {
     Propose {
@@ -146,6 +142,7 @@ pub struct Node {
     syncs: u64,
     /// Index of the empty entry that opened this member's term as leader.
     term_start: u64,
+    retry_sweep: RetrySweep,
 }
 
 impl Node {
@@ -176,6 +173,7 @@ impl Node {
             role: Role::Follower,
             syncs: 0,
             term_start: u64::MAX,
+            retry_sweep: RetrySweep::default(),
         }
     }
 
@@ -345,9 +343,10 @@ impl Node {
             }
             self.raw.read_index(ctx.to_be_bytes().to_vec());
         }
-        if self.role == Role::Leader && self.ticks.is_multiple_of(EXPIRE_EVERY_TICKS) {
-            let before_ms = crate::clock::now_ms().saturating_sub(RETRY_CACHE_TTL_MS);
-            self.propose(Proposal::new(MetaOp::ExpireRetryCache { before_ms }), None);
+        if self.role == Role::Leader && !self.settings.witness {
+            if let Some(step) = self.retry_sweep.on_tick(self.ticks, crate::clock::now_ms()) {
+                self.propose(Proposal::new(step), None);
+            }
         }
         if let Some((to, _, deadline)) = &self.transfer {
             if Instant::now() >= *deadline {
@@ -519,6 +518,9 @@ impl Node {
             })?;
             let result = apply::apply(&self.ns, e.index, &proposal)?;
             metrics::counter!("rfs_namenode_ops_total").increment(1);
+            if let Ok(MetaResult::RetryCacheSwept { next, .. }) = &result {
+                self.retry_sweep.on_applied(next.clone());
+            }
             if let Some(done) = self.waiter(&e.context) {
                 let _ = done.send(result);
             }
