@@ -158,9 +158,7 @@ pub fn apply(ns: &Namespace, index: u64, p: &Proposal) -> Result<Result<MetaResu
         }
     }
     let mut t = Txn::new(ns)?;
-    let result = match &p.op {
-        op => apply_op(&mut t, op),
-    };
+    let result = apply_op(&mut t, &p.op);
     if result.is_err() {
         // Keep only the index: a failed op changes nothing else.
         t = Txn::new(ns)?;
