@@ -39,8 +39,12 @@ pub struct Config {
     /// A lease recovery not committed by then is started again (with a new
     /// generation stamp).
     pub lease_recovery_retry_ms: u64,
-    /// How often the leader checks every closed file's replica counts.
+    /// How often the leader checks closed files' replica counts.
     pub replication_interval_ms: u64,
+    /// Files one replication pass looks at; a cycle over the namespace
+    /// takes as many passes as it needs, so a pass costs the same however
+    /// many files there are.
+    pub replication_files_per_pass: usize,
     /// Re-replication copies one datanode sources at a time.
     pub max_replication_streams: usize,
     /// A scheduled copy whose replicas are not reported by then is
@@ -117,6 +121,7 @@ impl Default for Config {
             lease_recovery_interval_ms: 2000,
             lease_recovery_retry_ms: 60_000,
             replication_interval_ms: 3000,
+            replication_files_per_pass: 50_000,
             max_replication_streams: 2,
             replication_pending_timeout_ms: 30_000,
             id: String::new(),
@@ -263,11 +268,13 @@ impl Config {
             );
         }
         if self.replication_interval_ms == 0
+            || self.replication_files_per_pass == 0
             || self.max_replication_streams == 0
             || self.replication_pending_timeout_ms == 0
         {
-            return bad("replication_interval_ms, max_replication_streams and \
-                 replication_pending_timeout_ms must be positive"
+            return bad("replication_interval_ms, replication_files_per_pass, \
+                 max_replication_streams and replication_pending_timeout_ms \
+                 must be positive"
                 .into());
         }
         let ha = &self.ha;

@@ -64,6 +64,10 @@ struct Args {
     /// deletions, in milliseconds [default: 3000].
     #[arg(long)]
     replication_interval_ms: Option<u64>,
+    /// Files one replication check looks at; a cycle over the whole
+    /// namespace takes as many checks as it needs [default: 50000].
+    #[arg(long)]
+    replication_files_per_pass: Option<usize>,
 }
 
 /// The config file's `[namenode]` section (or the defaults), then flags.
@@ -86,7 +90,8 @@ fn config(args: Args) -> Result<Config, rfs_namenode::NamenodeError> {
         lease_soft_limit_ms,
         lease_hard_limit_ms,
         lease_recovery_interval_ms,
-        replication_interval_ms
+        replication_interval_ms,
+        replication_files_per_pass
     );
     if let Some(id) = args.id {
         c.id = id;

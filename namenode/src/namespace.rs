@@ -376,15 +376,23 @@ impl Namespace {
 
     /// Every file inode, in inode-id order.
     pub fn files(&self) -> impl Iterator<Item = Result<Inode>> + '_ {
-        self.tree.scan_prefix(b"i").filter_map(|item| {
-            let inode = item
-                .map_err(NamenodeError::from)
-                .and_then(|(_, v)| Ok(bincode::deserialize::<Inode>(&v)?));
-            match inode {
-                Ok(i) if i.is_dir() => None,
-                other => Some(other),
-            }
-        })
+        self.files_after(0)
+    }
+
+    /// File inodes with ids above `after`, in inode-id order.
+    pub fn files_after(&self, after: u64) -> impl Iterator<Item = Result<Inode>> + '_ {
+        self.tree
+            .range(inode_key(after.saturating_add(1))..)
+            .take_while(|kv| kv.as_ref().map_or(true, |(k, _)| k.starts_with(b"i")))
+            .filter_map(|item| {
+                let inode = item
+                    .map_err(NamenodeError::from)
+                    .and_then(|(_, v)| Ok(bincode::deserialize::<Inode>(&v)?));
+                match inode {
+                    Ok(i) if i.is_dir() => None,
+                    other => Some(other),
+                }
+            })
     }
 
     /// Count of files and of blocks.

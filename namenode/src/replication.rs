@@ -2,7 +2,12 @@
 //! file's replication.
 //!
 //! Runs on the leader only (a standby's view of replicas is as good, but
-//! only the leader may send data commands). Every pass:
+//! only the leader may send data commands). Each pass looks at the next
+//! `replication_files_per_pass` files of the namespace, in inode order, so
+//! that a pass costs the same at a million files as at a thousand; a cycle
+//! over the whole namespace takes as many passes as it needs, and the
+//! under-replicated and missing counts (and which draining nodes are
+//! drained) are settled when a cycle ends. For the files it looks at:
 //! - blocks with fewer live, good replicas than the file asks for (a dead
 //!   datanode, a corrupt replica, `setrep` raised) are copied from a live
 //!   replica to new datanodes with a TransferBlock command, fewest
@@ -18,7 +23,7 @@
 //! Files still being written are left alone: their last block's replicas
 //! are still arriving (pipeline recovery is the writer's business).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,20 +35,42 @@ use crate::namespace::BlockMeta;
 use crate::placement;
 use crate::state::{extended, invalidate_command, readable_replicas, State};
 
-/// Copies in flight: block id → (source node, targets, when it gives up).
+/// What passes carry over: copies in flight, and the cycle under way.
 #[derive(Default)]
 pub struct Pending {
+    /// Block id → (source node, targets, when it gives up).
     copies: HashMap<u64, (String, Vec<String>, Instant)>,
+    /// The last inode the cycle has looked at (0: a cycle starts).
+    after: u64,
+    cycle: Cycle,
+}
+
+/// Counts of the cycle under way.
+#[derive(Default)]
+struct Cycle {
+    under_replicated: u64,
+    missing: u64,
+    /// Nodes draining when the cycle started: only those can be found
+    /// drained at its end (a node marked later was not checked against
+    /// the files already passed).
+    draining: HashSet<String>,
+    /// Draining nodes still holding a block the rest cannot yet cover.
+    not_drained: HashSet<String>,
 }
 
 /// What one pass decided.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Pass {
+    /// Under-replicated blocks counted in the cycle so far.
     pub under_replicated: u64,
     pub copies_scheduled: u64,
     pub excess_deleted: u64,
-    /// Blocks with no live good replica: nothing to copy from.
+    /// Blocks with no live good replica (nothing to copy from), counted
+    /// in the cycle so far.
     pub missing: u64,
+    /// This pass reached the end of the namespace: the counts above are
+    /// the whole cycle's.
+    pub cycle_done: bool,
 }
 
 /// Runs passes every `interval` while this member leads, until the task
@@ -70,9 +97,11 @@ pub async fn monitor(state: Arc<State>) {
         match ran {
             Ok((p, Ok(done))) => {
                 pending = p;
-                metrics::gauge!("rfs_namenode_under_replicated_blocks")
-                    .set(done.under_replicated as f64);
-                metrics::gauge!("rfs_namenode_missing_blocks").set(done.missing as f64);
+                if done.cycle_done {
+                    metrics::gauge!("rfs_namenode_under_replicated_blocks")
+                        .set(done.under_replicated as f64);
+                    metrics::gauge!("rfs_namenode_missing_blocks").set(done.missing as f64);
+                }
                 metrics::counter!("rfs_namenode_replications_scheduled_total")
                     .increment(done.copies_scheduled);
                 metrics::counter!("rfs_namenode_excess_replicas_deleted_total")
@@ -87,28 +116,40 @@ pub async fn monitor(state: Arc<State>) {
     }
 }
 
-/// One pass over every closed file's blocks (blocking: reads the store).
+/// One pass over the next closed files' blocks (blocking: reads the
+/// store).
 pub fn pass(state: &State, pending: &mut Pending) -> Result<Pass> {
     let config = &state.config;
     let now = Instant::now();
     pending.copies.retain(|_, (_, _, until)| *until > now);
 
-    // (block, wanted replicas, block size) of every closed file.
-    let mut blocks: Vec<(BlockMeta, usize, u64)> = Vec::new();
-    for inode in state.ns.files() {
-        let Some(f) = inode?.file else { continue };
-        if f.writer.is_some() {
-            continue;
-        }
-        for b in &f.blocks {
-            blocks.push((*b, f.replication as usize, f.block_size));
-        }
-    }
-
     let draining = state.ns.decommissioning()?;
     state.registry().set_draining(draining.clone());
-    // Draining nodes still holding a block the rest cannot yet cover.
-    let mut not_drained: std::collections::HashSet<String> = Default::default();
+    if pending.after == 0 {
+        pending.cycle = Cycle {
+            draining: draining.clone(),
+            ..Cycle::default()
+        };
+    }
+    // (block, wanted replicas, block size) of the next closed files.
+    let mut blocks: Vec<(BlockMeta, usize, u64)> = Vec::new();
+    let mut looked_at = 0;
+    for inode in state.ns.files_after(pending.after) {
+        let inode = inode?;
+        looked_at += 1;
+        pending.after = inode.id;
+        if let Some(f) = inode.file.filter(|f| f.writer.is_none()) {
+            for b in &f.blocks {
+                blocks.push((*b, f.replication as usize, f.block_size));
+            }
+        }
+        if looked_at == config.replication_files_per_pass {
+            break;
+        }
+    }
+    let cycle_done = looked_at < config.replication_files_per_pass;
+
+    let not_drained = &mut pending.cycle.not_drained;
     let mut done = Pass::default();
     // (counted replicas, block, live holders, nodes to avoid, size, wanted)
     type Copy = (usize, BlockMeta, Vec<String>, Vec<String>, u64, usize);
@@ -173,8 +214,21 @@ pub fn pass(state: &State, pending: &mut Pending) -> Result<Pass> {
     for (source, _, _) in pending.copies.values() {
         *streams.entry(source.clone()).or_default() += 1;
     }
-    let drained = draining.difference(&not_drained).cloned().collect();
-    reg.set_drained(drained);
+    pending.cycle.under_replicated += done.under_replicated;
+    pending.cycle.missing += done.missing;
+    done.under_replicated = pending.cycle.under_replicated;
+    done.missing = pending.cycle.missing;
+    if cycle_done {
+        done.cycle_done = true;
+        let cycle = std::mem::take(&mut pending.cycle);
+        let drained = draining
+            .intersection(&cycle.draining)
+            .filter(|n| !cycle.not_drained.contains(*n))
+            .cloned()
+            .collect();
+        reg.set_drained(drained);
+        pending.after = 0;
+    }
     for (counted, b, live, avoid, block_size, wanted) in copies {
         let Some(source) = live
             .iter()

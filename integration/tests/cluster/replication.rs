@@ -182,31 +182,73 @@ async fn a_corrupt_replica_is_found_reported_replaced_and_fsck_tracks_it() -> Re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_decommissioned_datanode_is_drained_before_it_says_so() -> Result<()> {
-    let mut cluster = MiniCluster::builder().datanodes(4).start().await?;
+    // One file per replication pass: draining is only settled once a
+    // cycle over every file has ended.
+    let mut builder = MiniCluster::builder().datanodes(4);
+    builder.extra_namenode_args = vec!["--replication-files-per-pass".into(), "1".into()];
+    let mut cluster = builder.start().await?;
     cluster.wait_live_datanodes(4).await?;
     let c = cluster.client().await?;
     let data = payload(3 * MIB + 1, 5);
     write_file(&c, "/d/f", &data).await?;
-    let ids = block_ids(&c, "/d/f").await?;
+    let mut ids = block_ids(&c, "/d/f").await?;
+    for name in ["/d/s1", "/d/s2", "/d/wide"] {
+        write_file(&c, name, &payload(1000, 6)).await?;
+    }
+    // A file on every node: while it asks for 4 replicas, no node can
+    // leave without leaving it short.
+    let (ok, out, err) = dfs(&cluster, &["setrep", "4", "/d/wide"])?;
+    assert!(ok, "{out}{err}");
+    let wide = block_ids(&c, "/d/wide").await?;
     let all = |_| true;
+    cluster
+        .wait_replicas(&wide, 4, all, Duration::from_secs(10))
+        .await?;
+    for name in ["/d/s1", "/d/s2", "/d/wide"] {
+        ids.extend(block_ids(&c, name).await?);
+    }
     let placed = cluster
-        .wait_replicas(&ids, 3, all, Duration::from_secs(10))
+        .wait_replicas(&ids[..ids.len() - 1], 3, all, Duration::from_secs(10))
         .await?;
     let victim = placed[0][0];
     let addr = cluster.datanode_data_addr(victim).to_string();
 
     let (ok, out, err) = dfs(&cluster, &["admin", "decommission", &addr])?;
     assert!(ok && out.contains("is decommissioning"), "{out}{err}");
-    // Every block reaches 3 replicas on the other three nodes, and only
-    // then does the report call the node decommissioned.
+    // The other files' blocks reach 3 replicas elsewhere, yet over several
+    // whole cycles the node stays draining: /d/wide still needs it.
     let others = |i| i != victim;
     cluster
-        .wait_replicas(&ids, 3, others, Duration::from_secs(30))
+        .wait_replicas(&ids[..ids.len() - 1], 3, others, Duration::from_secs(30))
         .await?;
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let watch_until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < watch_until {
+        let (_, out, _) = dfs(&cluster, &["admin", "report"])?;
+        assert!(
+            !out.contains("Decommission status: decommissioned"),
+            "reported decommissioned while /d/wide needs the node:\n{out}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Once it asks for 3, every block has 3 replicas on the other three
+    // nodes, and only then does the report call the node decommissioned.
+    let (ok, out, err) = dfs(&cluster, &["setrep", "3", "/d/wide"])?;
+    assert!(ok, "{out}{err}");
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (_, out, _) = dfs(&cluster, &["admin", "report"])?;
         if out.contains("Decommission status: decommissioned") {
+            for id in &ids {
+                let elsewhere = cluster
+                    .replicas_of(*id)?
+                    .iter()
+                    .filter(|(i, _)| others(*i))
+                    .count();
+                assert!(
+                    elsewhere >= 3,
+                    "reported decommissioned while block {id} has {elsewhere} replicas elsewhere"
+                );
+            }
             break;
         }
         if Instant::now() > deadline {
