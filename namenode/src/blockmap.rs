@@ -1,180 +1,271 @@
 //! The block map: which datanodes hold a replica of each block. Rebuilt
 //! after a restart from block reports; never persisted (the block → file
 //! mapping is, in the namespace).
-
 //!
-//! The map holds an entry per block of the namespace (millions), so an
-//! entry is kept small: datanode ids are shared ([`NodeId`], one
-//! allocation per datanode), the usual three replicas and pipeline targets
-//! sit inline ([`Nodes`]), and corrupt replicas, rare, cost nothing when
-//! there are none.
+//! The map holds an entry per block of the namespace (millions), so the
+//! entry every block has is 32 bytes: the generation stamp and up to three
+//! replicas inline, each a `u32` index into the map's table of datanode
+//! ids. What few blocks have (corrupt replicas; pipeline targets, kept
+//! only until every target has reported its replica) lives in side maps
+//! that are empty most of the time. There is no per-datanode index: the
+//! questions it would answer (a block report's diff, a node's block count)
+//! are rare enough to scan for, and an index would cost three hash-set
+//! slots per block.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::HashMap;
 
 use smallvec::SmallVec;
 
-/// A datanode id, shared by every block entry that names the node.
-pub type NodeId = Arc<str>;
-/// A few datanodes, without a heap allocation up to three.
-pub type Nodes = SmallVec<[NodeId; 3]>;
+/// A datanode, as an index into [`BlockMap`]'s table of ids.
+type Node = u32;
+/// A few datanodes, inline up to three.
+type Nodes = SmallVec<[Node; 3]>;
 
+/// What every block has.
 #[derive(Debug, Default, Clone)]
-pub struct BlockInfo {
-    pub gen_stamp: u64,
-    pub replication: u32,
-    /// Datanodes that reported a good replica.
-    pub replicas: Nodes,
-    /// Replicas reported bad; never offered to readers.
-    pub corrupt: Vec<NodeId>,
-    /// Pipeline chosen at allocation; offered until replicas are reported.
-    pub expected: Nodes,
-}
-
-/// Whether `nodes` names `node`.
-pub fn names<'a>(nodes: impl IntoIterator<Item = &'a NodeId>, node: &str) -> bool {
-    nodes.into_iter().any(|n| &**n == node)
-}
-
-/// Block `id`'s entry, created from namespace facts if the map has none.
-fn entry(
-    blocks: &mut HashMap<u64, BlockInfo>,
-    id: u64,
+struct Entry {
     gen_stamp: u64,
-    replication: u32,
-) -> &mut BlockInfo {
-    blocks.entry(id).or_insert_with(|| BlockInfo {
-        gen_stamp,
-        replication,
-        ..Default::default()
-    })
+    /// Datanodes that reported a good replica.
+    replicas: Nodes,
+}
+
+/// One block's entry, with datanode ids resolved.
+#[derive(Clone, Copy)]
+pub struct BlockInfo<'a> {
+    ids: &'a [Box<str>],
+    pub gen_stamp: u64,
+    replicas: &'a [Node],
+    corrupt: &'a [Node],
+    expected: &'a [Node],
+}
+
+impl<'a> BlockInfo<'a> {
+    fn names(self, nodes: &'a [Node]) -> impl Iterator<Item = &'a str> {
+        nodes.iter().map(move |n| &*self.ids[*n as usize])
+    }
+
+    /// Datanodes that reported a good replica.
+    pub fn replicas(self) -> impl Iterator<Item = &'a str> {
+        self.names(self.replicas)
+    }
+
+    /// Replicas reported bad; never offered to readers.
+    pub fn corrupt(self) -> impl Iterator<Item = &'a str> {
+        self.names(self.corrupt)
+    }
+
+    /// Pipeline targets chosen at allocation that have not yet reported a
+    /// replica (offered until one is reported; lease recovery's
+    /// candidates).
+    pub fn expected(self) -> impl Iterator<Item = &'a str> {
+        self.names(self.expected)
+    }
+
+    pub fn is_replica(self, node: &str) -> bool {
+        self.replicas().any(|n| n == node)
+    }
+
+    pub fn is_corrupt(self, node: &str) -> bool {
+        self.corrupt().any(|n| n == node)
+    }
+
+    pub fn corrupt_count(self) -> usize {
+        self.corrupt.len()
+    }
 }
 
 #[derive(Default)]
 pub struct BlockMap {
-    blocks: HashMap<u64, BlockInfo>,
-    by_node: HashMap<NodeId, HashSet<u64>>,
-    /// Every datanode id the map has named, so each is stored once.
-    ids: HashSet<NodeId>,
+    blocks: HashMap<u64, Entry>,
+    corrupt: HashMap<u64, Nodes>,
+    expected: HashMap<u64, Nodes>,
+    /// Datanode ids by index, each stored once.
+    ids: Vec<Box<str>>,
+    index: HashMap<Box<str>, Node>,
 }
 
 impl BlockMap {
-    fn intern(&mut self, node: &str) -> NodeId {
-        if let Some(id) = self.ids.get(node) {
-            return id.clone();
+    fn intern(&mut self, node: &str) -> Node {
+        if let Some(n) = self.index.get(node) {
+            return *n;
         }
-        let id: NodeId = Arc::from(node);
-        self.ids.insert(id.clone());
-        id
+        let n = Node::try_from(self.ids.len()).expect("fewer than 2^32 datanodes");
+        self.ids.push(node.into());
+        self.index.insert(node.into(), n);
+        n
     }
 
-    fn index_on(&mut self, node: &NodeId, block: u64) {
-        self.by_node.entry(node.clone()).or_default().insert(block);
+    /// `node`'s index, if the map has ever named it.
+    fn known(&self, node: &str) -> Option<Node> {
+        self.index.get(node).copied()
     }
 
-    pub fn allocated(&mut self, id: u64, gen_stamp: u64, replication: u32, expected: Vec<String>) {
-        let expected = expected.iter().map(|n| self.intern(n)).collect();
+    /// Block `id`'s entry, created with `gen_stamp` if the map has none.
+    fn entry(&mut self, id: u64, gen_stamp: u64) -> &mut Entry {
+        self.blocks.entry(id).or_insert_with(|| Entry {
+            gen_stamp,
+            ..Default::default()
+        })
+    }
+
+    /// A block was allocated (or its pipeline rebuilt) at `gen_stamp`
+    /// with these targets; replicas reported before are forgotten.
+    pub fn allocated(&mut self, id: u64, gen_stamp: u64, expected: Vec<String>) {
+        let expected: Nodes = expected.iter().map(|n| self.intern(n)).collect();
         self.blocks.insert(
             id,
-            BlockInfo {
+            Entry {
                 gen_stamp,
-                replication,
-                expected,
                 ..Default::default()
             },
         );
-    }
-
-    pub fn get(&self, id: u64) -> Option<&BlockInfo> {
-        self.blocks.get(&id)
-    }
-
-    /// Adds a replica (creating the entry from namespace facts if new).
-    pub fn add_replica(&mut self, id: u64, gen_stamp: u64, replication: u32, node: &str) {
-        let node = self.intern(node);
-        let info = entry(&mut self.blocks, id, gen_stamp, replication);
-        info.gen_stamp = gen_stamp;
-        info.replication = replication;
-        if !info.corrupt.contains(&node) && !info.replicas.contains(&node) {
-            info.replicas.push(node.clone());
+        self.corrupt.remove(&id);
+        if expected.is_empty() {
+            self.expected.remove(&id);
+        } else {
+            self.expected.insert(id, expected);
         }
-        self.index_on(&node, id);
+    }
+
+    pub fn get(&self, id: u64) -> Option<BlockInfo<'_>> {
+        let entry = self.blocks.get(&id)?;
+        Some(BlockInfo {
+            ids: &self.ids,
+            gen_stamp: entry.gen_stamp,
+            replicas: &entry.replicas,
+            corrupt: side(&self.corrupt, id),
+            expected: side(&self.expected, id),
+        })
+    }
+
+    /// Adds a replica at `gen_stamp` (creating the entry if new). A target
+    /// that reports leaves the pipeline's list, which goes once empty.
+    pub fn add_replica(&mut self, id: u64, gen_stamp: u64, node: &str) {
+        let node = self.intern(node);
+        let corrupt = self.corrupt.get(&id).is_some_and(|c| c.contains(&node));
+        let entry = self.entry(id, gen_stamp);
+        entry.gen_stamp = gen_stamp;
+        if !corrupt && !entry.replicas.contains(&node) {
+            entry.replicas.push(node);
+        }
+        if let Some(expected) = self.expected.get_mut(&id) {
+            expected.retain(|n| *n != node);
+            if expected.is_empty() {
+                self.expected.remove(&id);
+            }
+        }
     }
 
     /// Records that `node` holds an unfinished replica of block `id` (at
     /// `gen_stamp`, the block's current stamp): a location to recover it
     /// from, never offered to readers as a replica.
-    pub fn add_expected(&mut self, id: u64, gen_stamp: u64, replication: u32, node: &str) {
+    pub fn add_expected(&mut self, id: u64, gen_stamp: u64, node: &str) {
         let node = self.intern(node);
-        let info = entry(&mut self.blocks, id, gen_stamp, replication);
-        if info.gen_stamp == gen_stamp && !info.expected.contains(&node) {
-            info.expected.push(node);
+        let entry = self.entry(id, gen_stamp);
+        if entry.gen_stamp != gen_stamp || entry.replicas.contains(&node) {
+            return;
+        }
+        let expected = self.expected.entry(id).or_default();
+        if !expected.contains(&node) {
+            expected.push(node);
         }
     }
 
     pub fn remove_replica(&mut self, id: u64, node: &str) {
-        if let Some(info) = self.blocks.get_mut(&id) {
-            info.replicas.retain(|n| &**n != node);
-            info.corrupt.retain(|n| &**n != node);
+        let Some(node) = self.known(node) else {
+            return;
+        };
+        if let Some(entry) = self.blocks.get_mut(&id) {
+            entry.replicas.retain(|n| *n != node);
         }
-        if let Some(set) = self.by_node.get_mut(node) {
-            set.remove(&id);
-        }
+        remove_from(&mut self.corrupt, id, node);
     }
 
     /// Marks `node`'s replica of block `id` (a block the namespace has,
     /// with `gen_stamp`) bad; returns whether a good one remains elsewhere.
-    pub fn mark_corrupt(&mut self, id: u64, gen_stamp: u64, replication: u32, node: &str) -> bool {
+    pub fn mark_corrupt(&mut self, id: u64, gen_stamp: u64, node: &str) -> bool {
         let node = self.intern(node);
-        let info = entry(&mut self.blocks, id, gen_stamp, replication);
-        info.replicas.retain(|n| *n != node);
-        info.expected.retain(|n| *n != node);
-        if !info.corrupt.contains(&node) {
-            info.corrupt.push(node.clone());
+        let entry = self.entry(id, gen_stamp);
+        entry.replicas.retain(|n| *n != node);
+        let good_left = !entry.replicas.is_empty();
+        remove_from(&mut self.expected, id, node);
+        let corrupt = self.corrupt.entry(id).or_default();
+        if !corrupt.contains(&node) {
+            corrupt.push(node);
         }
-        let good_left = !info.replicas.is_empty();
-        self.index_on(&node, id);
         good_left
     }
 
     /// Forgets a block; returns the nodes that held it.
     pub fn remove_block(&mut self, id: u64) -> Vec<String> {
-        let Some(info) = self.blocks.remove(&id) else {
+        let Some(entry) = self.blocks.remove(&id) else {
             return Vec::new();
         };
-        let mut nodes: Vec<String> = Vec::new();
-        for n in info
-            .replicas
-            .iter()
-            .chain(&info.corrupt)
-            .chain(&info.expected)
-        {
-            if let Some(set) = self.by_node.get_mut(n) {
-                set.remove(&id);
-            }
-            if !nodes.iter().any(|m| m == &**n) {
-                nodes.push(n.to_string());
+        let corrupt = self.corrupt.remove(&id).unwrap_or_default();
+        let expected = self.expected.remove(&id).unwrap_or_default();
+        let mut nodes: Vec<Node> = Vec::new();
+        for n in entry.replicas.iter().chain(&corrupt).chain(&expected) {
+            if !nodes.contains(n) {
+                nodes.push(*n);
             }
         }
         nodes
+            .into_iter()
+            .map(|n| self.ids[n as usize].to_string())
+            .collect()
     }
 
-    pub fn set_replication(&mut self, id: u64, replication: u32) {
-        if let Some(info) = self.blocks.get_mut(&id) {
-            info.replication = replication;
-        }
-    }
-
-    /// Blocks `node` holds according to the map.
+    /// Blocks `node` holds a replica of, good or bad (a scan of the map:
+    /// for block reports, which are rare).
     pub fn blocks_of(&self, node: &str) -> Vec<u64> {
-        self.by_node
-            .get(node)
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default()
+        let Some(node) = self.known(node) else {
+            return Vec::new();
+        };
+        let mut out: Vec<u64> = self
+            .blocks
+            .iter()
+            .filter(|(_, e)| e.replicas.contains(&node))
+            .map(|(id, _)| *id)
+            .collect();
+        out.extend(
+            self.corrupt
+                .iter()
+                .filter(|(_, c)| c.contains(&node))
+                .map(|(id, _)| *id),
+        );
+        out
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&u64, &BlockInfo)> {
-        self.blocks.iter()
+    /// How many good replicas each datanode holds (one scan).
+    pub fn replica_counts(&self) -> HashMap<&str, u64> {
+        let mut per_node = vec![0u64; self.ids.len()];
+        for e in self.blocks.values() {
+            for n in &e.replicas {
+                per_node[*n as usize] += 1;
+            }
+        }
+        self.ids.iter().map(|id| &**id).zip(per_node).collect()
+    }
+
+    /// Every block with its generation stamp.
+    pub fn gen_stamps(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.blocks.iter().map(|(id, e)| (*id, e.gen_stamp))
+    }
+}
+
+/// Block `id`'s list in a side map (empty when it has none).
+fn side(map: &HashMap<u64, Nodes>, id: u64) -> &[Node] {
+    map.get(&id).map_or(&[], |n| &n[..])
+}
+
+/// Drops `node` from block `id`'s list in a side map, and the list once
+/// empty.
+fn remove_from(side: &mut HashMap<u64, Nodes>, id: u64, node: Node) {
+    if let Some(nodes) = side.get_mut(&id) {
+        nodes.retain(|n| *n != node);
+        if nodes.is_empty() {
+            side.remove(&id);
+        }
     }
 }
 
@@ -182,59 +273,77 @@ impl BlockMap {
 mod tests {
     use super::*;
 
-    fn nodes(ns: &Nodes) -> Vec<&str> {
-        ns.iter().map(|n| &**n).collect()
+    fn sorted<'a>(it: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+        let mut v: Vec<&str> = it.collect();
+        v.sort_unstable();
+        v
     }
 
     #[test]
-    fn replicas_corrupt_and_targets_keep_their_rules_with_shared_ids() {
+    fn replicas_corrupt_and_targets_keep_their_rules() {
         let mut map = BlockMap::default();
-        map.allocated(1, 1000, 3, vec!["a".into(), "b".into(), "c".into()]);
-        map.add_replica(1, 1000, 3, "a");
-        map.add_replica(1, 1000, 3, "a");
-        map.add_replica(1, 1000, 3, "b");
-        map.add_replica(2, 1000, 3, "a");
+        map.allocated(1, 1000, vec!["a".into(), "b".into(), "c".into()]);
+        map.add_replica(1, 1000, "a");
+        map.add_replica(1, 1000, "a");
+        map.add_replica(1, 1000, "b");
+        map.add_replica(2, 1000, "a");
         let info = map.get(1).unwrap();
-        assert_eq!(nodes(&info.replicas), vec!["a", "b"], "no duplicates");
-        assert_eq!(nodes(&info.expected), vec!["a", "b", "c"]);
-        // One allocation per datanode, shared by every block naming it.
-        let a1 = &map.get(1).unwrap().replicas[0];
-        let a2 = &map.get(2).unwrap().replicas[0];
-        assert!(Arc::ptr_eq(a1, a2));
-        assert!(Arc::ptr_eq(a1, &map.get(1).unwrap().expected[0]));
+        assert_eq!(sorted(info.replicas()), vec!["a", "b"], "no duplicates");
+        assert_eq!(sorted(info.expected()), vec!["c"], "reported targets leave");
+        assert_eq!(map.ids.len(), 3, "each datanode id stored once");
 
         // A corrupt replica leaves replicas and targets, and is never
         // counted again until removed.
-        assert!(map.mark_corrupt(1, 1000, 3, "b"), "a is still good");
-        map.add_replica(1, 1000, 3, "b");
+        assert!(map.mark_corrupt(1, 1000, "c"), "a and b are good");
+        assert!(map.get(1).unwrap().expected().next().is_none());
+        assert!(map.mark_corrupt(1, 1000, "b"), "a is still good");
+        map.add_replica(1, 1000, "b");
         let info = map.get(1).unwrap();
-        assert_eq!(nodes(&info.replicas), vec!["a"]);
-        assert_eq!(nodes(&info.expected), vec!["a", "c"]);
-        assert!(names(&info.corrupt, "b"));
-        assert!(!map.mark_corrupt(1, 1000, 3, "a"), "no good replica left");
+        assert_eq!(sorted(info.replicas()), vec!["a"]);
+        assert!(info.is_corrupt("b") && info.is_corrupt("c"));
+        assert_eq!(info.corrupt_count(), 2);
+        assert!(!map.mark_corrupt(1, 1000, "a"), "no good replica left");
         map.remove_replica(1, "b");
-        assert!(!names(&map.get(1).unwrap().corrupt, "b"));
+        assert!(!map.get(1).unwrap().is_corrupt("b"));
         assert_eq!(map.blocks_of("b"), Vec::<u64>::new());
 
         let mut held = map.blocks_of("a");
         held.sort_unstable();
-        assert_eq!(held, vec![1, 2]);
+        assert_eq!(held, vec![1, 2], "good or bad");
+        assert_eq!(map.replica_counts()["a"], 1, "only block 2's is good");
         let mut gone = map.remove_block(1);
         gone.sort();
         assert_eq!(gone, vec!["a", "c"]);
         assert_eq!(map.blocks_of("a"), vec![2]);
         assert!(map.get(1).is_none());
+        assert!(map.corrupt.is_empty() && map.expected.is_empty());
     }
 
     #[test]
-    fn an_entry_holds_three_replicas_and_targets_without_the_heap() {
+    fn a_new_pipeline_replaces_the_old_ones_replicas_and_targets() {
         let mut map = BlockMap::default();
-        map.allocated(7, 1000, 3, vec!["x".into(), "y".into(), "z".into()]);
+        map.allocated(5, 1000, vec!["a".into(), "b".into()]);
+        map.add_replica(5, 1000, "a");
+        map.allocated(5, 1001, vec!["b".into(), "c".into()]);
+        let info = map.get(5).unwrap();
+        assert_eq!(info.gen_stamp, 1001);
+        assert!(info.replicas().next().is_none());
+        assert_eq!(sorted(info.expected()), vec!["b", "c"]);
+        // An unfinished replica at another stamp is no candidate.
+        map.add_expected(5, 1000, "d");
+        map.add_expected(5, 1001, "e");
+        assert_eq!(sorted(map.get(5).unwrap().expected()), vec!["b", "c", "e"]);
+    }
+
+    #[test]
+    fn a_fully_reported_block_costs_one_small_entry() {
+        let mut map = BlockMap::default();
+        map.allocated(7, 1000, vec!["x".into(), "y".into(), "z".into()]);
         for n in ["x", "y", "z"] {
-            map.add_replica(7, 1000, 3, n);
+            map.add_replica(7, 1000, n);
         }
-        let info = map.get(7).unwrap();
-        assert!(!info.replicas.spilled() && !info.expected.spilled());
-        assert_eq!(info.corrupt.capacity(), 0);
+        assert!(map.expected.is_empty() && map.corrupt.is_empty());
+        assert!(!map.blocks[&7].replicas.spilled());
+        assert_eq!(std::mem::size_of::<Entry>(), 32);
     }
 }

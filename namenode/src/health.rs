@@ -6,7 +6,6 @@ use rfs_proto::namenode::{
     DatanodeReportEntry, DatanodeReportResponse, FsckBlock, FsckFile, FsckResponse,
 };
 
-use crate::blockmap;
 use crate::error::Result;
 use crate::state::{extended, readable_replicas, State};
 
@@ -35,10 +34,10 @@ pub fn fsck(state: &State, path: &str) -> Result<FsckResponse> {
                 Some(info) => (
                     readable_replicas(info, b.gen_stamp, &reg)
                         .into_iter()
-                        .filter(|n| blockmap::names(&info.replicas, n))
+                        .filter(|n| info.is_replica(n))
                         .map(str::to_string)
                         .collect::<Vec<_>>(),
-                    info.corrupt.len() as u32,
+                    info.corrupt_count() as u32,
                 ),
                 None => (Vec::new(), 0),
             };
@@ -62,6 +61,7 @@ pub fn fsck(state: &State, path: &str) -> Result<FsckResponse> {
 /// Every datanode this namenode knows, live or dead.
 pub fn datanode_report(state: &State) -> DatanodeReportResponse {
     let map = state.blocks();
+    let held = map.replica_counts();
     let reg = state.registry();
     let mut datanodes: Vec<DatanodeReportEntry> = reg
         .all()
@@ -70,7 +70,7 @@ pub fn datanode_report(state: &State) -> DatanodeReportResponse {
             live: reg.is_live(&s.info.datanode_id),
             last_contact_ms: s.last_seen.elapsed().as_millis() as u64,
             failed_volumes: s.failed_volumes,
-            blocks: map.blocks_of(&s.info.datanode_id).len() as u64,
+            blocks: held.get(&*s.info.datanode_id).copied().unwrap_or(0),
             admin_state: reg.admin_state(&s.info.datanode_id).to_string(),
         })
         .collect();

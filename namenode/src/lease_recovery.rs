@@ -142,12 +142,8 @@ async fn recover(
         let map = state.blocks();
         let reg = state.registry();
         if let Some(info) = map.get(last.id) {
-            let expected = info
-                .expected
-                .iter()
-                .filter(|n| !info.corrupt.contains(*n))
-                .map(|n| &**n);
-            let mut reported: Vec<&str> = info.replicas.iter().map(|n| &**n).collect();
+            let expected = info.expected().filter(|n| !info.is_corrupt(n));
+            let mut reported: Vec<&str> = info.replicas().collect();
             reported.sort();
             for n in reported.into_iter().chain(expected) {
                 if !known.iter().any(|k| k == n) {
@@ -178,15 +174,11 @@ async fn recover(
         now_ms: crate::clock::now_ms(),
     };
     match state.raft.submit(Proposal::new(op)).await {
-        Ok(MetaResult::LeaseRecoveryStarted {
-            block, replication, ..
-        }) => {
+        Ok(MetaResult::LeaseRecoveryStarted { block, .. }) => {
             // The block map follows the new stamp (so the recovered
             // replicas' reports count) and keeps every candidate location,
             // live or not, for a retry.
-            state
-                .blocks()
-                .allocated(block.id, block.gen_stamp, replication, known);
+            state.blocks().allocated(block.id, block.gen_stamp, known);
             // The stamp changes with each attempt, so a retry tends to pick
             // another primary.
             let primary = live[(block.gen_stamp % live.len() as u64) as usize].clone();

@@ -191,7 +191,7 @@ pub fn pass(state: &State, pending: &mut Pending) -> Result<Pass> {
                 if !pending.copies.contains_key(&b.id) {
                     // Never copy onto a node that still holds a bad copy.
                     let mut holders = all_live.clone();
-                    holders.extend(info.corrupt.iter().map(|n| n.to_string()));
+                    holders.extend(info.corrupt().map(str::to_string));
                     copies.push((live.len(), b, all_live, holders, block_size, wanted));
                 }
             } else if live.len() > wanted && !pending.copies.contains_key(&b.id) {

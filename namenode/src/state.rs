@@ -88,29 +88,16 @@ impl State {
     /// another generation stamp, are dropped and their datanodes told to
     /// delete them; the rest get the file's replication.
     pub fn reconcile_block_map(&self) -> crate::error::Result<()> {
-        let ids: Vec<(u64, u64)> = self
-            .blocks()
-            .iter()
-            .map(|(id, info)| (*id, info.gen_stamp))
-            .collect();
+        let ids: Vec<(u64, u64)> = self.blocks().gen_stamps().collect();
         let mut stale = Vec::new();
-        let mut current = Vec::new();
         for (id, gen_stamp) in ids {
             match self.ns.block_meta(id)? {
-                Some((m, replication)) if m.gen_stamp == gen_stamp => {
-                    current.push((id, replication))
-                }
+                Some((m, _)) if m.gen_stamp == gen_stamp => {}
                 _ => stale.push(BlockMeta {
                     id,
                     gen_stamp,
                     len: 0,
                 }),
-            }
-        }
-        {
-            let mut map = self.blocks();
-            for (id, replication) in current {
-                map.set_replication(id, replication);
             }
         }
         if !stale.is_empty() {
@@ -130,7 +117,7 @@ impl State {
         let (ids, corrupt) = match map.get(b.id) {
             Some(info) => {
                 let ids = readable_replicas(info, b.gen_stamp, &reg);
-                let corrupt = ids.is_empty() && !info.corrupt.is_empty();
+                let corrupt = ids.is_empty() && info.corrupt_count() > 0;
                 (ids, corrupt)
             }
             None => (Vec::new(), false),
@@ -153,23 +140,16 @@ impl State {
 /// `gen_stamp`: live, non-corrupt replicas that were reported; until any
 /// is reported, the live targets chosen at `add_block` (a file read right
 /// after it was closed, before the datanodes' reports arrive).
-pub fn readable_replicas<'a>(info: &'a BlockInfo, gen_stamp: u64, reg: &Registry) -> Vec<&'a str> {
+pub fn readable_replicas<'a>(info: BlockInfo<'a>, gen_stamp: u64, reg: &Registry) -> Vec<&'a str> {
     if info.gen_stamp != gen_stamp {
         return Vec::new();
     }
-    let reported: Vec<&str> = info
-        .replicas
-        .iter()
-        .map(|n| &**n)
-        .filter(|n| reg.is_live(n))
-        .collect();
+    let reported: Vec<&str> = info.replicas().filter(|n| reg.is_live(n)).collect();
     if !reported.is_empty() {
         return reported;
     }
-    info.expected
-        .iter()
-        .filter(|n| reg.is_live(n) && !info.corrupt.contains(*n))
-        .map(|n| &**n)
+    info.expected()
+        .filter(|n| reg.is_live(n) && !info.is_corrupt(n))
         .collect()
 }
 

@@ -271,15 +271,11 @@ impl ClientProtocol for ClientService {
             now_ms: now_ms(),
         };
         match self.submit(call, op).await? {
-            MetaResult::BlockAdded {
-                block,
-                offset,
-                replication,
-            } => {
+            MetaResult::BlockAdded { block, offset, .. } => {
                 let ids = targets.iter().map(|t| t.datanode_id.clone()).collect();
                 self.state
                     .blocks()
-                    .allocated(block.id, block.gen_stamp, replication, ids);
+                    .allocated(block.id, block.gen_stamp, ids);
                 let located = rfs_proto::common::LocatedBlock {
                     block: Some(crate::state::extended(&block)),
                     offset,
@@ -365,7 +361,7 @@ impl ClientProtocol for ClientService {
             gen_stamp: b.gen_stamp,
         };
         match self.submit(call_key(&r.call)?, op).await? {
-            MetaResult::PipelineUpdated { block, replication } => {
+            MetaResult::PipelineUpdated { block, .. } => {
                 tracing::info!(
                     "{p}: pipeline of block {} recovered: generation stamp {} -> {}, {} datanodes",
                     block.id,
@@ -376,7 +372,7 @@ impl ClientProtocol for ClientService {
                 let ids = locations.iter().map(|t| t.datanode_id.clone()).collect();
                 self.state
                     .blocks()
-                    .allocated(block.id, block.gen_stamp, replication, ids);
+                    .allocated(block.id, block.gen_stamp, ids);
                 Ok(Response::new(UpdatePipelineResponse {
                     block: Some(rfs_proto::common::LocatedBlock {
                         block: Some(crate::state::extended(&block)),
@@ -535,11 +531,7 @@ impl ClientProtocol for ClientService {
             replication: r.replication,
         };
         match self.submit(None, op).await? {
-            MetaResult::ReplicationSet { changed, blocks } => {
-                let mut map = self.state.blocks();
-                for b in blocks {
-                    map.set_replication(b.id, r.replication);
-                }
+            MetaResult::ReplicationSet { changed, .. } => {
                 Ok(Response::new(SetReplicationResponse { changed }))
             }
             other => Err(unexpected(other)),
@@ -603,7 +595,7 @@ impl ClientProtocol for ClientService {
             if good < replication as usize {
                 s.under_replicated_blocks += 1;
             }
-            if info.is_some_and(|i| !i.corrupt.is_empty()) {
+            if info.is_some_and(|i| i.corrupt_count() > 0) {
                 s.corrupt_blocks += 1;
             }
         }

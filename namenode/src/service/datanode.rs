@@ -77,17 +77,14 @@ fn add_reported(
 ) -> Result<Option<ExtendedBlock>, NamenodeError> {
     let known = state.ns.block_meta(b.block_id)?;
     match known {
-        Some((m, replication)) if m.gen_stamp == b.generation_stamp => {
-            state
-                .blocks()
-                .add_replica(b.block_id, m.gen_stamp, replication, node);
+        Some((m, _)) if m.gen_stamp == b.generation_stamp => {
+            state.blocks().add_replica(b.block_id, m.gen_stamp, node);
             Ok(None)
         }
         _ if !state.raft.is_leader() => {
-            let replication = known.map_or(0, |(_, r)| r);
             state
                 .blocks()
-                .add_replica(b.block_id, b.generation_stamp, replication, node);
+                .add_replica(b.block_id, b.generation_stamp, node);
             Ok(None)
         }
         // A file being recovered may still hold replicas of the last block
@@ -117,7 +114,7 @@ pub fn record_bad_replica(
     node: &str,
     reason: &str,
 ) -> Result<(), NamenodeError> {
-    let Some((meta, replication)) = state.ns.block_meta(b.block_id)? else {
+    let Some((meta, _)) = state.ns.block_meta(b.block_id)? else {
         tracing::info!(
             "bad replica report for deleted block {} ignored",
             b.block_id
@@ -139,7 +136,7 @@ pub fn record_bad_replica(
     metrics::counter!("rfs_namenode_bad_replicas_total").increment(1);
     let good_elsewhere = state
         .blocks()
-        .mark_corrupt(b.block_id, meta.gen_stamp, replication, node);
+        .mark_corrupt(b.block_id, meta.gen_stamp, node);
     if good_elsewhere {
         state.registry().queue(node, invalidate_command(vec![*b]));
     }
@@ -208,14 +205,11 @@ impl DatanodeProtocol for DatanodeService {
             // Only at the block's current stamp: a node dropped from a
             // pipeline holds an older, possibly shorter copy that lease
             // recovery must not cut the block down to.
-            if let Some((m, replication)) = self.state.ns.block_meta(b.block_id)? {
+            if let Some((m, _)) = self.state.ns.block_meta(b.block_id)? {
                 if m.gen_stamp == b.generation_stamp {
-                    self.state.blocks().add_expected(
-                        b.block_id,
-                        m.gen_stamp,
-                        replication,
-                        &r.datanode_id,
-                    );
+                    self.state
+                        .blocks()
+                        .add_expected(b.block_id, m.gen_stamp, &r.datanode_id);
                 }
             }
         }
@@ -305,10 +299,9 @@ impl DatanodeProtocol for DatanodeService {
                 if let Some(d) = dropped {
                     self.state.invalidate(&[d]);
                 } else {
-                    let replication = inode.file.as_ref().map_or(0, |f| f.replication);
                     let mut map = self.state.blocks();
                     for node in &r.datanode_ids {
-                        map.add_replica(block.id, block.gen_stamp, replication, node);
+                        map.add_replica(block.id, block.gen_stamp, node);
                     }
                 }
                 self.state.under_construction().remove(&inode.id);
