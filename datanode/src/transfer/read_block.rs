@@ -19,12 +19,14 @@ use crate::http::names;
 use crate::storage::{ReplicaInfo, ReplicaReader, Storage};
 use crate::Node;
 
-/// Packets read ahead of the socket.
-const READ_AHEAD: usize = 4;
 /// Bytes read from disk per blocking call: many packets' worth, split into
 /// packets without copying, so the hand-off to the blocking pool and back
 /// is paid once per MiB rather than once per 64 KiB packet.
 const READ_BATCH: u64 = 1 << 20;
+/// Batches read ahead of the socket, so the disk read of the next batch
+/// overlaps sending this one (with a queue of packets, the reader waited
+/// for the socket to drain most of a batch before reading on).
+const READ_AHEAD_BATCHES: usize = 2;
 
 /// The byte range a read streams: (first chunk offset, end).
 pub fn plan(info: &ReplicaInfo, offset: u64, length: u64) -> (u64, u64) {
@@ -76,7 +78,8 @@ pub async fn read_block(
     let step = packet_len(info.bytes_per_checksum);
     let batch = (READ_BATCH / step).max(1) * step;
     let bpc = info.bytes_per_checksum as u64;
-    let (ptx, mut prx) = mpsc::channel::<Result<(u64, bytes::Bytes, bytes::Bytes)>>(READ_AHEAD);
+    let (btx, mut brx) =
+        mpsc::channel::<Result<(u64, bytes::Bytes, bytes::Bytes)>>(READ_AHEAD_BATCHES);
     let producer = tokio::spawn(async move {
         let mut pos = first;
         while pos < end {
@@ -86,43 +89,40 @@ pub async fn read_block(
                 .await
                 .map_err(Error::from)
                 .and_then(|r| r);
-            let (mut sums, mut data) = match r {
-                Ok(read) => read,
-                Err(e) => {
-                    let _ = ptx.send(Err(e)).await;
-                    return;
-                }
-            };
-            // Packets start on chunk boundaries (`step` is whole chunks),
-            // so each takes its own chunks' checksums.
-            while !data.is_empty() {
-                let n = (step as usize).min(data.len());
-                let packet = data.split_to(n);
-                let checksums = sums.split_to((n as u64).div_ceil(bpc) as usize * 4);
-                if ptx.send(Ok((pos, checksums, packet))).await.is_err() {
-                    return;
-                }
-                pos += n as u64;
+            let failed = r.is_err();
+            if btx
+                .send(r.map(|(sums, data)| (pos, sums, data)))
+                .await
+                .is_err()
+                || failed
+            {
+                return;
             }
+            pos += len as u64;
         }
     });
     let mut seqno = 0u64;
     let limit = node.config.idle_timeout();
     let result = async {
-        while let Some(r) = prx.recv().await {
-            let (pos, checksums, data) = r?;
-            let n = data.len() as u64;
-            let p = Frame::Packet(Packet {
-                seqno,
-                offset_in_block: pos,
-                flags: 0,
-                checksums,
-                data,
-            });
-            send_within(&mut *tx, p, limit, "reader").await?;
-            metrics::counter!(names::BYTES_READ).increment(n);
-            metrics::counter!(names::PACKETS_SENT).increment(1);
-            seqno += 1;
+        while let Some(r) = brx.recv().await {
+            let (mut pos, mut sums, mut data) = r?;
+            // Packets start on chunk boundaries (`step` is whole chunks),
+            // so each takes its own chunks' checksums.
+            while !data.is_empty() {
+                let n = (step as usize).min(data.len());
+                let p = Frame::Packet(Packet {
+                    seqno,
+                    offset_in_block: pos,
+                    flags: 0,
+                    checksums: sums.split_to((n as u64).div_ceil(bpc) as usize * 4),
+                    data: data.split_to(n),
+                });
+                send_within(&mut *tx, p, limit, "reader").await?;
+                metrics::counter!(names::BYTES_READ).increment(n as u64);
+                metrics::counter!(names::PACKETS_SENT).increment(1);
+                seqno += 1;
+                pos += n as u64;
+            }
         }
         let p = Frame::Packet(Packet::last(seqno, end));
         send_within(&mut *tx, p, limit, "reader").await?;
