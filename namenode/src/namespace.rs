@@ -47,7 +47,7 @@ struct RetryAge {
 }
 
 /// When the retry-cache entry encoded in `value` was recorded.
-pub fn retry_entry_at_ms(value: &[u8]) -> Result<u64> {
+fn retry_entry_at_ms(value: &[u8]) -> Result<u64> {
     Ok(bincode::deserialize::<RetryAge>(value)?.at_ms)
 }
 
@@ -195,14 +195,23 @@ impl Namespace {
         } else {
             Bound::Excluded(after.to_vec())
         };
+        self.scan_from(from, b"x").map(|kv| {
+            let (k, v) = kv?;
+            let at_ms = retry_entry_at_ms(&v)?;
+            Ok((k, at_ms))
+        })
+    }
+
+    /// Entries from `from` on, in key order, while their keys start with
+    /// `prefix`.
+    fn scan_from(
+        &self,
+        from: Bound<Vec<u8>>,
+        prefix: &'static [u8],
+    ) -> impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> + '_ {
         self.tree
             .range((from, Bound::Unbounded))
-            .take_while(|kv| kv.as_ref().map_or(true, |(k, _)| k.starts_with(b"x")))
-            .map(|kv| {
-                let (k, v) = kv?;
-                let at_ms = retry_entry_at_ms(&v)?;
-                Ok((k, at_ms))
-            })
+            .take_while(move |kv| kv.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
     }
 
     pub fn counter(&self, key: &[u8]) -> Result<u64> {
@@ -345,18 +354,13 @@ impl Namespace {
         }
     }
 
-    /// Block `block_id` as its file records it, with the file's
-    /// replication; `None` when no file holds it.
-    pub fn block_meta(&self, block_id: u64) -> Result<Option<(BlockMeta, u32)>> {
+    /// Block `block_id` as its file records it; `None` when no file
+    /// holds it.
+    pub fn block_meta(&self, block_id: u64) -> Result<Option<BlockMeta>> {
         let Some(file) = self.block_owner(block_id)?.and_then(|o| o.file) else {
             return Ok(None);
         };
-        let replication = file.replication;
-        Ok(file
-            .blocks
-            .into_iter()
-            .find(|b| b.id == block_id)
-            .map(|b| (b, replication)))
+        Ok(file.blocks.into_iter().find(|b| b.id == block_id))
     }
 
     /// Full path of an inode, by walking parents.
@@ -381,18 +385,16 @@ impl Namespace {
 
     /// File inodes with ids above `after`, in inode-id order.
     pub fn files_after(&self, after: u64) -> impl Iterator<Item = Result<Inode>> + '_ {
-        self.tree
-            .range(inode_key(after.saturating_add(1))..)
-            .take_while(|kv| kv.as_ref().map_or(true, |(k, _)| k.starts_with(b"i")))
-            .filter_map(|item| {
-                let inode = item
-                    .map_err(NamenodeError::from)
-                    .and_then(|(_, v)| Ok(bincode::deserialize::<Inode>(&v)?));
-                match inode {
-                    Ok(i) if i.is_dir() => None,
-                    other => Some(other),
-                }
-            })
+        let from = Bound::Included(inode_key(after.saturating_add(1)).to_vec());
+        self.scan_from(from, b"i").filter_map(|item| {
+            let inode = item
+                .map_err(NamenodeError::from)
+                .and_then(|(_, v)| Ok(bincode::deserialize::<Inode>(&v)?));
+            match inode {
+                Ok(i) if i.is_dir() => None,
+                other => Some(other),
+            }
+        })
     }
 
     /// Count of files and of blocks.

@@ -86,18 +86,17 @@ impl State {
     /// reports the namespace may not have caught up with. Replicas of
     /// blocks the (now complete) namespace does not hold, or holds with
     /// another generation stamp, are dropped and their datanodes told to
-    /// delete them; the rest get the file's replication.
+    /// delete them.
     pub fn reconcile_block_map(&self) -> crate::error::Result<()> {
         let ids: Vec<(u64, u64)> = self.blocks().gen_stamps().collect();
         let mut stale = Vec::new();
         for (id, gen_stamp) in ids {
-            match self.ns.block_meta(id)? {
-                Some((m, _)) if m.gen_stamp == gen_stamp => {}
-                _ => stale.push(BlockMeta {
+            if self.ns.block_meta(id)?.map(|m| m.gen_stamp) != Some(gen_stamp) {
+                stale.push(BlockMeta {
                     id,
                     gen_stamp,
                     len: 0,
-                }),
+                });
             }
         }
         if !stale.is_empty() {

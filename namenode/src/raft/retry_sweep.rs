@@ -13,11 +13,11 @@ use crate::meta_op::MetaOp;
 
 /// Retry-cache entries older than this are dropped: a client retries
 /// within its failover deadline, far shorter.
-pub const RETRY_CACHE_TTL_MS: u64 = 10 * 60 * 1000;
+const RETRY_CACHE_TTL_MS: u64 = 10 * 60 * 1000;
 /// How often a sweep starts, in ticks.
-pub const SWEEP_EVERY_TICKS: u64 = 600;
+const SWEEP_EVERY_TICKS: u64 = 600;
 /// Entries one step looks at.
-pub const STEP_ENTRIES: u32 = 4096;
+const STEP_ENTRIES: u32 = 4096;
 /// A proposed step not applied within this many ticks (lost with a
 /// leader change) is proposed again.
 const STEP_TIMEOUT_TICKS: u64 = 50;

@@ -77,7 +77,7 @@ fn add_reported(
 ) -> Result<Option<ExtendedBlock>, NamenodeError> {
     let known = state.ns.block_meta(b.block_id)?;
     match known {
-        Some((m, _)) if m.gen_stamp == b.generation_stamp => {
+        Some(m) if m.gen_stamp == b.generation_stamp => {
             state.blocks().add_replica(b.block_id, m.gen_stamp, node);
             Ok(None)
         }
@@ -90,7 +90,7 @@ fn add_reported(
         // A file being recovered may still hold replicas of the last block
         // at the stamp before the recovery's: the recovery takes them over,
         // so they are not deleted.
-        Some((m, _)) if m.gen_stamp > b.generation_stamp && under_recovery(state, b.block_id)? => {
+        Some(m) if m.gen_stamp > b.generation_stamp && under_recovery(state, b.block_id)? => {
             Ok(None)
         }
         _ => Ok(Some(*b)),
@@ -114,7 +114,7 @@ pub fn record_bad_replica(
     node: &str,
     reason: &str,
 ) -> Result<(), NamenodeError> {
-    let Some((meta, _)) = state.ns.block_meta(b.block_id)? else {
+    let Some(meta) = state.ns.block_meta(b.block_id)? else {
         tracing::info!(
             "bad replica report for deleted block {} ignored",
             b.block_id
@@ -205,7 +205,7 @@ impl DatanodeProtocol for DatanodeService {
             // Only at the block's current stamp: a node dropped from a
             // pipeline holds an older, possibly shorter copy that lease
             // recovery must not cut the block down to.
-            if let Some((m, _)) = self.state.ns.block_meta(b.block_id)? {
+            if let Some(m) = self.state.ns.block_meta(b.block_id)? {
                 if m.gen_stamp == b.generation_stamp {
                     self.state
                         .blocks()
