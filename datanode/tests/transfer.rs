@@ -479,6 +479,53 @@ async fn flipped_byte_on_disk_breaks_served_checksums() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_block_file_cut_short_on_disk_ends_the_read_and_the_node_keeps_serving() {
+    let (_root, nodes) = cluster(1).await;
+    let data = payload(300_000, 9);
+    write(&[&nodes[0]], block(14, 2, 0), packets(&data, 64 * 1024)).await;
+    let other = payload(4000, 10);
+    write(&[&nodes[0]], block(15, 2, 0), packets(&other, 64 * 1024)).await;
+    let (path, _) = nodes[0].finalized(14, 2);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(100_000)
+        .unwrap();
+    let mut c = connect(&nodes[0]).await;
+    c.send(Frame::Op(Op::ReadBlock(ReadBlockOp {
+        block: Some(block(14, 2, 0)),
+        offset: 0,
+        length: 0,
+        client_id: "test-client".into(),
+    })))
+    .await
+    .unwrap();
+    assert_eq!(response(&mut c).await.status(), Status::Success);
+    let mut got = Vec::new();
+    // The stream ends (or breaks) without the last packet: the reader
+    // never takes a short block for a whole one.
+    loop {
+        match tokio::time::timeout(T, c.recv())
+            .await
+            .expect("no frame within the deadline")
+        {
+            Ok(Some(Frame::Packet(p))) => {
+                assert!(!p.is_last(), "a cut block ended like a whole one");
+                got.extend_from_slice(&p.data);
+            }
+            Ok(None) | Err(_) => break,
+            Ok(Some(f)) => panic!("unexpected {f:?}"),
+        }
+    }
+    assert!(got.len() <= 100_000 && got[..] == data[..got.len()]);
+    let (r, pkts) = read(&nodes[0], block(15, 2, 0), 0, 0).await;
+    assert_eq!(r.status(), Status::Success);
+    let served: Vec<u8> = pkts.iter().flat_map(|p| p.data.to_vec()).collect();
+    assert!(served == other, "the other block is served whole");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn read_errors_name_the_problem() {
     let (_root, nodes) = cluster(1).await;
     let data = payload(700, 6);

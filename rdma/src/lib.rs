@@ -8,12 +8,17 @@
 //! client logic. This crate knows nothing of blocks or pipelines: it moves
 //! frames, and the framing itself lives in `rfs_proto::transfer`.
 
+use std::fs::File;
 use std::net::SocketAddr;
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use rfs_proto::transfer::{Frame, FrameError};
+use bytes::Bytes;
+use rfs_proto::transfer::{FilePacket, Frame, FrameError, Packet};
 
+mod sendfile;
 pub mod tcp;
 
 pub use tcp::TcpTransport;
@@ -29,6 +34,8 @@ pub enum TransportError {
     ConnectTimeout { addr: SocketAddr },
     #[error(transparent)]
     Frame(#[from] FrameError),
+    #[error("the peer took no data for {idle:?}")]
+    Stalled { idle: Duration },
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -42,6 +49,41 @@ pub trait FrameSender: Send {
     async fn send(&mut self, frame: Frame) -> Result<()>;
     /// Closes the sending direction (the peer sees a clean end of stream).
     async fn close(&mut self) -> Result<()>;
+
+    /// Sends data packets whose data lies in `file`, failing with
+    /// [`TransportError::Stalled`] when the peer takes nothing for `idle`.
+    /// This default reads the data into memory and sends ordinary packets;
+    /// a transport that can move file pages without copying them (TCP's
+    /// `sendfile`) does that instead.
+    async fn send_file_packets(
+        &mut self,
+        file: &Arc<File>,
+        packets: Vec<FilePacket>,
+        idle: Duration,
+    ) -> Result<()> {
+        let file = file.clone();
+        let packets = tokio::task::spawn_blocking(move || read_packets(&file, packets))
+            .await
+            .map_err(std::io::Error::other)??;
+        for p in packets {
+            tokio::time::timeout(idle, self.send(Frame::Packet(p)))
+                .await
+                .map_err(|_| TransportError::Stalled { idle })??;
+        }
+        Ok(())
+    }
+}
+
+/// Reads each packet's data from `file`.
+fn read_packets(file: &File, packets: Vec<FilePacket>) -> std::io::Result<Vec<Packet>> {
+    packets
+        .into_iter()
+        .map(|p| {
+            let mut data = vec![0u8; p.len];
+            file.read_exact_at(&mut data, p.file_offset)?;
+            Ok(p.with_data(Bytes::from(data)))
+        })
+        .collect()
 }
 
 /// Receiving half of a connection.

@@ -4,6 +4,7 @@
 //! Blocking file I/O throughout: call from `spawn_blocking`.
 
 use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,7 +26,6 @@ const WRITE_BEHIND: u64 = 8 << 20;
 /// Only a head start for the fsync that makes the data durable, which
 /// reports any I/O error, so a failure here is ignored.
 fn start_writeback(file: &File, from: u64, to: u64) {
-    use std::os::fd::AsRawFd;
     let (Ok(from), Ok(len)) = (i64::try_from(from), i64::try_from(to - from)) else {
         return;
     };
@@ -326,7 +326,6 @@ impl ReplicaReader {
     /// Reads `len` data bytes at `offset` (a chunk boundary) and the stored
     /// checksums of the chunks they cover, as (checksums, data).
     pub fn read(&self, offset: u64, len: usize) -> Result<(Bytes, Bytes)> {
-        let bpc = self.info.bytes_per_checksum;
         let mut data = BytesMut::zeroed(len);
         self.data
             .read_exact_at(&mut data, offset)
@@ -334,6 +333,13 @@ impl ReplicaReader {
                 path: self.data_path.clone(),
                 why: format!("reading {len} bytes at offset {offset}: {e}"),
             })?;
+        Ok((self.read_checksums(offset, len)?, data.freeze()))
+    }
+
+    /// The stored checksums of the chunks covering `len` data bytes at
+    /// `offset` (a chunk boundary).
+    pub fn read_checksums(&self, offset: u64, len: usize) -> Result<Bytes> {
+        let bpc = self.info.bytes_per_checksum;
         let chunks = (len as u64).div_ceil(bpc as u64) as usize;
         let mut sums = BytesMut::zeroed(chunks * 4);
         self.meta
@@ -342,6 +348,33 @@ impl ReplicaReader {
                 path: self.data_path.with_extension("meta"),
                 why: format!("reading checksums for offset {offset}: {e}"),
             })?;
-        Ok((sums.freeze(), data.freeze()))
+        Ok(sums.freeze())
+    }
+
+    /// Asks the kernel to start reading `len` data bytes at `offset` into
+    /// the page cache, so that sending them later does not wait for the
+    /// disk. Only advice: a failure changes nothing but speed.
+    pub fn prefetch(&self, offset: u64, len: usize) {
+        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return;
+        };
+        // SAFETY: plain advice on an open descriptor.
+        unsafe {
+            libc::posix_fadvise(
+                self.data.as_raw_fd(),
+                offset,
+                len,
+                libc::POSIX_FADV_WILLNEED,
+            );
+        }
+    }
+
+    pub fn data_path(&self) -> &std::path::Path {
+        &self.data_path
+    }
+
+    /// The data file, for sending its pages without reading them here.
+    pub fn data_file(&self) -> &Arc<File> {
+        &self.data
     }
 }

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use rfs_proto::defaults::PACKET_SIZE;
-use rfs_proto::transfer::{Frame, OpResponse, Packet, ReadBlockOp, Status};
-use rfs_transport::{FrameReceiver, FrameSender};
+use rfs_proto::transfer::{FilePacket, Frame, OpResponse, Packet, ReadBlockOp, Status};
+use rfs_transport::{FrameReceiver, FrameSender, TransportError};
 use tokio::sync::mpsc;
 
 use super::{reject, send_response, send_within};
@@ -19,13 +19,12 @@ use crate::http::names;
 use crate::storage::{ReplicaInfo, ReplicaReader, Storage};
 use crate::Node;
 
-/// Bytes read from disk per blocking call: many packets' worth, split into
-/// packets without copying, so the hand-off to the blocking pool and back
-/// is paid once per MiB rather than once per 64 KiB packet.
+/// Bytes handed to the transport per call: many packets' worth, so the
+/// hand-off to a blocking thread and back is paid once per MiB rather than
+/// once per 64 KiB packet.
 const READ_BATCH: u64 = 1 << 20;
-/// Batches read ahead of the socket, so the disk read of the next batch
-/// overlaps sending this one (with a queue of packets, the reader waited
-/// for the socket to drain most of a batch before reading on).
+/// Batches prepared (checksums read, data prefetched) ahead of the socket,
+/// so the disk read of the next batch overlaps sending this one.
 const READ_AHEAD_BATCHES: usize = 2;
 
 /// The byte range a read streams: (first chunk offset, end).
@@ -78,24 +77,26 @@ pub async fn read_block(
     let step = packet_len(info.bytes_per_checksum);
     let batch = (READ_BATCH / step).max(1) * step;
     let bpc = info.bytes_per_checksum as u64;
-    let (btx, mut brx) =
-        mpsc::channel::<Result<(u64, bytes::Bytes, bytes::Bytes)>>(READ_AHEAD_BATCHES);
+    let file = reader.data_file().clone();
+    let data_path = reader.data_path().to_path_buf();
+    let (btx, mut brx) = mpsc::channel::<Result<(u64, usize, bytes::Bytes)>>(READ_AHEAD_BATCHES);
+    // Reads each batch's checksums and starts its data into the page
+    // cache ahead of the sender, which hands the data to the transport
+    // straight from the file (`sendfile` on TCP: no copy through here).
     let producer = tokio::spawn(async move {
         let mut pos = first;
         while pos < end {
             let len = batch.min(end - pos) as usize;
             let r2 = reader.clone();
-            let r = tokio::task::spawn_blocking(move || r2.read(pos, len))
-                .await
-                .map_err(Error::from)
-                .and_then(|r| r);
+            let r = tokio::task::spawn_blocking(move || {
+                r2.prefetch(pos, len);
+                r2.read_checksums(pos, len)
+            })
+            .await
+            .map_err(Error::from)
+            .and_then(|r| r);
             let failed = r.is_err();
-            if btx
-                .send(r.map(|(sums, data)| (pos, sums, data)))
-                .await
-                .is_err()
-                || failed
-            {
+            if btx.send(r.map(|sums| (pos, len, sums))).await.is_err() || failed {
                 return;
             }
             pos += len as u64;
@@ -105,24 +106,40 @@ pub async fn read_block(
     let limit = node.config.idle_timeout();
     let result = async {
         while let Some(r) = brx.recv().await {
-            let (mut pos, mut sums, mut data) = r?;
+            let (mut pos, len, mut sums) = r?;
+            let batch_end = pos + len as u64;
             // Packets start on chunk boundaries (`step` is whole chunks),
             // so each takes its own chunks' checksums.
-            while !data.is_empty() {
-                let n = (step as usize).min(data.len());
-                let p = Frame::Packet(Packet {
+            let mut packets = Vec::with_capacity(len.div_ceil(step as usize));
+            while pos < batch_end {
+                let n = step.min(batch_end - pos);
+                packets.push(FilePacket {
                     seqno,
                     offset_in_block: pos,
-                    flags: 0,
-                    checksums: sums.split_to((n as u64).div_ceil(bpc) as usize * 4),
-                    data: data.split_to(n),
+                    checksums: sums.split_to(n.div_ceil(bpc) as usize * 4),
+                    file_offset: pos,
+                    len: n as usize,
                 });
-                send_within(&mut *tx, p, limit, "reader").await?;
-                metrics::counter!(names::BYTES_READ).increment(n as u64);
-                metrics::counter!(names::PACKETS_SENT).increment(1);
                 seqno += 1;
-                pos += n as u64;
+                pos += n;
             }
+            let count = packets.len() as u64;
+            tx.send_file_packets(&file, packets, limit)
+                .await
+                .map_err(|e| match e {
+                    TransportError::Stalled { idle } => {
+                        Error::Timeout(format!("reader took no data for {idle:?}"))
+                    }
+                    TransportError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        Error::CorruptReplica {
+                            path: data_path.clone(),
+                            why: e.to_string(),
+                        }
+                    }
+                    e => e.into(),
+                })?;
+            metrics::counter!(names::BYTES_READ).increment(len as u64);
+            metrics::counter!(names::PACKETS_SENT).increment(count);
         }
         let p = Frame::Packet(Packet::last(seqno, end));
         send_within(&mut *tx, p, limit, "reader").await?;

@@ -38,6 +38,13 @@ pub(crate) mod kind {
     pub const ACK: u8 = 0x03;
 }
 
+/// Appends the prefix of a frame of `kind` whose body is `body_len` bytes.
+pub(crate) fn put_prefix(buf: &mut BytesMut, kind: u8, body_len: usize) {
+    buf.extend_from_slice(&MAGIC);
+    buf.extend_from_slice(&[PROTOCOL_VERSION, kind]);
+    buf.extend_from_slice(&(body_len as u32).to_be_bytes());
+}
+
 /// Ways a frame can be wrong. Each closes the connection after an error
 /// response; none is a panic.
 #[derive(Debug, thiserror::Error)]
@@ -151,9 +158,7 @@ impl Frame {
         };
         let body_len = head.len() + tail.as_ref().map_or(0, |(c, d)| c.len() + d.len());
         let mut buf = BytesMut::with_capacity(PREFIX_LEN + head.len());
-        buf.extend_from_slice(&MAGIC);
-        buf.extend_from_slice(&[PROTOCOL_VERSION, kind]);
-        buf.extend_from_slice(&(body_len as u32).to_be_bytes());
+        put_prefix(&mut buf, kind, body_len);
         buf.extend_from_slice(&head);
         head.clear();
         (buf, tail)

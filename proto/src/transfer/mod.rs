@@ -17,7 +17,7 @@ mod timeouts;
 pub use checksum::{ChecksumError, Checksums};
 pub use codec::FrameCodec;
 pub use frame::{Frame, FrameError, Op, MAX_FRAME_LEN, MAX_HEADER_LEN, PROTOCOL_VERSION};
-pub use packet::{Packet, PipelineAck};
+pub use packet::{FilePacket, Packet, PipelineAck};
 pub use timeouts::{pipeline_timeout, PIPELINE_TIMEOUT_STEP};
 
 pub mod ops {

@@ -20,16 +20,77 @@
 //! +--------+-----------+---------------------+-----------+-------------+
 //! ```
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::checksum::{ChecksumError, Checksums};
-use super::frame::FrameError;
+use super::frame::{self, FrameError, PREFIX_LEN};
 use super::ops::Status;
 
 /// Flag: the last (empty) packet of a block; the receiver finalizes on it.
 pub const FLAG_LAST: u8 = 0x01;
 /// Flag: the receiver must fsync before acknowledging (hsync).
 pub const FLAG_SYNC: u8 = 0x02;
+
+fn encode_header(
+    seqno: u64,
+    offset_in_block: u64,
+    flags: u8,
+    data_len: usize,
+    sums_len: usize,
+) -> Vec<u8> {
+    let mut h = Vec::with_capacity(Packet::HEADER_LEN);
+    h.extend_from_slice(&seqno.to_be_bytes());
+    h.extend_from_slice(&offset_in_block.to_be_bytes());
+    h.push(flags);
+    h.extend_from_slice(&(data_len as u32).to_be_bytes());
+    h.extend_from_slice(&(sums_len as u32).to_be_bytes());
+    h
+}
+
+/// A data packet whose data still lies in a block file: `len` bytes at
+/// `file_offset`. A transport that can move file pages to the network
+/// without copying them (TCP's `sendfile`) sends it as it is; on the wire
+/// it is an ordinary [`Packet`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilePacket {
+    pub seqno: u64,
+    pub offset_in_block: u64,
+    pub checksums: Bytes,
+    pub file_offset: u64,
+    pub len: usize,
+}
+
+impl FilePacket {
+    /// The frame prefix, the packet header and the checksums: everything
+    /// that goes before the data.
+    pub fn encode_head(&self) -> BytesMut {
+        let header = encode_header(
+            self.seqno,
+            self.offset_in_block,
+            0,
+            self.len,
+            self.checksums.len(),
+        );
+        let body_len = header.len() + self.checksums.len() + self.len;
+        let mut buf = BytesMut::with_capacity(PREFIX_LEN + body_len - self.len);
+        frame::put_prefix(&mut buf, frame::kind::PACKET, body_len);
+        buf.extend_from_slice(&header);
+        buf.extend_from_slice(&self.checksums);
+        buf
+    }
+
+    /// The same packet with its data read into memory.
+    pub fn with_data(self, data: Bytes) -> Packet {
+        debug_assert_eq!(data.len(), self.len);
+        Packet {
+            seqno: self.seqno,
+            offset_in_block: self.offset_in_block,
+            flags: 0,
+            checksums: self.checksums,
+            data,
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Packet {
@@ -79,13 +140,13 @@ impl Packet {
     }
 
     pub(crate) fn encode_header(&self) -> Vec<u8> {
-        let mut h = Vec::with_capacity(Self::HEADER_LEN);
-        h.extend_from_slice(&self.seqno.to_be_bytes());
-        h.extend_from_slice(&self.offset_in_block.to_be_bytes());
-        h.push(self.flags);
-        h.extend_from_slice(&(self.data.len() as u32).to_be_bytes());
-        h.extend_from_slice(&(self.checksums.len() as u32).to_be_bytes());
-        h
+        encode_header(
+            self.seqno,
+            self.offset_in_block,
+            self.flags,
+            self.data.len(),
+            self.checksums.len(),
+        )
     }
 
     /// Decodes a packet body, slicing data and checksums out of `body`
@@ -227,6 +288,27 @@ mod tests {
     use crate::transfer::checksum::CHECKSUM_LEN;
     use crate::transfer::frame::MAX_FRAME_LEN;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_file_packet_goes_on_the_wire_as_the_packet_of_its_data() {
+        let sums = Checksums::new(512);
+        let data = Bytes::from((0..1300u32).map(|i| i as u8).collect::<Vec<_>>());
+        let p = Packet::new(7, 4096, data.clone(), &sums);
+        let fp = FilePacket {
+            seqno: 7,
+            offset_in_block: 4096,
+            checksums: p.checksums.clone(),
+            file_offset: 4096,
+            len: data.len(),
+        };
+        let mut wire = fp.encode_head();
+        wire.extend_from_slice(&data);
+        assert_eq!(
+            wire.freeze(),
+            crate::transfer::Frame::Packet(p.clone()).encode_to_bytes()
+        );
+        assert_eq!(fp.with_data(data), p);
+    }
 
     fn header(seqno: u64, offset: u64, flags: u8, data_len: u32, sums_len: u32) -> Vec<u8> {
         let mut h = Vec::with_capacity(Packet::HEADER_LEN);
