@@ -3,11 +3,11 @@
 //! mapping is, in the namespace).
 //!
 //! The map holds an entry per block of the namespace (millions), so the
-//! entry every block has is 32 bytes: the generation stamp and up to three
+//! entry every block has is 24 bytes: the generation stamp and up to three
 //! replicas inline, each a `u32` index into the map's table of datanode
-//! ids. What few blocks have (corrupt replicas; pipeline targets, kept
-//! only until every target has reported its replica) lives in side maps
-//! that are empty most of the time. There is no per-datanode index: the
+//! ids. What few blocks have (more than three replicas; corrupt replicas;
+//! pipeline targets, kept only until every target has reported its
+//! replica) lives in side maps that are empty most of the time. There is no per-datanode index: the
 //! questions it would answer (a block report's diff, a node's block count)
 //! are rare enough to scan for, and an index would cost three hash-set
 //! slots per block.
@@ -22,11 +22,73 @@ type Node = u32;
 type Nodes = SmallVec<[Node; 3]>;
 
 /// What every block has.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Copy)]
 struct Entry {
     gen_stamp: u64,
-    /// Datanodes that reported a good replica.
-    replicas: Nodes,
+    /// Datanodes that reported a good replica: the first `len` of
+    /// `inline`, or, when `len` is [`WIDE`], the block's list in
+    /// [`BlockMap::wide`] (an array, not a `SmallVec`, whose length and
+    /// capacity would make every entry 8 bytes bigger).
+    inline: [Node; INLINE],
+    len: u8,
+}
+
+const INLINE: usize = 3;
+/// `Entry::len` of a block whose replicas are all in the wide side map.
+const WIDE: u8 = u8::MAX;
+
+impl Entry {
+    fn replicas<'a>(&'a self, id: u64, wide: &'a HashMap<u64, Nodes>) -> &'a [Node] {
+        if self.len == WIDE {
+            side(wide, id)
+        } else {
+            &self.inline[..self.len as usize]
+        }
+    }
+
+    /// Adds `node` unless it is there already.
+    fn add(&mut self, id: u64, wide: &mut HashMap<u64, Nodes>, node: Node) {
+        if self.replicas(id, wide).contains(&node) {
+            return;
+        }
+        match self.len {
+            WIDE => wide.entry(id).or_default().push(node),
+            n if (n as usize) < INLINE => {
+                self.inline[n as usize] = node;
+                self.len += 1;
+            }
+            _ => {
+                let mut all: Nodes = self.inline.iter().copied().collect();
+                all.push(node);
+                wide.insert(id, all);
+                self.len = WIDE;
+            }
+        }
+    }
+
+    fn remove(&mut self, id: u64, wide: &mut HashMap<u64, Nodes>, node: Node) {
+        if self.len != WIDE {
+            let mut kept = 0;
+            for i in 0..self.len as usize {
+                if self.inline[i] != node {
+                    self.inline[kept] = self.inline[i];
+                    kept += 1;
+                }
+            }
+            self.len = kept as u8;
+            return;
+        }
+        let Some(all) = wide.get_mut(&id) else {
+            self.len = 0;
+            return;
+        };
+        all.retain(|n| *n != node);
+        if all.len() <= INLINE {
+            self.len = all.len() as u8;
+            self.inline[..all.len()].copy_from_slice(all);
+            wide.remove(&id);
+        }
+    }
 }
 
 /// One block's entry, with datanode ids resolved.
@@ -77,6 +139,8 @@ impl<'a> BlockInfo<'a> {
 #[derive(Default)]
 pub struct BlockMap {
     blocks: HashMap<u64, Entry>,
+    /// Replicas of blocks with more than [`INLINE`].
+    wide: HashMap<u64, Nodes>,
     corrupt: HashMap<u64, Nodes>,
     expected: HashMap<u64, Nodes>,
     /// Datanode ids by index, each stored once.
@@ -119,6 +183,7 @@ impl BlockMap {
                 ..Default::default()
             },
         );
+        self.wide.remove(&id);
         self.corrupt.remove(&id);
         if expected.is_empty() {
             self.expected.remove(&id);
@@ -132,7 +197,7 @@ impl BlockMap {
         Some(BlockInfo {
             ids: &self.ids,
             gen_stamp: entry.gen_stamp,
-            replicas: &entry.replicas,
+            replicas: entry.replicas(id, &self.wide),
             corrupt: side(&self.corrupt, id),
             expected: side(&self.expected, id),
         })
@@ -143,10 +208,11 @@ impl BlockMap {
     pub fn add_replica(&mut self, id: u64, gen_stamp: u64, node: &str) {
         let node = self.intern(node);
         let corrupt = self.corrupt.get(&id).is_some_and(|c| c.contains(&node));
-        let entry = self.entry(id, gen_stamp);
+        self.entry(id, gen_stamp);
+        let entry = self.blocks.get_mut(&id).expect("just made");
         entry.gen_stamp = gen_stamp;
-        if !corrupt && !entry.replicas.contains(&node) {
-            entry.replicas.push(node);
+        if !corrupt {
+            entry.add(id, &mut self.wide, node);
         }
         if let Some(expected) = self.expected.get_mut(&id) {
             expected.retain(|n| *n != node);
@@ -161,8 +227,8 @@ impl BlockMap {
     /// from, never offered to readers as a replica.
     pub fn add_expected(&mut self, id: u64, gen_stamp: u64, node: &str) {
         let node = self.intern(node);
-        let entry = self.entry(id, gen_stamp);
-        if entry.gen_stamp != gen_stamp || entry.replicas.contains(&node) {
+        let entry = *self.entry(id, gen_stamp);
+        if entry.gen_stamp != gen_stamp || entry.replicas(id, &self.wide).contains(&node) {
             return;
         }
         let expected = self.expected.entry(id).or_default();
@@ -176,7 +242,7 @@ impl BlockMap {
             return;
         };
         if let Some(entry) = self.blocks.get_mut(&id) {
-            entry.replicas.retain(|n| *n != node);
+            entry.remove(id, &mut self.wide, node);
         }
         remove_from(&mut self.corrupt, id, node);
     }
@@ -185,9 +251,10 @@ impl BlockMap {
     /// with `gen_stamp`) bad; returns whether a good one remains elsewhere.
     pub fn mark_corrupt(&mut self, id: u64, gen_stamp: u64, node: &str) -> bool {
         let node = self.intern(node);
-        let entry = self.entry(id, gen_stamp);
-        entry.replicas.retain(|n| *n != node);
-        let good_left = !entry.replicas.is_empty();
+        self.entry(id, gen_stamp);
+        let entry = self.blocks.get_mut(&id).expect("just made");
+        entry.remove(id, &mut self.wide, node);
+        let good_left = entry.len != 0;
         remove_from(&mut self.expected, id, node);
         let corrupt = self.corrupt.entry(id).or_default();
         if !corrupt.contains(&node) {
@@ -201,10 +268,12 @@ impl BlockMap {
         let Some(entry) = self.blocks.remove(&id) else {
             return Vec::new();
         };
+        let replicas: Nodes = entry.replicas(id, &self.wide).iter().copied().collect();
+        self.wide.remove(&id);
         let corrupt = self.corrupt.remove(&id).unwrap_or_default();
         let expected = self.expected.remove(&id).unwrap_or_default();
         let mut nodes: Vec<Node> = Vec::new();
-        for n in entry.replicas.iter().chain(&corrupt).chain(&expected) {
+        for n in replicas.iter().chain(&corrupt).chain(&expected) {
             if !nodes.contains(n) {
                 nodes.push(*n);
             }
@@ -224,7 +293,7 @@ impl BlockMap {
         let mut out: Vec<u64> = self
             .blocks
             .iter()
-            .filter(|(_, e)| e.replicas.contains(&node))
+            .filter(|(id, e)| e.replicas(**id, &self.wide).contains(&node))
             .map(|(id, _)| *id)
             .collect();
         out.extend(
@@ -239,8 +308,8 @@ impl BlockMap {
     /// How many good replicas each datanode holds (one scan).
     pub fn replica_counts(&self) -> HashMap<&str, u64> {
         let mut per_node = vec![0u64; self.ids.len()];
-        for e in self.blocks.values() {
-            for n in &e.replicas {
+        for (id, e) in &self.blocks {
+            for n in e.replicas(*id, &self.wide) {
                 per_node[*n as usize] += 1;
             }
         }
@@ -342,8 +411,45 @@ mod tests {
         for n in ["x", "y", "z"] {
             map.add_replica(7, 1000, n);
         }
-        assert!(map.expected.is_empty() && map.corrupt.is_empty());
-        assert!(!map.blocks[&7].replicas.spilled());
-        assert_eq!(std::mem::size_of::<Entry>(), 32);
+        assert!(map.expected.is_empty() && map.corrupt.is_empty() && map.wide.is_empty());
+        assert_eq!(sorted(map.get(7).unwrap().replicas()), vec!["x", "y", "z"]);
+        assert_eq!(std::mem::size_of::<Entry>(), 24);
+    }
+
+    #[test]
+    fn more_than_three_replicas_move_to_the_side_and_back() {
+        let mut map = BlockMap::default();
+        map.allocated(9, 1000, Vec::new());
+        for n in ["a", "b", "c", "d", "e"] {
+            map.add_replica(9, 1000, n);
+        }
+        map.add_replica(9, 1000, "d");
+        assert_eq!(
+            sorted(map.get(9).unwrap().replicas()),
+            vec!["a", "b", "c", "d", "e"]
+        );
+        assert_eq!(map.replica_counts()["e"], 1);
+        assert_eq!(map.blocks_of("e"), vec![9]);
+        map.remove_replica(9, "a");
+        assert!(map.mark_corrupt(9, 1000, "e"));
+        assert_eq!(sorted(map.get(9).unwrap().replicas()), vec!["b", "c", "d"]);
+        assert!(map.wide.is_empty(), "three fit inline again");
+        map.add_replica(9, 1000, "f");
+        map.add_replica(9, 1000, "g");
+        assert_eq!(
+            sorted(map.get(9).unwrap().replicas()),
+            vec!["b", "c", "d", "f", "g"]
+        );
+        let mut gone = map.remove_block(9);
+        gone.sort();
+        assert_eq!(gone, vec!["b", "c", "d", "e", "f", "g"]);
+        assert!(map.wide.is_empty() && map.corrupt.is_empty());
+        // A new pipeline forgets the old replicas, wide ones included.
+        for n in ["a", "b", "c", "d"] {
+            map.add_replica(10, 1000, n);
+        }
+        map.allocated(10, 1001, vec!["a".into()]);
+        assert!(map.get(10).unwrap().replicas().next().is_none());
+        assert!(map.wide.is_empty());
     }
 }
