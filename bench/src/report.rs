@@ -84,6 +84,12 @@ const ROWS: &[Row] = &[
     ),
     row("get, 4 clients", "rfs_get_4clients", None, TCP),
     row(
+        "CRC32C per 512-byte chunk, one core",
+        "crc32c_chunks_one_core",
+        None,
+        Some(("crc32c_one_core", 1.0, "CRC32C of one long buffer")),
+    ),
+    row(
         "create + close, 1 task",
         "rfs_create_1",
         Some("moosefs_create"),
