@@ -369,6 +369,7 @@ impl ReplicaReader {
         }
     }
 
+    /// The data file's path, for errors that name it.
     pub fn data_path(&self) -> &std::path::Path {
         &self.data_path
     }
