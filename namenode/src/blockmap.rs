@@ -7,10 +7,10 @@
 //! replicas inline, each a `u32` index into the map's table of datanode
 //! ids. What few blocks have (more than three replicas; corrupt replicas;
 //! pipeline targets, kept only until every target has reported its
-//! replica) lives in side maps that are empty most of the time. There is no per-datanode index: the
-//! questions it would answer (a block report's diff, a node's block count)
-//! are rare enough to scan for, and an index would cost three hash-set
-//! slots per block.
+//! replica) lives in side maps that are empty most of the time. There is
+//! no per-datanode index: the questions it would answer (a block report's
+//! diff, a node's block count) are rare enough to scan for, and an index
+//! would cost three hash-set slots per block.
 
 use std::collections::HashMap;
 
@@ -164,14 +164,6 @@ impl BlockMap {
         self.index.get(node).copied()
     }
 
-    /// Block `id`'s entry, created with `gen_stamp` if the map has none.
-    fn entry(&mut self, id: u64, gen_stamp: u64) -> &mut Entry {
-        self.blocks.entry(id).or_insert_with(|| Entry {
-            gen_stamp,
-            ..Default::default()
-        })
-    }
-
     /// A block was allocated (or its pipeline rebuilt) at `gen_stamp`
     /// with these targets; replicas reported before are forgotten.
     pub fn allocated(&mut self, id: u64, gen_stamp: u64, expected: Vec<String>) {
@@ -208,8 +200,7 @@ impl BlockMap {
     pub fn add_replica(&mut self, id: u64, gen_stamp: u64, node: &str) {
         let node = self.intern(node);
         let corrupt = self.corrupt.get(&id).is_some_and(|c| c.contains(&node));
-        self.entry(id, gen_stamp);
-        let entry = self.blocks.get_mut(&id).expect("just made");
+        let entry = entry(&mut self.blocks, id, gen_stamp);
         entry.gen_stamp = gen_stamp;
         if !corrupt {
             entry.add(id, &mut self.wide, node);
@@ -227,7 +218,7 @@ impl BlockMap {
     /// from, never offered to readers as a replica.
     pub fn add_expected(&mut self, id: u64, gen_stamp: u64, node: &str) {
         let node = self.intern(node);
-        let entry = *self.entry(id, gen_stamp);
+        let entry = *entry(&mut self.blocks, id, gen_stamp);
         if entry.gen_stamp != gen_stamp || entry.replicas(id, &self.wide).contains(&node) {
             return;
         }
@@ -251,8 +242,7 @@ impl BlockMap {
     /// with `gen_stamp`) bad; returns whether a good one remains elsewhere.
     pub fn mark_corrupt(&mut self, id: u64, gen_stamp: u64, node: &str) -> bool {
         let node = self.intern(node);
-        self.entry(id, gen_stamp);
-        let entry = self.blocks.get_mut(&id).expect("just made");
+        let entry = entry(&mut self.blocks, id, gen_stamp);
         entry.remove(id, &mut self.wide, node);
         let good_left = entry.len != 0;
         remove_from(&mut self.expected, id, node);
@@ -320,6 +310,15 @@ impl BlockMap {
     pub fn gen_stamps(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.blocks.iter().map(|(id, e)| (*id, e.gen_stamp))
     }
+}
+
+/// Block `id`'s entry, created with `gen_stamp` if the map has none (a
+/// function of the table alone, so the side maps stay free to borrow).
+fn entry(blocks: &mut HashMap<u64, Entry>, id: u64, gen_stamp: u64) -> &mut Entry {
+    blocks.entry(id).or_insert_with(|| Entry {
+        gen_stamp,
+        ..Default::default()
+    })
 }
 
 /// Block `id`'s list in a side map (empty when it has none).
