@@ -281,8 +281,12 @@ impl MiniCluster {
     pub async fn restart_datanode(&mut self, i: usize) -> Result<()> {
         self.kill_datanode(i);
         self.start_datanode(i)?;
+        self.datanodes[i].wait_serving(START_DEADLINE).await?;
+        // At least: a node restarted on new data dirs registers under a new
+        // id while its old one still counts until declared dead.
         let n = self.datanodes.iter().filter(|d| d.child.is_some()).count();
-        self.wait_live_datanodes(n).await
+        self.wait_live(&format!("at least {n}"), |live| live >= n)
+            .await
     }
 
     pub fn datanode_running(&mut self, i: usize) -> bool {
@@ -294,12 +298,18 @@ impl MiniCluster {
 
     /// Waits until the namenode counts exactly `n` live datanodes.
     pub async fn wait_live_datanodes(&mut self, n: usize) -> Result<()> {
+        self.wait_live(&n.to_string(), |live| live == n).await
+    }
+
+    /// Waits until the namenode's live datanode count is `ok` (`expected`
+    /// says which, for the error).
+    async fn wait_live(&mut self, expected: &str, ok: impl Fn(usize) -> bool) -> Result<()> {
         let deadline = Instant::now() + START_DEADLINE;
         let mut last = None;
         loop {
             if let Ok(c) = Client::connect(self.client_config()).await {
                 if let Ok(s) = c.fs_stats().await {
-                    if s.live_datanodes as usize == n {
+                    if ok(s.live_datanodes as usize) {
                         return Ok(());
                     }
                     last = Some(s.live_datanodes);
@@ -309,7 +319,7 @@ impl MiniCluster {
             check_datanodes_alive(&mut self.datanodes, &self.daemons)?;
             if Instant::now() > deadline {
                 bail!(
-                    "expected {n} live datanodes, namenode reports {last:?}\n{}",
+                    "expected {expected} live datanodes, namenode reports {last:?}\n{}",
                     self.log_tails()
                 );
             }

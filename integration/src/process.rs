@@ -5,6 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
@@ -323,6 +324,25 @@ impl DatanodeSlot {
         let log = format!("dn{i}");
         self.child = Some(daemons.spawn("datanode", &log, &args, &self.wrapper)?);
         Ok(())
+    }
+}
+
+impl DatanodeSlot {
+    /// Waits until the datanode takes connections on its data address. A
+    /// restarted node can still count as live at the namenode from before
+    /// it was killed, so the live count alone does not say it serves.
+    pub(crate) async fn wait_serving(&self, within: Duration) -> Result<()> {
+        let deadline = Instant::now() + within;
+        loop {
+            match tokio::net::TcpStream::connect(self.data_addr).await {
+                Ok(_) => return Ok(()),
+                Err(e) if Instant::now() > deadline => bail!(
+                    "datanode at {} takes no connections after {within:?}: {e}",
+                    self.data_addr
+                ),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
     }
 }
 
