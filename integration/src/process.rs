@@ -325,9 +325,7 @@ impl DatanodeSlot {
         self.child = Some(daemons.spawn("datanode", &log, &args, &self.wrapper)?);
         Ok(())
     }
-}
 
-impl DatanodeSlot {
     /// Waits until the datanode takes connections on its data address. A
     /// restarted node can still count as live at the namenode from before
     /// it was killed, so the live count alone does not say it serves.

@@ -191,8 +191,13 @@ pub async fn send_within(
 ) -> Result<()> {
     match tokio::time::timeout(limit, tx.send(frame)).await {
         Ok(r) => Ok(r?),
-        Err(_) => Err(Error::Timeout(format!("{peer} took no data for {limit:?}"))),
+        Err(_) => Err(stalled(peer, limit)),
     }
+}
+
+/// The error for a peer that took no data for `limit`.
+pub fn stalled(peer: &str, limit: Duration) -> Error {
+    Error::Timeout(format!("{peer} took no data for {limit:?}"))
 }
 
 pub async fn send_response(tx: &mut dyn FrameSender, resp: OpResponse) -> Result<()> {

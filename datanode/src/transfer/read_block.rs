@@ -13,7 +13,7 @@ use rfs_proto::transfer::{FilePacket, Frame, OpResponse, Packet, ReadBlockOp, St
 use rfs_transport::{FrameReceiver, FrameSender, TransportError};
 use tokio::sync::mpsc;
 
-use super::{reject, send_response, send_within};
+use super::{reject, send_response, send_within, stalled};
 use crate::error::{Error, Result};
 use crate::http::names;
 use crate::storage::{ReplicaInfo, ReplicaReader, Storage};
@@ -127,9 +127,7 @@ pub async fn read_block(
             tx.send_file_packets(&file, packets, limit)
                 .await
                 .map_err(|e| match e {
-                    TransportError::Stalled { idle } => {
-                        Error::Timeout(format!("reader took no data for {idle:?}"))
-                    }
+                    TransportError::Stalled { idle } => stalled("reader", idle),
                     TransportError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                         Error::CorruptReplica {
                             path: data_path.clone(),
