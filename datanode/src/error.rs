@@ -15,6 +15,8 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("data directory {path} is in use by another datanode ({holder} holds {path}/in_use.lock); refusing to start")]
+    DirInUse { path: PathBuf, holder: String },
     #[error("data directory {path} failed ({why}); taken out of service")]
     VolumeFailed { path: PathBuf, why: String },
     #[error("{failed} failed data directories, {tolerated} tolerated (failed_volumes_tolerated): {dirs}")]

@@ -165,6 +165,10 @@ impl MiniCluster {
         self.namenode.as_ref().map(Child::id)
     }
 
+    pub fn datanode_pid(&self, i: usize) -> Option<u32> {
+        self.datanodes[i].child.as_ref().map(Child::id)
+    }
+
     pub fn root(&self) -> &Path {
         self.daemons.root()
     }

@@ -2,6 +2,7 @@
 //! replicas, replica files and space accounting.
 //!
 //! ```text
+//! <dir>/in_use.lock                       flock held while a datanode runs here
 //! <dir>/datanode_id                       uuid, created once
 //! <dir>/current/rbw/blk_<id>              being written
 //! <dir>/current/rbw/blk_<id>_<gs>.meta
@@ -30,6 +31,7 @@
 //! `spawn_blocking`. It never deletes a finalized replica except through
 //! [`Storage::invalidate`] (a namenode's command).
 
+mod dir_lock;
 pub mod meta;
 mod recovery;
 pub mod replica;
@@ -48,6 +50,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::error::{Error, Result};
+use dir_lock::{DirLock, LockError};
 pub use replica::{ReplicaReader, ReplicaWriter};
 
 const ID_FILE: &str = "datanode_id";
@@ -62,6 +65,8 @@ pub struct Volume {
     pub corrupt: PathBuf,
     /// Why the volume was taken out of service; set once, never cleared.
     failed: OnceLock<String>,
+    /// Held for the life of the process: no second datanode runs here.
+    lock: OnceLock<DirLock>,
 }
 
 impl Volume {
@@ -73,6 +78,29 @@ impl Volume {
             rbw: current.join("rbw"),
             corrupt: current.join("corrupt"),
             failed: OnceLock::new(),
+            lock: OnceLock::new(),
+        }
+    }
+
+    /// Creates the root and takes its `in_use.lock`. A directory another
+    /// process holds is [`Error::DirInUse`] (the node must not start); any
+    /// other failure fails the volume like a failed [`Volume::prepare`].
+    fn lock(&self) -> Result<()> {
+        let io = |source| Error::DataDir {
+            path: self.root.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&self.root).map_err(io)?;
+        match DirLock::acquire(&self.root) {
+            Ok(lock) => {
+                let _ = self.lock.set(lock);
+                Ok(())
+            }
+            Err(LockError::InUse { holder }) => Err(Error::DirInUse {
+                path: self.root.clone(),
+                holder,
+            }),
+            Err(LockError::Io(source)) => Err(io(source)),
         }
     }
 
@@ -209,7 +237,10 @@ impl Storage {
         }
         let volumes: Vec<Volume> = dirs.iter().map(|d| Volume::at(d)).collect();
         for v in &volumes {
-            if let Err(e) = v.prepare() {
+            if let Err(e) = v.lock().and_then(|()| v.prepare()) {
+                if matches!(e, Error::DirInUse { .. }) {
+                    return Err(e);
+                }
                 let _ = v.failed.set(e.to_string());
             }
         }

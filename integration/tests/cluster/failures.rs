@@ -248,3 +248,65 @@ async fn full_disk_fails_the_write_clearly_and_keeps_finalized_blocks() -> anyho
     drop(disk);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_datanode_on_a_running_ones_data_dir_refuses_to_start() -> anyhow::Result<()> {
+    let cluster = MiniCluster::start().await?;
+    let c = cluster.client().await?;
+    let dir = cluster.datanode_dirs(0)[0].clone();
+    let addr_of = |report: &[rfs_client::DatanodeReportEntry]| -> Vec<(String, String)> {
+        let mut v: Vec<_> = report
+            .iter()
+            .filter_map(|e| e.info.as_ref())
+            .map(|i| (i.datanode_id.clone(), format!("{}:{}", i.ip, i.data_port)))
+            .collect();
+        v.sort();
+        v
+    };
+    let before = addr_of(&c.datanode_report().await?);
+
+    let port = |p: u16| format!("127.0.0.1:{p}");
+    let mut second = std::process::Command::new(rfs_integration::bin_path("datanode")?)
+        .args(["--namenode", &cluster.namenode_addr()])
+        .args(["--data-dir", &dir.display().to_string()])
+        .args(["--data-addr", &port(rfs_integration::free_port()?)])
+        .args(["--http-addr", &port(rfs_integration::free_port()?)])
+        .args(["--heartbeat-interval-ms", "200"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = second.try_wait()? {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!(
+                "a second datanode on {} kept running; the namenode now lists {:?} (was {before:?})",
+                dir.display(),
+                addr_of(&c.datanode_report().await?)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut stderr = String::new();
+    second
+        .stderr
+        .take()
+        .expect("piped")
+        .read_to_string(&mut stderr)?;
+    assert!(!status.success(), "exit status {status}");
+    assert!(
+        stderr.contains(&format!("data directory {} is in use", dir.display()))
+            && stderr.contains(&format!("process {}@", cluster.datanode_pid(0).unwrap())),
+        "stderr: {stderr}"
+    );
+    // The running datanode keeps its id, its address and its data.
+    assert_eq!(addr_of(&c.datanode_report().await?), before);
+    let data = payload(MIB + 3, 14);
+    write_file(&c, "/after-second", &data).await?;
+    assert!(read_file(&c, "/after-second").await? == data);
+    Ok(())
+}
