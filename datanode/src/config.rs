@@ -58,6 +58,12 @@ pub struct DatanodeConfig {
     pub max_connections: usize,
     /// A connection with no frame for this long is closed.
     pub idle_timeout_ms: u64,
+    /// A new connection must send its complete op header within this long.
+    pub op_header_timeout_ms: u64,
+    /// Most connections waiting for their op header; one more closes the
+    /// one that has waited longest. Below `max_connections`, so silent
+    /// connections can never take every slot.
+    pub max_pending_headers: usize,
     /// Longest wait for a downstream ack or op response.
     pub ack_timeout_ms: u64,
     /// Timeout of one RPC to a namenode.
@@ -91,6 +97,8 @@ impl Default for DatanodeConfig {
             hostname: None,
             max_connections: 512,
             idle_timeout_ms: 60_000,
+            op_header_timeout_ms: 5_000,
+            max_pending_headers: 128,
             ack_timeout_ms: 30_000,
             rpc_timeout_ms: 10_000,
             transfer_bytes_per_sec: 0,
@@ -142,6 +150,12 @@ impl DatanodeConfig {
         if self.max_connections == 0 {
             return bad("max-connections must be positive".into());
         }
+        if self.max_pending_headers == 0 || self.max_pending_headers >= self.max_connections {
+            return bad(format!(
+                "max-pending-headers {} must be positive and below max-connections {}",
+                self.max_pending_headers, self.max_connections
+            ));
+        }
         if self.data_dirs.is_empty() {
             return bad("no data directory configured (--data-dir)".into());
         }
@@ -168,6 +182,9 @@ impl DatanodeConfig {
     }
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.idle_timeout_ms.max(1))
+    }
+    pub fn op_header_timeout(&self) -> Duration {
+        Duration::from_millis(self.op_header_timeout_ms.max(1))
     }
     pub fn ack_timeout(&self) -> Duration {
         Duration::from_millis(self.ack_timeout_ms.max(1))

@@ -34,6 +34,10 @@ pub mod names {
     pub const SCANNER_BYTES: &str = "rfs_datanode_scanner_bytes_total";
     /// Replicas the block scanner found corrupt and quarantined.
     pub const CORRUPT_REPLICAS: &str = "rfs_datanode_corrupt_replicas_total";
+    /// Data-transfer connections closed before sending an op header,
+    /// labelled `reason`: `timeout` (none within op_header_timeout_ms) or
+    /// `evicted` (the oldest of max_pending_headers waiting ones).
+    pub const HEADERLESS_CLOSED: &str = "rfs_datanode_headerless_connections_closed_total";
     /// Highest raft term a namenode claimed active at.
     pub const NAMENODE_TERM: &str = "rfs_datanode_namenode_term";
 }

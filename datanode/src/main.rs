@@ -57,6 +57,17 @@ struct Cli {
     /// Failed data directories tolerated before the node stops [default: 0].
     #[arg(long)]
     failed_volumes_tolerated: Option<usize>,
+    /// Most data-transfer connections served at once [default: 512].
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// A new data-transfer connection must send its op header within this
+    /// long or it is closed [default: 5000].
+    #[arg(long)]
+    op_header_timeout_ms: Option<u64>,
+    /// Most connections waiting for their op header; one more closes the
+    /// one that waited longest (below --max-connections) [default: 128].
+    #[arg(long)]
+    max_pending_headers: Option<usize>,
     /// Wait for a downstream datanode in a write pipeline, plus 2 s per
     /// further node; match the clients' datanode timeout [default: 30000].
     #[arg(long)]
@@ -84,6 +95,15 @@ fn config(cli: Cli) -> Result<DatanodeConfig, rfs_datanode::Error> {
     }
     if let Some(v) = cli.heartbeat_interval_ms {
         c.heartbeat_interval_ms = v;
+    }
+    if let Some(v) = cli.max_connections {
+        c.max_connections = v;
+    }
+    if let Some(v) = cli.op_header_timeout_ms {
+        c.op_header_timeout_ms = v;
+    }
+    if let Some(v) = cli.max_pending_headers {
+        c.max_pending_headers = v;
     }
     if let Some(v) = cli.ack_timeout_ms {
         c.ack_timeout_ms = v;

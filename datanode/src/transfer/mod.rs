@@ -2,8 +2,11 @@
 //! `BlockTransport`, reads the op header and hands the connection to the op.
 //! One op per connection. A bad first frame gets an `OpResponse` with
 //! `ERROR_INVALID` naming the problem and the connection is closed; a
-//! connection's failure (even a panic) never stops the server.
+//! connection's failure (even a panic) never stops the server. A
+//! connection that sends no op header in time, or is the oldest of too
+//! many waiting to send one, is closed (see `admission`).
 
+mod admission;
 pub mod copy_block;
 mod read_block;
 pub mod recover_block;
@@ -24,6 +27,7 @@ use tracing::{debug, info, warn};
 use crate::error::{Error, Result};
 use crate::http::names;
 use crate::Node;
+use admission::PendingHeaders;
 
 /// Most nodes a WRITE_BLOCK / COPY_BLOCK may name downstream.
 pub const MAX_TARGETS: usize = 16;
@@ -36,6 +40,7 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let limit = Arc::new(Semaphore::new(node.config.max_connections));
+    let pending = PendingHeaders::new(node.config.max_pending_headers);
     let mut tasks = JoinSet::new();
     loop {
         while let Some(r) = tasks.try_join_next() {
@@ -56,7 +61,7 @@ pub async fn serve(
         };
         match accepted {
             Ok(conn) => {
-                tasks.spawn(handle(node.clone(), conn, permit));
+                tasks.spawn(handle(node.clone(), conn, permit, pending.clone()));
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -92,17 +97,34 @@ impl Drop for XceiverGuard<'_> {
     }
 }
 
-async fn handle(node: Arc<Node>, conn: Connection, _permit: OwnedSemaphorePermit) {
+async fn handle(
+    node: Arc<Node>,
+    conn: Connection,
+    _permit: OwnedSemaphorePermit,
+    pending: Arc<PendingHeaders>,
+) {
     node.xceivers.fetch_add(1, Ordering::Relaxed);
     let _guard = XceiverGuard(&node);
     let peer = conn.peer;
     let (tx, mut rx) = conn.split();
-    let first = match tokio::time::timeout(node.config.idle_timeout(), rx.recv()).await {
-        Err(_) => {
+    let (ticket, evicted) = pending.enter();
+    let limit = node.config.op_header_timeout();
+    let first = tokio::select! {
+        r = tokio::time::timeout(limit, rx.recv()) => r,
+        _ = evicted => {
             debug!(
-                "{peer}: no op within {:?}; closing",
-                node.config.idle_timeout()
+                "{peer}: closed to make room: {} connections wait for their op header",
+                node.config.max_pending_headers
             );
+            metrics::counter!(names::HEADERLESS_CLOSED, "reason" => "evicted").increment(1);
+            return;
+        }
+    };
+    drop(ticket);
+    let first = match first {
+        Err(_) => {
+            debug!("{peer}: no op header within {limit:?}; closing");
+            metrics::counter!(names::HEADERLESS_CLOSED, "reason" => "timeout").increment(1);
             return;
         }
         Ok(Ok(None)) => return,

@@ -310,3 +310,48 @@ async fn a_second_datanode_on_a_running_ones_data_dir_refuses_to_start() -> anyh
     assert!(read_file(&c, "/after-second").await? == data);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_neither_stall_reads_nor_stay_open() -> anyhow::Result<()> {
+    let cluster = MiniCluster::start().await?;
+    let c = cluster.client().await?;
+    // One replica: a read has no other datanode to fall back on.
+    let data = payload(MIB + 11, 15);
+    let one = CreateOptions {
+        replication: Some(1),
+        ..CreateOptions::default()
+    };
+    rfs_integration::files::write_file_with(&c, "/one-replica", &data, one).await?;
+    let located = c.get_block_locations("/one-replica", 0, 0).await?;
+    let holder = located.blocks[0].locations[0].clone();
+    let addr: std::net::SocketAddr = format!("{}:{}", holder.ip, holder.data_port).parse()?;
+
+    // More silent connections than the datanode serves at once (512).
+    let mut silent = Vec::new();
+    for _ in 0..600 {
+        silent.push(tokio::net::TcpStream::connect(addr).await?);
+    }
+    // The client gives up on a datanode after 10 s; before, the read
+    // waited for a slot until a silent connection's 60 s idle timeout.
+    let read = tokio::time::timeout(Duration::from_secs(30), read_file(&c, "/one-replica")).await;
+    assert!(
+        matches!(&read, Ok(Ok(d)) if *d == data),
+        "read beside 600 silent connections: {:?}",
+        read.map(|r| r.map(|d| d.len()))
+    );
+
+    // The newest silent connection is never evicted; the op-header
+    // deadline (5 s) closes it, long before the 60 s idle timeout.
+    let mut last = silent.pop().expect("600 connections");
+    let mut buf = [0u8; 16];
+    let closed = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::io::AsyncReadExt::read(&mut last, &mut buf),
+    )
+    .await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "a connection that sent nothing was still open after 30 s: {closed:?}"
+    );
+    Ok(())
+}
