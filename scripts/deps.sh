@@ -19,6 +19,7 @@ if [ "${1:-}" = bench ]; then
     want iperf3 iperf3
     want dd coreutils
     want perf linux-perf
+    want fio fio
     # rfs-bench report draws its charts in this font (bench/src/plot.rs).
     [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)
 fi
