@@ -281,3 +281,42 @@ async fn admin_ha_status_and_transfer() {
     .await
     .unwrap();
 }
+
+/// What `dfs ARGS --help` prints.
+fn help(args: &[&str]) -> String {
+    let mut all = args.to_vec();
+    all.push("--help");
+    ok(&dfs_bare(&all))
+}
+
+#[test]
+fn help_texts_say_each_thing_once_and_in_its_place() {
+    let put = help(&["put"]);
+    assert!(
+        put.contains("Usage: dfs put [OPTIONS] <LOCAL>... <DST>"),
+        "{put}"
+    );
+    let top = help(&[]);
+    assert_eq!(
+        top.matches("--replace-datanode-on-failure").count(),
+        1,
+        "{top}"
+    );
+    for cmd in [&["put"][..], &["ls"], &["setrep"], &["admin", "report"]] {
+        let text = help(cmd);
+        assert!(
+            !text.contains("replace-datanode-on-failure"),
+            "dfs {cmd:?} --help repeats the global write policy:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn replication_beyond_what_the_namenode_allows_is_refused_before_asking() {
+    for args in [&["setrep", "33", "/x"][..], &["put", "-r", "33", "-", "/x"]] {
+        let out = dfs("127.0.0.1:1", args, None);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "dfs {args:?}: {err}");
+        assert!(err.contains("33 is not in 1..=32"), "dfs {args:?}: {err}");
+    }
+}

@@ -10,8 +10,7 @@ use serde::Deserialize;
 
 use crate::error::{NamenodeError, Result};
 
-/// Most replicas one file may ask for.
-pub const MAX_REPLICATION: u32 = 32;
+pub use rfs_proto::defaults::MAX_REPLICATION;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]

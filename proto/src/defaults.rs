@@ -15,6 +15,9 @@ pub const DATANODE_HTTP_PORT: u16 = 9864;
 pub const BLOCK_SIZE: u64 = 512 * 1024 * 1024;
 /// Default replication factor.
 pub const REPLICATION: u32 = 3;
+/// Most replicas one file may ask for: the namenode refuses more, and
+/// `dfs` refuses them before asking.
+pub const MAX_REPLICATION: u32 = 32;
 /// Bytes covered by one CRC32C checksum.
 pub const BYTES_PER_CHECKSUM: u32 = 512;
 /// Largest amount of block data in one packet sent down a pipeline.

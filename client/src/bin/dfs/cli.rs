@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{ArgAction, Parser, Subcommand};
+use rfs_proto::defaults::MAX_REPLICATION;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -28,7 +29,8 @@ pub struct Cli {
     /// survivors (the namenode re-replicates it after close), `always`
     /// brings in a replacement, `default` does so at replication 3+ when at
     /// most half the nodes are left or the data was flushed (as HDFS).
-    #[arg(long, global = true, value_name = "POLICY", default_value = "default")]
+    /// Goes before the command, like HDFS's generic options.
+    #[arg(long, value_name = "POLICY", default_value = "default")]
     pub replace_datanode_on_failure: rfs_client::ReplaceDatanode,
     #[command(subcommand)]
     pub cmd: Cmd,
@@ -135,14 +137,17 @@ pub enum FsCmd {
         #[arg(short = 'f')]
         force: bool,
         /// Replication of the new files (default: the namenode's).
-        #[arg(short = 'r', value_name = "N", value_parser = clap::value_parser!(u32).range(1..=255))]
+        #[arg(short = 'r', value_name = "N", value_parser = clap::value_parser!(u32).range(1..=MAX_REPLICATION as i64))]
         replication: Option<u32>,
         /// Block size of the new files, bytes or with a k/m/g suffix.
         #[arg(short = 'b', value_name = "BLOCKSIZE", value_parser = parse_size)]
         block_size: Option<u64>,
-        /// Local sources, then the rfs destination.
-        #[arg(required = true, num_args = 2.., value_name = "LOCAL... DST")]
-        paths: Vec<String>,
+        /// Local files or directories; `-` reads standard input.
+        #[arg(required = true, value_name = "LOCAL")]
+        sources: Vec<String>,
+        /// The rfs destination: a file, or a directory to copy into.
+        #[arg(value_name = "DST")]
+        dst: String,
     },
     /// Copy an rfs file or directory (recursively) to the local file system.
     Get {
@@ -220,7 +225,7 @@ pub enum FsCmd {
     },
     /// Set the replication of a file, or of every file under a directory.
     Setrep {
-        #[arg(value_parser = clap::value_parser!(u32).range(1..=255))]
+        #[arg(value_parser = clap::value_parser!(u32).range(1..=MAX_REPLICATION as i64))]
         replication: u32,
         path: String,
     },

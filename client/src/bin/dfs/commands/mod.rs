@@ -42,15 +42,15 @@ pub async fn run(client: &Client, namenode: &str, cmd: FsCmd, report: &mut Repor
             force,
             replication,
             block_size,
-            mut paths,
+            sources,
+            dst,
         } => {
-            let dst = paths.pop().unwrap_or_default();
             let opts = transfer::PutOptions {
                 force,
                 replication,
                 block_size,
             };
-            transfer::put(client, &paths, &dst, &opts, report).await
+            transfer::put(client, &sources, &dst, &opts, report).await
         }
         FsCmd::Get { force, src, local } => {
             report.check(transfer::get(client, &src, &local, force).await)
