@@ -2,6 +2,9 @@
 
 use rfs_proto::rpc_error::{self, RpcErrorKind};
 
+/// Results kept in the retry cache hold these, bincode-encoded by variant
+/// index: add variants at the end, never reorder or reshape those that
+/// `apply` can return.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum NamenodeError {
     #[error("{0}: No such file or directory")]
@@ -22,9 +25,10 @@ pub enum NamenodeError {
     LeaseConflict { path: String, holder: String },
     #[error("{path}: no lease held by {client} (the file is not open for writing by this client)")]
     NoLease { path: String, client: String },
-    /// `path` is kept for the log; the user-facing text is fixed.
-    #[error("no live datanodes to place block on")]
-    NoLiveDatanodes { path: String },
+    /// No datanode can take a new block of `path`; `why` says why
+    /// (`placement::why_none`).
+    #[error("{path}: cannot place a new block: {why}")]
+    NoLiveDatanodes { path: String, why: String },
     /// This member is not the raft leader; `leader` is the leader's RPC
     /// address when known.
     #[error("{}", not_leader_text(.leader))]
@@ -47,6 +51,9 @@ pub enum NamenodeError {
     /// The RPC server stopped with an error.
     #[error("RPC server failed: {0}")]
     Server(String),
+    /// An admin call named a datanode the registry does not know.
+    #[error("no datanode {0}: give its id or its data address ip:port, as `dfs admin report` lists them")]
+    UnknownDatanode(String),
 }
 
 pub type Result<T, E = NamenodeError> = std::result::Result<T, E>;
@@ -54,7 +61,9 @@ pub type Result<T, E = NamenodeError> = std::result::Result<T, E>;
 impl NamenodeError {
     pub fn kind(&self) -> RpcErrorKind {
         match self {
-            NamenodeError::NotFound(_) => RpcErrorKind::NotFound,
+            NamenodeError::NotFound(_) | NamenodeError::UnknownDatanode(_) => {
+                RpcErrorKind::NotFound
+            }
             NamenodeError::AlreadyExists(_) => RpcErrorKind::AlreadyExists,
             NamenodeError::NotEmpty(_) => RpcErrorKind::NotEmpty,
             NamenodeError::IsDirectory(_) => RpcErrorKind::IsDirectory,

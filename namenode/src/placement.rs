@@ -28,6 +28,44 @@ pub fn choose(
     candidates.into_iter().take(replication).cloned().collect()
 }
 
+/// Why [`choose`] found no target for a block of `block_size` bytes, in
+/// the words a writer can act on.
+pub fn why_none(reg: &Registry, block_size: u64, excluded: &[String]) -> String {
+    let live: Vec<_> = reg.live().collect();
+    let n = live.len();
+    if n == 0 {
+        return "no live datanodes".into();
+    }
+    let draining = live
+        .iter()
+        .filter(|s| reg.is_draining(&s.info.datanode_id))
+        .count();
+    if draining == n {
+        return format!("all {n} live datanodes are decommissioning");
+    }
+    let excluded = live
+        .iter()
+        .filter(|s| excluded.contains(&s.info.datanode_id))
+        .count();
+    let full = live
+        .iter()
+        .filter(|s| s.reported && s.info.remaining < block_size)
+        .count();
+    let reasons: Vec<String> = [
+        (draining, "decommissioning"),
+        (excluded, "excluded by this writer after failing it"),
+        (full, "without room for the block"),
+    ]
+    .iter()
+    .filter(|(k, _)| *k > 0)
+    .map(|(k, what)| format!("{k} {what}"))
+    .collect();
+    format!(
+        "none of the {n} live datanodes can take a block of {block_size} bytes: {}",
+        reasons.join(", ")
+    )
+}
+
 /// Whether `d` runs on the client's host.
 pub fn is_local(d: &DatanodeInfo, client_host: &str) -> bool {
     d.ip == client_host || d.hostname == client_host
@@ -88,6 +126,27 @@ mod tests {
             "fewer candidates than replication: take what there is"
         );
         assert!(!ids.contains(&"a") && !ids.contains(&"full"));
+    }
+
+    #[test]
+    fn no_target_says_why() {
+        let mut reg = Registry::new(Duration::from_secs(60));
+        assert_eq!(why_none(&reg, 1, &[]), "no live datanodes");
+        for (id, ip) in [("a", "10.0.0.1"), ("b", "10.0.0.2")] {
+            reg.register(node(id, ip));
+        }
+        reg.set_draining(["a".to_string(), "b".to_string()].into());
+        assert!(choose(&reg, 3, 1, "", &[]).is_empty());
+        assert_eq!(
+            why_none(&reg, 1, &[]),
+            "all 2 live datanodes are decommissioning"
+        );
+        reg.set_draining(["a".to_string()].into());
+        assert_eq!(
+            why_none(&reg, 1, &["b".to_string()]),
+            "none of the 2 live datanodes can take a block of 1 bytes: \
+             1 decommissioning, 1 excluded by this writer after failing it"
+        );
     }
 
     #[test]

@@ -270,3 +270,31 @@ async fn a_decommissioned_datanode_is_drained_before_it_says_so() -> Result<()> 
     assert!(!ok && err.contains("no-such-node"), "{out}{err}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decommission_errors_name_the_datanode_and_the_reason() -> Result<()> {
+    let cluster = MiniCluster::builder().datanodes(2).start().await?;
+    let c = cluster.client().await?;
+    let (ok, out, err) = dfs(&cluster, &["admin", "decommission", "nope"])?;
+    assert!(!ok, "{out}{err}");
+    assert_eq!(
+        err.trim(),
+        "dfs: no datanode nope: give its id or its data address ip:port, as `dfs admin report` lists them"
+    );
+    for i in 0..2 {
+        let addr = cluster.datanode_data_addr(i).to_string();
+        let (ok, out, err) = dfs(&cluster, &["admin", "decommission", &addr])?;
+        assert!(ok && out.contains("is decommissioning"), "{out}{err}");
+    }
+    let failed = write_file(&c, "/nowhere", b"x")
+        .await
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        failed.as_deref().is_some_and(|e| e.contains(
+            "/nowhere: cannot place a new block: all 2 live datanodes are decommissioning"
+        )),
+        "{failed:?}"
+    );
+    Ok(())
+}

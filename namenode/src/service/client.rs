@@ -244,17 +244,22 @@ impl ClientProtocol for ClientService {
                 .into())
             }
         }
-        let targets = placement::choose(
-            &self.state.registry(),
-            file.replication as usize,
-            file.block_size,
-            &r.client_host,
-            &r.excluded_datanodes,
-        );
-        if targets.is_empty() {
-            tracing::warn!("{p}: no live datanode can take a new block");
-            return Err(NamenodeError::NoLiveDatanodes { path: p }.into());
-        }
+        let targets = {
+            let reg = self.state.registry();
+            let targets = placement::choose(
+                &reg,
+                file.replication as usize,
+                file.block_size,
+                &r.client_host,
+                &r.excluded_datanodes,
+            );
+            if targets.is_empty() {
+                let why = placement::why_none(&reg, file.block_size, &r.excluded_datanodes);
+                tracing::warn!("{p}: no datanode can take a new block: {why}");
+                return Err(NamenodeError::NoLiveDatanodes { path: p, why }.into());
+            }
+            targets
+        };
         if targets.len() < file.replication as usize {
             tracing::warn!(
                 "{p}: only {} live datanodes for replication {}",
@@ -663,8 +668,7 @@ impl ClientProtocol for ClientService {
                 .map(|s| s.info.datanode_id.clone());
             id
         };
-        let id =
-            found.ok_or_else(|| NamenodeError::NotFound(format!("datanode {}", r.datanode)))?;
+        let id = found.ok_or_else(|| NamenodeError::UnknownDatanode(r.datanode.clone()))?;
         let op = MetaOp::Decommission {
             datanode_id: id.clone(),
             decommission: !r.cancel,
