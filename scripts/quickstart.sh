@@ -7,16 +7,33 @@
 #   ./scripts/quickstart.sh status   show what is running
 # Config: conf/rfs-ha.toml. Ports: namenodes RPC 8020 (nn1), 8021 (nn2),
 # 8022 (witness), HTTP 9870-9872; datanodes data 9866-9868, HTTP 9864,9865,9869.
+# Each start keeps a daemon's last five logs: .rfs/logs/NAME.log is this
+# run's, NAME.log.1 the one before (the crash you want to read survives the
+# restart).
+# Environment:
+#   RFS_QUICKSTART_WAIT_S  how long to wait for a leader and 3 live
+#                          datanodes [120]; a daemon that exits meanwhile
+#                          fails the start at once, with its log
+#   RFS_QUICKSTART_BIN     run these binaries instead of building release
+#                          ones (the tests use the debug build)
+#   RFS_QUICKSTART_DIR     where data, logs and pids go [./.rfs]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-RUN=$ROOT/.rfs
-BIN=$ROOT/target/release
+RUN=${RFS_QUICKSTART_DIR:-$ROOT/.rfs}
+BIN=${RFS_QUICKSTART_BIN:-$ROOT/target/release}
 CONF=$ROOT/conf/rfs-ha.toml
+WAIT_S=${RFS_QUICKSTART_WAIT_S:-120}
 DN_DATA=(9866 9867 9868)
 DN_HTTP=(9864 9865 9869)
 
-running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+running() { # running <pidfile>: its process lives (a zombie, dead but not yet reaped, does not)
+    [ -f "$1" ] || return 1
+    local pid
+    pid=$(cat "$1")
+    kill -0 "$pid" 2>/dev/null || return 1
+    [ "$(sed -E 's/^.*\) (.).*/\1/' "/proc/$pid/stat" 2>/dev/null)" != Z ]
+}
 
 stop() {
     local any=0
@@ -47,19 +64,30 @@ case "${1:-start}" in
 esac
 
 ./scripts/deps.sh
-echo "== building release binaries (first time: several minutes)"
-cargo build --release --bins -p rfs-namenode -p rfs-datanode -p rfs-client
+if [ -z "${RFS_QUICKSTART_BIN:-}" ]; then
+    echo "== building release binaries (first time: several minutes)"
+    cargo build --release --bins -p rfs-namenode -p rfs-datanode -p rfs-client
+fi
 
 mkdir -p "$RUN/pids" "$RUN/logs"
+rotate_log() { # rotate_log <file>: keep the last five, .1 the newest
+    local log=$1 k
+    [ -s "$log" ] || return 0
+    for k in 4 3 2 1; do
+        if [ -e "$log.$k" ]; then mv -f "$log.$k" "$log.$((k + 1))"; fi
+    done
+    mv -f "$log" "$log.1"
+}
 start() { # start <name> <cmd...>
     local name=$1; shift
     if running "$RUN/pids/$name.pid"; then
         echo "$name already running (pid $(cat "$RUN/pids/$name.pid"))"
         return
     fi
+    rotate_log "$RUN/logs/$name.log"
     nohup "$@" >"$RUN/logs/$name.log" 2>&1 &
     echo $! >"$RUN/pids/$name.pid"
-    echo "started $name (pid $!, log .rfs/logs/$name.log)"
+    echo "started $name (pid $!, log $RUN/logs/$name.log)"
 }
 
 start nn1 "$BIN/namenode" --config "$CONF" --id nn1 --http-addr 127.0.0.1:9870 --name-dir "$RUN/nn1"
@@ -72,16 +100,30 @@ for i in 0 1 2; do
 done
 
 dfs() { "$BIN/dfs" --config "$CONF" "$@"; }
-echo "== waiting for a leader and 3 live datanodes"
-for _ in $(seq 1 150); do
-    if dfs df 2>/dev/null | grep -Eq '^Live datanodes:[[:space:]]+3$'; then break; fi
-    sleep 0.2
+echo "== waiting for a leader and 3 live datanodes (up to ${WAIT_S}s)"
+waiting_since=$SECONDS
+deadline=$((SECONDS + WAIT_S))
+next_note=$((SECONDS + 15))
+until dfs df 2>/dev/null | grep -Eq '^Live datanodes:[[:space:]]+3$'; do
+    # A daemon that died will not come up however long we wait.
+    for pidfile in "$RUN"/pids/*.pid; do
+        running "$pidfile" && continue
+        name=$(basename "$pidfile" .pid)
+        echo "$name exited while the cluster was starting; the end of $RUN/logs/$name.log:" >&2
+        tail -n 20 "$RUN/logs/$name.log" >&2
+        exit 1
+    done
+    if [ "$SECONDS" -ge "$deadline" ]; then
+        echo "no leader and 3 live datanodes after ${WAIT_S}s (RFS_QUICKSTART_WAIT_S); logs:" >&2
+        tail -n 20 "$RUN"/logs/*.log >&2
+        exit 1
+    fi
+    if [ "$SECONDS" -ge "$next_note" ]; then
+        echo "still waiting ($((SECONDS - waiting_since)) s): $(dfs df 2>&1 | grep -E '^(Live datanodes|dfs:)' | head -1)"
+        next_note=$((SECONDS + 15))
+    fi
+    sleep 0.5
 done
-dfs df | grep -Eq '^Live datanodes:[[:space:]]+3$' || {
-    echo "cluster did not come up; logs:" >&2
-    tail -n 20 "$RUN"/logs/*.log >&2
-    exit 1
-}
 
 echo "== demo: put / ls / get / cmp"
 demo=$(mktemp -d)
@@ -99,7 +141,7 @@ dfs admin ha status
 
 cat <<EOT
 
-rfs is running (data in .rfs/, logs in .rfs/logs/).
+rfs is running (data in $RUN/, logs in $RUN/logs/, the previous run's as NAME.log.1).
 Use the shell:   export PATH="$BIN:\$PATH" RFS_CONF=$CONF
                  dfs ls /            dfs put FILE /dir/     dfs get /dir/FILE .
                  dfs admin ha status dfs --help             dfs <command> --help

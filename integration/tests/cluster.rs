@@ -9,6 +9,7 @@ mod cluster {
     mod lease_recovery;
     mod namespace;
     mod pipeline_recovery;
+    mod quickstart;
     mod replication;
     mod shell;
 }
