@@ -325,12 +325,14 @@ mod tests {
             Cmd::Fs(FsCmd::Put {
                 force,
                 replication,
-                paths,
+                sources,
+                dst,
                 ..
             }) => {
                 assert!(force);
                 assert_eq!(replication, Some(2));
-                assert_eq!(paths, ["-", "/x"]);
+                assert_eq!(sources, ["-"]);
+                assert_eq!(dst, "/x");
             }
             other => panic!("{other:?}"),
         }
