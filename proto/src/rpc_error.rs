@@ -45,6 +45,8 @@ kinds! {
     LeaseExpired => "lease-expired", FailedPrecondition;
     NoLiveDatanodes => "no-live-datanodes", Unavailable;
     NotLeader => "not-leader", Unavailable;
+    CatchingUp => "catching-up", Unavailable;
+    LowOnDisk => "low-on-disk", ResourceExhausted;
     Internal => "internal", Internal;
 }
 
