@@ -23,6 +23,11 @@ pub struct Config {
     /// what bounds the namenode's resident size (the rest is read back
     /// from disk, usually from the OS page cache).
     pub cache_mib: u64,
+    /// Free space the name dir must keep, in MiB (HDFS's
+    /// `dfs.namenode.resource.du.reserved`; 0: no check). A leader below
+    /// it hands leadership to a full member above it, or, while none is,
+    /// refuses mutations and goes on serving reads.
+    pub name_dir_reserved_mib: u64,
     pub block_size: u64,
     pub replication: u32,
     /// A datanode silent this long is dead.
@@ -112,6 +117,7 @@ impl Default for Config {
             http_addr: SocketAddr::from(([127, 0, 0, 1], defaults::NAMENODE_HTTP_PORT)),
             name_dir: PathBuf::from(".rfs/name"),
             cache_mib: 16,
+            name_dir_reserved_mib: 100,
             block_size: defaults::BLOCK_SIZE,
             replication: defaults::REPLICATION,
             datanode_dead_ms: 30_000,
@@ -307,6 +313,11 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// [`Config::name_dir_reserved_mib`] in bytes.
+    pub fn name_dir_reserved_bytes(&self) -> u64 {
+        self.name_dir_reserved_mib.saturating_mul(1 << 20)
     }
 
     pub fn datanode_dead(&self) -> Duration {

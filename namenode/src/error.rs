@@ -2,6 +2,8 @@
 
 use rfs_proto::rpc_error::{self, RpcErrorKind};
 
+use crate::raft::name_dir_space::mib;
+
 /// Results kept in the retry cache hold these, bincode-encoded by variant
 /// index: add variants at the end, never reorder or reshape those that
 /// `apply` can return.
@@ -54,6 +56,28 @@ pub enum NamenodeError {
     /// An admin call named a datanode the registry does not know.
     #[error("no datanode {0}: give its id or its data address ip:port, as `dfs admin report` lists them")]
     UnknownDatanode(String),
+    /// This member leads but has not yet applied everything earlier
+    /// leaders committed (up to its term's first entry, `needed`): it
+    /// serves shortly, so the client asks it again.
+    #[error("{member} is catching up: applied {applied} of {needed}")]
+    CatchingUp {
+        member: String,
+        applied: u64,
+        needed: u64,
+    },
+    /// The leader's name dir is below its reserve and no full member with
+    /// room can take over: changes are refused, reads go on.
+    #[error(
+        "low on disk space on {member}: its name dir has {} free, below the reserve of {}; \
+         changes are refused until there is room (reads go on)",
+        mib(*.free),
+        mib(*.reserved)
+    )]
+    LowOnDisk {
+        member: String,
+        free: u64,
+        reserved: u64,
+    },
 }
 
 pub type Result<T, E = NamenodeError> = std::result::Result<T, E>;
@@ -74,6 +98,8 @@ impl NamenodeError {
             NamenodeError::NoLease { .. } => RpcErrorKind::LeaseExpired,
             NamenodeError::NoLiveDatanodes { .. } => RpcErrorKind::NoLiveDatanodes,
             NamenodeError::NotLeader { .. } => RpcErrorKind::NotLeader,
+            NamenodeError::CatchingUp { .. } => RpcErrorKind::CatchingUp,
+            NamenodeError::LowOnDisk { .. } => RpcErrorKind::LowOnDisk,
             NamenodeError::Internal(_)
             | NamenodeError::Config(_)
             | NamenodeError::Bind { .. }

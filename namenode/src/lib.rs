@@ -50,6 +50,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Runs the namenode on `config.rpc_addr` (with `[ha]`: its member's
 /// address) until `shutdown` completes, then flushes the store and returns.
+/// Returns the error at once, closing its ports, when a write of the raft
+/// log or the metadata store fails: a member that went on could only
+/// answer from a state it cannot make durable.
 pub async fn run(
     mut config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -94,6 +97,7 @@ pub async fn serve(
             return Err(e);
         }
     };
+    let raft = group.handle.clone();
     let state = Arc::new(State::new(config.clone(), group.handle.clone(), ns));
     let leader_watch = tokio::spawn(on_election(state.clone()));
     let replication_monitor = tokio::spawn(replication::monitor(state.clone()));
@@ -154,6 +158,7 @@ pub async fn serve(
             tracing::warn!("RPCs still running after {SHUTDOWN_GRACE:?}; stopping anyway");
             Ok(())
         }
+        e = raft.failed() => Err(e),
     };
     metrics_task.abort();
     leader_watch.abort();
@@ -178,7 +183,7 @@ pub fn open_metadata(
         NamenodeError::Store(format!("cannot create name dir {}: {e}", dir.display()))
     })?;
     let db = sled::Config::new()
-        .path(dir.join("meta.sled"))
+        .path(dir.join(namespace::STORE_DIR))
         .cache_capacity(config.cache_mib.saturating_mul(1 << 20))
         .open()
         .map_err(|e| {

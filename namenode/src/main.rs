@@ -40,6 +40,11 @@ struct Args {
     /// Memory the metadata store may cache, in MiB [default: 16].
     #[arg(long)]
     cache_mib: Option<u64>,
+    /// Free space the name dir must keep, in MiB (0: no check). Below it a
+    /// leader hands over to a member with room, or, while none has,
+    /// refuses changes and serves only reads [default: 100].
+    #[arg(long)]
+    name_dir_reserved_mib: Option<u64>,
     /// Default block size of new files, in bytes [default: 536870912].
     #[arg(long)]
     block_size: Option<u64>,
@@ -84,6 +89,7 @@ fn config(args: Args) -> Result<Config, rfs_namenode::NamenodeError> {
         http_addr,
         name_dir,
         cache_mib,
+        name_dir_reserved_mib,
         block_size,
         replication,
         datanode_dead_ms,

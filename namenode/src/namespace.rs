@@ -28,6 +28,9 @@ use crate::error::{NamenodeError, Result};
 use crate::meta_op::{CallKey, MetaResult};
 use crate::path;
 
+/// The sled store's directory in the name dir.
+pub const STORE_DIR: &str = "meta.sled";
+
 /// Key prefixes of the state machine (everything but the raft log): what
 /// a snapshot carries.
 pub const STATE_PREFIXES: &[u8] = b"bcdimx";

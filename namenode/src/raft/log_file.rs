@@ -185,7 +185,7 @@ impl LogFile {
             self.place(e.clone())?;
             encode_record(&mut self.pending, KIND_ENTRY, e);
         }
-        self.write_pending()
+        self.write_pending("cannot append entries to")
     }
 
     pub fn set_hard_state(&mut self, hs: &HardState) -> Result<()> {
@@ -194,13 +194,14 @@ impl LogFile {
         }
         self.hard = hs.clone();
         encode_record(&mut self.pending, KIND_HARD_STATE, hs);
-        self.write_pending()
+        self.write_pending("cannot write the hard state to")
     }
 
-    fn write_pending(&mut self) -> Result<()> {
+    /// `what` names the write in the error, e.g. "cannot append entries to".
+    fn write_pending(&mut self, what: &str) -> Result<()> {
         let r = self.file.write_all(&self.pending);
         self.pending.clear();
-        r.map_err(|e| io_err(&self.path, "cannot write", e))
+        r.map_err(|e| io_err(&self.path, what, e))
     }
 
     /// Makes everything written so far durable.
@@ -238,7 +239,7 @@ impl LogFile {
             }
             OpenOptions::new().append(true).open(&self.path)
         };
-        self.file = write().map_err(|e| io_err(&self.path, "cannot rewrite", e))?;
+        self.file = write().map_err(|e| io_err(&self.path, "cannot rewrite (compact)", e))?;
         Ok(())
     }
 }

@@ -8,18 +8,23 @@
 //!   nothing of raft);
 //! - `retry_sweep.rs`: when the leader proposes the bounded steps that
 //!   expire the retry cache;
+//! - `name_dir_space.rs`: each member's free space against its reserve;
+//! - `handover.rs`: whom a witness or a leader low on disk hands
+//!   leadership to;
 //! - `transport.rs`: raft messages between members over gRPC.
 //!
 //! [`RaftHandle`] is what the services use: submit a proposal, wait for a
-//! linearizable read point, ask who leads.
+//! linearizable read point, ask who leads, learn that the loop failed.
 
+pub mod handover;
 pub mod log_file;
+pub mod name_dir_space;
 pub mod node;
 pub mod retry_sweep;
 pub mod storage;
 pub mod transport;
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
 use raft::RawNode;
@@ -29,7 +34,8 @@ use crate::config::{Config, Member};
 use crate::error::{NamenodeError, Result};
 use crate::meta_op::{MetaResult, Proposal};
 use crate::namespace::{counter, Namespace};
-use node::{Inbox, Node, NodeSettings, NodeStatus};
+use name_dir_space::NameDirSpace;
+use node::{Inbox, Node, NodeSettings, NodeStatus, Role};
 use storage::RaftStorage;
 use transport::{PeerService, Peers};
 
@@ -54,7 +60,7 @@ pub struct RaftHandle {
 pub struct RaftGroup {
     pub handle: RaftHandle,
     pub peer_service: PeerService,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<JoinHandle<Result<()>>>,
 }
 
 impl RaftGroup {
@@ -69,8 +75,7 @@ impl RaftGroup {
         let members = config.members();
         let me = config.raft_id();
         let voters: Vec<u64> = (1..=members.len() as u64).collect();
-        let mut storage =
-            RaftStorage::open(ns.clone(), &config.name_dir.join("raft.log"), &voters)?;
+        let mut storage = RaftStorage::open(ns.clone(), &config.name_dir, &voters)?;
         let mut applied = ns.counter(counter::APPLIED_INDEX)?;
         if applied > 0 && storage.last() == 0 {
             return Err(NamenodeError::Store(
@@ -114,7 +119,12 @@ impl RaftGroup {
                 .map_err(|e| NamenodeError::Store(format!("starting raft: {e}")))?;
         }
         let (tx, rx) = mpsc::channel();
-        let peers = Peers::start(me, members.clone(), rt, tx.clone(), max_message);
+        let space = Arc::new(NameDirSpace::new(
+            config.name_dir.clone(),
+            config.name_dir_reserved_bytes(),
+            members.len(),
+        ));
+        let peers = Peers::start(me, members.clone(), rt, tx.clone(), max_message, &space);
         let (status_tx, status_rx) = watch::channel(NodeStatus::default());
         let settings = NodeSettings {
             tick: ha.tick(),
@@ -126,6 +136,7 @@ impl RaftGroup {
                 .filter(|(_, m)| !m.witness)
                 .map(|(i, _)| i as u64 + 1)
                 .collect(),
+            space: space.clone(),
         };
         let node = Node::new(raw, ns, rx, peers, status_tx, settings);
         let thread = std::thread::Builder::new()
@@ -150,6 +161,7 @@ impl RaftGroup {
             peer_service: PeerService {
                 inbox: tx,
                 members: members.len(),
+                space,
             },
             thread: Some(thread),
         })
@@ -173,6 +185,18 @@ impl Drop for RaftGroup {
 impl RaftHandle {
     pub fn status(&self) -> NodeStatus {
         self.status.borrow().clone()
+    }
+
+    /// Completes when the loop has stopped because a write failed, with
+    /// that failure; never after a clean stop. The member must then exit:
+    /// it can make nothing durable any more.
+    pub async fn failed(&self) -> NamenodeError {
+        let mut w = self.status.clone();
+        let stopped = w.wait_for(|s| s.failure.is_some()).await;
+        match stopped.ok().and_then(|s| s.failure.clone()) {
+            Some(f) => NamenodeError::Store(f),
+            None => std::future::pending().await,
+        }
     }
 
     /// Waits until this member leads (tests, tools).
@@ -204,16 +228,31 @@ impl RaftHandle {
             .and_then(|i| self.members.get(i as usize))
     }
 
-    /// `NotLeader` (with the leader's address when known) unless this
-    /// member leads and has caught up with what earlier leaders committed
-    /// (until then the hint names this member: retry shortly).
+    /// Ok when this member leads and has caught up with what earlier
+    /// leaders committed. A leader still applying that says so
+    /// (`CatchingUp`: ask it again shortly); anyone else answers
+    /// `NotLeader` with the leader's address when it knows one that
+    /// serves (never its own, nor a witness's).
     pub fn check_leader(&self) -> Result<()> {
         let s = self.status.borrow();
         if s.serving {
             return Ok(());
         }
+        let me = self.member(self.me);
+        let witness = me.is_none_or(|m| m.witness);
+        if s.role == Role::Leader && !witness && !s.stopped && s.applied < s.term_start {
+            return Err(NamenodeError::CatchingUp {
+                member: me.map(|m| m.id.clone()).unwrap_or_default(),
+                applied: s.applied,
+                needed: s.term_start,
+            });
+        }
+        let leader = (s.leader != self.me)
+            .then(|| self.member(s.leader))
+            .flatten()
+            .filter(|m| !m.witness);
         Err(NamenodeError::NotLeader {
-            leader: self.member(s.leader).map(|m| m.rpc_addr.to_string()),
+            leader: leader.map(|m| m.rpc_addr.to_string()),
         })
     }
 
@@ -250,6 +289,85 @@ impl RaftHandle {
     }
 }
 
+/// The loop has stopped (shutdown, or a failed write and the member is
+/// exiting): whatever was asked may or may not have happened, so the
+/// caller is sent on to another member, where its retry finds out.
 fn stopped() -> NamenodeError {
-    NamenodeError::Internal("the raft loop has stopped".into())
+    NamenodeError::NotLeader { leader: None }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handle(me: u64, status: NodeStatus) -> (RaftHandle, watch::Sender<NodeStatus>) {
+        let members = ["nn1", "nn2", "witness"]
+            .iter()
+            .enumerate()
+            .map(|(i, id)| Member {
+                id: id.to_string(),
+                rpc_addr: format!("127.0.0.1:{}", 8020 + i).parse().unwrap(),
+                witness: *id == "witness",
+            })
+            .collect();
+        let (tx, rx) = watch::channel(status);
+        let handle = RaftHandle {
+            inbox: mpsc::channel().0,
+            status: rx,
+            members,
+            me,
+        };
+        (handle, tx)
+    }
+
+    fn leader_of_term_starting_at(term_start: u64, applied: u64) -> NodeStatus {
+        NodeStatus {
+            role: Role::Leader,
+            leader: 1,
+            applied,
+            commit: applied,
+            last_index: term_start,
+            term_start,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_leader_still_applying_says_so_instead_of_naming_itself() {
+        let (h, tx) = handle(1, leader_of_term_starting_at(5, 3));
+        let err = h.check_leader().unwrap_err();
+        assert_eq!(err.to_string(), "nn1 is catching up: applied 3 of 5");
+        assert_eq!(err.kind(), rfs_proto::rpc_error::RpcErrorKind::CatchingUp);
+        tx.send_modify(|s| {
+            s.applied = 5;
+            s.serving = true;
+        });
+        assert!(h.check_leader().is_ok());
+    }
+
+    #[test]
+    fn a_member_not_serving_names_a_leader_that_serves_never_itself_or_a_witness() {
+        let following = |leader| NodeStatus {
+            leader,
+            ..Default::default()
+        };
+        let hint = |me, status| match handle(me, status).0.check_leader() {
+            Err(NamenodeError::NotLeader { leader }) => leader,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(hint(2, following(1)).as_deref(), Some("127.0.0.1:8020"));
+        assert_eq!(hint(2, following(3)), None, "the witness serves nothing");
+        assert_eq!(hint(2, following(0)), None, "no leader known");
+        // A leader whose loop stopped, and a witness that leads.
+        let stopped = NodeStatus {
+            stopped: true,
+            ..leader_of_term_starting_at(5, 3)
+        };
+        assert_eq!(hint(1, stopped), None);
+        let witness_leads = NodeStatus {
+            leader: 3,
+            ..leader_of_term_starting_at(5, 3)
+        };
+        assert_eq!(hint(3, witness_leads), None);
+    }
 }

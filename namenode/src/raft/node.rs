@@ -12,15 +12,34 @@
 //! by an earlier incarnation never answers a new caller). A proposal that
 //! cannot be placed, or whose leader steps down, is answered `NotLeader`:
 //! the client retries with the same call id and the retry cache answers.
+//!
+//! Nothing is acknowledged before it is durable here and on a majority:
+//! raft-rs hands out as committed only entries this member has persisted
+//! (`min(committed, persisted)`), and it counts them persisted only at
+//! `advance`, which follows the append and the `fdatasync` of the same
+//! `Ready`. A failed write of the log, the hard state, a compaction or the
+//! state machine stops the loop before that: [`Node::run`] returns the
+//! error, the namenode exits non-zero, and every waiting caller is told
+//! `NotLeader` (outcome unknown here; its retry on the new leader finds
+//! it out). A member that stayed up after such a failure could only
+//! answer from a state it can no longer make durable.
+//!
+//! A leader whose name dir is below its reserve (`name_dir_space.rs`)
+//! hands leadership to a full member with room (`handover.rs`); while
+//! none has room it refuses proposals with `LowOnDisk` and goes on
+//! serving reads.
 
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use raft::prelude::{Entry, EntryType, Message, MessageType, Snapshot};
 use raft::{RawNode, SnapshotStatus, StateRole};
 use tokio::sync::{oneshot, watch};
 
+use super::handover::{self, Candidate};
+use super::name_dir_space::NameDirSpace;
 use super::retry_sweep::RetrySweep;
 use super::storage::RaftStorage;
 use super::transport::Peers;
@@ -71,10 +90,19 @@ pub struct NodeStatus {
     pub snapshot_index: u64,
     /// On the leader: each member's matched index.
     pub matched: Vec<(u64, u64)>,
+    /// On the leader: the index of the entry that opened its term; it
+    /// serves once it has applied it. 0 on other members.
+    pub term_start: u64,
     /// Log fsyncs so far: far fewer than entries when batching works.
     pub syncs: u64,
+    /// This member's name dir is below its reserve.
+    pub low_on_disk: bool,
+    /// Free bytes on this member's name dir at the last measurement.
+    pub name_dir_free: u64,
     /// The loop stopped (shutdown or a store failure).
     pub stopped: bool,
+    /// Why the loop stopped, when a write failed (one line).
+    pub failure: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -114,6 +142,9 @@ pub struct NodeSettings {
     pub witness: bool,
     /// Raft ids of members that may lead (not witnesses).
     pub leaders: Vec<u64>,
+    /// This member's name dir against its reserve, and what the others
+    /// said of theirs.
+    pub space: Arc<NameDirSpace>,
 }
 
 struct Batch {
@@ -143,6 +174,8 @@ pub struct Node {
     /// Index of the empty entry that opened this member's term as leader.
     term_start: u64,
     retry_sweep: RetrySweep,
+    /// Why the loop stopped, once a write failed.
+    failure: Option<String>,
 }
 
 impl Node {
@@ -174,13 +207,16 @@ impl Node {
             syncs: 0,
             term_start: u64::MAX,
             retry_sweep: RetrySweep::default(),
+            failure: None,
         }
     }
 
-    /// Runs until [`Inbox::Stop`] or a store failure; then flushes.
-    pub fn run(mut self) {
+    /// Runs until [`Inbox::Stop`] or a store failure; then flushes. The
+    /// failure is returned (and published): the member must not go on.
+    pub fn run(mut self) -> Result<()> {
         let tick = self.settings.tick;
         let mut next_tick = Instant::now() + tick;
+        self.settings.space.measure();
         // A group of one has already elected itself: say so at once.
         let mut result = self.on_ready();
         self.publish(false);
@@ -217,13 +253,16 @@ impl Node {
             self.publish(false);
         };
         if let Err(e) = &result {
-            tracing::error!("raft loop stopped, refusing further requests: {e}");
-        }
-        if let Err(e) = self.raw.store().flush_state() {
+            tracing::error!("raft loop stopped; this member stops: {e}");
+        } else if let Err(e) = self.raw.store().flush_state() {
             tracing::error!("final flush of the metadata store failed: {e}");
         }
-        self.fail_all(|| NamenodeError::Internal("the namenode is shutting down".into()));
+        // Outcome unknown here: the caller's retry (same call id) on the
+        // next leader finds it out.
+        self.fail_all(|| NamenodeError::NotLeader { leader: None });
+        self.failure = result.as_ref().err().map(|e| e.to_string());
         self.publish(true);
+        result
     }
 
     /// Returns true when asked to stop.
@@ -266,9 +305,15 @@ impl Node {
         false
     }
 
+    /// `NotLeader` naming the member to ask instead: the one leadership
+    /// is being handed to, else the leader; never this member itself nor
+    /// a witness (they would only send the caller back).
     fn not_leader(&self) -> NamenodeError {
+        let raft = &self.raw.raft;
+        let to = raft.lead_transferee.unwrap_or(raft.leader_id);
+        let servable = to != raft.id && self.settings.leaders.contains(&to);
         NamenodeError::NotLeader {
-            leader: self.peers.addr_of(self.raw.raft.leader_id),
+            leader: servable.then(|| self.peers.addr_of(to)).flatten(),
         }
     }
 
@@ -276,6 +321,24 @@ impl Node {
         if self.role != Role::Leader || self.settings.witness {
             if let Some(done) = done {
                 let _ = done.send(Err(self.not_leader()));
+            }
+            return;
+        }
+        if self.settings.space.low() {
+            // Hand over now if a member has room (the tick may not have
+            // seen it yet); else refuse: the caller must not wait.
+            self.hand_over();
+            let err = if self.raw.raft.lead_transferee.is_some() {
+                self.not_leader()
+            } else {
+                NamenodeError::LowOnDisk {
+                    member: self.peers.name_of(self.raw.raft.id),
+                    free: self.settings.space.free_bytes(),
+                    reserved: self.settings.space.reserved_bytes(),
+                }
+            };
+            if let Some(done) = done {
+                let _ = done.send(Err(err));
             }
             return;
         }
@@ -358,30 +421,46 @@ impl Node {
                 ))));
             }
         }
-        // A witness that ends up leading (it held entries the surviving
-        // full member lacked) hands over as soon as a full member answers;
-        // raft-rs catches that member up before handing over.
-        if self.settings.witness
-            && self.role == Role::Leader
-            && self.raw.raft.lead_transferee.is_none()
+        self.settings.space.measure();
+        self.hand_over();
+    }
+
+    /// A witness that ends up leading (it held entries the surviving full
+    /// member lacked) hands over as soon as a full member answers; a
+    /// leader low on disk, as soon as a full member with room answers.
+    /// raft-rs catches that member up before handing over.
+    fn hand_over(&mut self) {
+        let low = self.settings.space.low();
+        if self.role != Role::Leader
+            || !(self.settings.witness || low)
+            || self.raw.raft.lead_transferee.is_some()
         {
-            let best = self
-                .settings
-                .leaders
-                .iter()
-                .filter_map(|id| {
-                    let p = self.raw.raft.prs().get(*id)?;
-                    (p.recent_active && p.matched > 0).then_some((*id, p.matched))
-                })
-                .max_by_key(|(_, matched)| *matched);
-            if let Some((to, _)) = best {
-                tracing::info!(
-                    "witness is leader; handing leadership to {}",
-                    self.peers.name_of(to)
-                );
-                self.raw.transfer_leader(to);
-            }
+            return;
         }
+        let raft = &self.raw.raft;
+        let space = &self.settings.space;
+        let candidates = self.settings.leaders.iter().filter_map(|&id| {
+            let p = raft.prs().get(id)?;
+            (id != raft.id).then(|| Candidate {
+                id,
+                active: p.recent_active,
+                matched: p.matched,
+                low_on_disk: space.peer_low(id),
+            })
+        });
+        let Some(to) = handover::successor(candidates, !self.settings.witness) else {
+            return;
+        };
+        tracing::info!(
+            "{}; handing leadership to {}",
+            if self.settings.witness {
+                "witness is leader"
+            } else {
+                "name dir below its reserve"
+            },
+            self.peers.name_of(to)
+        );
+        self.raw.transfer_leader(to);
     }
 
     fn issue_reads(&mut self) {
@@ -510,13 +589,14 @@ impl Node {
     fn apply(&mut self, entries: Vec<Entry>) -> Result<()> {
         for e in entries {
             if e.data.is_empty() || e.get_entry_type() != EntryType::EntryNormal {
-                apply::skip(&self.ns, e.index)?;
+                apply::skip(&self.ns, e.index).map_err(|err| self.apply_failed(e.index, err))?;
                 continue;
             }
             let proposal: Proposal = bincode::deserialize(&e.data).map_err(|err| {
                 NamenodeError::Store(format!("raft entry {} does not decode: {err}", e.index))
             })?;
-            let result = apply::apply(&self.ns, e.index, &proposal)?;
+            let result = apply::apply(&self.ns, e.index, &proposal)
+                .map_err(|err| self.apply_failed(e.index, err))?;
             metrics::counter!("rfs_namenode_ops_total").increment(1);
             if let Ok(MetaResult::RetryCacheSwept { next, .. }) = &result {
                 self.retry_sweep.on_applied(next.clone());
@@ -526,6 +606,12 @@ impl Node {
             }
         }
         Ok(())
+    }
+
+    fn apply_failed(&self, index: u64, e: NamenodeError) -> NamenodeError {
+        self.raw
+            .store()
+            .state_write_failed(&format!("cannot apply raft entry {index} to"), e)
     }
 
     fn waiter(&mut self, context: &[u8]) -> Option<oneshot::Sender<Result<MetaResult>>> {
@@ -591,8 +677,16 @@ impl Node {
             last_index: raft.raft_log.last_index(),
             snapshot_index: self.raw.store().snapshot_index(),
             matched,
+            term_start: if self.role == Role::Leader {
+                self.term_start
+            } else {
+                0
+            },
             syncs: self.syncs,
+            low_on_disk: self.settings.space.low(),
+            name_dir_free: self.settings.space.free_bytes(),
             stopped,
+            failure: self.failure.clone(),
         };
         if let Some((to, _, _)) = &self.transfer {
             if status.leader == *to && status.role != Role::Candidate {

@@ -25,15 +25,17 @@
 //!   emptied. A crash between the two leaves log entries that
 //!   [`RaftStorage::open`] keeps only if they continue the snapshot.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError};
 
 use super::log_file::LogFile;
 use crate::error::{NamenodeError, Result};
-use crate::namespace::{counter, Namespace, STATE_PREFIXES};
+use crate::namespace::{counter, Namespace, STATE_PREFIXES, STORE_DIR};
 
+/// The raft log's file in the name dir.
+pub const LOG_FILE: &str = "raft.log";
 const CONF_STATE: &[u8] = b"rc";
 const SNAPSHOT_META: &[u8] = b"rs";
 /// Where rfs before the log file kept entries (`re` index) and the hard
@@ -62,16 +64,18 @@ struct SnapshotData {
 
 pub struct RaftStorage {
     ns: Namespace,
+    /// Where `ns` keeps its files, for error messages.
+    store_dir: PathBuf,
     log: LogFile,
     conf: ConfState,
     snap: SnapshotMetadata,
 }
 
 impl RaftStorage {
-    /// Opens the log file at `log_path` and the raft keys in `ns`'s tree.
-    /// A new store starts with `voters` as the group; an existing one must
-    /// hold the same group.
-    pub fn open(ns: Namespace, log_path: &Path, voters: &[u64]) -> Result<RaftStorage> {
+    /// Opens the log file in `name_dir` and the raft keys in `ns`'s tree
+    /// (kept in `name_dir` too). A new store starts with `voters` as the
+    /// group; an existing one must hold the same group.
+    pub fn open(ns: Namespace, name_dir: &Path, voters: &[u64]) -> Result<RaftStorage> {
         let tree = &ns.tree;
         let snap: SnapshotMetadata = match tree.get(SNAPSHOT_META)? {
             Some(v) => decode(&v)?,
@@ -100,7 +104,7 @@ impl RaftStorage {
                 wanted.len()
             )));
         }
-        let mut log = LogFile::open(log_path)?;
+        let mut log = LogFile::open(&name_dir.join(LOG_FILE))?;
         migrate_from_sled(&ns, &mut log)?;
         let continues = match (log.first_index(), log.entry(snap.index)) {
             (None, _) => true,
@@ -122,10 +126,24 @@ impl RaftStorage {
         }
         Ok(RaftStorage {
             ns,
+            store_dir: name_dir.join(STORE_DIR),
             log,
             conf,
             snap,
         })
+    }
+
+    /// `what` (e.g. "cannot flush") failed on the metadata store: one line
+    /// naming the store's path.
+    pub fn state_write_failed(&self, what: &str, e: impl Into<NamenodeError>) -> NamenodeError {
+        let reason = match e.into() {
+            NamenodeError::Internal(r) | NamenodeError::Store(r) => r,
+            other => other.to_string(),
+        };
+        NamenodeError::Store(format!(
+            "{what} the metadata store {}: {reason}",
+            self.store_dir.display()
+        ))
     }
 
     pub fn hard_state(&self) -> &HardState {
@@ -164,8 +182,15 @@ impl RaftStorage {
     /// Makes the state machine's writes so far durable (a sled flush), as
     /// at shutdown; compaction and snapshot install flush for themselves.
     pub fn flush_state(&self) -> Result<()> {
-        self.ns.tree.flush()?;
-        Ok(())
+        self.flush()
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.ns
+            .tree
+            .flush()
+            .map(drop)
+            .map_err(|e| self.state_write_failed("cannot flush", e))
     }
 
     /// Drops the log up to the applied index. One flush makes the applied
@@ -185,8 +210,11 @@ impl RaftStorage {
             ..Default::default()
         };
         meta.set_conf_state(self.conf.clone());
-        self.ns.tree.insert(SNAPSHOT_META, encode(&meta))?;
-        self.ns.tree.flush()?;
+        self.ns
+            .tree
+            .insert(SNAPSHOT_META, encode(&meta))
+            .map_err(|e| self.state_write_failed("cannot record the snapshot point in", e))?;
+        self.flush()?;
         self.snap = meta;
         self.log.compact(applied)
     }
@@ -212,8 +240,9 @@ impl RaftStorage {
         let conf = meta.get_conf_state().clone();
         batch.insert(CONF_STATE, encode(&conf));
         batch.insert(SNAPSHOT_META, encode(meta));
-        tree.apply_batch(batch)?;
-        tree.flush()?;
+        tree.apply_batch(batch)
+            .map_err(|e| self.state_write_failed("cannot install a snapshot into", e))?;
+        self.flush()?;
         let mut hard = self.log.hard_state().clone();
         hard.term = hard.term.max(meta.term);
         hard.commit = hard.commit.max(meta.index);
@@ -360,15 +389,10 @@ mod tests {
 
     fn open(dir: &std::path::Path) -> RaftStorage {
         let db = sled::Config::new()
-            .path(dir.join("meta.sled"))
+            .path(dir.join(STORE_DIR))
             .open()
             .unwrap();
-        RaftStorage::open(
-            Namespace::open(&db).unwrap(),
-            &dir.join("raft.log"),
-            &[1, 2, 3],
-        )
-        .unwrap()
+        RaftStorage::open(Namespace::open(&db).unwrap(), dir, &[1, 2, 3]).unwrap()
     }
 
     fn get(s: &RaftStorage, low: u64, high: u64) -> raft::Result<Vec<u64>> {
@@ -483,7 +507,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let db = sled::Config::new()
-                .path(dir.path().join("meta.sled"))
+                .path(dir.path().join(STORE_DIR))
                 .open()
                 .unwrap();
             let ns = Namespace::open(&db).unwrap();
@@ -518,16 +542,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         drop(open(dir.path()));
         let db = sled::Config::new()
-            .path(dir.path().join("meta.sled"))
+            .path(dir.path().join(STORE_DIR))
             .open()
             .unwrap();
-        let err = RaftStorage::open(
-            Namespace::open(&db).unwrap(),
-            &dir.path().join("raft.log"),
-            &[1],
-        )
-        .err()
-        .unwrap();
+        let err = RaftStorage::open(Namespace::open(&db).unwrap(), dir.path(), &[1])
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("membership"), "{err}");
     }
 }

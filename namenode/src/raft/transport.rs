@@ -5,10 +5,14 @@
 //! one batch, so a busy leader sends few, large RPCs. Raft tolerates lost
 //! messages, so a full queue drops (and reports the peer unreachable)
 //! instead of stalling the raft loop. The receiving side decodes and hands
-//! messages to the raft loop without waiting for it.
+//! messages to the raft loop without waiting for it. Every batch also says
+//! whether the sender's name dir is below its reserve
+//! (`name_dir_space.rs`).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::mpsc::Sender as InboxSender;
+use std::sync::Arc;
 use std::time::Duration;
 
 use protobuf::Message as _;
@@ -20,6 +24,7 @@ use tokio::sync::mpsc;
 use tonic::transport::Endpoint;
 use tonic::{Request, Response, Status};
 
+use super::name_dir_space::NameDirSpace;
 use super::node::Inbox;
 use crate::config::Member;
 
@@ -53,6 +58,7 @@ impl Peers {
         rt: &tokio::runtime::Handle,
         inbox: InboxSender<Inbox>,
         max_message: usize,
+        space: &Arc<NameDirSpace>,
     ) -> Peers {
         let mut queues = HashMap::new();
         for (i, m) in members.iter().enumerate() {
@@ -69,6 +75,7 @@ impl Peers {
                 rx,
                 inbox.clone(),
                 max_message,
+                space.clone(),
             ));
         }
         Peers {
@@ -116,6 +123,7 @@ async fn send_loop(
     mut rx: mpsc::Receiver<Message>,
     inbox: InboxSender<Inbox>,
     max_message: usize,
+    space: Arc<NameDirSpace>,
 ) {
     let channel = match Endpoint::from_shared(format!("http://{addr}")) {
         Ok(e) => e
@@ -155,7 +163,11 @@ async fn send_loop(
         } else {
             SEND_TIMEOUT
         };
-        let request = client.send(RaftBatch { from: me, messages });
+        let request = client.send(RaftBatch {
+            from: me,
+            messages,
+            low_on_disk: space.low(),
+        });
         let sent = match tokio::time::timeout(limit, request).await {
             Ok(sent) => sent,
             Err(_) => Err(Status::deadline_exceeded(format!(
@@ -189,6 +201,8 @@ async fn send_loop(
 pub struct PeerService {
     pub inbox: InboxSender<Inbox>,
     pub members: usize,
+    /// Where what each sender says of its name dir is kept.
+    pub space: Arc<NameDirSpace>,
 }
 
 impl PeerService {
@@ -198,6 +212,7 @@ impl PeerService {
         PeerService {
             inbox: std::sync::mpsc::channel().0,
             members: 0,
+            space: Arc::new(NameDirSpace::new(PathBuf::new(), 0, 0)),
         }
     }
 }
@@ -212,6 +227,7 @@ impl RaftPeer for PeerService {
                 batch.from
             )));
         }
+        self.space.set_peer_low(batch.from, batch.low_on_disk);
         let inbox = &self.inbox;
         for bytes in batch.messages {
             let m = Message::parse_from_bytes(&bytes)

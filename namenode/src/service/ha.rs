@@ -37,6 +37,8 @@ impl HaAdmin for HaService {
             applied_index: s.applied,
             last_index: s.last_index,
             snapshot_index: s.snapshot_index,
+            name_dir_free_bytes: s.name_dir_free,
+            low_on_disk: s.low_on_disk,
         };
         let replication = s
             .matched
