@@ -10,9 +10,11 @@
 //! | a result                                       | none; this member is the leader now   |
 //! | `NotLeader` with a leader hint                 | the hinted member (added if unknown)  |
 //! | `NotLeader` without a hint (election running)  | the next member                       |
+//! | `NotLeader` hinting the member that answered   | the next member                       |
+//! | `CatchingUp` (leads, still applying its log)   | the same member, after the backoff    |
 //! | refused, unreachable, transport error          | the next member                       |
 //! | no answer within `rpc_timeout`                 | the next member; this one reconnects  |
-//! | any other error (`NotFound`, `AlreadyExists`…) | none: returned at once                |
+//! | any other error (`NotFound`, `LowOnDisk`…)     | none: returned at once                |
 //!
 //! Each member is tried once without waiting; further attempts wait a
 //! jittered backoff (20 ms doubling to 500 ms). Once `failover_deadline`
@@ -72,18 +74,27 @@ struct Member {
     channel: Option<Channel>,
 }
 
-/// Why an attempt failed in a way another member may not.
+/// Why an attempt failed in a way a later attempt may not.
 enum Failure {
-    NotLeader { hint: Option<String> },
+    NotLeader {
+        hint: Option<String>,
+    },
+    /// The member leads but has not applied its log yet; its message
+    /// ("nn1 is catching up: applied N of M").
+    CatchingUp(String),
     Unreachable(String),
     Timeout,
 }
 
 impl Failure {
-    /// The statuses worth another member; `None` for answers that stand
-    /// (tagged rfs errors other than `NotLeader`, and any other code).
+    /// The statuses worth another attempt; `None` for answers that stand
+    /// (tagged rfs errors other than `NotLeader` and `CatchingUp`, and any
+    /// other code).
     fn of(s: &Status) -> Option<Failure> {
         match s.metadata().get(rpc_error::ERROR_KIND_KEY) {
+            Some(_) if rpc_error::kind_of(s) == RpcErrorKind::CatchingUp => {
+                Some(Failure::CatchingUp(one_line(s.message())))
+            }
             Some(_) if rpc_error::kind_of(s) == RpcErrorKind::NotLeader => {
                 let hint = s
                     .metadata()
@@ -112,7 +123,7 @@ impl Failure {
         match self {
             Failure::NotLeader { hint: Some(h) } => format!("not the leader (leader: {h})"),
             Failure::NotLeader { hint: None } => "not the leader (no leader known)".into(),
-            Failure::Unreachable(r) => r.clone(),
+            Failure::CatchingUp(m) | Failure::Unreachable(m) => m.clone(),
             Failure::Timeout => format!("no answer within {timeout:?}"),
         }
     }
@@ -274,9 +285,13 @@ impl NamenodeRpc {
                 }
                 // Past the deadline only members never asked are left.
                 (Some(i), _) if waited >= deadline => i,
-                (_, Failure::NotLeader { hint: Some(hint) }) => self
-                    .member_for(&hint)
-                    .unwrap_or_else(|| (target + 1) % members),
+                // It leads and serves shortly: nobody else would.
+                (_, Failure::CatchingUp(_)) => target,
+                (_, Failure::NotLeader { hint: Some(hint) }) => match self.member_for(&hint) {
+                    // A member naming itself would only send us back.
+                    Some(i) if i != target => i,
+                    _ => (target + 1) % members,
+                },
                 _ => (target + 1) % members,
             };
             if tried.iter().any(|t| t.0 == target) {
@@ -372,6 +387,13 @@ mod tests {
             Some(Failure::NotLeader { hint: None })
         ));
         assert!(matches!(
+            Failure::of(&rpc_error::status(
+                RpcErrorKind::CatchingUp,
+                "nn1 is catching up: applied 3 of 5"
+            )),
+            Some(Failure::CatchingUp(m)) if m == "nn1 is catching up: applied 3 of 5"
+        ));
+        assert!(matches!(
             Failure::of(&Status::unavailable("tcp connect error")),
             Some(Failure::Unreachable(_))
         ));
@@ -388,12 +410,111 @@ mod tests {
             rpc_error::status(RpcErrorKind::NotFound, "/x: No such file or directory"),
             rpc_error::status(RpcErrorKind::AlreadyExists, "/x: File exists"),
             rpc_error::status(RpcErrorKind::NoLiveDatanodes, "no live datanodes"),
+            rpc_error::status(RpcErrorKind::LowOnDisk, "low on disk space on nn1"),
             Status::already_exists("/x: File exists"),
             Status::unimplemented("no such method"),
             Status::internal("namenode bug"),
         ] {
             assert!(Failure::of(&s).is_none(), "{s:?}");
         }
+    }
+
+    /// A status as a namenode sends it, its kind named as on the wire.
+    fn tagged(kind: &str, message: &str) -> Status {
+        let mut s = Status::unavailable(message);
+        s.metadata_mut()
+            .insert(rpc_error::ERROR_KIND_KEY, kind.parse().unwrap());
+        s
+    }
+
+    /// A proxy over `n` members that are never dialed (the scripted
+    /// calls below ignore their channel), starting at member 0.
+    fn proxy(n: usize, failover_deadline: Duration) -> NamenodeRpc {
+        let timeout = Duration::from_secs(1);
+        let list = (1..=n)
+            .map(|port| {
+                let addr = format!("127.0.0.1:{port}");
+                Member {
+                    endpoint: endpoint(&addr, timeout).unwrap(),
+                    addr,
+                    channel: None,
+                }
+            })
+            .collect();
+        NamenodeRpc {
+            shared: Arc::new(Shared {
+                timeout,
+                failover_deadline,
+                members: Mutex::new(Members { list, leader: 0 }),
+            }),
+        }
+    }
+
+    /// Runs one call through `rpc` whose n-th attempt gets `answer(n)`;
+    /// the result and the number of attempts.
+    async fn scripted(
+        rpc: &NamenodeRpc,
+        answer: impl Fn(usize) -> std::result::Result<u32, Status>,
+    ) -> (Result<u32>, usize) {
+        let attempts = std::sync::atomic::AtomicUsize::new(0);
+        let r = rpc
+            .call("mkdirs", (), |_client, ()| {
+                let n = attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let a = answer(n).map(tonic::Response::new);
+                async move { a }
+            })
+            .await;
+        (r, attempts.into_inner())
+    }
+
+    #[tokio::test]
+    async fn a_leader_catching_up_is_asked_again_until_it_serves() {
+        let rpc = proxy(3, Duration::from_secs(30));
+        let (r, attempts) = scripted(&rpc, |n| match n {
+            0 | 1 => Err(tagged("catching-up", "nn1 is catching up: applied 3 of 5")),
+            _ => Ok(7),
+        })
+        .await;
+        assert_eq!(r.unwrap(), 7);
+        assert_eq!(attempts, 3);
+        assert_eq!(
+            rpc.members().leader,
+            0,
+            "every attempt went to the member that leads"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_leader_that_never_catches_up_fails_the_call_at_the_deadline_saying_why() {
+        let rpc = proxy(1, Duration::from_millis(100));
+        let (r, attempts) = scripted(&rpc, |_| {
+            Err(tagged("catching-up", "nn1 is catching up: applied 3 of 5"))
+        })
+        .await;
+        let e = r.unwrap_err();
+        assert!(matches!(e, Error::NoNamenode { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .ends_with("127.0.0.1:1: nn1 is catching up: applied 3 of 5"),
+            "{e}"
+        );
+        assert!(attempts > 1, "asked {attempts} times");
+    }
+
+    #[tokio::test]
+    async fn a_member_hinting_itself_as_leader_sends_the_call_on() {
+        let rpc = proxy(3, Duration::from_secs(30));
+        let (r, attempts) = scripted(&rpc, |n| match n {
+            0 => Err(not_leader(Some("127.0.0.1:1"))),
+            _ => Ok(1),
+        })
+        .await;
+        assert_eq!((r.unwrap(), attempts), (1, 2));
+        assert_eq!(
+            rpc.members().leader,
+            1,
+            "the second attempt went to the next member"
+        );
     }
 
     #[test]

@@ -83,11 +83,15 @@ async fn status(namenodes: &[Namenode]) -> Result<()> {
 /// One row per member, columns padded to their widest cell:
 ///
 /// ```text
-/// ID   ADDRESS         ROLE                TERM  COMMIT  APPLIED  LAG
-/// nn1  10.0.0.1:8020   leader              3     120     120      0
-/// w    10.0.0.3:8020   follower (witness)  3     120     117      3
-/// nn2  10.0.0.2:8020   unreachable: tcp connect error: Connection refused
+/// ID   ADDRESS        ROLE                  TERM  COMMIT  APPLIED  LAG
+/// nn1  10.0.0.1:8020  leader (low on disk)  3     120     120      0
+/// w    10.0.0.3:8020  follower (witness)    3     120     117      3
+/// nn2  10.0.0.2:8020  unreachable: tcp connect error: Connection refused
 /// ```
+///
+/// "low on disk": the member's name dir is below its reserve
+/// (`name_dir_reserved_mib`); a leader like that hands over to a member
+/// with room, or refuses changes while none has.
 fn table(answers: &[Answer<'_>], leader: Option<&MemberStatus>) -> String {
     const HEADER: [&str; 7] = ["ID", "ADDRESS", "ROLE", "TERM", "COMMIT", "APPLIED", "LAG"];
     let rows: Vec<Vec<String>> = answers
@@ -101,10 +105,14 @@ fn table(answers: &[Answer<'_>], leader: Option<&MemberStatus>) -> String {
                     format!("unreachable: {reason}"),
                 ],
                 Ok(s) => {
-                    let role = if s.witness {
-                        format!("{} (witness)", s.role)
-                    } else {
+                    let notes: Vec<&str> = [(s.witness, "witness"), (s.low_on_disk, "low on disk")]
+                        .into_iter()
+                        .filter_map(|(on, note)| on.then_some(note))
+                        .collect();
+                    let role = if notes.is_empty() {
                         s.role.clone()
+                    } else {
+                        format!("{} ({})", s.role, notes.join(", "))
                     };
                     let lag = leader.map_or("-".to_string(), |l| {
                         l.commit_index.saturating_sub(s.applied_index).to_string()
@@ -220,7 +228,10 @@ mod tests {
         let answers = vec![
             Answer {
                 nn: &nns[0],
-                status: Ok(member("nn1", "leader", false, 120, 119)),
+                status: Ok(MemberStatus {
+                    low_on_disk: true,
+                    ..member("nn1", "leader", false, 120, 119)
+                }),
             },
             Answer {
                 nn: &nns[1],
@@ -235,9 +246,9 @@ mod tests {
         assert_eq!(leader.map(|l| l.id.as_str()), Some("nn1"));
         assert_eq!(
             table(&answers, leader),
-            "ID   ADDRESS        ROLE                TERM  COMMIT  APPLIED  LAG\n\
-             nn1  10.0.0.1:8020  leader              4     120     119      1\n\
-             w    10.0.0.2:8020  follower (witness)  4     118     117      3\n\
+            "ID   ADDRESS        ROLE                  TERM  COMMIT  APPLIED  LAG\n\
+             nn1  10.0.0.1:8020  leader (low on disk)  4     120     119      1\n\
+             w    10.0.0.2:8020  follower (witness)    4     118     117      3\n\
              nn2  10.0.0.3:8020  unreachable: tcp connect error\n"
         );
         let no_leader = table(&answers[1..], None);
