@@ -10,12 +10,13 @@
 //! With [`HaClusterBuilder::isolated_member`] set, that member runs inside a
 //! [`NetNs`] from the start and binds the namespace's address; every other
 //! process binds the host end of the link, so [`NetNs::cut`] partitions
-//! exactly that member.
+//! exactly that member. With [`HaClusterBuilder::tmpfs_name_dir`], a
+//! member's name dir is a small [`Tmpfs`] the test can fill.
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -30,6 +31,7 @@ use crate::process::{
     DatanodeSettings, DatanodeSlot,
 };
 use crate::replica_files::ReplicaFiles;
+use crate::tmpfs::Tmpfs;
 
 pub const NN1: usize = 0;
 pub const NN2: usize = 1;
@@ -66,6 +68,10 @@ pub struct HaClusterBuilder {
     pub root_parent: Option<PathBuf>,
     /// Further namenode flags, appended last so they win.
     pub extra_namenode_args: Vec<String>,
+    /// `[namenode] name_dir_reserved_mib`; `None` leaves the key out.
+    pub name_dir_reserved_mib: Option<u64>,
+    /// Members whose name dir is a tmpfs of this many bytes.
+    pub tmpfs_name_dirs: Vec<(usize, u64)>,
 }
 
 impl Default for HaClusterBuilder {
@@ -87,6 +93,8 @@ impl Default for HaClusterBuilder {
             isolated_member: None,
             root_parent: None,
             extra_namenode_args: Vec::new(),
+            name_dir_reserved_mib: None,
+            tmpfs_name_dirs: Vec::new(),
         }
     }
 }
@@ -104,6 +112,18 @@ impl HaClusterBuilder {
 
     pub fn isolate(mut self, member: usize) -> Self {
         self.isolated_member = Some(member);
+        self
+    }
+
+    /// Free space every member's name dir must keep (`name_dir_reserved_mib`).
+    pub fn name_dir_reserved_mib(mut self, mib: u64) -> Self {
+        self.name_dir_reserved_mib = Some(mib);
+        self
+    }
+
+    /// Puts `member`'s name dir on a tmpfs of `size` bytes (needs root).
+    pub fn tmpfs_name_dir(mut self, member: usize, size: u64) -> Self {
+        self.tmpfs_name_dirs.push((member, size));
         self
     }
 
@@ -137,10 +157,18 @@ impl HaClusterBuilder {
                 child: None,
             });
         }
+        let mut tmpfs = Vec::new();
+        for &(i, size) in &self.tmpfs_name_dirs {
+            let Some(m) = members.get(i) else {
+                bail!("no member {i} for a tmpfs name dir");
+            };
+            tmpfs.push((i, Tmpfs::mount(&m.name_dir, size)?));
+        }
         let mut cluster = HaCluster {
             config_path: daemons.root().join("rfs.toml"),
             members,
             datanodes: Vec::new(),
+            tmpfs,
             daemons,
             netns,
             opts: self,
@@ -175,6 +203,8 @@ pub struct HaCluster {
     config_path: PathBuf,
     members: Vec<Member>,
     datanodes: Vec<DatanodeSlot>,
+    /// Unmounted before the root dir holding them is removed (field order).
+    tmpfs: Vec<(usize, Tmpfs)>,
     daemons: Daemons,
     /// Dropped after the processes inside it are killed (field order).
     netns: Option<NetNs>,
@@ -210,6 +240,9 @@ impl HaCluster {
         writeln!(t, "replication = {}", o.replication)?;
         writeln!(t, "datanode_dead_ms = {}", o.datanode_dead_ms)?;
         writeln!(t, "lease_soft_limit_ms = {}", o.lease_soft_limit_ms)?;
+        if let Some(mib) = o.name_dir_reserved_mib {
+            writeln!(t, "name_dir_reserved_mib = {mib}")?;
+        }
         writeln!(t, "\n[ha]")?;
         for (key, value) in [
             ("tick_ms", o.tick_ms),
@@ -261,6 +294,16 @@ impl HaCluster {
 
     pub fn member_name_dir(&self, i: usize) -> &Path {
         &self.members[i].name_dir
+    }
+
+    /// The tmpfs under member `i`'s name dir, if the builder asked for one.
+    pub fn name_dir_tmpfs(&self, i: usize) -> Option<&Tmpfs> {
+        self.tmpfs.iter().find(|(j, _)| *j == i).map(|(_, t)| t)
+    }
+
+    /// The log of member `i`'s latest start (stdout and stderr).
+    pub fn member_log(&self, i: usize) -> Result<String> {
+        self.daemons.latest_log(self.members[i].id)
     }
 
     /// The member index with this id.
@@ -378,6 +421,29 @@ impl HaCluster {
             }
         }
         Ok(())
+    }
+
+    /// Waits until member `i` exits by itself and returns how; fails if
+    /// it still runs after `within`.
+    pub async fn wait_member_exit(&mut self, i: usize, within: Duration) -> Result<ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = exited(&mut self.members[i].child)? {
+                return Ok(status);
+            }
+            if self.members[i].child.is_none() {
+                bail!("{} is not running", self.members[i].id);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} still runs after {within:?}\n{}{}",
+                    self.members[i].id,
+                    self.describe().await,
+                    self.log_tails()
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
     }
 
     /// kill -9 member `i`.

@@ -11,6 +11,7 @@
 //! on disk. [`files`] writes and reads whole files of deterministic bytes;
 //! [`load`] runs concurrent clients that log what was acknowledged and
 //! checks that log against the namespace after a crash or a partition.
+//! [`Tmpfs`] gives a namenode a small disk a test can fill.
 
 pub mod files;
 pub mod ha_cluster;
@@ -19,9 +20,11 @@ pub mod mini_cluster;
 pub mod netns;
 mod process;
 pub mod replica_files;
+pub mod tmpfs;
 
 pub use ha_cluster::{HaCluster, HaClusterBuilder, NN1, NN2, WITNESS};
 pub use mini_cluster::{MiniCluster, MiniClusterBuilder};
 pub use netns::{netns_unavailable, NetNs};
 pub use process::{bin_path, fetch_metrics, free_port, free_port_on, metric_value};
 pub use replica_files::{find_replicas, verify_replica, ReplicaFiles};
+pub use tmpfs::{tmpfs_unavailable, Tmpfs};

@@ -174,6 +174,27 @@ impl Daemons {
             .with_context(|| format!("spawning {bin}"))
     }
 
+    /// The whole log of the latest start named `log`.
+    pub(crate) fn latest_log(&self, log: &str) -> Result<String> {
+        let prefix = format!("{log}.");
+        let latest = std::fs::read_dir(self.root())?
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let seq: u32 = name
+                    .strip_prefix(&prefix)?
+                    .strip_suffix(".log")?
+                    .parse()
+                    .ok()?;
+                Some((seq, e.path()))
+            })
+            .max_by_key(|(seq, _)| *seq);
+        let Some((_, path)) = latest else {
+            bail!("no log of {log} in {}", self.root().display());
+        };
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+    }
+
     /// The last lines of every log, oldest start first, for failure messages.
     pub(crate) fn log_tails(&self) -> String {
         let mut out = String::new();

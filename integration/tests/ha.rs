@@ -1,7 +1,8 @@
 //! Namenode HA tests (issue 4): an HA group of real processes — nn1, nn2
 //! and a witness in one raft group, plus 3 datanodes — through failover,
 //! partition, restarts, a wiped member, retried calls, block deletion
-//! after failover, and a witness that only votes. Build the daemons first (`cargo build --bins`).
+//! after failover, a witness that only votes, and name dirs that fill
+//! up. Build the daemons first (`cargo build --bins`).
 //!
 //! The tests take a lock and run one at a time whatever `--test-threads`
 //! says: each runs 6 processes with 50 ms raft ticks, and several at once
@@ -13,6 +14,7 @@ mod common;
 mod ha {
     pub mod support;
 
+    mod disk_full;
     mod fencing;
     mod kill_leader;
     mod partition;
