@@ -401,7 +401,7 @@ async fn writes_leases_and_placement() {
     assert_err(
         nn.add_block("/f", "w1", None, "").await,
         RpcErrorKind::NoLiveDatanodes,
-        "no live datanodes to place block on",
+        "/f: cannot place a new block: no live datanodes",
     );
     assert_err(
         nn.add_block("/f", "w2", None, "").await,
