@@ -4,6 +4,7 @@
 mod cluster {
     pub mod common;
     mod data_path;
+    mod dfs;
     mod durability;
     mod failures;
     mod lease_recovery;

@@ -1,69 +1,9 @@
 //! The `dfs` shell as a user runs it: real binary, real cluster.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
-
-use rfs_integration::mini_cluster::bin_path;
 use rfs_integration::MiniCluster;
 
 use super::common::{payload, MIB};
-
-struct Dfs {
-    namenode: String,
-}
-
-impl Dfs {
-    fn run(&self, args: &[&str]) -> Output {
-        self.run_with_stdin(args, None)
-    }
-
-    fn run_with_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        let mut child = Command::new(bin_path("dfs").expect("dfs built"))
-            .args(args)
-            .env("RFS_NAMENODE", &self.namenode)
-            .env_remove("RFS_CONF")
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn dfs");
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .expect("piped")
-                .write_all(input)
-                .expect("write stdin");
-        }
-        child.wait_with_output().expect("dfs output")
-    }
-
-    /// Runs and expects success; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "dfs {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8 stdout")
-    }
-
-    /// Runs and expects failure; returns stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "dfs {args:?} should fail with exit 1"
-        );
-        String::from_utf8(out.stderr).expect("utf-8 stderr")
-    }
-}
+use super::dfs::Dfs;
 
 fn blocking<F: FnOnce() -> anyhow::Result<()> + Send + 'static>(
     f: F,
@@ -74,9 +14,7 @@ fn blocking<F: FnOnce() -> anyhow::Result<()> + Send + 'static>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dfs_commands_round_trip_and_fail_clearly() -> anyhow::Result<()> {
     let cluster = MiniCluster::start().await?;
-    let dfs = Dfs {
-        namenode: cluster.namenode_addr(),
-    };
+    let dfs = Dfs::new(cluster.namenode_addr());
     blocking(move || {
         let local = tempfile::tempdir()?;
         let big = payload(2 * MIB + 333, 1);
@@ -178,9 +116,7 @@ async fn dfs_commands_round_trip_and_fail_clearly() -> anyhow::Result<()> {
         );
 
         // An unreachable namenode is a clear one-line error too.
-        let dead = Dfs {
-            namenode: "127.0.0.1:1".into(),
-        };
+        let dead = Dfs::new("127.0.0.1:1");
         let err = dead.fails(&["ls", "/"]);
         assert!(
             err.starts_with("dfs: ") && err.contains("127.0.0.1:1"),

@@ -1,0 +1,79 @@
+//! The `dfs` binary as the shell tests run it.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use rfs_integration::mini_cluster::bin_path;
+
+/// The `dfs` binary as a user runs it, against one namenode address.
+pub struct Dfs {
+    namenode: String,
+}
+
+impl Dfs {
+    pub fn new(namenode: impl Into<String>) -> Dfs {
+        Dfs {
+            namenode: namenode.into(),
+        }
+    }
+
+    /// `dfs args…` ready to spawn; stdin, stdout and stderr are the
+    /// caller's to set.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin_path("dfs").expect("dfs built"));
+        cmd.args(args)
+            .env("RFS_NAMENODE", &self.namenode)
+            .env_remove("RFS_CONF");
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with_stdin(args, None)
+    }
+
+    pub fn run_with_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn dfs");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .expect("piped")
+                .write_all(input)
+                .expect("write stdin");
+        }
+        child.wait_with_output().expect("dfs output")
+    }
+
+    /// Runs and expects success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "dfs {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+
+    /// Runs and expects failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "dfs {args:?} should fail with exit 1; stdout: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stderr).expect("utf-8 stderr")
+    }
+}
