@@ -8,6 +8,7 @@
 //!   headers, packets of block data with their CRC32C checksums, pipeline
 //!   acks), shared by datanodes and clients.
 //! - [`defaults`]: the well-known ports and sizes every party agrees on.
+//! - [`names`]: what a name in the namespace may hold.
 //!
 //! This crate owns no I/O: moving frames over a socket or RDMA is
 //! `rfs-transport`'s job.
@@ -27,5 +28,6 @@ pub mod ha {
     tonic::include_proto!("rfs.ha");
 }
 pub mod defaults;
+pub mod names;
 pub mod rpc_error;
 pub mod transfer;
