@@ -8,6 +8,7 @@ mod cluster {
     mod durability;
     mod failures;
     mod lease_recovery;
+    mod names;
     mod namespace;
     mod pipeline_recovery;
     mod quickstart;

@@ -1,6 +1,9 @@
 //! Path validation: absolute, `/`-separated, no empty, `.` or `..`
 //! components, no NUL, components of at most 255 bytes. A trailing `/` is
-//! ignored.
+//! ignored. A path where an op makes a name ([`normalize_new`]) also may
+//! not hold the characters [`rfs_proto::names`] refuses.
+
+use rfs_proto::names;
 
 use crate::error::{NamenodeError, Result};
 
@@ -55,6 +58,23 @@ pub fn normalize(path: &str) -> Result<String> {
     Ok(join(&components(path)?))
 }
 
+/// The normalised form of a path where an op makes a name: a create, a
+/// mkdirs (with the parents it makes), a rename's destination. Beyond
+/// [`components`]'s rules, no component may hold a character
+/// [`names::refused`]. Paths that only name what exists are not held to
+/// this, so a name stored before the rule can still be listed, renamed
+/// and deleted.
+pub fn normalize_new(path: &str) -> Result<String> {
+    let normal = normalize(path)?;
+    match normal.chars().find(|c| names::refused(*c)) {
+        None => Ok(normal),
+        Some(c) => Err(NamenodeError::InvalidPath {
+            path: path.escape_debug().to_string(),
+            reason: format!("{} is not allowed in a name", names::describe(c)),
+        }),
+    }
+}
+
 pub fn join(components: &[&str]) -> String {
     if components.is_empty() {
         "/".to_string()
@@ -93,5 +113,27 @@ mod tests {
         assert!(components(&"/x".repeat(1000)).is_ok());
         let e = components("/a//b").unwrap_err().to_string();
         assert_eq!(e, "invalid path \"/a//b\": empty path component");
+    }
+
+    #[test]
+    fn names_being_made_hold_no_control_or_bidi_characters() {
+        assert_eq!(normalize_new("/a/é 日本 🙂/").unwrap(), "/a/é 日本 🙂");
+        let e = normalize_new("/a/x\u{1b}[2J").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid path \"/a/x\\u{1b}[2J\": U+001B (a control character) is not allowed in a name"
+        );
+        let e = normalize_new("/a\u{202e}b/c").unwrap_err().to_string();
+        assert!(
+            e.ends_with("U+202E (a bidirectional control) is not allowed in a name"),
+            "{e}"
+        );
+        // Only making a name is refused: existing names still resolve.
+        assert_eq!(normalize("/a/x\u{1b}").unwrap(), "/a/x\u{1b}");
+        // The general rules come first.
+        assert!(normalize_new("/a//\u{7f}")
+            .unwrap_err()
+            .to_string()
+            .contains("empty"));
     }
 }

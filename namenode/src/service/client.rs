@@ -123,7 +123,7 @@ impl ClientProtocol for ClientService {
         check_field("owner", &r.owner)?;
         check_field("group", &r.group)?;
         let op = MetaOp::Mkdirs {
-            path: path::normalize(&r.path)?,
+            path: path::normalize_new(&r.path)?,
             create_parent: r.create_parent,
             owner: or_default(&r.owner, "rfs"),
             group: or_default(&r.group, "supergroup"),
@@ -143,7 +143,7 @@ impl ClientProtocol for ClientService {
         Self::require_client(&r.client_id)?;
         check_field("owner", &r.owner)?;
         check_field("group", &r.group)?;
-        let p = path::normalize(&r.path)?;
+        let p = path::normalize_new(&r.path)?;
         let cfg = &self.state.config;
         let replication = if r.replication == 0 {
             cfg.replication
@@ -505,7 +505,7 @@ impl ClientProtocol for ClientService {
         let r = req.into_inner();
         let op = MetaOp::Rename {
             src: path::normalize(&r.src)?,
-            dst: path::normalize(&r.dst)?,
+            dst: path::normalize_new(&r.dst)?,
             now_ms: now_ms(),
         };
         match self.submit(call_key(&r.call)?, op).await? {
