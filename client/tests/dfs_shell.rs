@@ -1,13 +1,16 @@
 //! The `dfs` binary against the fakes: put (file and stdin), cat, get,
 //! stat, one-line errors with exit status 1, a namenode list with a
-//! failover, and `dfs admin ha status|transfer`.
+//! failover, `ls` of names holding control characters, and `dfs admin ha
+//! status|transfer`.
 
 mod fakes;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use fakes::{start_datanode, BlockStore, DnBehaviour, FakeGroup, FakeHaAdmin, FakeNamenode};
+use fakes::{
+    start_datanode, BlockStore, DnBehaviour, FakeGroup, FakeHaAdmin, FakeNamenode, FileEntry,
+};
 use rfs_proto::ha::MemberStatus;
 
 fn dfs(nn: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
@@ -154,6 +157,61 @@ async fn namenode_list_follows_the_leader() {
     group.stop(1).await;
     assert_eq!(put("/b").await.unwrap(), "ha\n");
     assert!(group.requests()[2] > 0);
+}
+
+/// Whether `c` could rewrite a terminal's lines or their order.
+fn unsafe_on_a_terminal(c: char) -> bool {
+    c.is_control()
+        || ('\u{202a}'..='\u{202e}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
+}
+
+/// Names stored before the namenode refused control characters (the fake
+/// keeps any name): `ls` shows each escaped on its own line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ls_escapes_control_characters_in_names_already_stored() {
+    let nn = FakeNamenode::default();
+    {
+        let mut s = nn.state();
+        s.dirs.insert("/d".into());
+        for name in [
+            "\u{1b}[2Jclear",
+            "two\nlines -rw-r--r-- 3 root root 0 2000-01-01 00:00 forged",
+            "txt.\u{202e}exe",
+            "csi\u{9b}31m",
+            "plain é",
+        ] {
+            let f = FileEntry {
+                complete: true,
+                ..Default::default()
+            };
+            s.files.insert(format!("/d/{name}"), f);
+        }
+    }
+    let addr = nn.serve().await.to_string();
+    tokio::task::spawn_blocking(move || {
+        let out = ok(&dfs(&addr, &["ls", "/d"], None));
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 6, "the count and one line per entry: {out:?}");
+        assert!(
+            !out.chars().any(|c| c != '\n' && unsafe_on_a_terminal(c)),
+            "ls printed a raw control character: {out:?}"
+        );
+        for want in [
+            "/d/\\u{1b}[2Jclear",
+            "/d/two\\nlines -rw-r--r-- 3 root root 0 2000-01-01 00:00 forged",
+            "/d/txt.\\u{202e}exe",
+            "/d/csi\\u{9b}31m",
+            "/d/plain é",
+        ] {
+            assert!(
+                lines.iter().any(|l| l.ends_with(want)),
+                "no line ends with {want:?}: {out:?}"
+            );
+        }
+    })
+    .await
+    .unwrap();
 }
 
 fn member(

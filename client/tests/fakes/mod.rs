@@ -135,6 +135,25 @@ fn status_of(path: &str, f: &FileEntry) -> FileStatus {
     }
 }
 
+fn dir_status(path: &str) -> FileStatus {
+    FileStatus {
+        path: path.into(),
+        file_type: FileType::Directory as i32,
+        mode: 0o755,
+        ..Default::default()
+    }
+}
+
+/// Whether `path` lies directly in directory `dir`.
+fn directly_in(dir: &str, path: &str) -> bool {
+    let parent = match path.rfind('/') {
+        Some(0) => "/",
+        Some(i) => &path[..i],
+        None => return false,
+    };
+    parent == dir && path != dir
+}
+
 fn not_found(path: &str) -> tonic::Status {
     rfs_proto::rpc_error::status(
         rfs_proto::rpc_error::RpcErrorKind::NotFound,
@@ -257,9 +276,12 @@ impl ClientProtocol for FakeNamenode {
     async fn get_file_info(&self, r: Request<GetFileInfoRequest>) -> Rpc<GetFileInfoResponse> {
         let r = r.into_inner();
         let s = self.state();
-        Ok(Response::new(GetFileInfoResponse {
-            status: s.files.get(&r.path).map(|f| status_of(&r.path, f)),
-        }))
+        let status = match s.files.get(&r.path) {
+            Some(f) => Some(status_of(&r.path, f)),
+            None if r.path == "/" || s.dirs.contains(&r.path) => Some(dir_status(&r.path)),
+            None => None,
+        };
+        Ok(Response::new(GetFileInfoResponse { status }))
     }
 
     async fn report_bad_blocks(
@@ -318,8 +340,24 @@ impl ClientProtocol for FakeNamenode {
     ) -> Rpc<UpdatePipelineResponse> {
         Err(tonic::Status::unimplemented("fake"))
     }
-    async fn list(&self, _: Request<ListRequest>) -> Rpc<ListResponse> {
-        Err(tonic::Status::unimplemented("fake"))
+    /// One page with every entry directly in the directory, in name order.
+    async fn list(&self, r: Request<ListRequest>) -> Rpc<ListResponse> {
+        let r = r.into_inner();
+        let s = self.state();
+        if r.path != "/" && !s.dirs.contains(&r.path) {
+            return Err(not_found(&r.path));
+        }
+        let files = s.files.iter().filter(|(p, _)| directly_in(&r.path, p));
+        let dirs = s.dirs.iter().filter(|p| directly_in(&r.path, p));
+        let mut entries: Vec<FileStatus> = files
+            .map(|(p, f)| status_of(p, f))
+            .chain(dirs.map(|p| dir_status(p)))
+            .collect();
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(Response::new(ListResponse {
+            entries,
+            has_more: false,
+        }))
     }
     async fn delete(&self, r: Request<DeleteRequest>) -> Rpc<DeleteResponse> {
         let r = r.into_inner();

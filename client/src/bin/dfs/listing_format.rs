@@ -1,6 +1,10 @@
-//! How `ls`, `du`, `df` and `stat` print.
+//! How `ls`, `du`, `df` and `stat` print. Paths show control characters
+//! and bidirectional controls escaped ([`rfs_proto::names`]): the namenode
+//! refuses them in new names, but one stored before must not forge a line
+//! or reorder what follows.
 
 use rfs_client::{FileStatus, FileType};
+use rfs_proto::names::escape_refused;
 
 use crate::civil_time::format_ms;
 
@@ -57,7 +61,7 @@ pub fn ls_lines(entries: &[FileStatus], human: bool) -> Vec<String> {
                 or_dash(&st.group).to_string(),
                 size(if is_dir { 0 } else { st.length }, human),
                 format_ms(st.mtime_ms),
-                st.path.clone(),
+                escape_refused(&st.path).into_owned(),
             ]
         })
         .collect();
@@ -78,7 +82,7 @@ pub fn stat_report(st: &FileStatus, blocks: Option<usize>) -> String {
     let is_dir = st.file_type() == FileType::Directory;
     let mut out = String::new();
     let mut line = |k: &str, v: String| out.push_str(&format!("{k:<12} {v}\n"));
-    line("Path:", st.path.clone());
+    line("Path:", escape_refused(&st.path).into_owned());
     line(
         "Type:",
         if is_dir { "directory" } else { "regular file" }.into(),
@@ -149,6 +153,24 @@ mod tests {
             human,
             ["-rw------- 3 me supergroup 2 MiB 2000-02-29 12:34 /f"]
         );
+    }
+
+    #[test]
+    fn names_that_could_forge_lines_are_escaped() {
+        let lines = ls_lines(
+            &[
+                st("/d/a\u{1b}[2J", false, 1, 0o644),
+                st("/d/b\nforged", false, 2, 0o644),
+                st("/d/c.\u{202e}txt", true, 0, 0o755),
+            ],
+            false,
+        );
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].ends_with(" /d/a\\u{1b}[2J"), "{lines:?}");
+        assert!(lines[1].ends_with(" /d/b\\nforged"), "{lines:?}");
+        assert!(lines[2].ends_with(" /d/c.\\u{202e}txt"), "{lines:?}");
+        let r = stat_report(&st("/d/b\nforged", false, 2, 0o644), Some(1));
+        assert!(r.contains("Path:        /d/b\\nforged\n"), "{r}");
     }
 
     #[test]

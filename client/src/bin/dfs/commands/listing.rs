@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use rfs_client::Client;
+use rfs_proto::names::escape_refused;
 
 use super::{is_dir, status, walk};
 use crate::listing_format::{ls_lines, size, stat_report};
@@ -55,7 +56,7 @@ pub async fn du(client: &Client, path: &str, summary: bool, human: bool) -> Resu
     let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
     for (len, used, p) in rows {
         let p = if p.is_empty() { path.to_string() } else { p };
-        println!("{len:<w0$}  {used:<w1$}  {p}");
+        println!("{len:<w0$}  {used:<w1$}  {}", escape_refused(&p));
     }
     Ok(())
 }
