@@ -37,6 +37,11 @@ pub struct CreateOptions {
     pub block_size: Option<u64>,
     /// Create missing parent directories (default `true`).
     pub create_parent: bool,
+    /// A writer the caller knows to be dead (its process is gone), whose
+    /// file this create (with `overwrite`) takes over at once rather than
+    /// after its lease's soft limit; the namenode accepts only while that
+    /// writer still holds the file.
+    pub take_over_from: Option<String>,
 }
 
 impl Default for CreateOptions {
@@ -46,6 +51,7 @@ impl Default for CreateOptions {
             replication: None,
             block_size: None,
             create_parent: true,
+            take_over_from: None,
         }
     }
 }
@@ -153,6 +159,7 @@ impl Client {
             create_parent: opts.create_parent,
             owner: self.inner.owner.clone(),
             group: String::new(),
+            take_over_from: opts.take_over_from.unwrap_or_default(),
         };
         let resp = self
             .rpc()
@@ -286,11 +293,25 @@ impl Client {
     /// Renames `src` to `dst` (into `dst` when it is a directory); returns
     /// the final path.
     pub async fn rename(&self, src: &str, dst: &str) -> Result<String> {
+        self.rename_with(src, dst, false).await
+    }
+
+    /// Renames `src` to exactly `dst`, replacing in the same step a closed
+    /// file there (when `src` is a file) or an empty directory (when `src`
+    /// is one), as HDFS `rename2` with `OVERWRITE`: a reader finds the old
+    /// `dst` or the new one, never neither. The replaced file's blocks are
+    /// deleted.
+    pub async fn rename_overwrite(&self, src: &str, dst: &str) -> Result<String> {
+        self.rename_with(src, dst, true).await
+    }
+
+    async fn rename_with(&self, src: &str, dst: &str, overwrite: bool) -> Result<String> {
         let req = RenameRequest {
             call: self.new_call(),
             src: src.to_string(),
             dst: dst.to_string(),
             client_id: self.inner.client_id.clone(),
+            overwrite,
         };
         let r = self
             .rpc()

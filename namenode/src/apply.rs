@@ -361,7 +361,10 @@ fn apply_op(t: &mut Txn, op: &MetaOp) -> Result<MetaResult> {
                     .as_ref()
                     .ok_or_else(|| NamenodeError::IsDirectory(p.clone()))?;
                 if let Some(w) = &f.writer {
-                    if w != client_id && take_over_from.as_deref() != Some(w.as_str()) {
+                    // A file the namenode is recovering is nobody's to take.
+                    let taken_over =
+                        take_over_from.as_deref() == Some(w.as_str()) && w != RECOVERY_HOLDER;
+                    if w != client_id && !taken_over {
                         return Err(NamenodeError::LeaseConflict {
                             path: p.clone(),
                             holder: w.clone(),
@@ -534,6 +537,7 @@ fn apply_op(t: &mut Txn, op: &MetaOp) -> Result<MetaResult> {
             Ok(MetaResult::Deleted { blocks })
         }
         MetaOp::Rename { src, dst, now_ms } => rename(t, src, dst, *now_ms),
+        MetaOp::RenameOverwrite { src, dst, now_ms } => rename_overwrite(t, src, dst, *now_ms),
         MetaOp::ExpireRetryCache { before_ms } => expire_retry_cache(t, *before_ms),
         MetaOp::SweepRetryCache {
             before_ms,
@@ -722,7 +726,7 @@ fn rename(t: &mut Txn, src: &str, dst: &str, now_ms: u64) -> Result<MetaResult> 
             "cannot rename the root directory".into(),
         ));
     }
-    let mut node = t.ns.get(src)?;
+    let node = t.ns.get(src)?;
     let src_norm = path::join(&src_comps);
     let mut final_comps: Vec<&str> = dst_comps.clone();
     let dst_norm = path::join(&dst_comps);
@@ -752,24 +756,93 @@ fn rename(t: &mut Txn, src: &str, dst: &str, now_ms: u64) -> Result<MetaResult> 
     if t.ns.lookup(&final_path)?.is_some() {
         return Err(NamenodeError::AlreadyExists(final_path));
     }
-    let parent_comps = &final_comps[..final_comps.len() - 1];
-    let parent = t.ns.resolve(parent_comps)?;
-    if !parent.complete {
-        return Err(NamenodeError::NotFound(path::join(parent_comps)));
+    let parent = existing_dir(t, &final_comps[..final_comps.len() - 1])?;
+    move_node(t, node, &parent, final_comps[final_comps.len() - 1], now_ms)?;
+    Ok(MetaResult::Renamed { final_path })
+}
+
+/// The directory at `comps`, which must exist: where a rename moves to.
+fn existing_dir(t: &Txn, comps: &[&str]) -> Result<Inode> {
+    let r = t.ns.resolve(comps)?;
+    if !r.complete {
+        return Err(NamenodeError::NotFound(path::join(comps)));
     }
-    let parent = parent.inodes.last().expect("root").clone();
-    if !parent.is_dir() {
-        return Err(NamenodeError::NotDirectory(path::join(parent_comps)));
+    let dir = r.inodes.last().expect("root").clone();
+    if !dir.is_dir() {
+        return Err(NamenodeError::NotDirectory(path::join(comps)));
     }
+    Ok(dir)
+}
+
+/// Moves `node` into `parent` as `name`; both directories' mtimes move.
+fn move_node(t: &mut Txn, mut node: Inode, parent: &Inode, name: &str, now_ms: u64) -> Result<()> {
     let old_parent = node.parent;
     t.unlink(&node);
     node.parent = parent.id;
-    node.name = final_comps[final_comps.len() - 1].to_string();
+    node.name = name.to_string();
     t.put_inode(&node)?;
     t.link(&node);
     touch_dir(t, old_parent, now_ms)?;
     if parent.id != old_parent {
         touch_dir(t, parent.id, now_ms)?;
     }
-    Ok(MetaResult::Renamed { final_path })
+    Ok(())
+}
+
+/// See [`MetaOp::RenameOverwrite`]. As HDFS `rename2`: a file replaces
+/// only a file, a directory only an empty directory; the destination's
+/// parent must exist. A file still being written is not replaced (its
+/// writer would lose it), as `create` with overwrite does not.
+fn rename_overwrite(t: &mut Txn, src: &str, dst: &str, now_ms: u64) -> Result<MetaResult> {
+    let src_comps = path::components(src)?;
+    let dst_comps = path::components(dst)?;
+    if src_comps.is_empty() {
+        return Err(NamenodeError::InvalidArgument(
+            "cannot rename the root directory".into(),
+        ));
+    }
+    let (src_norm, dst_norm) = (path::join(&src_comps), path::join(&dst_comps));
+    if dst_comps.is_empty() {
+        return Err(NamenodeError::InvalidArgument(
+            "cannot replace the root directory".into(),
+        ));
+    }
+    if dst_comps.starts_with(&src_comps) {
+        return Err(NamenodeError::InvalidArgument(if dst_comps == src_comps {
+            format!("cannot replace {src_norm} with itself")
+        } else {
+            format!("cannot move {src_norm} into its own subtree {dst_norm}")
+        }));
+    }
+    let node = t.ns.get(&src_norm)?;
+    let parent = existing_dir(t, &dst_comps[..dst_comps.len() - 1])?;
+    let mut replaced_blocks = Vec::new();
+    if let Some(existing) = t.ns.lookup(&dst_norm)? {
+        match (&node.file, &existing.file) {
+            (Some(_), None) => return Err(NamenodeError::IsDirectory(dst_norm)),
+            (None, Some(_)) => return Err(NamenodeError::NotDirectory(dst_norm)),
+            (None, None) => {
+                if !t.ns.children(existing.id, "", 1)?.0.is_empty() {
+                    return Err(NamenodeError::NotEmpty(dst_norm));
+                }
+            }
+            (Some(_), Some(f)) => {
+                if let Some(w) = &f.writer {
+                    return Err(NamenodeError::LeaseConflict {
+                        path: dst_norm,
+                        holder: w.clone(),
+                    });
+                }
+                replaced_blocks = f.blocks.clone();
+            }
+        }
+        // The source's new link takes the same key in the same batch.
+        t.unlink(&existing);
+        t.remove_inode(&existing);
+    }
+    move_node(t, node, &parent, dst_comps[dst_comps.len() - 1], now_ms)?;
+    Ok(MetaResult::RenamedOverwriting {
+        final_path: dst_norm,
+        replaced_blocks,
+    })
 }

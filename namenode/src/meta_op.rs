@@ -2,6 +2,12 @@
 //! (times, chosen targets, lease decisions) so that applying the same
 //! sequence of ops always yields the same state — the property that lets a
 //! WAL (and later the raft log) rebuild the namespace.
+//!
+//! The raft log and the retry cache hold ops and results bincode-encoded,
+//! where a variant is its position: new variants go at the end and a
+//! variant's fields never change, so that entries written by earlier
+//! versions still apply (a new option is a new variant, as
+//! [`MetaOp::RenameOverwrite`] beside [`MetaOp::Rename`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -120,6 +126,16 @@ pub enum MetaOp {
         after: Vec<u8>,
         limit: u32,
     },
+    /// HDFS `rename2` with `OVERWRITE`: `dst` is the final path, never a
+    /// directory to move into. A closed file at `dst` (when `src` is a
+    /// file) or an empty directory (when `src` is one) is replaced in the
+    /// same entry, so `dst` is never missing; the replaced file's blocks
+    /// are freed as by a delete.
+    RenameOverwrite {
+        src: String,
+        dst: String,
+        now_ms: u64,
+    },
 }
 
 /// Names one non-idempotent client call: a retry carries the same key and
@@ -209,4 +225,62 @@ pub enum MetaResult {
         removed: u64,
         next: Option<Vec<u8>>,
     },
+    /// A [`MetaOp::RenameOverwrite`]: the blocks of the file it replaced,
+    /// if any, to delete from the datanodes.
+    RenamedOverwriting {
+        final_path: String,
+        replaced_blocks: Vec<BlockMeta>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A rename and its result as versions before `RenameOverwrite`
+    /// logged them (bincode: u32 LE variant index, u64 LE lengths and
+    /// integers). Both must still decode to the same values: a log entry
+    /// or retry-cache entry from such a version applies unchanged.
+    #[test]
+    fn a_rename_logged_before_overwrite_existed_still_decodes() {
+        #[rustfmt::skip]
+        let logged: &[u8] = &[
+            1,                                  // call: Some
+            1, 0, 0, 0, 0, 0, 0, 0, b'c',       //   client "c"
+            7, 0, 0, 0, 0, 0, 0, 0,             //   call 7
+            5, 0, 0, 0, 0, 0, 0, 0,             // now_ms 5
+            9, 0, 0, 0,                         // op: MetaOp::Rename
+            2, 0, 0, 0, 0, 0, 0, 0, b'/', b'a', //   src "/a"
+            2, 0, 0, 0, 0, 0, 0, 0, b'/', b'b', //   dst "/b"
+            9, 0, 0, 0, 0, 0, 0, 0,             //   now_ms 9
+        ];
+        let proposal = Proposal {
+            call: Some(CallKey {
+                client: "c".into(),
+                call: 7,
+            }),
+            now_ms: 5,
+            op: MetaOp::Rename {
+                src: "/a".into(),
+                dst: "/b".into(),
+                now_ms: 9,
+            },
+        };
+        assert_eq!(bincode::deserialize::<Proposal>(logged).unwrap(), proposal);
+        assert_eq!(bincode::serialize(&proposal).unwrap(), logged);
+
+        #[rustfmt::skip]
+        let recorded: &[u8] = &[
+            9, 0, 0, 0,                         // MetaResult::Renamed
+            2, 0, 0, 0, 0, 0, 0, 0, b'/', b'b', //   final_path "/b"
+        ];
+        let result = MetaResult::Renamed {
+            final_path: "/b".into(),
+        };
+        assert_eq!(
+            bincode::deserialize::<MetaResult>(recorded).unwrap(),
+            result
+        );
+        assert_eq!(bincode::serialize(&result).unwrap(), recorded);
+    }
 }

@@ -183,15 +183,15 @@ pub fn status_with_children(
 
 /// The status of `inode` at `path` (a directory's `children` left 0).
 pub fn file_status(path: String, inode: &Inode) -> FileStatus {
-    let (file_type, length, replication, block_size, uc) = match &inode.file {
+    let (file_type, length, replication, block_size, writer) = match &inode.file {
         Some(f) => (
             FileType::File,
             f.length(),
             f.replication,
             f.block_size,
-            f.writer.is_some(),
+            f.writer.clone(),
         ),
-        None => (FileType::Directory, 0, 0, 0, false),
+        None => (FileType::Directory, 0, 0, 0, None),
     };
     FileStatus {
         path,
@@ -205,7 +205,8 @@ pub fn file_status(path: String, inode: &Inode) -> FileStatus {
         replication,
         block_size,
         inode_id: inode.id,
-        under_construction: uc,
+        under_construction: writer.is_some(),
+        writer: writer.unwrap_or_default(),
         children: 0,
     }
 }

@@ -1,6 +1,7 @@
 //! The namenode's metadata path without sockets (a raft group of one):
-//! group commit, restart without double apply, the retry cache, and random
-//! namespace ops against a model, with restarts.
+//! group commit, restart without double apply, the retry cache, renames
+//! that replace their destination, and random namespace ops against a
+//! model, with restarts.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -111,10 +112,19 @@ async fn acknowledged_ops_survive_restarts_and_are_applied_once() {
 }
 
 fn create(path: &str, client: &str) -> MetaOp {
+    create_with(path, client, false, None)
+}
+
+/// A create with overwrite that takes the file over from `holder`.
+fn take_over(path: &str, client: &str, holder: &str) -> MetaOp {
+    create_with(path, client, true, Some(holder))
+}
+
+fn create_with(path: &str, client: &str, overwrite: bool, take_over_from: Option<&str>) -> MetaOp {
     MetaOp::Create {
         path: path.into(),
         client_id: client.into(),
-        overwrite: false,
+        overwrite,
         replication: 1,
         block_size: 1024,
         mode: 0o644,
@@ -122,7 +132,7 @@ fn create(path: &str, client: &str) -> MetaOp {
         owner: "u".into(),
         group: "g".into(),
         now_ms: 1,
-        take_over_from: None,
+        take_over_from: take_over_from.map(str::to_string),
     }
 }
 
@@ -233,6 +243,84 @@ async fn the_retry_cache_is_swept_in_bounded_steps_that_the_leader_carries_on() 
     meta.close();
 }
 
+/// Creates `path` for writer `w` with one block of `len` bytes and closes it.
+async fn closed_file(log: &Meta, path: &str, len: u64) -> BlockMeta {
+    log.submit(create(path, "w")).await.unwrap();
+    let b = add_block(log, path, None).await;
+    let last = BlockMeta { len, ..b };
+    let done = MetaOp::Complete {
+        path: path.into(),
+        client_id: "w".into(),
+        last: Some(last),
+        now_ms: 2,
+    };
+    log.submit(done).await.unwrap();
+    last
+}
+
+#[tokio::test]
+async fn an_overwriting_rename_replaces_in_one_entry_and_a_retry_gets_its_first_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Meta::open(dir.path()).await;
+    let old = closed_file(&log, "/f", 10).await;
+    let new = closed_file(&log, "/f._COPYING_", 20).await;
+    let call = Some(CallKey {
+        client: "w".into(),
+        call: 1,
+    });
+    let rename = |src: &str, dst: &str| MetaOp::RenameOverwrite {
+        src: src.into(),
+        dst: dst.into(),
+        now_ms: 3,
+    };
+    let h = log.group.handle.clone();
+    let submit = |op: MetaOp| h.submit(Proposal::new(op).with_call(call.clone()));
+    let first = submit(rename("/f._COPYING_", "/f")).await.unwrap();
+    assert_eq!(
+        first,
+        MetaResult::RenamedOverwriting {
+            final_path: "/f".into(),
+            replaced_blocks: vec![old],
+        }
+    );
+    assert_eq!(file_of(&log, "/f").1.blocks, vec![new]);
+    assert!(log.ns.lookup("/f._COPYING_").unwrap().is_none());
+    assert!(
+        log.ns.block_owner(old.id).unwrap().is_none(),
+        "the replaced file's blocks left the namespace"
+    );
+    // A retry of the same call gets the same answer and moves nothing,
+    // though a new source stands ready.
+    let again = closed_file(&log, "/f._COPYING_", 30).await;
+    assert_eq!(submit(rename("/f._COPYING_", "/f")).await.unwrap(), first);
+    assert_eq!(file_of(&log, "/f").1.blocks, vec![new]);
+    assert_eq!(file_of(&log, "/f._COPYING_").1.blocks, vec![again]);
+
+    // Refused, changing nothing: a file still being written, a directory
+    // under a file or the reverse, a directory with entries, itself.
+    log.submit(create("/open", "x")).await.unwrap();
+    log.submit(mkdirs("/e")).await.unwrap();
+    log.submit(mkdirs("/full/x")).await.unwrap();
+    for (src, dst, want) in [
+        ("/f", "/open", "/open: file is being written by x"),
+        ("/f", "/e", "/e: Is a directory"),
+        ("/e", "/f", "/f: Not a directory"),
+        ("/e", "/full", "/full: Directory is not empty"),
+        ("/f", "/f", "cannot replace /f with itself"),
+        ("/full", "/full/x/y", "own subtree"),
+        ("/f", "/nodir/f", "/nodir: No such file or directory"),
+    ] {
+        let e = log.submit(rename(src, dst)).await.unwrap_err();
+        assert!(e.to_string().contains(want), "{src} over {dst}: {e}");
+    }
+    assert_eq!(file_of(&log, "/f").1.blocks, vec![new]);
+    // An empty directory gives way to a directory.
+    log.submit(mkdirs("/d/sub")).await.unwrap();
+    log.submit(rename("/d", "/e")).await.unwrap();
+    assert!(log.ns.lookup("/e/sub").unwrap().is_some());
+    log.close();
+}
+
 /// What the namespace should hold: path → is directory.
 #[derive(Default, Debug)]
 struct Model(BTreeMap<String, bool>);
@@ -338,12 +426,51 @@ impl Model {
     }
 }
 
+impl Model {
+    /// HDFS rename2 with OVERWRITE: `dst` is the final path; a file
+    /// replaces a file, a directory an empty directory.
+    fn rename_overwrite(&mut self, src: &str, dst: &str) -> bool {
+        if self.blocked(src) || self.is_dir(src).is_none() || self.blocked(dst) {
+            return false;
+        }
+        if dst == src
+            || dst.starts_with(&format!("{src}/"))
+            || self.is_dir(parent(dst)) != Some(true)
+        {
+            return false;
+        }
+        let src_dir = self.is_dir(src) == Some(true);
+        let dst_prefix = format!("{dst}/");
+        match self.is_dir(dst) {
+            None => {}
+            Some(dst_dir) if dst_dir != src_dir => return false,
+            Some(true) if self.0.keys().any(|k| k.starts_with(&dst_prefix)) => return false,
+            Some(_) => {
+                self.0.remove(dst);
+            }
+        }
+        let prefix = format!("{src}/");
+        let moved: Vec<(String, bool)> = self
+            .0
+            .iter()
+            .filter(|(k, _)| *k == src || k.starts_with(&prefix))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        for (k, v) in moved {
+            self.0.remove(&k);
+            self.0.insert(format!("{dst}{}", &k[src.len()..]), v);
+        }
+        true
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Step {
     Mkdirs(String),
     Create(String),
     Delete(String),
     Rename(String, String),
+    RenameOverwrite(String, String),
     Restart,
 }
 
@@ -358,6 +485,7 @@ fn arb_step() -> impl Strategy<Value = Step> {
         3 => arb_path().prop_map(Step::Create),
         2 => arb_path().prop_map(Step::Delete),
         3 => (arb_path(), arb_path()).prop_map(|(a, b)| Step::Rename(a, b)),
+        2 => (arb_path(), arb_path()).prop_map(|(a, b)| Step::RenameOverwrite(a, b)),
         1 => Just(Step::Restart),
     ]
 }
@@ -423,6 +551,16 @@ async fn run_steps(steps: Vec<Step>) -> Result<(), TestCaseError> {
             Step::Rename(a, b) => (
                 model.rename(a, b),
                 log.submit(MetaOp::Rename {
+                    src: a.clone(),
+                    dst: b.clone(),
+                    now_ms: 1,
+                })
+                .await
+                .is_ok(),
+            ),
+            Step::RenameOverwrite(a, b) => (
+                model.rename_overwrite(a, b),
+                log.submit(MetaOp::RenameOverwrite {
                     src: a.clone(),
                     dst: b.clone(),
                     now_ms: 1,
@@ -599,6 +737,11 @@ async fn lease_recovery_restamps_the_last_block_and_its_commit_closes_the_file()
     let (_, f) = file_of(&log, "/f");
     assert_eq!(f.writer.as_deref(), Some(RECOVERY_HOLDER));
     assert_eq!(f.blocks, vec![full, block]);
+    // A create naming the recovery as the writer to take over from is
+    // refused like any other: the file is nobody's to take.
+    let take = take_over("/f", "y", RECOVERY_HOLDER);
+    let e = log.submit(take).await.unwrap_err();
+    assert!(e.to_string().contains(RECOVERY_HOLDER), "{e}");
 
     // The dead writer cannot go on, and nobody starts a second recovery.
     let e = log

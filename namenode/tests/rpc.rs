@@ -162,12 +162,40 @@ impl Namenode {
         blk
     }
 
+    /// A create with overwrite by `client` that names `holder` as a dead
+    /// writer to take the file over from.
+    async fn take_over(
+        &mut self,
+        path: &str,
+        client: &str,
+        holder: &str,
+    ) -> Result<FileStatus, tonic::Status> {
+        let r = CreateRequest {
+            path: path.into(),
+            client_id: client.into(),
+            overwrite: true,
+            take_over_from: holder.into(),
+            ..Default::default()
+        };
+        Ok(self.client.create(r).await?.into_inner().status.unwrap())
+    }
+
     async fn rename(&mut self, src: &str, dst: &str) -> Result<String, tonic::Status> {
+        self.rename_with(src, dst, false).await
+    }
+
+    async fn rename_with(
+        &mut self,
+        src: &str,
+        dst: &str,
+        overwrite: bool,
+    ) -> Result<String, tonic::Status> {
         let r = RenameRequest {
             call: None,
             src: src.into(),
             dst: dst.into(),
             client_id: String::new(),
+            overwrite,
         };
         Ok(self.client.rename(r).await?.into_inner().final_path)
     }
@@ -475,6 +503,23 @@ async fn writes_leases_and_placement() {
         RpcErrorKind::LeaseConflict,
         "/g: file is being written by w2",
     );
+
+    // A writer the caller names as dead loses the file at once, inside
+    // the soft limit, but only while it still holds it.
+    let st = nn.create("/h", "w1", false).await.unwrap();
+    assert_eq!((st.under_construction, st.writer.as_str()), (true, "w1"));
+    assert_err(
+        nn.take_over("/h", "w3", "w2").await,
+        RpcErrorKind::LeaseConflict,
+        "/h: file is being written by w1",
+    );
+    let st = nn.take_over("/h", "w3", "w1").await.unwrap();
+    assert_eq!(st.writer, "w3");
+    assert_err(
+        nn.add_block("/h", "w1", None, "").await,
+        RpcErrorKind::LeaseConflict,
+        "/h: file is being written by w3",
+    );
     nn.stop().await;
 }
 
@@ -566,6 +611,28 @@ async fn block_reports_corruption_and_invalidation() {
         ),
         "{cmds:?}"
     );
+
+    // So does replacing a file by an overwriting rename.
+    let old = nn.write("/h", 5).await;
+    nn.write("/h.new", 6).await;
+    nn.datanode
+        .block_received_and_deleted(BlockReceivedAndDeletedRequest {
+            datanode_id: "dn2".into(),
+            received: vec![old],
+            deleted: vec![],
+        })
+        .await
+        .unwrap();
+    nn.heartbeat("dn2", 1 << 30).await;
+    assert_eq!(nn.rename_with("/h.new", "/h", true).await.unwrap(), "/h");
+    let cmds = nn.heartbeat("dn2", 1 << 30).await;
+    assert!(
+        cmds.iter().any(
+            |c| matches!(c, Command::Invalidate(i) if i.blocks.iter().any(|b| b.block_id == old.block_id))
+        ),
+        "{cmds:?}"
+    );
+    assert_eq!(nn.locations("/h", "").await.file_length, 6);
     nn.stop().await;
 }
 

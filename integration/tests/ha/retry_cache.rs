@@ -49,6 +49,7 @@ fn rename(src: &str, dst: &str, call_id: u64) -> RenameRequest {
         src: src.into(),
         dst: dst.into(),
         client_id: CLIENT_ID.into(),
+        overwrite: false,
         call: call(call_id),
     }
 }

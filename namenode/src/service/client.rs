@@ -143,6 +143,7 @@ impl ClientProtocol for ClientService {
         Self::require_client(&r.client_id)?;
         check_field("owner", &r.owner)?;
         check_field("group", &r.group)?;
+        check_field("take_over_from", &r.take_over_from)?;
         let p = path::normalize_new(&r.path)?;
         let cfg = &self.state.config;
         let replication = if r.replication == 0 {
@@ -167,8 +168,11 @@ impl ClientProtocol for ClientService {
             ))
             .into());
         }
-        // A writer past its soft limit may be taken over (decided here,
-        // because lease clocks are not part of the replicated state).
+        // A writer past its soft limit may be taken over, and so may one
+        // the caller names as dead (a `dfs put` that found the writer's
+        // process gone on its host; see ARCHITECTURE.md). Decided here,
+        // because lease clocks are not part of the replicated state; apply
+        // checks the writer still holds the file.
         let take_over_from = match self
             .state
             .ns
@@ -178,7 +182,9 @@ impl ClientProtocol for ClientService {
         {
             // A file the namenode is recovering is nobody's to take.
             Some(w)
-                if w != r.client_id && w != RECOVERY_HOLDER && !self.state.leases().is_live(&w) =>
+                if w != r.client_id
+                    && w != RECOVERY_HOLDER
+                    && (w == r.take_over_from || !self.state.leases().is_live(&w)) =>
             {
                 Some(w)
             }
@@ -503,18 +509,28 @@ impl ClientProtocol for ClientService {
         rpc("rename");
         self.leading()?;
         let r = req.into_inner();
-        let op = MetaOp::Rename {
-            src: path::normalize(&r.src)?,
-            dst: path::normalize_new(&r.dst)?,
-            now_ms: now_ms(),
+        let (src, dst) = (path::normalize(&r.src)?, path::normalize_new(&r.dst)?);
+        let now_ms = now_ms();
+        let op = if r.overwrite {
+            MetaOp::RenameOverwrite { src, dst, now_ms }
+        } else {
+            MetaOp::Rename { src, dst, now_ms }
         };
-        match self.submit(call_key(&r.call)?, op).await? {
-            MetaResult::Renamed { final_path } => Ok(Response::new(RenameResponse {
-                renamed: true,
+        let final_path = match self.submit(call_key(&r.call)?, op).await? {
+            MetaResult::Renamed { final_path } => final_path,
+            MetaResult::RenamedOverwriting {
                 final_path,
-            })),
-            other => Err(unexpected(other)),
-        }
+                replaced_blocks,
+            } => {
+                self.state.invalidate(&replaced_blocks);
+                final_path
+            }
+            other => return Err(unexpected(other)),
+        };
+        Ok(Response::new(RenameResponse {
+            renamed: true,
+            final_path,
+        }))
     }
 
     async fn set_replication(

@@ -141,6 +141,7 @@ async fn put_stream(
         replication: opts.replication,
         block_size: opts.block_size,
         create_parent: false,
+        take_over_from: None,
     };
     let mut w = client.create(remote, create).await?;
     let bar = progress::bar(remote, len.unwrap_or(0));
