@@ -11,6 +11,7 @@ mod cluster {
     mod names;
     mod namespace;
     mod pipeline_recovery;
+    mod put;
     mod quickstart;
     mod replication;
     mod shell;

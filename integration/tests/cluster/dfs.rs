@@ -1,6 +1,7 @@
 //! The `dfs` binary as the shell tests run it.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use rfs_integration::mini_cluster::bin_path;
@@ -8,12 +9,25 @@ use rfs_integration::mini_cluster::bin_path;
 /// The `dfs` binary as a user runs it, against one namenode address.
 pub struct Dfs {
     namenode: String,
+    /// Where `dfs` keeps its runtime files (`XDG_RUNTIME_DIR`); `None`
+    /// leaves the test's own environment.
+    runtime_dir: Option<String>,
 }
 
 impl Dfs {
     pub fn new(namenode: impl Into<String>) -> Dfs {
         Dfs {
             namenode: namenode.into(),
+            runtime_dir: None,
+        }
+    }
+
+    /// The same shell with its runtime files in `dir`: two such shells with
+    /// different dirs look to each other like `dfs` on two hosts.
+    pub fn with_runtime_dir(&self, dir: &Path) -> Dfs {
+        Dfs {
+            namenode: self.namenode.clone(),
+            runtime_dir: Some(dir.display().to_string()),
         }
     }
 
@@ -24,6 +38,9 @@ impl Dfs {
         cmd.args(args)
             .env("RFS_NAMENODE", &self.namenode)
             .env_remove("RFS_CONF");
+        if let Some(dir) = &self.runtime_dir {
+            cmd.env("XDG_RUNTIME_DIR", dir);
+        }
         cmd
     }
 

@@ -130,10 +130,14 @@ pub enum FsCmd {
     #[command(
         long_about = "Copy local files or directories (recursively) into rfs.\n\n\
         A source `-` reads standard input. When DST is an existing directory the sources \
-        go into it under their own names; several sources need a directory DST."
+        go into it under their own names; several sources need a directory DST.\n\n\
+        Each file is written to `<name>._COPYING_` and renamed into place when complete, \
+        so a put that fails or is interrupted (SIGINT, SIGTERM: the temporary file is \
+        deleted) leaves no partial file under the real name. Rerun a killed put on the \
+        same host and it takes the temporary file over at once."
     )]
     Put {
-        /// Overwrite existing files.
+        /// Overwrite existing files, replacing each in one step.
         #[arg(short = 'f')]
         force: bool,
         /// Replication of the new files (default: the namenode's).

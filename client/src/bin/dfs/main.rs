@@ -2,15 +2,19 @@
 //! hands off to [`commands`] (file system commands, through one client that
 //! follows the group's leader) or [`commands::admin`] (which asks each
 //! member itself); every failure is one `dfs: <error>` line and exit
-//! status 1.
+//! status 1. SIGINT and SIGTERM stop a file system command after deleting
+//! the files it was writing under temporary names ([`interrupt`]); the
+//! exit status is then 128 + the signal's number.
 
 mod civil_time;
 mod cli;
 mod commands;
+mod interrupt;
 mod listing_format;
 mod namenode_addr;
 mod progress;
 mod remote_path;
+mod writer_lock;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -19,6 +23,8 @@ use clap::Parser;
 use rfs_client::{Client, ClientConfig};
 
 use commands::Report;
+use interrupt::{Interrupts, Unfinished};
+use writer_lock::LockDir;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse_from(cli::hdfs_style_args(std::env::args()));
@@ -39,13 +45,18 @@ fn main() -> ExitCode {
         .init();
     let mut report = Report::default();
     match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt.block_on(run(cli, &mut report)),
+        Ok(rt) => {
+            rt.block_on(run(cli, &mut report));
+            // Without waiting: a put from stdin that was interrupted leaves
+            // a blocking read of stdin that nothing can cancel.
+            rt.shutdown_background();
+        }
         Err(e) => report.fail(anyhow::anyhow!("cannot start the runtime: {e}")),
     }
-    if report.failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
+    match report.signal {
+        Some(signal) => ExitCode::from(128u8.saturating_add(signal as u8)),
+        None if report.failed => ExitCode::FAILURE,
+        None => ExitCode::SUCCESS,
     }
 }
 
@@ -71,13 +82,65 @@ async fn run(cli: cli::Cli, report: &mut Report) {
         cli::Cmd::Admin(cmd) => commands::admin::run(&namenodes, cmd, report).await,
         cli::Cmd::Fs(cmd) => {
             let addrs: Vec<String> = namenodes.into_iter().map(|n| n.addr).collect();
-            let mut config = ClientConfig::with_namenodes(addrs.clone());
+            let mut config = ClientConfig::with_namenodes(addrs);
             config.replace_datanode_on_failure = cli.replace_datanode_on_failure;
-            let client = match Client::connect(config).await {
-                Ok(c) => c,
-                Err(e) => return report.fail(e.into()),
-            };
-            commands::run(&client, &addrs.join(","), cmd, report).await;
+            run_fs(config, cmd, report).await
         }
+    }
+}
+
+/// Runs a file system command until it ends or SIGINT/SIGTERM stops it;
+/// then deletes what it was writing under temporary names.
+async fn run_fs(mut config: ClientConfig, cmd: cli::FsCmd, report: &mut Report) {
+    // A put writes under a client id locked on this host, so that a later
+    // put can tell whether it still runs.
+    let locks = matches!(cmd, cli::FsCmd::Put { .. })
+        .then(|| LockDir::for_user().map_err(|e| tracing::debug!("no writer locks: {e}")))
+        .and_then(Result::ok);
+    let mut own_lock = locks.as_ref().and_then(|dir| {
+        dir.lock_new_writer()
+            .map_err(|e| tracing::debug!("no writer lock: {e}"))
+            .ok()
+    });
+    config.client_id = own_lock.as_ref().map(|l| l.client_id().to_string());
+    let namenode = config.namenodes.join(",");
+    let client = match Client::connect(config).await {
+        Ok(c) => c,
+        Err(e) => return report.fail(e.into()),
+    };
+    let mut interrupts = match Interrupts::listen() {
+        Ok(i) => i,
+        Err(e) => return report.fail(anyhow::anyhow!("cannot catch signals: {e}")),
+    };
+    let unfinished = Unfinished::default();
+    let writing = commands::Writing {
+        locks: locks.as_ref(),
+        unfinished: &unfinished,
+    };
+    let interrupted = tokio::select! {
+        () = commands::run(&client, &namenode, cmd, &writing, report) => None,
+        signal = interrupts.next() => Some(signal),
+    };
+    if let Some((number, name)) = interrupted {
+        report.interrupted(number, name);
+        // A second signal, or a namenode that does not answer, cuts the
+        // cleanup short.
+        tokio::select! {
+            () = unfinished.discard(&client) => {}
+            _ = interrupts.next() => {}
+            () = tokio::time::sleep(interrupt::CLEANUP_LIMIT) => {}
+        }
+    }
+    for path in unfinished.paths() {
+        // Still held under this client's id: the lock file stays, so that
+        // a put on this host finds this writer dead and takes it over.
+        let hint = match own_lock.as_mut() {
+            Some(lock) => {
+                lock.keep_file();
+                " (a put of the same file on this host takes it over)"
+            }
+            None => "",
+        };
+        report.fail(anyhow::anyhow!("{path}: left behind unfinished{hint}"));
     }
 }

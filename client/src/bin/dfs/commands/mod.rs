@@ -11,14 +11,33 @@ mod transfer;
 use rfs_client::{Client, FileStatus, FileType};
 
 use crate::cli::FsCmd;
+use crate::interrupt::Unfinished;
+use crate::writer_lock::LockDir;
+
+/// What every put of one `dfs` run shares.
+pub struct Writing<'a> {
+    /// This host's writer locks, which tell a killed writer's file from a
+    /// live one's; `None` when this run has none.
+    pub locks: Option<&'a LockDir>,
+    /// The files being written under temporary names.
+    pub unfinished: &'a Unfinished,
+}
 
 /// Collects failures; prints each as one line.
 #[derive(Default)]
 pub struct Report {
     pub failed: bool,
+    /// The signal that interrupted the command, if one did.
+    pub signal: Option<i32>,
 }
 
 impl Report {
+    pub fn interrupted(&mut self, number: i32, name: &str) {
+        eprintln!("dfs: interrupted by {name}");
+        self.failed = true;
+        self.signal = Some(number);
+    }
+
     pub fn fail(&mut self, e: anyhow::Error) {
         let msg = format!("{e:#}");
         eprintln!(
@@ -36,7 +55,13 @@ impl Report {
 }
 
 /// Runs a file system command; `namenode` names the namenodes (for `df`).
-pub async fn run(client: &Client, namenode: &str, cmd: FsCmd, report: &mut Report) {
+pub async fn run(
+    client: &Client,
+    namenode: &str,
+    cmd: FsCmd,
+    writing: &Writing<'_>,
+    report: &mut Report,
+) {
     match cmd {
         FsCmd::Put {
             force,
@@ -50,7 +75,7 @@ pub async fn run(client: &Client, namenode: &str, cmd: FsCmd, report: &mut Repor
                 replication,
                 block_size,
             };
-            transfer::put(client, &sources, &dst, &opts, report).await
+            transfer::put(client, &sources, &dst, &opts, writing, report).await
         }
         FsCmd::Get { force, src, local } => {
             report.check(transfer::get(client, &src, &local, force).await)

@@ -1,17 +1,26 @@
 //! put, get, cat: moving bytes between the local file system and rfs.
+//!
+//! Both directions copy to `<name>._COPYING_` and rename it into place at
+//! the end (as `hdfs dfs` does), so a failed or interrupted copy leaves no
+//! partial file under the real name; `put -f` renames over the old file in
+//! one step, so readers see the old file or the new one, never neither.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use rfs_client::{Client, CreateOptions};
+use rfs_client::{Client, CreateOptions, FileWriter};
+use rfs_proto::rpc_error::RpcErrorKind;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::{is_dir, status, walk, Report};
+use super::{is_dir, status, walk, Report, Writing};
 use crate::progress;
 use crate::remote_path::{base_name, join, normalize};
 
 /// Copy buffer size.
 const BUF: usize = 1024 * 1024;
+
+/// Suffix of the name a copy is written under until it is complete.
+const COPYING_SUFFIX: &str = "._COPYING_";
 
 pub struct PutOptions {
     pub force: bool,
@@ -24,6 +33,7 @@ pub async fn put(
     sources: &[String],
     dst: &str,
     opts: &PutOptions,
+    writing: &Writing<'_>,
     report: &mut Report,
 ) {
     let dst = normalize(dst);
@@ -36,46 +46,152 @@ pub async fn put(
             "{dst}: Not a directory (several sources need a directory destination)"
         ));
     }
+    let put = Put {
+        client,
+        opts,
+        writing,
+    };
     for src in sources {
-        report.check(put_one(client, src, &dst, dst_is_dir, opts).await);
+        report.check(put.one(src, &dst, dst_is_dir).await);
     }
 }
 
-async fn put_one(
-    client: &Client,
-    src: &str,
-    dst: &str,
-    dst_is_dir: bool,
-    opts: &PutOptions,
-) -> Result<()> {
-    if src == "-" {
-        if dst_is_dir {
-            bail!("{dst}: Is a directory (name the file to put stdin into)");
+/// One `dfs put` command: its client, options and shared state.
+struct Put<'a> {
+    client: &'a Client,
+    opts: &'a PutOptions,
+    writing: &'a Writing<'a>,
+}
+
+impl Put<'_> {
+    async fn one(&self, src: &str, dst: &str, dst_is_dir: bool) -> Result<()> {
+        let client = self.client;
+        if src == "-" {
+            if dst_is_dir {
+                bail!("{dst}: Is a directory (name the file to put stdin into)");
+            }
+            return self.stream(tokio::io::stdin(), "stdin", None, dst).await;
         }
-        return put_stream(client, tokio::io::stdin(), "stdin", None, dst, opts).await;
-    }
-    let local = Path::new(src);
-    let meta = std::fs::metadata(local).with_context(|| src.to_string())?;
-    let target = if dst_is_dir {
-        join(dst, &local_name(local)?)
-    } else {
-        dst.to_string()
-    };
-    if !meta.is_dir() {
-        return put_file(client, local, &target, opts).await;
-    }
-    // A directory: its tree, directories first so files have their parent.
-    if !client.mkdirs(&target, false).await? && !opts.force {
-        bail!("{target}: File exists");
-    }
-    for (path, remote, is_dir) in local_tree(local, &target)? {
-        if is_dir {
-            client.mkdirs(&remote, false).await?;
+        let local = Path::new(src);
+        let meta = std::fs::metadata(local).with_context(|| src.to_string())?;
+        let target = if dst_is_dir {
+            join(dst, &local_name(local)?)
         } else {
-            put_file(client, &path, &remote, opts).await?;
+            dst.to_string()
+        };
+        if !meta.is_dir() {
+            return self.file(local, &target).await;
         }
+        // A directory: its tree, directories first so files have their parent.
+        if !client.mkdirs(&target, false).await? && !self.opts.force {
+            bail!("{target}: File exists");
+        }
+        for (path, remote, is_dir) in local_tree(local, &target)? {
+            if is_dir {
+                client.mkdirs(&remote, false).await?;
+            } else {
+                self.file(&path, &remote).await?;
+            }
+        }
+        Ok(())
     }
-    Ok(())
+
+    async fn file(&self, local: &Path, remote: &str) -> Result<()> {
+        let name = local.display().to_string();
+        let f = tokio::fs::File::open(local)
+            .await
+            .with_context(|| name.clone())?;
+        let len = f.metadata().await.with_context(|| name.clone())?.len();
+        self.stream(f, &name, Some(len), remote).await
+    }
+
+    /// Copies `input` to `remote._COPYING_`, then renames it to `remote`
+    /// (over the old file with `-f`). On any failure the temporary file is
+    /// deleted, and with it this client's lease.
+    async fn stream(
+        &self,
+        input: impl AsyncRead + Unpin,
+        name: &str,
+        len: Option<u64>,
+        remote: &str,
+    ) -> Result<()> {
+        let (client, unfinished) = (self.client, self.writing.unfinished);
+        match client.get_file_info(remote).await? {
+            Some(st) if is_dir(&st) => bail!("{remote}: Is a directory"),
+            Some(_) if !self.opts.force => bail!("{remote}: File exists"),
+            _ => {}
+        }
+        let tmp = format!("{remote}{COPYING_SUFFIX}");
+        unfinished.creating(&tmp);
+        let mut w = match self.create_copying(&tmp).await {
+            Ok(w) => w,
+            Err(e) => {
+                unfinished.done(&tmp);
+                return Err(e);
+            }
+        };
+        unfinished.created(&tmp);
+        let copied = async {
+            let bar = progress::bar(remote, len.unwrap_or(0));
+            copy(input, &mut w, &bar).await.map_err(|e| match e {
+                CopyError::Read(e) => anyhow!("{name}: {e}"),
+                CopyError::Write(e) => anyhow!(e),
+            })?;
+            w.close().await?;
+            if self.opts.force {
+                client.rename_overwrite(&tmp, remote).await?;
+            } else {
+                client.rename(&tmp, remote).await?;
+            }
+            bar.finish_and_clear();
+            Ok(())
+        }
+        .await;
+        if copied.is_err() {
+            drop(w);
+            // Left unfinished if this fails too; main says so at the end.
+            if let Err(e) = client.delete(&tmp, false).await {
+                tracing::warn!("{tmp}: {e}");
+                return copied;
+            }
+        }
+        unfinished.done(&tmp);
+        copied
+    }
+
+    /// Creates `tmp`, replacing what an earlier put left there. A leftover
+    /// still held by a `dfs` writer this host knows is dead is taken over
+    /// at once; one held by a live writer, or by one this host cannot
+    /// judge (until its lease's soft limit), is refused as being written.
+    async fn create_copying(&self, tmp: &str) -> Result<FileWriter> {
+        let client = self.client;
+        let create = CreateOptions {
+            overwrite: true,
+            replication: self.opts.replication,
+            block_size: self.opts.block_size,
+            create_parent: false,
+            take_over_from: None,
+        };
+        let refused = match client.create(tmp, create.clone()).await {
+            Err(e) if e.kind() == RpcErrorKind::LeaseConflict => e,
+            other => return Ok(other?),
+        };
+        let holder = client
+            .get_file_info(tmp)
+            .await?
+            .map(|st| st.writer)
+            .unwrap_or_default();
+        let Some(dead) = self.writing.locks.and_then(|l| l.dead_writer(&holder)) else {
+            return Err(refused.into());
+        };
+        let taken = CreateOptions {
+            take_over_from: Some(holder),
+            ..create
+        };
+        let w = client.create(tmp, taken).await?;
+        dead.forget();
+        Ok(w)
+    }
 }
 
 /// Name a local source goes by in a directory.
@@ -117,41 +233,6 @@ fn local_tree(dir: &Path, remote: &str) -> Result<Vec<(PathBuf, String, bool)>> 
         }
     }
     Ok(out)
-}
-
-async fn put_file(client: &Client, local: &Path, remote: &str, opts: &PutOptions) -> Result<()> {
-    let name = local.display().to_string();
-    let f = tokio::fs::File::open(local)
-        .await
-        .with_context(|| name.clone())?;
-    let len = f.metadata().await.with_context(|| name.clone())?.len();
-    put_stream(client, f, &name, Some(len), remote, opts).await
-}
-
-async fn put_stream(
-    client: &Client,
-    input: impl AsyncRead + Unpin,
-    name: &str,
-    len: Option<u64>,
-    remote: &str,
-    opts: &PutOptions,
-) -> Result<()> {
-    let create = CreateOptions {
-        overwrite: opts.force,
-        replication: opts.replication,
-        block_size: opts.block_size,
-        create_parent: false,
-        take_over_from: None,
-    };
-    let mut w = client.create(remote, create).await?;
-    let bar = progress::bar(remote, len.unwrap_or(0));
-    copy(input, &mut w, &bar).await.map_err(|e| match e {
-        CopyError::Read(e) => anyhow!("{name}: {e}"),
-        CopyError::Write(e) => anyhow!(e),
-    })?;
-    w.close().await?;
-    bar.finish_and_clear();
-    Ok(())
 }
 
 enum CopyError {
@@ -215,7 +296,7 @@ async fn get_file(client: &Client, src: &str, dest: &Path, force: bool) -> Resul
     }
     let mut r = client.open(src).await?;
     let mut tmp = dest.as_os_str().to_os_string();
-    tmp.push("._COPYING_");
+    tmp.push(COPYING_SUFFIX);
     let tmp = PathBuf::from(tmp);
     let res = async {
         let mut f = tokio::fs::File::create(&tmp)
