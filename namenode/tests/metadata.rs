@@ -411,6 +411,12 @@ impl Model {
         {
             return false;
         }
+        self.move_subtree(src, &fin);
+        true
+    }
+
+    /// Moves `src` and everything under it to `dst`.
+    fn move_subtree(&mut self, src: &str, dst: &str) {
         let prefix = format!("{src}/");
         let moved: Vec<(String, bool)> = self
             .0
@@ -420,13 +426,10 @@ impl Model {
             .collect();
         for (k, v) in moved {
             self.0.remove(&k);
-            self.0.insert(format!("{fin}{}", &k[src.len()..]), v);
+            self.0.insert(format!("{dst}{}", &k[src.len()..]), v);
         }
-        true
     }
-}
 
-impl Model {
     /// HDFS rename2 with OVERWRITE: `dst` is the final path; a file
     /// replaces a file, a directory an empty directory.
     fn rename_overwrite(&mut self, src: &str, dst: &str) -> bool {
@@ -449,17 +452,7 @@ impl Model {
                 self.0.remove(dst);
             }
         }
-        let prefix = format!("{src}/");
-        let moved: Vec<(String, bool)> = self
-            .0
-            .iter()
-            .filter(|(k, _)| *k == src || k.starts_with(&prefix))
-            .map(|(k, v)| (k.clone(), *v))
-            .collect();
-        for (k, v) in moved {
-            self.0.remove(&k);
-            self.0.insert(format!("{dst}{}", &k[src.len()..]), v);
-        }
+        self.move_subtree(src, dst);
         true
     }
 }

@@ -7,6 +7,7 @@ use std::process::{Command, Output, Stdio};
 use rfs_integration::mini_cluster::bin_path;
 
 /// The `dfs` binary as a user runs it, against one namenode address.
+#[derive(Clone)]
 pub struct Dfs {
     namenode: String,
     /// Where `dfs` keeps its runtime files (`XDG_RUNTIME_DIR`); `None`

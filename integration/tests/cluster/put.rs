@@ -117,6 +117,36 @@ fn described(entries: &[FileStatus]) -> Vec<String> {
         .collect()
 }
 
+/// Two `dfs` shells that look to each other like shells on two hosts (each
+/// keeps its writer locks in its own runtime dir), and a local dir for
+/// the sources.
+struct Hosts {
+    here: Dfs,
+    elsewhere: Dfs,
+    local: tempfile::TempDir,
+    _runtime_dirs: [tempfile::TempDir; 2],
+}
+
+impl Hosts {
+    fn new(cluster: &MiniCluster) -> anyhow::Result<Hosts> {
+        let runtime_dirs = [tempfile::tempdir()?, tempfile::tempdir()?];
+        let dfs = Dfs::new(cluster.namenode_addr());
+        Ok(Hosts {
+            here: dfs.with_runtime_dir(runtime_dirs[0].path()),
+            elsewhere: dfs.with_runtime_dir(runtime_dirs[1].path()),
+            local: tempfile::tempdir()?,
+            _runtime_dirs: runtime_dirs,
+        })
+    }
+
+    /// Writes `data` to local file `name`; its path.
+    fn source(&self, name: &str, data: &[u8]) -> anyhow::Result<String> {
+        let path = self.local.path().join(name);
+        std::fs::write(&path, data)?;
+        Ok(path.to_str().expect("utf-8 temp path").to_string())
+    }
+}
+
 fn assert_being_written(err: &str) {
     assert!(
         err.contains("is being written by") && err.lines().count() == 1,
@@ -129,20 +159,13 @@ async fn a_killed_put_is_rerun_at_once_on_its_host_and_a_live_one_keeps_its_file
 ) -> anyhow::Result<()> {
     let cluster = MiniCluster::start().await?;
     let client = cluster.client().await?;
-    let (local, host_a, host_b) = (
-        tempfile::tempdir()?,
-        tempfile::tempdir()?,
-        tempfile::tempdir()?,
-    );
-    let dfs = Dfs::new(cluster.namenode_addr()).with_runtime_dir(host_a.path());
-    let elsewhere = dfs.with_runtime_dir(host_b.path());
+    let hosts = Hosts::new(&cluster)?;
+    let (dfs, elsewhere) = (&hosts.here, &hosts.elsewhere);
     let data = payload(3 * MIB + 17, 3);
-    let src = local.path().join("src.bin");
-    std::fs::write(&src, &data)?;
-    let src = src.to_str().expect("utf-8 temp path");
+    let src = &hosts.source("src.bin", &data)?;
     client.mkdirs("/d", false).await?;
 
-    let put = StalledPut::start(&dfs, &client, &["put", "-", "/d/f"], "/d", &data[..MIB]).await?;
+    let put = StalledPut::start(dfs, &client, &["put", "-", "/d/f"], "/d", &data[..MIB]).await?;
     // Its writer is alive: no put, on its host or another, takes the file.
     assert_being_written(&dfs.fails(&["put", src, "/d/f"]));
     assert_being_written(&elsewhere.fails(&["put", "-f", src, "/d/f"]));
@@ -164,20 +187,13 @@ async fn a_killed_put_is_rerun_at_once_on_its_host_and_a_live_one_keeps_its_file
 async fn an_interrupted_or_failed_put_leaves_nothing_behind() -> anyhow::Result<()> {
     let mut cluster = MiniCluster::start().await?;
     let client = cluster.client().await?;
-    let (local, host_a, host_b) = (
-        tempfile::tempdir()?,
-        tempfile::tempdir()?,
-        tempfile::tempdir()?,
-    );
-    let dfs = Dfs::new(cluster.namenode_addr()).with_runtime_dir(host_a.path());
-    let elsewhere = dfs.with_runtime_dir(host_b.path());
-    let src = local.path().join("src.bin");
-    std::fs::write(&src, payload(MIB + 5, 4))?;
-    let src = src.to_str().expect("utf-8 temp path");
+    let hosts = Hosts::new(&cluster)?;
+    let (dfs, elsewhere) = (&hosts.here, &hosts.elsewhere);
+    let src = &hosts.source("src.bin", &payload(MIB + 5, 4))?;
     client.mkdirs("/d", false).await?;
 
     for (signal, name) in [(libc::SIGINT, "SIGINT"), (libc::SIGTERM, "SIGTERM")] {
-        let put = StalledPut::start(&dfs, &client, &["put", "-", "/d/s"], "/d", b"partial").await?;
+        let put = StalledPut::start(dfs, &client, &["put", "-", "/d/s"], "/d", b"partial").await?;
         put.signal(signal)?;
         let out = put.wait_exit()?;
         assert_eq!(
@@ -290,30 +306,18 @@ async fn put_f_replaces_a_file_in_one_step_and_a_dead_writer_elsewhere_is_taken_
     .start()
     .await?;
     let client = cluster.client().await?;
-    let (local, host_a, host_b) = (
-        tempfile::tempdir()?,
-        tempfile::tempdir()?,
-        tempfile::tempdir()?,
-    );
-    let dfs = Dfs::new(cluster.namenode_addr()).with_runtime_dir(host_a.path());
+    let hosts = Hosts::new(&cluster)?;
+    let (dfs, elsewhere) = (&hosts.here, &hosts.elsewhere);
     let (old, new) = (payload(MIB + 1, 5), payload(2 * MIB + 3, 6));
-    let old_src = local.path().join("old.bin");
-    std::fs::write(&old_src, &old)?;
-    let old_src = old_src.to_str().expect("utf-8 temp path");
+    let old_src = &hosts.source("old.bin", &old)?;
     client.mkdirs("/d", false).await?;
     dfs.ok(&["put", old_src, "/d/f"]);
 
     // Another process polls `stat` while `put -f` writes the new bytes.
-    let poller = StatPoller::start(dfs.with_runtime_dir(host_a.path()), "/d/f");
+    let poller = StatPoller::start(dfs.clone(), "/d/f");
     poller.wait_for(1).await?;
-    let put = StalledPut::start(
-        &dfs,
-        &client,
-        &["put", "-f", "-", "/d/f"],
-        "/d",
-        &new[..MIB],
-    )
-    .await?;
+    let put =
+        StalledPut::start(dfs, &client, &["put", "-f", "-", "/d/f"], "/d", &new[..MIB]).await?;
     poller.wait_for(3).await?;
     let out = put.finish(&new[MIB..])?;
     assert!(
@@ -339,8 +343,7 @@ async fn put_f_replaces_a_file_in_one_step_and_a_dead_writer_elsewhere_is_taken_
 
     // A writer killed on another host: this host cannot tell it died, so
     // the rerun waits out the soft limit, then takes the file over.
-    let elsewhere = dfs.with_runtime_dir(host_b.path());
-    let put = StalledPut::start(&elsewhere, &client, &["put", "-", "/d/g"], "/d", b"lost").await?;
+    let put = StalledPut::start(elsewhere, &client, &["put", "-", "/d/g"], "/d", b"lost").await?;
     put.kill9()?;
     let deadline = Instant::now() + DEADLINE;
     loop {
