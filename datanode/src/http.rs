@@ -38,6 +38,9 @@ pub mod names {
     /// labelled `reason`: `timeout` (none within op_header_timeout_ms) or
     /// `evicted` (the oldest of max_pending_headers waiting ones).
     pub const HEADERLESS_CLOSED: &str = "rfs_datanode_headerless_connections_closed_total";
+    /// Suspect replicas (VerifyReplica) checked, labelled `verdict`:
+    /// `good`, `corrupt`, `absent` (not served here), `skipped`.
+    pub const SUSPECTS_VERIFIED: &str = "rfs_datanode_suspect_replicas_verified_total";
     /// Highest raft term a namenode claimed active at.
     pub const NAMENODE_TERM: &str = "rfs_datanode_namenode_term";
 }

@@ -4,7 +4,8 @@
 //! configured namenode (registration, heartbeats, block reports), obeying
 //! data commands only from the active namenode of the highest raft term
 //! (see `fencing`). A background `scanner` re-verifies stored checksums
-//! and quarantines and reports corrupt replicas. A failed data directory
+//! (replicas a namenode suspects first) and quarantines and reports
+//! corrupt replicas. A failed data directory
 //! is taken out of service (its replicas reported deleted, counted in
 //! heartbeats' `failed_volumes`); more than `failed_volumes_tolerated`
 //! stop the node with [`Error::TooManyFailedVolumes`].
@@ -55,6 +56,8 @@ pub(crate) struct Node {
     pub reporter: Reporter,
     /// Highest raft term claimed active: whose data commands to obey.
     pub fence: fencing::Fence,
+    /// Replicas a namenode asked to verify now (VerifyReplica).
+    pub suspects: scanner::Suspects,
     /// How this node describes itself to namenodes.
     pub info: DatanodeInfo,
     /// `ip:port` of the data-transfer listener, for messages.
@@ -126,6 +129,7 @@ impl Datanode {
             transport,
             reporter,
             fence: fencing::Fence::new(),
+            suspects: scanner::Suspects::default(),
             info,
             xceivers: AtomicUsize::new(0),
             transfers: tokio::sync::Semaphore::new(8),
@@ -152,6 +156,10 @@ impl Datanode {
             )));
         }
         background.push(tokio::spawn(scanner::run(
+            node.clone(),
+            shutdown_rx.clone(),
+        )));
+        background.push(tokio::spawn(scanner::run_suspects(
             node.clone(),
             shutdown_rx.clone(),
         )));

@@ -6,7 +6,7 @@
 //!
 //! Standby namenodes get the same registration and reports as the active
 //! one (their block maps stay hot for a failover), but data commands
-//! (Invalidate, Transfer) are obeyed only when the response's fencing says
+//! (Invalidate, Transfer, RecoverBlock, VerifyReplica) are obeyed only when the response's fencing says
 //! active at the highest raft term seen ([`crate::fencing`]); others are
 //! dropped with a warning and counted in `rfs_datanode_fenced_commands_total`.
 //! ReRegister is obeyed from any namenode: it only resyncs this connection.
@@ -477,6 +477,7 @@ impl Session {
                     Some(Command::Invalidate(_))
                         | Some(Command::Transfer(_))
                         | Some(Command::Recover(_))
+                        | Some(Command::Verify(_))
                 )
             })
             .count();
@@ -487,6 +488,7 @@ impl Session {
                 Some(Command::Invalidate(_))
                 | Some(Command::Transfer(_))
                 | Some(Command::Recover(_))
+                | Some(Command::Verify(_))
                     if !obey => {}
                 Some(Command::Invalidate(inv)) => {
                     let storage = self.node.storage.clone();
@@ -554,6 +556,18 @@ impl Session {
                         self.client.clone(),
                         self.addr.clone(),
                     ));
+                }
+                Some(Command::Verify(v)) => {
+                    let Some(block) = v.block else {
+                        warn!("namenode {} sent a verification without a block", self.addr);
+                        continue;
+                    };
+                    if !self.node.suspects.add(block) {
+                        debug!(
+                            "replica of block {} already waits for verification (or too many do)",
+                            block.block_id
+                        );
+                    }
                 }
                 Some(Command::Reregister(_)) => reregister = true,
                 None => debug!("empty command from namenode {}", self.addr),

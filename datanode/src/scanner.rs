@@ -14,12 +14,22 @@
 //! of block reports, kept on disk until a namenode invalidates it) and
 //! reported bad to every namenode ([`crate::reporting::Reporter::bad_replica`]).
 //!
+//! Suspects go first: when a client's read of a replica fails a checksum,
+//! the namenode does not take the client's word for it but sends this node
+//! a VerifyReplica command ([`Suspects`]); [`run_suspects`] verifies each
+//! such replica at once, beside the paced pass and at the same rate (or
+//! unpaced while the pass is disabled), and condemns it as above only if
+//! it is bad. That verdict, never a client's report, is what makes the
+//! namenode count a replica corrupt.
+//!
 //! It does not repair anything: the namenode re-replicates from a good copy
 //! and then orders this one deleted.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::watch;
+use rfs_proto::common::ExtendedBlock;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -32,6 +42,41 @@ use crate::Node;
 
 /// Bytes read per paced step (rounded down to whole chunks).
 pub const SCAN_SLICE: u64 = 64 * 1024;
+
+/// Most suspects waiting at once. More are dropped (with a warning): a
+/// namenode asks again on the next failed read, and a flood of reports
+/// must not grow the queue without bound.
+const MAX_SUSPECTS: usize = 1024;
+
+/// Replicas a namenode asked this node to verify now, oldest first, each
+/// queued once.
+#[derive(Default)]
+pub struct Suspects {
+    queue: Mutex<VecDeque<ExtendedBlock>>,
+    notify: Notify,
+}
+
+impl Suspects {
+    /// Queues `block` for verification; false if it is queued already or
+    /// the queue is full.
+    pub fn add(&self, block: ExtendedBlock) -> bool {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() >= MAX_SUSPECTS || q.iter().any(|b| b.block_id == block.block_id) {
+            return false;
+        }
+        q.push_back(block);
+        drop(q);
+        self.notify.notify_one();
+        true
+    }
+
+    fn pop(&self) -> Option<ExtendedBlock> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front()
+    }
+}
 
 /// What verifying one replica found.
 enum Verdict {
@@ -64,6 +109,70 @@ pub async fn run(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
+/// Verifies the replicas in `node.suspects` as they come, until shutdown.
+pub async fn run_suspects(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
+    let rate = node.config.scan_bytes_per_sec;
+    let mut bucket = (rate > 0).then(|| TokenBucket::new(rate, SCAN_SLICE));
+    loop {
+        let Some(block) = node.suspects.pop() else {
+            tokio::select! {
+                _ = node.suspects.notify.notified() => continue,
+                _ = shutdown.changed() => return,
+            }
+        };
+        tokio::select! {
+            _ = verify_suspect(&node, block, bucket.as_mut()) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Verifies one suspect replica, if this node still serves it at the
+/// suspected generation stamp (one already quarantined, deleted or
+/// replaced by a newer stamp has nothing left to verify).
+async fn verify_suspect(node: &Arc<Node>, block: ExtendedBlock, bucket: Option<&mut TokenBucket>) {
+    let id = block.block_id;
+    let info = match node.storage.get(id) {
+        Some(info) if info.gen_stamp == block.generation_stamp => info,
+        _ => {
+            debug!(
+                "suspect replica blk_{id}_{} is not served here; nothing to verify",
+                block.generation_stamp
+            );
+            metrics::counter!(names::SUSPECTS_VERIFIED, "verdict" => "absent").increment(1);
+            return;
+        }
+    };
+    match verify(&node.storage, &info, bucket).await {
+        Verdict::Good => {
+            info!("suspect replica blk_{id}_{} verified good", info.gen_stamp);
+            metrics::counter!(names::SUSPECTS_VERIFIED, "verdict" => "good").increment(1);
+        }
+        Verdict::Corrupt(reason) => {
+            condemn(node, info, reason).await;
+            metrics::counter!(names::SUSPECTS_VERIFIED, "verdict" => "corrupt").increment(1);
+        }
+        Verdict::Skipped => {
+            metrics::counter!(names::SUSPECTS_VERIFIED, "verdict" => "skipped").increment(1)
+        }
+    }
+}
+
+/// Quarantines a replica found bad and reports it to every namenode;
+/// returns false if it was no longer served (someone else got there).
+async fn condemn(node: &Arc<Node>, info: ReplicaInfo, reason: String) -> bool {
+    let storage = node.storage.clone();
+    let (i, r) = (info.clone(), reason.clone());
+    let quarantined = tokio::task::spawn_blocking(move || storage.quarantine(&i, &r))
+        .await
+        .unwrap_or(false);
+    if quarantined {
+        metrics::counter!(names::CORRUPT_REPLICAS).increment(1);
+        node.reporter.bad_replica(info.extended(), &reason);
+    }
+    quarantined
+}
+
 async fn pass(node: &Arc<Node>, bucket: &mut TokenBucket) {
     let storage = node.storage.clone();
     let replicas = match tokio::task::spawn_blocking(move || storage.finalized_replicas()).await {
@@ -75,19 +184,12 @@ async fn pass(node: &Arc<Node>, bucket: &mut TokenBucket) {
     };
     let (mut good, mut bad) = (0usize, 0usize);
     for info in replicas {
-        match verify(&node.storage, &info, bucket).await {
+        match verify(&node.storage, &info, Some(&mut *bucket)).await {
             Verdict::Good => good += 1,
             Verdict::Skipped => {}
             Verdict::Corrupt(reason) => {
-                let storage = node.storage.clone();
-                let (i, r) = (info.clone(), reason.clone());
-                let quarantined = tokio::task::spawn_blocking(move || storage.quarantine(&i, &r))
-                    .await
-                    .unwrap_or(false);
-                if quarantined {
+                if condemn(node, info, reason).await {
                     bad += 1;
-                    metrics::counter!(names::CORRUPT_REPLICAS).increment(1);
-                    node.reporter.bad_replica(info.extended(), &reason);
                 }
             }
         }
@@ -95,8 +197,13 @@ async fn pass(node: &Arc<Node>, bucket: &mut TokenBucket) {
     debug!("block scanner pass done: {good} good, {bad} corrupt");
 }
 
-/// Reads the whole replica at the bucket's pace and checks every chunk.
-async fn verify(storage: &Arc<Storage>, info: &ReplicaInfo, bucket: &mut TokenBucket) -> Verdict {
+/// Reads the whole replica at the bucket's pace (unpaced without one) and
+/// checks every chunk.
+async fn verify(
+    storage: &Arc<Storage>,
+    info: &ReplicaInfo,
+    mut bucket: Option<&mut TokenBucket>,
+) -> Verdict {
     let still_served = |storage: &Storage| storage.get(info.block_id).as_ref() == Some(info);
     let s = storage.clone();
     let i = info.clone();
@@ -138,7 +245,9 @@ async fn verify(storage: &Arc<Storage>, info: &ReplicaInfo, bucket: &mut TokenBu
     let mut offset = 0u64;
     while offset < info.length {
         let len = slice.min(info.length - offset);
-        bucket.acquire(len).await;
+        if let Some(b) = bucket.as_deref_mut() {
+            b.acquire(len).await;
+        }
         if !still_served(storage) {
             return Verdict::Skipped;
         }

@@ -1,7 +1,8 @@
 //! A datanode reporting to in-process mock namenodes: registration, full
 //! and incremental block reports, heartbeats, the namenode's commands, and
 //! fencing (data commands obeyed only from the active namenode of the
-//! highest raft term), and the block scanner's bad-replica reports.
+//! highest raft term), and the block scanner's bad-replica reports (its
+//! paced passes and the replicas a namenode asks it to verify).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -682,6 +683,72 @@ async fn scanner_quarantines_and_reports_a_corrupt_replica() {
     wait_for("deletion of block 2 reported", || mock.deleted(2)).await;
     assert!(!quarantined.exists());
     assert!(!dir.path().join("current/corrupt/blk_2_3.meta").exists());
+    dn.stop().await.unwrap();
+    server.abort();
+}
+
+fn verify(id: u64) -> DatanodeCommand {
+    DatanodeCommand {
+        command: Some(Command::Verify(VerifyReplica {
+            block: Some(ExtendedBlock {
+                block_id: id,
+                generation_stamp: 3,
+                num_bytes: BLOCK_LEN as u64,
+            }),
+        })),
+    }
+}
+
+/// A namenode's VerifyReplica (a client suspects the replica) is checked
+/// at once, with the paced scanner off: a bad replica is quarantined and
+/// reported, a good one is left alone, and a standby's request is fenced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_suspect_replica_is_verified_now_and_reported_only_if_bad() {
+    let (mock, nn_addr, server) = Mock::start(fencing(1, true)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let dn = Datanode::start(scanning(config(&[nn_addr], dir.path()), 0, 1))
+        .await
+        .unwrap();
+    for id in 1..=4 {
+        write_block(&dn, id).await;
+    }
+    for id in 2..=4 {
+        flip_byte(&block_file(&dir, id), 700);
+    }
+
+    // Suspects are verified in order: once block 2's report is in, block
+    // 1 was found good.
+    mock.send_and_await(vec![verify(1), verify(2)]).await;
+    wait_for("bad replica report of block 2", || {
+        mock.bad_reports(2, &dn.datanode_id) > 0
+    })
+    .await;
+    assert_eq!(
+        mock.bad_reports(1, &dn.datanode_id),
+        0,
+        "good block reported"
+    );
+    assert_present(&dn, &dir, 1).await;
+    assert!(dir.path().join("current/corrupt/blk_2").exists());
+    let r = read_response(&dn, 2, BLOCK_LEN as u64).await;
+    assert_eq!(r.status(), TStatus::ErrorChecksum, "{r:?}");
+
+    // A standby may not ask: block 3 is not verified (block 4, asked for
+    // by the active namenode afterwards, is, so 3 would have been first).
+    mock.set_fencing(fencing(1, false));
+    mock.send_and_await(vec![verify(3)]).await;
+    mock.set_fencing(fencing(1, true));
+    mock.send_and_await(vec![verify(4)]).await;
+    wait_for("bad replica report of block 4", || {
+        mock.bad_reports(4, &dn.datanode_id) > 0
+    })
+    .await;
+    assert_eq!(
+        mock.bad_reports(3, &dn.datanode_id),
+        0,
+        "fenced request obeyed"
+    );
+    assert!(block_file(&dir, 3).exists(), "block 3 quarantined");
     dn.stop().await.unwrap();
     server.abort();
 }
