@@ -239,18 +239,16 @@ impl BlockMap {
     }
 
     /// Marks `node`'s replica of block `id` (a block the namespace has,
-    /// with `gen_stamp`) bad; returns whether a good one remains elsewhere.
-    pub fn mark_corrupt(&mut self, id: u64, gen_stamp: u64, node: &str) -> bool {
+    /// with `gen_stamp`) bad: it leaves the good replicas and the targets
+    /// until the node deletes it (`remove_replica`).
+    pub fn mark_corrupt(&mut self, id: u64, gen_stamp: u64, node: &str) {
         let node = self.intern(node);
-        let entry = entry(&mut self.blocks, id, gen_stamp);
-        entry.remove(id, &mut self.wide, node);
-        let good_left = entry.len != 0;
+        entry(&mut self.blocks, id, gen_stamp).remove(id, &mut self.wide, node);
         remove_from(&mut self.expected, id, node);
         let corrupt = self.corrupt.entry(id).or_default();
         if !corrupt.contains(&node) {
             corrupt.push(node);
         }
-        good_left
     }
 
     /// Forgets a block; returns the nodes that held it.
@@ -362,15 +360,16 @@ mod tests {
 
         // A corrupt replica leaves replicas and targets, and is never
         // counted again until removed.
-        assert!(map.mark_corrupt(1, 1000, "c"), "a and b are good");
+        map.mark_corrupt(1, 1000, "c");
         assert!(map.get(1).unwrap().expected().next().is_none());
-        assert!(map.mark_corrupt(1, 1000, "b"), "a is still good");
+        map.mark_corrupt(1, 1000, "b");
         map.add_replica(1, 1000, "b");
         let info = map.get(1).unwrap();
         assert_eq!(sorted(info.replicas()), vec!["a"]);
         assert!(info.is_corrupt("b") && info.is_corrupt("c"));
         assert_eq!(info.corrupt_count(), 2);
-        assert!(!map.mark_corrupt(1, 1000, "a"), "no good replica left");
+        map.mark_corrupt(1, 1000, "a");
+        assert!(map.get(1).unwrap().replicas().next().is_none());
         map.remove_replica(1, "b");
         assert!(!map.get(1).unwrap().is_corrupt("b"));
         assert_eq!(map.blocks_of("b"), Vec::<u64>::new());
@@ -430,7 +429,7 @@ mod tests {
         assert_eq!(map.replica_counts()["e"], 1);
         assert_eq!(map.blocks_of("e"), vec![9]);
         map.remove_replica(9, "a");
-        assert!(map.mark_corrupt(9, 1000, "e"));
+        map.mark_corrupt(9, 1000, "e");
         assert_eq!(sorted(map.get(9).unwrap().replicas()), vec!["b", "c", "d"]);
         assert!(map.wide.is_empty(), "three fit inline again");
         map.add_replica(9, 1000, "f");

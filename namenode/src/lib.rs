@@ -7,6 +7,7 @@
 //! tests start exactly the code production runs.
 
 pub mod apply;
+pub mod bad_replicas;
 pub mod blockmap;
 pub mod clock;
 pub mod config;

@@ -17,8 +17,10 @@
 //! - blocks with more live replicas than asked (a dead node came back,
 //!   `setrep` lowered) lose the extra replicas: the map forgets them and
 //!   their nodes are told to delete them;
-//! - corrupt replicas are deleted once enough good ones exist (the
-//!   bad-replica path already does this when the report arrives).
+//! - corrupt replicas are deleted once the block has the file's
+//!   replication of live good ones (`bad_replicas::deletable`; the
+//!   datanode's report deletes them at once if it already has): until
+//!   then they stay, and the block is copied from a good replica first.
 //!
 //! Files still being written are left alone: their last block's replicas
 //! are still arriving (pipeline recovery is the writer's business).
@@ -30,6 +32,7 @@ use std::time::{Duration, Instant};
 use rfs_proto::common::{DatanodeInfo, ExtendedBlock};
 use rfs_proto::datanode::{datanode_command, DatanodeCommand, TransferBlock};
 
+use crate::bad_replicas;
 use crate::error::Result;
 use crate::namespace::BlockMeta;
 use crate::placement;
@@ -65,6 +68,8 @@ pub struct Pass {
     pub under_replicated: u64,
     pub copies_scheduled: u64,
     pub excess_deleted: u64,
+    /// Corrupt replicas deleted, their blocks having enough good ones.
+    pub corrupt_deleted: u64,
     /// Blocks with no live good replica (nothing to copy from), counted
     /// in the cycle so far.
     pub missing: u64,
@@ -106,6 +111,8 @@ pub async fn monitor(state: Arc<State>) {
                     .increment(done.copies_scheduled);
                 metrics::counter!("rfs_namenode_excess_replicas_deleted_total")
                     .increment(done.excess_deleted);
+                metrics::counter!("rfs_namenode_corrupt_replicas_deleted_total")
+                    .increment(done.corrupt_deleted);
             }
             Ok((p, Err(e))) => {
                 pending = p;
@@ -155,6 +162,7 @@ pub fn pass(state: &State, pending: &mut Pending) -> Result<Pass> {
     type Copy = (usize, BlockMeta, Vec<String>, Vec<String>, u64, usize);
     let mut copies: Vec<Copy> = Vec::new();
     let mut excess: Vec<(String, ExtendedBlock)> = Vec::new();
+    let mut corrupt: Vec<(String, ExtendedBlock)> = Vec::new();
     {
         let mut map = state.blocks();
         let reg = state.registry();
@@ -163,6 +171,10 @@ pub fn pass(state: &State, pending: &mut Pending) -> Result<Pass> {
                 done.missing += 1;
                 continue;
             };
+            corrupt.extend(
+                bad_replicas::deletable(info, &b, wanted, &reg)
+                    .map(|n| (n.to_string(), extended(&b))),
+            );
             let all_live: Vec<String> = readable_replicas(info, b.gen_stamp, &reg)
                 .into_iter()
                 .map(str::to_string)
@@ -203,7 +215,7 @@ pub fn pass(state: &State, pending: &mut Pending) -> Result<Pass> {
                 }
             }
         }
-        for (node, b) in &excess {
+        for (node, b) in excess.iter().chain(&corrupt) {
             map.remove_replica(b.block_id, node);
         }
     }
@@ -268,6 +280,14 @@ pub fn pass(state: &State, pending: &mut Pending) -> Result<Pass> {
         );
         reg.queue(&node, invalidate_command(vec![b]));
         done.excess_deleted += 1;
+    }
+    for (node, b) in corrupt {
+        tracing::info!(
+            "block {} has enough good replicas: deleting the corrupt one on {node}",
+            b.block_id
+        );
+        reg.queue(&node, invalidate_command(vec![b]));
+        done.corrupt_deleted += 1;
     }
     Ok(done)
 }

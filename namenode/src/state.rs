@@ -109,15 +109,26 @@ impl State {
         Ok(())
     }
 
-    /// Where readers should go for `b`: live good replicas, local first.
+    /// Where readers should go for `b`: live good replicas, local first;
+    /// when every replica is marked corrupt, all the live ones, flagged
+    /// `corrupt` (HDFS `createLocatedBlock`): the client tries each and
+    /// fails at once if all fail, rather than waiting for locations that
+    /// will not come.
     pub fn located(&self, b: &BlockMeta, offset: u64, client_host: &str) -> LocatedBlock {
         let map = self.blocks();
         let reg = self.registry();
         let (ids, corrupt) = match map.get(b.id) {
             Some(info) => {
                 let ids = readable_replicas(info, b.gen_stamp, &reg);
-                let corrupt = ids.is_empty() && info.corrupt_count() > 0;
-                (ids, corrupt)
+                if ids.is_empty() && info.corrupt_count() > 0 {
+                    let marked = info
+                        .corrupt()
+                        .filter(|n| info.gen_stamp == b.gen_stamp && reg.is_live(n))
+                        .collect();
+                    (marked, true)
+                } else {
+                    (ids, false)
+                }
             }
             None => (Vec::new(), false),
         };

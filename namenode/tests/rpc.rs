@@ -525,7 +525,11 @@ async fn writes_leases_and_placement() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn block_reports_corruption_and_invalidation() {
-    let mut nn = Namenode::start(|c| c.replication = 2).await;
+    let mut nn = Namenode::start(|c| {
+        c.replication = 2;
+        c.replication_interval_ms = 50;
+    })
+    .await;
     nn.register("dn1", "10.0.0.1", 1 << 30).await;
     nn.register("dn2", "10.0.0.2", 1 << 30).await;
     let blk = nn.write("/f", 100).await;
@@ -563,34 +567,96 @@ async fn block_reports_corruption_and_invalidation() {
     );
     assert_eq!(stats.under_replicated_blocks, 0);
 
-    // A bad replica is never offered again and is deleted on its node.
-    nn.client
-        .report_bad_blocks(ReportBadBlocksRequest {
-            block: Some(blk),
-            datanode_id: "dn1".into(),
-            reason: "checksum".into(),
-        })
+    // A client's report is a suspicion: its datanode is asked to verify
+    // the replica, and nothing is marked, hidden or deleted, even when
+    // every replica is reported.
+    for dn in ["dn1", "dn2"] {
+        nn.client
+            .report_bad_blocks(ReportBadBlocksRequest {
+                block: Some(blk),
+                datanode_id: dn.into(),
+                reason: "checksum".into(),
+            })
+            .await
+            .unwrap();
+    }
+    let locs = nn.locations("/f", "10.0.0.1").await;
+    assert_eq!(ids(&locs.blocks[0]), ["dn1", "dn2"], "after client reports");
+    assert!(!locs.blocks[0].corrupt);
+    for dn in ["dn1", "dn2"] {
+        let cmds = nn.heartbeat(dn, 1 << 30).await;
+        assert!(
+            matches!(&cmds[..], [Command::Verify(v)] if v.block == Some(blk)),
+            "{dn}: {cmds:?}"
+        );
+    }
+    assert_eq!(nn.stats().await.corrupt_blocks, 0);
+
+    // The datanode's own verdict marks it: no longer offered, but kept
+    // while the block has fewer good replicas than its replication.
+    let condemn = |dn: &str| ReportBadReplicaRequest {
+        datanode_id: dn.into(),
+        block: Some(blk),
+        reason: "checksum mismatch".into(),
+    };
+    nn.datanode
+        .report_bad_replica(condemn("dn1"))
         .await
         .unwrap();
     let locs = nn.locations("/f", "10.0.0.1").await;
     assert_eq!(ids(&locs.blocks[0]), ["dn2"]);
-    let cmds = nn.heartbeat("dn1", 1 << 30).await;
-    assert!(
-        matches!(&cmds[..], [Command::Invalidate(i)] if i.blocks[0].block_id == blk.block_id),
-        "{cmds:?}"
-    );
     assert_eq!(nn.stats().await.corrupt_blocks, 1);
     nn.datanode
-        .report_bad_replica(ReportBadReplicaRequest {
-            datanode_id: "dn2".into(),
-            block: Some(blk),
-            reason: "checksum".into(),
-        })
+        .report_bad_replica(condemn("dn2"))
         .await
         .unwrap();
-    let locs = nn.locations("/f", "").await;
-    assert!(locs.blocks[0].locations.is_empty() && locs.blocks[0].corrupt);
+    // Every replica marked: all are listed, flagged, for the client to
+    // try; none is deleted.
+    let locs = nn.locations("/f", "10.0.0.1").await;
+    assert_eq!(ids(&locs.blocks[0]), ["dn1", "dn2"]);
+    assert!(locs.blocks[0].corrupt);
     assert_eq!(nn.stats().await.missing_blocks, 1);
+    for dn in ["dn1", "dn2"] {
+        let cmds = nn.heartbeat(dn, 1 << 30).await;
+        assert!(
+            !cmds.iter().any(|c| matches!(c, Command::Invalidate(_))),
+            "{dn}: {cmds:?}"
+        );
+    }
+
+    // Once two good replicas exist elsewhere, the replication monitor
+    // deletes the marked ones.
+    for dn in ["dn3", "dn4"] {
+        nn.register(dn, "10.0.0.3", 1 << 30).await;
+        nn.datanode
+            .block_received_and_deleted(BlockReceivedAndDeletedRequest {
+                datanode_id: dn.into(),
+                received: vec![blk],
+                deleted: vec![],
+            })
+            .await
+            .unwrap();
+    }
+    let mut invalidated = std::collections::HashSet::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while invalidated.len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "{invalidated:?}");
+        for dn in ["dn1", "dn2"] {
+            let cmds = nn.heartbeat(dn, 1 << 30).await;
+            if cmds.iter().any(
+                |c| matches!(c, Command::Invalidate(i) if i.blocks.iter().any(|b| b.block_id == blk.block_id)),
+            ) {
+                invalidated.insert(dn);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let locs = nn.locations("/f", "").await;
+    let mut good = ids(&locs.blocks[0]);
+    good.sort_unstable();
+    assert_eq!(good, ["dn3", "dn4"]);
+    assert!(!locs.blocks[0].corrupt);
+    assert_eq!(nn.stats().await.corrupt_blocks, 0);
 
     // Deleting a file queues its replicas for deletion.
     let b2 = nn.write("/g", 7).await;

@@ -645,7 +645,7 @@ impl ClientProtocol for ClientService {
         if r.datanode_id.is_empty() {
             return Err(NamenodeError::InvalidArgument("datanode_id is required".into()).into());
         }
-        crate::service::datanode::record_bad_replica(&self.state, &b, &r.datanode_id, &r.reason)?;
+        crate::bad_replicas::suspect(&self.state, &b, &r.datanode_id, &r.reason)?;
         Ok(Response::new(ReportBadBlocksResponse {}))
     }
 

@@ -1,5 +1,6 @@
 //! The datanode protocol: registration, heartbeats (which carry commands
-//! back), full and incremental block reports, bad-replica reports.
+//! back), full and incremental block reports, bad-replica reports (a
+//! datanode's own verdict, see `bad_replicas.rs`).
 //!
 //! Datanodes report to every member, so a standby's block map is as hot
 //! as the leader's. Every response that can carry commands says whether
@@ -103,44 +104,6 @@ fn under_recovery(state: &State, block_id: u64) -> Result<bool, NamenodeError> {
         .block_owner(block_id)?
         .and_then(|i| i.file)
         .is_some_and(|f| f.writer.as_deref() == Some(RECOVERY_HOLDER)))
-}
-
-/// Marks a replica bad: it is never offered to readers again, and it is
-/// deleted on its node once a good copy exists elsewhere. A report for a
-/// block the namespace no longer has, or for an older generation, is moot.
-pub fn record_bad_replica(
-    state: &State,
-    b: &ExtendedBlock,
-    node: &str,
-    reason: &str,
-) -> Result<(), NamenodeError> {
-    let Some(meta) = state.ns.block_meta(b.block_id)? else {
-        tracing::info!(
-            "bad replica report for deleted block {} ignored",
-            b.block_id
-        );
-        return Ok(());
-    };
-    if meta.gen_stamp != b.generation_stamp {
-        tracing::info!(
-            "bad replica report for block {} with stale generation stamp {} ignored",
-            b.block_id,
-            b.generation_stamp
-        );
-        return Ok(());
-    }
-    tracing::warn!(
-        "replica of block {} on datanode {node} reported bad: {reason}",
-        b.block_id
-    );
-    metrics::counter!("rfs_namenode_bad_replicas_total").increment(1);
-    let good_elsewhere = state
-        .blocks()
-        .mark_corrupt(b.block_id, meta.gen_stamp, node);
-    if good_elsewhere {
-        state.registry().queue(node, invalidate_command(vec![*b]));
-    }
-    Ok(())
 }
 
 #[tonic::async_trait]
@@ -271,7 +234,7 @@ impl DatanodeProtocol for DatanodeService {
         let b = r
             .block
             .ok_or_else(|| NamenodeError::InvalidArgument("block is required".into()))?;
-        record_bad_replica(&self.state, &b, &r.datanode_id, &r.reason)?;
+        crate::bad_replicas::condemn(&self.state, &b, &r.datanode_id, &r.reason)?;
         Ok(Response::new(ReportBadReplicaResponse {}))
     }
 
