@@ -67,7 +67,18 @@ pub enum Error {
         block: u64,
         offset: u64,
         reasons: String,
-        all_corrupt: bool,
+    },
+
+    /// Every replica of a block failed checksum verification, in the
+    /// client's read or by its datanode's own check; `reasons` lists each
+    /// node's failure.
+    #[error("{path}: all {replicas} replicas of block {block} failed checksum verification (at offset {offset}): {reasons}")]
+    CorruptBlock {
+        path: String,
+        block: u64,
+        offset: u64,
+        replicas: usize,
+        reasons: String,
     },
 
     /// The namenode knows no live replica of a block, even after retrying.
@@ -118,6 +129,7 @@ impl Error {
             | Error::NoNamenode { .. }
             | Error::Pipeline { .. }
             | Error::Read { .. }
+            | Error::CorruptBlock { .. }
             | Error::NoReplica { .. }
             | Error::WriterClosed { .. }
             | Error::WriterAbandoned { .. }

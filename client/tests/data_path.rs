@@ -203,7 +203,9 @@ async fn every_replica_corrupt_is_an_error() {
     let err = r.read_to_end(&mut back).await.unwrap_err();
     let msg = err.to_string();
     assert!(
-        msg.starts_with("could not read block 1 of /bad at offset 0: every replica is corrupt"),
+        msg.starts_with(
+            "/bad: all 2 replicas of block 1 failed checksum verification (at offset 0): "
+        ),
         "{msg}"
     );
     assert!(
@@ -211,6 +213,65 @@ async fn every_replica_corrupt_is_an_error() {
         "{msg}"
     );
     assert!(!msg.contains('\n'));
+}
+
+/// Every replica marked corrupt: the namenode still lists them (flagged),
+/// the client tries each, reports none (the namenode knows) and fails at
+/// once with the checksum error, not after waiting for locations. A
+/// replica its datanode refuses as corrupt is not reported either.
+#[tokio::test]
+async fn a_block_with_every_replica_marked_fails_at_once_without_reports() {
+    let s = setup(0, false).await;
+    write(&s.client, "/marked", &payload(100, 4), 100).await;
+    let refusing = DnBehaviour {
+        max_packet: PACKET,
+        quarantined: true,
+        ..Default::default()
+    };
+    let bad_bytes = DnBehaviour {
+        max_packet: PACKET,
+        corrupt_reads: true,
+        ..Default::default()
+    };
+    let mut dns = Vec::new();
+    for (i, how) in [refusing.clone(), refusing, bad_bytes]
+        .into_iter()
+        .enumerate()
+    {
+        dns.push(
+            start_datanode(&format!("dn-q{i}"), s.store.clone(), how)
+                .await
+                .info,
+        );
+    }
+    let expected =
+        "/marked: all 2 replicas of block 1 failed checksum verification (at offset 0): ";
+    for (locations, marked) in [
+        (&dns[..2], true),  // refused, flagged
+        (&dns[..2], false), // refused by the datanodes, not flagged
+        (&dns[1..], true),  // one refused, one bad bytes; flagged
+    ] {
+        {
+            let mut st = s.nn.state();
+            st.read_locations = locations.to_vec();
+            st.read_corrupt = marked;
+        }
+        let mut r = s.client.open("/marked").await.unwrap();
+        let err = r
+            .read_to_end(&mut Vec::new())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with(expected), "{err}");
+        for dn in locations {
+            assert!(err.contains(&dn.datanode_id), "{err}");
+        }
+        assert!(
+            s.nn.state().bad_reports.is_empty(),
+            "reported although known: {:?}",
+            s.nn.state().bad_reports
+        );
+    }
 }
 
 #[tokio::test]

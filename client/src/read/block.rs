@@ -2,11 +2,15 @@
 //!
 //! Replicas are tried in order, the one on `client_host` first. A replica
 //! whose data fails a checksum is reported to the namenode
-//! (`report_bad_blocks`) and the read goes on at the same offset from the
-//! next; an unreachable or misbehaving one is simply skipped. A block the
-//! namenode knows no replica of (it may have just restarted and be waiting
-//! for block reports) is looked up again with backoff until
-//! `locate_retry_deadline`.
+//! (`report_bad_blocks`, which has its datanode verify it) and the read
+//! goes on at the same offset from the next; an unreachable or misbehaving
+//! one is simply skipped. Not reported: a replica its datanode refuses as
+//! corrupt (it knows), and those of a block the namenode listed as
+//! corrupt (every replica marked; they are offered only to be tried).
+//! When every replica fails a checksum the read fails at once with
+//! [`Error::CorruptBlock`]. A block the namenode knows no replica of (it
+//! may have just restarted and be waiting for block reports) is looked up
+//! again with backoff until `locate_retry_deadline`.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -39,7 +43,10 @@ pub(crate) struct BlockRead {
     candidates: VecDeque<DatanodeInfo>,
     stream: Option<(ReplicaStream, DatanodeInfo)>,
     failures: Vec<String>,
+    /// How many of `failures` were checksum failures.
     corrupt: usize,
+    /// The namenode listed every replica as marked corrupt.
+    marked_corrupt: bool,
 }
 
 impl BlockRead {
@@ -67,6 +74,7 @@ impl BlockRead {
         };
         let block = located.block.unwrap_or_default();
         let block_start = located.offset;
+        let marked_corrupt = located.corrupt;
         let candidates = order_replicas(located.locations, &file.client.config().client_host);
         Ok(BlockRead {
             block,
@@ -77,6 +85,7 @@ impl BlockRead {
             stream: None,
             failures: Vec::new(),
             corrupt: 0,
+            marked_corrupt,
             file,
         })
     }
@@ -153,17 +162,13 @@ impl BlockRead {
         let reason = match e {
             ReplicaError::Corrupt(reason) => {
                 self.corrupt += 1;
-                let client = &self.file.client;
-                if let Err(err) = client
-                    .report_bad_block(&self.block, &dn.datanode_id, &reason)
-                    .await
-                {
-                    tracing::warn!(
-                        "reporting corrupt replica of block {} on {}: {err}",
-                        self.block.block_id,
-                        describe(dn)
-                    );
+                if !self.marked_corrupt {
+                    report(&self.file.client, &self.block, dn, &reason).await;
                 }
+                reason
+            }
+            ReplicaError::Quarantined(reason) => {
+                self.corrupt += 1;
                 reason
             }
             ReplicaError::Failed(reason) => reason,
@@ -178,18 +183,24 @@ impl BlockRead {
     }
 
     fn all_failed(&self) -> Error {
-        let all_corrupt = self.corrupt == self.failures.len();
-        let list = self.failures.join("; ");
+        let path = self.file.path.clone();
+        let block = self.block.block_id;
+        let offset = self.block_start + self.pos;
+        let reasons = self.failures.join("; ");
+        if self.corrupt == self.failures.len() {
+            return Error::CorruptBlock {
+                path,
+                block,
+                offset,
+                replicas: self.corrupt,
+                reasons,
+            };
+        }
         Error::Read {
-            path: self.file.path.clone(),
-            block: self.block.block_id,
-            offset: self.block_start + self.pos,
-            reasons: if all_corrupt {
-                format!("every replica is corrupt ({list})")
-            } else {
-                list
-            },
-            all_corrupt,
+            path,
+            block,
+            offset,
+            reasons,
         }
     }
 
@@ -235,10 +246,26 @@ impl BlockRead {
                     *slot = found.clone();
                 }
             }
+            self.marked_corrupt = found.corrupt;
             self.candidates =
                 order_replicas(found.locations, &self.file.client.config().client_host);
             return Ok(());
         }
+    }
+}
+
+/// Tells the namenode that `dn`'s replica of `block` failed a checksum
+/// (it has the datanode verify it); a failed report only costs a warning.
+async fn report(client: &Client, block: &ExtendedBlock, dn: &DatanodeInfo, reason: &str) {
+    if let Err(err) = client
+        .report_bad_block(block, &dn.datanode_id, reason)
+        .await
+    {
+        tracing::warn!(
+            "reporting corrupt replica of block {} on {}: {err}",
+            block.block_id,
+            describe(dn)
+        );
     }
 }
 

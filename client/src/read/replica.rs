@@ -17,6 +17,9 @@ use crate::write::frame_name;
 pub(crate) enum ReplicaError {
     /// Its data failed a checksum: the replica is bad (report it).
     Corrupt(String),
+    /// The datanode refused it as corrupt (it found so itself, has
+    /// quarantined it and reports it; nothing for the client to report).
+    Quarantined(String),
     /// Unreachable, timed out, refused or broke the protocol.
     Failed(String),
 }
@@ -81,12 +84,16 @@ impl ReplicaStream {
             }
         };
         if resp.status() != TransferStatus::Success {
-            let status = resp.status().as_str_name().to_lowercase();
-            return Err(failed(if resp.message.is_empty() {
-                status
+            let status = resp.status();
+            let why = if resp.message.is_empty() {
+                status.as_str_name().to_lowercase()
             } else {
                 resp.message
-            }));
+            };
+            return Err(match status {
+                TransferStatus::ErrorChecksum => ReplicaError::Quarantined(why),
+                _ => failed(why),
+            });
         }
         if resp.bytes_per_checksum == 0 {
             return Err(failed("the datanode sent bytes_per_checksum 0".into()));

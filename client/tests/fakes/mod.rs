@@ -53,6 +53,8 @@ pub struct NnState {
     pub lose_reply: Option<(&'static str, LostReply)>,
     pub write_targets: Vec<DatanodeInfo>,
     pub read_locations: Vec<DatanodeInfo>,
+    /// Located blocks say every replica is marked corrupt.
+    pub read_corrupt: bool,
     pub next_block: u64,
     pub bad_reports: Vec<(u64, String, String)>,
     pub renewals: u64,
@@ -261,7 +263,7 @@ impl ClientProtocol for FakeNamenode {
                 block: Some(*b),
                 offset,
                 locations: s.read_locations.clone(),
-                corrupt: false,
+                corrupt: s.read_corrupt,
             });
             offset += b.num_bytes;
         }
@@ -697,6 +699,9 @@ pub type BlockStore = Arc<Mutex<HashMap<u64, Vec<u8>>>>;
 pub struct DnBehaviour {
     /// Flip a byte of every packet served by READ_BLOCK (after checksumming).
     pub corrupt_reads: bool,
+    /// Refuse READ_BLOCK with ERROR_CHECKSUM, as a datanode that found its
+    /// replica corrupt and quarantined it.
+    pub quarantined: bool,
     /// Answer every write packet with this error status and message.
     pub fail_writes: Option<(Status, String)>,
     /// Largest packet data accepted (asserted).
@@ -782,6 +787,14 @@ async fn serve(
                     return Ok(());
                 }
             }
+        }
+        Some(Frame::Op(Op::ReadBlock(_))) if how.quarantined => {
+            c.send(Frame::Response(OpResponse {
+                status: Status::ErrorChecksum as i32,
+                message: "replica is corrupt and quarantined".into(),
+                ..Default::default()
+            }))
+            .await?;
         }
         Some(Frame::Op(Op::ReadBlock(op))) => {
             let block = op.block.unwrap();
