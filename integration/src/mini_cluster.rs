@@ -261,6 +261,11 @@ impl MiniCluster {
         self.datanodes[i].data_addr
     }
 
+    /// Where datanode `i` serves `/metrics`.
+    pub fn datanode_http_addr(&self, i: usize) -> SocketAddr {
+        self.datanodes[i].http_addr
+    }
+
     /// Replaces datanode `i`'s data dirs (takes effect at its next start).
     pub fn set_datanode_dirs(&mut self, i: usize, dirs: Vec<PathBuf>) {
         self.datanodes[i].data_dirs = dirs;

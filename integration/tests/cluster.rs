@@ -2,6 +2,7 @@
 //! `namenode` and `datanode` processes (build them first: `cargo build --bins`).
 
 mod cluster {
+    mod bad_replicas;
     pub mod common;
     mod data_path;
     mod dfs;

@@ -170,20 +170,28 @@ async fn flipped_byte_in_one_replica_is_detected_and_read_served_elsewhere() -> 
         "read must return the good bytes"
     );
 
-    // The client reported the bad replica: the namenode no longer offers it.
+    // The client reported the bad replica; once its datanode has verified
+    // it and reported it bad, the namenode no longer offers it.
     let victim_port = cluster.datanode_data_addr(victim).port() as u32;
-    let locs = client.get_block_locations("/corrupt", 0, 0).await?;
-    let ports: Vec<u32> = locs.blocks[0]
-        .locations
-        .iter()
-        .map(|l| l.data_port)
-        .collect();
-    assert!(
-        !ports.contains(&victim_port),
-        "corrupt replica on port {victim_port} still offered: {ports:?}"
-    );
-    assert_eq!(ports.len(), 2);
-    Ok(())
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let locs = client.get_block_locations("/corrupt", 0, 0).await?;
+        let ports: Vec<u32> = locs.blocks[0]
+            .locations
+            .iter()
+            .map(|l| l.data_port)
+            .collect();
+        if !ports.contains(&victim_port) {
+            assert_eq!(ports.len(), 2);
+            return Ok(());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "corrupt replica on port {victim_port} still offered: {ports:?}\n{}",
+            cluster.log_tails()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
