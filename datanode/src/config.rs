@@ -72,7 +72,8 @@ pub struct DatanodeConfig {
     /// namenode's TransferBlock), all together; 0: unlimited.
     pub transfer_bytes_per_sec: u64,
     /// Block scanner read rate (re-verifying finalized replicas'
-    /// checksums); 0 disables the scanner.
+    /// checksums), also for replicas a namenode asks to verify; 0 disables
+    /// the passes (those replicas are then verified unpaced).
     pub scan_bytes_per_sec: u64,
     /// A full scanner pass starts this long after the previous one started
     /// (at once if that one took longer).

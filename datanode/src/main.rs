@@ -48,7 +48,8 @@ struct Cli {
     /// Re-replication copies sent, bytes/s all together; 0 = unlimited [default: 0].
     #[arg(long)]
     transfer_bytes_per_sec: Option<u64>,
-    /// Block scanner read rate, bytes/s; 0 disables it [default: 8388608].
+    /// Block scanner read rate, bytes/s; 0 disables its passes (replicas a
+    /// namenode asks to verify are still verified) [default: 8388608].
     #[arg(long)]
     scan_bytes_per_sec: Option<u64>,
     /// Period of full block scanner passes [default: 21600000].

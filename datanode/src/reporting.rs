@@ -6,9 +6,10 @@
 //!
 //! Standby namenodes get the same registration and reports as the active
 //! one (their block maps stay hot for a failover), but data commands
-//! (Invalidate, Transfer, RecoverBlock, VerifyReplica) are obeyed only when the response's fencing says
-//! active at the highest raft term seen ([`crate::fencing`]); others are
-//! dropped with a warning and counted in `rfs_datanode_fenced_commands_total`.
+//! (Invalidate, Transfer, RecoverBlock, VerifyReplica) are obeyed only
+//! when the response's fencing says active at the highest raft term seen
+//! ([`crate::fencing`]); others are dropped with a warning and counted in
+//! `rfs_datanode_fenced_commands_total`.
 //! ReRegister is obeyed from any namenode: it only resyncs this connection.
 //!
 //! Replicas the block scanner quarantined are reported bad to every

@@ -43,9 +43,9 @@ use crate::Node;
 /// Bytes read per paced step (rounded down to whole chunks).
 pub const SCAN_SLICE: u64 = 64 * 1024;
 
-/// Most suspects waiting at once. More are dropped (with a warning): a
-/// namenode asks again on the next failed read, and a flood of reports
-/// must not grow the queue without bound.
+/// Most suspects waiting at once. More are refused: a namenode asks again
+/// on the next failed read, and a flood of reports must not grow the queue
+/// without bound.
 const MAX_SUSPECTS: usize = 1024;
 
 /// Replicas a namenode asked this node to verify now, oldest first, each

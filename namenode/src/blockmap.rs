@@ -111,7 +111,8 @@ impl<'a> BlockInfo<'a> {
         self.names(self.replicas)
     }
 
-    /// Replicas reported bad; never offered to readers.
+    /// Replicas their datanodes found bad: offered to readers only when
+    /// no good one is (`State::located`).
     pub fn corrupt(self) -> impl Iterator<Item = &'a str> {
         self.names(self.corrupt)
     }

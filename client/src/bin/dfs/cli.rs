@@ -106,8 +106,9 @@ pub enum FsCmd {
     #[command(
         long_about = "Check every file under PATH, like `hdfs fsck`: each block's live good \
         replicas against the file's replication. A block is under-replicated with fewer \
-        live replicas than asked, corrupt when replicas were reported bad and no good one \
-        is live, missing when no replica is known. Prints a summary and \
+        live replicas than asked, corrupt when datanodes found replicas bad and no good \
+        one is live (bad ones are kept until good copies replace them), missing when no \
+        replica is known. Prints a summary and \
         `The filesystem under path 'PATH' is HEALTHY` or `CORRUPT`.\n\n\
         Exits 0 when healthy (under-replication alone is healthy: the namenode is \
         repairing it), 1 when a block is corrupt or missing."
