@@ -27,6 +27,8 @@ struct State {
     deleted: Vec<ExtendedBlock>,
     bad: Vec<ReportBadReplicaRequest>,
     synced: Vec<CommitBlockSynchronizationRequest>,
+    /// Recoveries asked about (every one is confirmed).
+    confirmed: Vec<ConfirmRecoveryRequest>,
     heartbeats: Vec<HeartbeatRequest>,
     /// Handed out with the next heartbeat.
     commands: Vec<DatanodeCommand>,
@@ -201,6 +203,13 @@ impl DatanodeProtocol for Mock {
     ) -> Result<Response<CommitBlockSynchronizationResponse>, Status> {
         self.0.lock().unwrap().synced.push(r.into_inner());
         Ok(Response::new(CommitBlockSynchronizationResponse::default()))
+    }
+    async fn confirm_recovery(
+        &self,
+        r: Request<ConfirmRecoveryRequest>,
+    ) -> Result<Response<ConfirmRecoveryResponse>, Status> {
+        self.0.lock().unwrap().confirmed.push(r.into_inner());
+        Ok(Response::new(ConfirmRecoveryResponse::default()))
     }
 }
 

@@ -407,7 +407,6 @@ fn apply_op(t: &mut Txn, op: &MetaOp) -> Result<MetaResult> {
             if let Some(prev) = previous {
                 commit_block(p, f, prev)?;
             }
-            let offset = f.length();
             let block = BlockMeta {
                 id: t.next_block,
                 gen_stamp: t.next_gen_stamp,
@@ -416,6 +415,8 @@ fn apply_op(t: &mut Txn, op: &MetaOp) -> Result<MetaResult> {
             t.next_block += 1;
             t.next_gen_stamp += 1;
             f.blocks.push(block);
+            // Every block before the new (open) one counts now.
+            let offset = f.length();
             let replication = f.replication;
             inode.mtime_ms = *now_ms;
             t.batch
@@ -478,27 +479,14 @@ fn apply_op(t: &mut Txn, op: &MetaOp) -> Result<MetaResult> {
             client_id,
             block_id,
             gen_stamp,
-        } => {
-            let mut inode = writable_file(t, p, client_id)?;
-            let f = inode.file.as_mut().expect("writable_file returns files");
-            let replication = f.replication;
-            let Some(last) = f.blocks.last_mut().filter(|b| b.id == *block_id) else {
-                return Err(NamenodeError::InvalidArgument(format!(
-                    "{p}: block {block_id} is not the file's last block"
-                )));
-            };
-            if last.gen_stamp != *gen_stamp {
-                return Err(NamenodeError::InvalidArgument(format!(
-                    "{p}: block {block_id} has generation stamp {}, not {gen_stamp}",
-                    last.gen_stamp
-                )));
-            }
-            last.gen_stamp = t.next_gen_stamp;
-            t.next_gen_stamp += 1;
-            let block = *last;
-            t.put_inode(&inode)?;
-            Ok(MetaResult::PipelineUpdated { block, replication })
-        }
+        } => update_pipeline(t, p, client_id, *block_id, *gen_stamp, None),
+        MetaOp::RecoverPipeline {
+            path: p,
+            client_id,
+            block_id,
+            gen_stamp,
+            acked_len,
+        } => update_pipeline(t, p, client_id, *block_id, *gen_stamp, Some(*acked_len)),
         MetaOp::RecoverLease {
             inode_id,
             holder,
@@ -572,6 +560,45 @@ fn apply_op(t: &mut Txn, op: &MetaOp) -> Result<MetaResult> {
             Ok(MetaResult::ReplicationSet { changed, blocks })
         }
     }
+}
+
+/// See [`MetaOp::RecoverPipeline`]; `acked_len` is `None` for the
+/// earlier [`MetaOp::UpdatePipeline`], which recorded no length.
+fn update_pipeline(
+    t: &mut Txn,
+    p: &str,
+    client_id: &str,
+    block_id: u64,
+    gen_stamp: u64,
+    acked_len: Option<u64>,
+) -> Result<MetaResult> {
+    let mut inode = writable_file(t, p, client_id)?;
+    let f = inode.file.as_mut().expect("writable_file returns files");
+    let (replication, block_size) = (f.replication, f.block_size);
+    let Some(last) = f.blocks.last_mut().filter(|b| b.id == block_id) else {
+        return Err(NamenodeError::InvalidArgument(format!(
+            "{p}: block {block_id} is not the file's last block"
+        )));
+    };
+    if last.gen_stamp != gen_stamp {
+        return Err(NamenodeError::InvalidArgument(format!(
+            "{p}: block {block_id} has generation stamp {}, not {gen_stamp}",
+            last.gen_stamp
+        )));
+    }
+    if let Some(len) = acked_len {
+        if len > block_size {
+            return Err(NamenodeError::InvalidArgument(format!(
+                "{p}: acknowledged length {len} of block {block_id} exceeds the block size {block_size}"
+            )));
+        }
+        last.len = len;
+    }
+    last.gen_stamp = t.next_gen_stamp;
+    t.next_gen_stamp += 1;
+    let block = *last;
+    t.put_inode(&inode)?;
+    Ok(MetaResult::PipelineUpdated { block, replication })
 }
 
 /// See [`MetaOp::RecoverLease`].

@@ -78,6 +78,10 @@ pub enum NamenodeError {
         free: u64,
         reserved: u64,
     },
+    /// A datanode may not cut its replica of `block` to the stamp and
+    /// length it asked about (see `recovery_check.rs`).
+    #[error("recovery of block {block} refused: {reason}")]
+    RecoveryRefused { block: u64, reason: String },
 }
 
 pub type Result<T, E = NamenodeError> = std::result::Result<T, E>;
@@ -100,6 +104,7 @@ impl NamenodeError {
             NamenodeError::NotLeader { .. } => RpcErrorKind::NotLeader,
             NamenodeError::CatchingUp { .. } => RpcErrorKind::CatchingUp,
             NamenodeError::LowOnDisk { .. } => RpcErrorKind::LowOnDisk,
+            NamenodeError::RecoveryRefused { .. } => RpcErrorKind::RecoveryRefused,
             NamenodeError::Internal(_)
             | NamenodeError::Config(_)
             | NamenodeError::Bind { .. }

@@ -29,7 +29,7 @@ pub fn fsck(state: &State, path: &str) -> Result<FsckResponse> {
             under_construction: f.writer.is_some(),
             blocks: Vec::with_capacity(f.blocks.len()),
         };
-        for b in &f.blocks {
+        for b in f.readable_blocks() {
             let (live, corrupt) = match map.get(b.id) {
                 Some(info) => (
                     readable_replicas(info, b.gen_stamp, &reg)
@@ -47,7 +47,7 @@ pub fn fsck(state: &State, path: &str) -> Result<FsckResponse> {
                 .map(|s| format!("{}:{}", s.info.ip, s.info.data_port))
                 .collect();
             file.blocks.push(FsckBlock {
-                block: Some(extended(b)),
+                block: Some(extended(&b)),
                 live_replicas: live.len() as u32,
                 corrupt_replicas: corrupt,
                 locations,

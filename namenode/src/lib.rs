@@ -22,6 +22,7 @@ pub mod namespace;
 pub mod path;
 pub mod placement;
 pub mod raft;
+pub mod recovery_check;
 pub mod replication;
 pub mod service;
 pub mod state;

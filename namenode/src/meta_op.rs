@@ -54,8 +54,9 @@ pub enum MetaOp {
         client_id: String,
         block_id: u64,
     },
-    /// Pipeline recovery: the writer's last block `block_id`, now at
-    /// `gen_stamp`, gets a fresh generation stamp.
+    /// Pipeline recovery without an acknowledged length. Written by
+    /// earlier versions (and still applied from their logs, recording no
+    /// length); the service now proposes [`MetaOp::RecoverPipeline`].
     UpdatePipeline {
         path: String,
         client_id: String,
@@ -135,6 +136,20 @@ pub enum MetaOp {
         src: String,
         dst: String,
         now_ms: u64,
+    },
+    /// Pipeline recovery: the writer's last block `block_id`, now at
+    /// `gen_stamp`, gets a fresh generation stamp, and `acked_len` (the
+    /// bytes the whole old pipeline acknowledged) is recorded as its
+    /// length. Datanodes cut replicas only to a stamp and length recorded
+    /// here (`recovery_check.rs`); readers never see this length while the
+    /// file is open ([`crate::namespace::FileMeta::length`]). Last among
+    /// the variants, so that logs of earlier versions keep decoding.
+    RecoverPipeline {
+        path: String,
+        client_id: String,
+        block_id: u64,
+        gen_stamp: u64,
+        acked_len: u64,
     },
 }
 

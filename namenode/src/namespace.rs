@@ -96,8 +96,30 @@ pub struct FileMeta {
 }
 
 impl FileMeta {
+    /// The length readers see: see [`FileMeta::readable_blocks`].
     pub fn length(&self) -> u64 {
-        self.blocks.iter().fold(0, |n, b| n.saturating_add(b.len))
+        self.readable_blocks()
+            .fold(0, |n, b| n.saturating_add(b.len))
+    }
+
+    /// The blocks as readers see them. While the file is under
+    /// construction its last block counts 0 bytes: its replicas are not
+    /// served until finalized, and the length recorded there is only what
+    /// a pipeline recovery acknowledged ([`crate::meta_op::MetaOp::RecoverPipeline`]),
+    /// kept to check the datanodes' recoveries against.
+    pub fn readable_blocks(&self) -> impl Iterator<Item = BlockMeta> + '_ {
+        let open = if self.writer.is_some() {
+            self.blocks.len().checked_sub(1)
+        } else {
+            None
+        };
+        self.blocks.iter().enumerate().map(move |(i, b)| {
+            if Some(i) == open {
+                BlockMeta { len: 0, ..*b }
+            } else {
+                *b
+            }
+        })
     }
 }
 

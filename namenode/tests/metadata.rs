@@ -12,6 +12,7 @@ use rfs_namenode::leases::RECOVERY_HOLDER;
 use rfs_namenode::meta_op::{CallKey, MetaOp, MetaResult, Proposal};
 use rfs_namenode::namespace::{counter, BlockMeta, FileMeta, Namespace};
 use rfs_namenode::raft::RaftGroup;
+use rfs_namenode::recovery_check::{self, Recovery};
 use rfs_namenode::{Config, NamenodeError};
 
 /// One namenode's metadata: its raft group (of one) and namespace.
@@ -846,5 +847,80 @@ async fn lease_recovery_closes_at_once_what_has_nothing_to_recover_and_can_resta
     assert_eq!(gone.id, second.id);
     let (_, f) = file_of(&log, "/h");
     assert!(f.writer.is_none() && f.blocks.is_empty());
+    log.close();
+}
+
+fn recover_pipeline(b: BlockMeta, acked_len: u64) -> MetaOp {
+    MetaOp::RecoverPipeline {
+        path: "/p".into(),
+        client_id: "w".into(),
+        block_id: b.id,
+        gen_stamp: b.gen_stamp,
+        acked_len,
+    }
+}
+
+/// Pipeline recovery records the acknowledged length with the new stamp,
+/// in the namespace (so it survives a restart, as on any member applying
+/// the log): exactly what the datanodes' recovery check confirms, while
+/// readers still see only the finished blocks; once the file is closed
+/// no recovery of its blocks is confirmed.
+#[tokio::test]
+async fn pipeline_recovery_records_the_acknowledged_length_with_the_new_stamp() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Meta::open(dir.path()).await;
+    log.submit(create("/p", "w")).await.unwrap();
+    let b1 = add_block(&log, "/p", None).await;
+    let full = BlockMeta { len: 1024, ..b1 };
+    let b2 = add_block(&log, "/p", Some(full)).await;
+    let MetaResult::PipelineUpdated { block, .. } =
+        log.submit(recover_pipeline(b2, 300)).await.unwrap()
+    else {
+        panic!("pipeline recovered")
+    };
+    assert!(block.gen_stamp > b2.gen_stamp, "a fresh generation stamp");
+    assert_eq!((block.id, block.len), (b2.id, 300));
+    // A stale stamp or more than a block is refused.
+    assert!(log.submit(recover_pipeline(b2, 300)).await.is_err());
+    let e = log.submit(recover_pipeline(block, 2000)).await.unwrap_err();
+    assert!(e.to_string().contains("exceeds the block size"), "{e}");
+    log.close();
+
+    let log = Meta::open(dir.path()).await;
+    let owner = log.ns.block_owner(block.id).unwrap();
+    let f = owner.as_ref().unwrap().file.as_ref().unwrap();
+    assert_eq!(f.blocks, vec![full, block]);
+    assert_eq!(f.length(), 1024, "readers do not see the open block");
+    let check = |b, kind| recovery_check::confirm(owner.as_ref(), &b, kind);
+    assert_eq!(check(block, Recovery::Pipeline), Ok(()));
+    assert!(check(BlockMeta { len: 0, ..block }, Recovery::Pipeline).is_err());
+    assert!(check(full, Recovery::Pipeline).is_err());
+
+    // The next block starts after the recovered one's committed length.
+    let done = BlockMeta { len: 1000, ..block };
+    let MetaResult::BlockAdded { offset, .. } = log
+        .submit(MetaOp::AddBlock {
+            path: "/p".into(),
+            client_id: "w".into(),
+            previous: Some(done),
+            now_ms: 3,
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("third block")
+    };
+    assert_eq!(offset, 2024);
+    log.submit(MetaOp::Complete {
+        path: "/p".into(),
+        client_id: "w".into(),
+        last: None,
+        now_ms: 4,
+    })
+    .await
+    .unwrap();
+    let owner = log.ns.block_owner(block.id).unwrap();
+    let e = recovery_check::confirm(owner.as_ref(), &done, Recovery::Pipeline).unwrap_err();
+    assert!(e.to_string().contains("closed file"), "{e}");
     log.close();
 }

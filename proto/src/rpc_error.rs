@@ -48,6 +48,7 @@ kinds! {
     CatchingUp => "catching-up", Unavailable;
     LowOnDisk => "low-on-disk", ResourceExhausted;
     Internal => "internal", Internal;
+    RecoveryRefused => "recovery-refused", FailedPrecondition;
 }
 
 /// Builds the status for `kind` with the user-facing `message`.

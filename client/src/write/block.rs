@@ -6,9 +6,11 @@
 //!
 //! 1. the failed datanode is dropped (and excluded from this file's later
 //!    blocks);
-//! 2. the namenode gives the block a new generation stamp and, if the
-//!    replacement policy asks for it, picks replacement datanodes
-//!    (`UpdatePipeline`): replicas left at the old stamp are stale;
+//! 2. the namenode gives the block a new generation stamp, records it
+//!    with the acknowledged length (datanodes check both with the
+//!    namenode before they cut a replica) and, if the replacement policy
+//!    asks for it, picks replacement datanodes (`UpdatePipeline`):
+//!    replicas left at the old stamp are stale;
 //! 3. a replacement gets the acknowledged prefix copied from a survivor
 //!    (COPY_BLOCK rbw);
 //! 4. a RECOVER pipeline over survivors and replacements cuts every
@@ -325,6 +327,8 @@ impl BlockStream {
             replacements: want as u32,
             excluded: excluded.to_vec(),
             client_host: self.client.config().client_host.clone(),
+            // The namenode records it: datanodes cut replicas only to it.
+            acked_length: self.acked_len,
         };
         let resp = self
             .client

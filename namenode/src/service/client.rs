@@ -365,17 +365,19 @@ impl ClientProtocol for ClientService {
             }
         }
         self.state.leases().renew(&r.client_id);
-        let op = MetaOp::UpdatePipeline {
+        let op = MetaOp::RecoverPipeline {
             path: p.clone(),
             client_id: r.client_id,
             block_id: b.id,
             gen_stamp: b.gen_stamp,
+            acked_len: r.acked_length,
         };
         match self.submit(call_key(&r.call)?, op).await? {
             MetaResult::PipelineUpdated { block, .. } => {
                 tracing::info!(
-                    "{p}: pipeline of block {} recovered: generation stamp {} -> {}, {} datanodes",
+                    "{p}: pipeline of block {} recovered at {} acknowledged bytes: generation stamp {} -> {}, {} datanodes",
                     block.id,
+                    block.len,
                     b.gen_stamp,
                     block.gen_stamp,
                     locations.len()
@@ -433,11 +435,11 @@ impl ClientProtocol for ClientService {
         };
         let mut blocks = Vec::new();
         let mut offset = 0u64;
-        for b in &file.blocks {
+        for b in file.readable_blocks() {
             let b_end = offset.saturating_add(b.len);
             // A zero-length (still being written) last block overlaps its offset.
             if (b_end > r.offset || (b.len == 0 && offset >= r.offset)) && offset < end {
-                blocks.push(self.state.located(b, offset, &r.client_host));
+                blocks.push(self.state.located(&b, offset, &r.client_host));
             }
             offset = b_end;
         }

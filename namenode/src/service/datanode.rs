@@ -1,6 +1,8 @@
 //! The datanode protocol: registration, heartbeats (which carry commands
 //! back), full and incremental block reports, bad-replica reports (a
-//! datanode's own verdict, see `bad_replicas.rs`).
+//! datanode's own verdict, see `bad_replicas.rs`), and the leader's word
+//! on whether a replica may be cut for a recovery (`ConfirmRecovery`,
+//! decided in `recovery_check.rs`).
 //!
 //! Datanodes report to every member, so a standby's block map is as hot
 //! as the leader's. Every response that can carry commands says whether
@@ -18,6 +20,7 @@ use crate::error::NamenodeError;
 use crate::leases::RECOVERY_HOLDER;
 use crate::meta_op::{MetaOp, MetaResult, Proposal};
 use crate::namespace::BlockMeta;
+use crate::recovery_check::{self, Recovery};
 use crate::state::{invalidate_command, State};
 
 pub struct DatanodeService {
@@ -287,5 +290,40 @@ impl DatanodeProtocol for DatanodeService {
             ))
             .into()),
         }
+    }
+
+    async fn confirm_recovery(
+        &self,
+        req: Request<ConfirmRecoveryRequest>,
+    ) -> R<ConfirmRecoveryResponse> {
+        rpc("confirm_recovery");
+        // Only the leader, and only on state that includes every
+        // UpdatePipeline or RecoverLease acknowledged before this call.
+        self.state.raft.read_barrier().await?;
+        let r = req.into_inner();
+        let b = r
+            .block
+            .ok_or_else(|| NamenodeError::InvalidArgument("block is required".into()))?;
+        let block = BlockMeta {
+            id: b.block_id,
+            gen_stamp: b.generation_stamp,
+            len: b.num_bytes,
+        };
+        let kind = match r.kind() {
+            RecoveryKind::Pipeline => Recovery::Pipeline,
+            RecoveryKind::Lease => Recovery::Lease,
+        };
+        let owner = self.state.ns.block_owner(block.id)?;
+        if let Err(e) = recovery_check::confirm(owner.as_ref(), &block, kind) {
+            tracing::warn!(
+                "datanode {} may not recover block {} to generation stamp {} and {} bytes ({kind:?}): {e}",
+                r.datanode_id,
+                block.id,
+                block.gen_stamp,
+                block.len
+            );
+            return Err(e.into());
+        }
+        Ok(Response::new(ConfirmRecoveryResponse {}))
     }
 }
