@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use tonic::transport::Endpoint;
 
 use crate::error::{Error, Result};
 
@@ -66,7 +67,8 @@ pub struct DatanodeConfig {
     pub max_pending_headers: usize,
     /// Longest wait for a downstream ack or op response.
     pub ack_timeout_ms: u64,
-    /// Timeout of one RPC to a namenode.
+    /// Timeout of one RPC to a namenode; also the longest wait for a
+    /// leader to confirm a recovery (`recovery_check.rs`).
     pub rpc_timeout_ms: u64,
     /// Rate of re-replication copies this node sends (COPY_BLOCK and the
     /// namenode's TransferBlock), all together; 0: unlimited.
@@ -192,6 +194,20 @@ impl DatanodeConfig {
     }
     pub fn rpc_timeout(&self) -> Duration {
         Duration::from_millis(self.rpc_timeout_ms.max(1))
+    }
+    /// The gRPC endpoint of namenode `addr` (`host:port` or a URI), with
+    /// this node's RPC timeouts.
+    pub fn namenode_endpoint(&self, addr: &str) -> Result<Endpoint> {
+        let uri = if addr.contains("://") {
+            addr.to_string()
+        } else {
+            format!("http://{addr}")
+        };
+        let endpoint = Endpoint::from_shared(uri)
+            .map_err(|e| Error::Config(format!("namenode address {addr:?} is unusable: {e}")))?;
+        Ok(endpoint
+            .connect_timeout(self.rpc_timeout())
+            .timeout(self.rpc_timeout()))
     }
     pub fn scan_interval(&self) -> Duration {
         Duration::from_millis(self.scan_interval_ms.max(1))

@@ -68,6 +68,25 @@ pub enum Error {
     CorruptReplica { path: PathBuf, why: String },
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// The leader did not confirm a recovery (see `recovery_check.rs`);
+    /// the replica was left as it was.
+    #[error("namenode {namenode} did not confirm cutting the replica of block {block} to generation stamp {gen_stamp} and {length} bytes: {reason}")]
+    RecoveryRefused {
+        block: u64,
+        gen_stamp: u64,
+        length: u64,
+        namenode: String,
+        reason: String,
+    },
+    /// No namenode that leads could be asked about a recovery in time;
+    /// the replica was left as it was.
+    #[error("no active namenode confirmed cutting the replica of block {block} to generation stamp {gen_stamp} and {length} bytes ({why})")]
+    RecoveryUnconfirmed {
+        block: u64,
+        gen_stamp: u64,
+        length: u64,
+        why: String,
+    },
     #[error("{0}")]
     Pipeline(String),
     #[error("timed out: {0}")]
@@ -96,7 +115,7 @@ impl Error {
             Error::ReplicaExists { .. } => Status::ErrorExists,
             Error::ReplicaNotFound { .. } => Status::ErrorNotFound,
             Error::ReplicaCorrupt { .. } => Status::ErrorChecksum,
-            Error::Invalid(_) => Status::ErrorInvalid,
+            Error::Invalid(_) | Error::RecoveryRefused { .. } => Status::ErrorInvalid,
             Error::Transport(rfs_transport::TransportError::Frame(_)) => Status::ErrorInvalid,
             _ => Status::Error,
         }

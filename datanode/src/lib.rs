@@ -3,10 +3,11 @@
 //! COPY_BLOCK) over an `rfs_transport::BlockTransport`, and reports to every
 //! configured namenode (registration, heartbeats, block reports), obeying
 //! data commands only from the active namenode of the highest raft term
-//! (see `fencing`). A background `scanner` re-verifies stored checksums
-//! (replicas a namenode suspects first) and quarantines and reports
-//! corrupt replicas. A failed data directory
-//! is taken out of service (its replicas reported deleted, counted in
+//! (see `fencing`), and cutting a replica for a recovery only once the
+//! leader confirms it (`recovery_check`). A background `scanner`
+//! re-verifies stored checksums (replicas a namenode suspects first) and
+//! quarantines and reports corrupt replicas. A failed data directory is
+//! taken out of service (its replicas reported deleted, counted in
 //! heartbeats' `failed_volumes`); more than `failed_volumes_tolerated`
 //! stop the node with [`Error::TooManyFailedVolumes`].
 //!
@@ -20,6 +21,7 @@ pub mod config;
 pub mod error;
 mod fencing;
 mod http;
+mod recovery_check;
 mod reporting;
 mod scanner;
 mod storage;
@@ -58,6 +60,8 @@ pub(crate) struct Node {
     pub fence: fencing::Fence,
     /// Replicas a namenode asked to verify now (VerifyReplica).
     pub suspects: scanner::Suspects,
+    /// Asks the leader before a replica is cut for a recovery.
+    pub recovery_check: recovery_check::RecoveryCheck,
     /// How this node describes itself to namenodes.
     pub info: DatanodeInfo,
     /// `ip:port` of the data-transfer listener, for messages.
@@ -130,6 +134,7 @@ impl Datanode {
             reporter,
             fence: fencing::Fence::new(),
             suspects: scanner::Suspects::default(),
+            recovery_check: recovery_check::RecoveryCheck::new(&config),
             info,
             xceivers: AtomicUsize::new(0),
             transfers: tokio::sync::Semaphore::new(8),

@@ -54,7 +54,7 @@ use rfs_proto::datanode::{
 };
 use tokio::sync::{oneshot, watch, Notify};
 use tokio::time::{Instant, MissedTickBehavior};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tracing::{debug, info, warn};
 
 use crate::error::{Error, Result};
@@ -204,17 +204,10 @@ struct Session {
 
 pub async fn namenode_task(node: Arc<Node>, index: usize, mut shutdown: watch::Receiver<bool>) {
     let addr = node.config.namenodes[index].clone();
-    let uri = if addr.contains("://") {
-        addr.clone()
-    } else {
-        format!("http://{addr}")
-    };
-    let endpoint = match Endpoint::from_shared(uri) {
-        Ok(e) => e
-            .connect_timeout(node.config.rpc_timeout())
-            .timeout(node.config.rpc_timeout()),
+    let endpoint = match node.config.namenode_endpoint(&addr) {
+        Ok(e) => e,
         Err(e) => {
-            warn!("namenode address {addr:?} is unusable: {e}; not reporting to it");
+            warn!("{e}; not reporting to it");
             return;
         }
     };

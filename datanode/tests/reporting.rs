@@ -1158,6 +1158,15 @@ async fn recover_block_command_keeps_the_shortest_replica_length() {
     assert_eq!(ids, want);
     assert_finalized(da.path(), 40, 7, &data[..2148]);
     assert_finalized(db.path(), 40, 7, &data[..2148]);
+    // Each COMMIT asked the namenode first, as a lease recovery.
+    let asked: Vec<_> = st
+        .lock()
+        .unwrap()
+        .confirmed
+        .iter()
+        .map(|c| (c.block, c.kind()))
+        .collect();
+    assert_eq!(asked, vec![(req.block, RecoveryKind::Lease); 2]);
     wait_for("both recovered replicas reported", || {
         let s = st.lock().unwrap();
         s.received

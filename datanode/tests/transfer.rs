@@ -1,18 +1,25 @@
-//! In-process datanodes (no namenode, port 0, temp dirs) driven directly
-//! with rfs-transport frames.
+//! In-process datanodes (port 0, temp dirs) driven directly with
+//! rfs-transport frames; no namenode, except a stand-in that answers
+//! recovery confirmations for the recovery tests.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use rfs_datanode::{Datanode, DatanodeConfig};
 use rfs_proto::common::{DatanodeInfo, ExtendedBlock};
+use rfs_proto::datanode::datanode_protocol_server::{DatanodeProtocol, DatanodeProtocolServer};
+use rfs_proto::datanode::*;
+use rfs_proto::rpc_error::{self, RpcErrorKind};
 use rfs_proto::transfer::{
     Checksums, CopyBlockOp, Frame, Op, OpResponse, Packet, PipelineAck, ReadBlockOp, Status,
     WriteBlockOp, WriteStage,
 };
+use rfs_proto::transfer::{RecoverReplicaOp, RecoveryPhase};
 use rfs_transport::{BlockTransport, Connection, TcpTransport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::{Request, Response};
 
 const BPC: u32 = 512;
 const T: Duration = Duration::from_secs(20);
@@ -71,6 +78,101 @@ async fn start_with(root: &Path, name: &str, tune: impl FnOnce(&mut DatanodeConf
     tune(&mut c);
     let dn = Datanode::start(c).await.expect("datanode starts");
     Node { dn, dir }
+}
+
+/// A namenode that only answers ConfirmRecovery: it confirms exactly the
+/// (block, stamp, length, kind) it was told to and refuses the rest, as
+/// the real leader would. Every other call is unimplemented (datanodes
+/// reporting to it just retry).
+#[derive(Clone, Default)]
+struct Confirmer {
+    allowed: Arc<Mutex<Vec<(ExtendedBlock, RecoveryKind)>>>,
+    asked: Arc<Mutex<Vec<ConfirmRecoveryRequest>>>,
+}
+
+impl Confirmer {
+    /// Serves it on 127.0.0.1; returns its address.
+    async fn start(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tonic::transport::Server::builder()
+            .add_service(DatanodeProtocolServer::new(self.clone()))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+        tokio::spawn(server);
+        addr.to_string()
+    }
+
+    fn allow(&self, b: ExtendedBlock, kind: RecoveryKind) {
+        self.allowed.lock().unwrap().push((b, kind));
+    }
+
+    fn asked(&self) -> usize {
+        self.asked.lock().unwrap().len()
+    }
+}
+
+type Rpc<T> = Result<Response<T>, tonic::Status>;
+
+fn unimplemented<T>() -> Rpc<T> {
+    Err(tonic::Status::unimplemented("a stand-in namenode"))
+}
+
+#[tonic::async_trait]
+impl DatanodeProtocol for Confirmer {
+    async fn register(&self, _: Request<RegisterRequest>) -> Rpc<RegisterResponse> {
+        unimplemented()
+    }
+    async fn heartbeat(&self, _: Request<HeartbeatRequest>) -> Rpc<HeartbeatResponse> {
+        unimplemented()
+    }
+    async fn block_report(&self, _: Request<BlockReportRequest>) -> Rpc<BlockReportResponse> {
+        unimplemented()
+    }
+    async fn block_received_and_deleted(
+        &self,
+        _: Request<BlockReceivedAndDeletedRequest>,
+    ) -> Rpc<BlockReceivedAndDeletedResponse> {
+        unimplemented()
+    }
+    async fn report_bad_replica(
+        &self,
+        _: Request<ReportBadReplicaRequest>,
+    ) -> Rpc<ReportBadReplicaResponse> {
+        unimplemented()
+    }
+    async fn commit_block_synchronization(
+        &self,
+        _: Request<CommitBlockSynchronizationRequest>,
+    ) -> Rpc<CommitBlockSynchronizationResponse> {
+        unimplemented()
+    }
+    async fn confirm_recovery(
+        &self,
+        r: Request<ConfirmRecoveryRequest>,
+    ) -> Rpc<ConfirmRecoveryResponse> {
+        let r = r.into_inner();
+        self.asked.lock().unwrap().push(r.clone());
+        let b = r.block.unwrap_or_default();
+        if self.allowed.lock().unwrap().contains(&(b, r.kind())) {
+            return Ok(Response::new(ConfirmRecoveryResponse {}));
+        }
+        Err(rpc_error::status(
+            RpcErrorKind::RecoveryRefused,
+            format!("recovery of block {} refused: not started here", b.block_id),
+        ))
+    }
+}
+
+/// `n` datanodes that ask `confirmer` about recoveries.
+async fn confirmed_cluster(n: usize, confirmer: &Confirmer) -> (tempfile::TempDir, Vec<Node>) {
+    let root = tempfile::tempdir().unwrap();
+    let addr = confirmer.start().await;
+    let mut nodes = Vec::new();
+    for i in 0..n {
+        let addr = addr.clone();
+        nodes.push(start_with(root.path(), &format!("dn{i}"), |c| c.namenodes = vec![addr]).await);
+    }
+    (root, nodes)
 }
 
 async fn cluster(n: usize) -> (tempfile::TempDir, Vec<Node>) {
@@ -717,7 +819,11 @@ async fn expect_acks(c: &mut Connection, n: usize, replies: usize) {
 /// received (a partial chunk) are replaced, not kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn recovery_keeps_the_acknowledged_prefix_under_a_new_generation_stamp() {
-    let (_root, nodes) = cluster(3).await;
+    let confirmer = Confirmer::default();
+    for (id, gs, len) in [(60, 2, 2048), (61, 6, 3000), (60, 3, 4000)] {
+        confirmer.allow(block(id, gs, len), RecoveryKind::Pipeline);
+    }
+    let (_root, nodes) = confirmed_cluster(3, &confirmer).await;
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     let data = payload(5000, 7);
     let sums = Checksums::new(BPC);
@@ -794,6 +900,83 @@ async fn recovery_keeps_the_acknowledged_prefix_under_a_new_generation_stamp() {
     let (_c, r) = open_stage(&[b], block(60, 3, 0), WriteStage::Recover, 4000).await;
     assert_ne!(r.status(), Status::Success);
     assert!(r.message.contains("fewer than the 4000"), "{}", r.message);
+    // Every cut was confirmed first: the copy, a and c for block 60, a
+    // for block 61, b for the refused one.
+    assert_eq!(confirmer.asked(), 5);
+}
+
+/// Sends a RECOVER_REPLICA COMMIT of `b` to `node` and returns the answer.
+async fn commit(node: &Node, b: ExtendedBlock) -> OpResponse {
+    let mut c = connect(node).await;
+    c.send(Frame::Op(Op::RecoverReplica(RecoverReplicaOp {
+        block: Some(b),
+        phase: RecoveryPhase::Commit as i32,
+    })))
+    .await
+    .unwrap();
+    response(&mut c).await
+}
+
+/// Recoveries the namenode did not confirm (WRITE_BLOCK RECOVER, COPY_BLOCK
+/// rbw, RECOVER_REPLICA COMMIT) are answered with its refusal and leave
+/// the finalized replica as it was; so are they on a node with no
+/// namenode to ask; and a confirmed RECOVER is still refused at the
+/// finalized replica's own stamp.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn recoveries_the_namenode_did_not_confirm_change_nothing() {
+    let confirmer = Confirmer::default();
+    let (_root, nodes) = confirmed_cluster(2, &confirmer).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let data = payload(3000, 3);
+    let acks = write(&[a], block(80, 4, 0), packets(&data, 1024)).await;
+    assert!(acks.iter().all(|x| x.is_success()));
+    let cut = block(80, 5, 0);
+    let (_c, r) = open_stage(&[a], cut, WriteStage::Recover, 0).await;
+    let mut answers = vec![("WRITE_BLOCK RECOVER", r)];
+    let mut cp = connect(a).await;
+    cp.send(Frame::Op(Op::CopyBlock(CopyBlockOp {
+        block: Some(cut),
+        targets: vec![b.info()],
+        rbw: true,
+    })))
+    .await
+    .unwrap();
+    answers.push(("COPY_BLOCK rbw", response(&mut cp).await));
+    answers.push(("RECOVER_REPLICA COMMIT", commit(a, cut).await));
+    for (what, r) in &answers {
+        assert_ne!(r.status(), Status::Success, "{what}");
+        assert!(
+            r.message.contains("did not confirm")
+                && r.message.contains("refused: not started here"),
+            "{what}: {}",
+            r.message
+        );
+    }
+    assert_eq!(confirmer.asked(), 3);
+    check_replica(a, 80, 4, &data);
+
+    // The leader's word does not cover cutting a finalized replica at
+    // its own stamp (an open file's finished last block).
+    confirmer.allow(block(80, 4, 0), RecoveryKind::Pipeline);
+    let (_c, r) = open_stage(&[a], block(80, 4, 0), WriteStage::Recover, 0).await;
+    assert_ne!(r.status(), Status::Success);
+    assert!(
+        r.message
+            .contains("finalized at generation stamp 4 already"),
+        "{}",
+        r.message
+    );
+    check_replica(a, 80, 4, &data);
+
+    // Nobody to ask: refused as well.
+    let root = tempfile::tempdir().unwrap();
+    let alone = start(root.path(), "alone").await;
+    let acks = write(&[&alone], block(81, 4, 0), packets(&data, 1024)).await;
+    assert!(acks.iter().all(|x| x.is_success()));
+    let (_c, r) = open_stage(&[&alone], block(81, 5, 0), WriteStage::Recover, 0).await;
+    assert_ne!(r.status(), Status::Success);
+    assert!(r.message.contains("no namenode to ask"), "{}", r.message);
+    check_replica(&alone, 81, 4, &data);
 }
 
 /// Re-replication copies are paced to `transfer_bytes_per_sec`: 1.5 MiB

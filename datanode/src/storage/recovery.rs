@@ -123,7 +123,10 @@ impl Storage {
 
     /// Stops the block's writer and turns its replica into an rbw replica
     /// of exactly `length` bytes with generation stamp `new_gs`, open for
-    /// writing from there. A finalized replica is moved back to `rbw/`.
+    /// writing from there. A finalized replica is moved back to `rbw/`
+    /// (never one finalized at `new_gs` itself). Callers serving a
+    /// network request first have the leader confirm `new_gs` and
+    /// `length` (`recovery_check.rs`).
     /// With `length` 0 and no replica here, a new one is created (a node
     /// that failed before receiving anything). `bytes_per_checksum` is used
     /// only for such a new replica.
@@ -157,6 +160,14 @@ impl Storage {
             return Err(Error::Invalid(format!(
                 "replica of block {block_id} on {node} has generation stamp {}, newer than the recovery's {new_gs}",
                 found.gen_stamp
+            )));
+        }
+        // A replica finalized at this very stamp may be one the namenode
+        // counts as complete (an open file's last block, written to its
+        // end before `complete`); every real recovery brings a newer stamp.
+        if found.finalized && found.gen_stamp == new_gs {
+            return Err(Error::Invalid(format!(
+                "recovery of block {block_id} on {node} refused: its replica is finalized at generation stamp {new_gs} already; a recovery needs a newer stamp"
             )));
         }
         if found.length < length {

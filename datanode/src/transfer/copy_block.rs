@@ -6,12 +6,13 @@
 use std::sync::Arc;
 
 use rfs_proto::common::{DatanodeInfo, ExtendedBlock};
+use rfs_proto::datanode::RecoveryKind;
 use rfs_proto::transfer::{CopyBlockOp, Frame, Packet, Status, WriteBlockOp, WriteStage};
 use rfs_transport::{FrameReceiver, FrameSender};
 
 use super::read_block::packet_len;
 use super::write_pipeline::connect_downstream;
-use super::{error_response, reject, send_response, send_within, MAX_TARGETS};
+use super::{confirm_recovery, error_response, reject, send_response, send_within, MAX_TARGETS};
 use crate::error::{Error, Result};
 use crate::storage::ReplicaReader;
 use crate::Node;
@@ -77,14 +78,15 @@ pub async fn push_replica(
 
 /// Pipeline recovery's copy for a replacement node: recovers the local
 /// replica still being written to `block` (its new generation stamp and
-/// the acknowledged length) and streams that to `targets`, which keep it
-/// unfinalized.
+/// the acknowledged length, once the leader confirmed both) and streams
+/// that to `targets`, which keep it unfinalized.
 async fn push_rbw_replica(
     node: &Arc<Node>,
     block: &ExtendedBlock,
     targets: &[DatanodeInfo],
 ) -> Result<()> {
     check_targets(targets)?;
+    confirm_recovery(node, *block, RecoveryKind::Pipeline).await?;
     let storage = node.storage.clone();
     let (b, me, wait) = (*block, node.addr.clone(), node.config.ack_timeout());
     let reader = tokio::task::spawn_blocking(move || {

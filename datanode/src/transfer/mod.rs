@@ -17,7 +17,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rfs_proto::common::DatanodeInfo;
+use rfs_proto::common::{DatanodeInfo, ExtendedBlock};
+use rfs_proto::datanode::RecoveryKind;
 use rfs_proto::transfer::{Frame, Op, OpResponse, Status};
 use rfs_transport::{BlockListener, Connection, FrameReceiver, FrameSender};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -220,6 +221,14 @@ pub async fn send_within(
 /// The error for a peer that took no data for `limit`.
 pub fn stalled(peer: &str, limit: Duration) -> Error {
     Error::Timeout(format!("{peer} took no data for {limit:?}"))
+}
+
+/// Asks the leader whether this node may cut its replica of `block` to
+/// its generation stamp and `num_bytes` (see `recovery_check.rs`).
+pub async fn confirm_recovery(node: &Node, block: ExtendedBlock, kind: RecoveryKind) -> Result<()> {
+    node.recovery_check
+        .confirm(block, kind, &node.storage.datanode_id)
+        .await
 }
 
 pub async fn send_response(tx: &mut dyn FrameSender, resp: OpResponse) -> Result<()> {

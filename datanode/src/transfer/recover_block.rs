@@ -21,13 +21,13 @@ use std::time::Duration;
 use futures::future::join_all;
 use rfs_proto::common::{DatanodeInfo, ExtendedBlock};
 use rfs_proto::datanode::datanode_protocol_client::DatanodeProtocolClient;
-use rfs_proto::datanode::CommitBlockSynchronizationRequest;
+use rfs_proto::datanode::{CommitBlockSynchronizationRequest, RecoveryKind};
 use rfs_proto::transfer::{Frame, Op, OpResponse, RecoverReplicaOp, RecoveryPhase, Status};
 use rfs_transport::{FrameReceiver, FrameSender};
 use tonic::transport::Channel;
 use tracing::{info, warn};
 
-use super::{frame_name, reject, send_response, target_addr, target_name};
+use super::{confirm_recovery, frame_name, reject, send_response, target_addr, target_name};
 use crate::error::{Error, Result};
 use crate::Node;
 
@@ -96,8 +96,10 @@ async fn init(node: &Arc<Node>, b: ExtendedBlock) -> Result<OpResponse> {
 }
 
 /// Cuts the replica to `b.num_bytes`, stamps and finalizes it, and reports
-/// it to the namenodes.
+/// it to the namenodes; only at the stamp the leader's lease recovery
+/// allocated.
 async fn commit(node: &Arc<Node>, b: ExtendedBlock) -> Result<OpResponse> {
+    confirm_recovery(node, b, RecoveryKind::Lease).await?;
     let storage = node.storage.clone();
     let (me, wait, bpc) = (
         node.addr.clone(),

@@ -12,7 +12,7 @@
 //! (time-limited) and sends `[own status] ++ downstream replies` upstream.
 //! A checksum mismatch or a full disk deletes the partial replica; any other
 //! failure leaves the rbw files for lease recovery. Nothing finalized is
-//! ever touched.
+//! touched, except by a RECOVER the leader confirmed first.
 //!
 //! The last packet is acknowledged once the block is finalized and its
 //! "block received" report reached the namenode(s) known active (or every
@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rfs_proto::common::ExtendedBlock;
+use rfs_proto::datanode::RecoveryKind;
 use rfs_proto::transfer::{
     pipeline_timeout, Checksums, Frame, Op, OpResponse, Packet, PipelineAck, Status, WriteBlockOp,
     WriteStage,
@@ -32,7 +33,8 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::{
-    error_response, reject, send_response, send_within, target_addr, target_name, MAX_TARGETS,
+    confirm_recovery, error_response, reject, send_response, send_within, target_addr, target_name,
+    MAX_TARGETS,
 };
 use crate::config::MAX_BYTES_PER_CHECKSUM;
 use crate::error::{Error, Result};
@@ -207,6 +209,17 @@ pub async fn write_block(
             return Err(e);
         }
     };
+    // Before anything moves: downstream is not even asked to recover.
+    if op.stage() == WriteStage::Recover {
+        let cut_to = ExtendedBlock {
+            num_bytes: op.recover_length,
+            ..block
+        };
+        if let Err(e) = confirm_recovery(node, cut_to, RecoveryKind::Pipeline).await {
+            reject(up_tx, up_rx, e.status(), e.to_string()).await;
+            return Err(e);
+        }
+    }
     let downstream = match connect_downstream(node, &op).await {
         Ok(d) => d,
         Err((bad_link, status, message)) => {
