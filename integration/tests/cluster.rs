@@ -14,6 +14,7 @@ mod cluster {
     mod pipeline_recovery;
     mod put;
     mod quickstart;
+    mod raw_recovery;
     mod replication;
     mod shell;
 }

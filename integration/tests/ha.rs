@@ -1,8 +1,9 @@
 //! Namenode HA tests (issue 4): an HA group of real processes — nn1, nn2
 //! and a witness in one raft group, plus 3 datanodes — through failover,
 //! partition, restarts, a wiped member, retried calls, block deletion
-//! after failover, a witness that only votes, and name dirs that fill
-//! up. Build the daemons first (`cargo build --bins`).
+//! after failover, a pipeline recovery confirmed by a new leader, a
+//! witness that only votes, and name dirs that fill up. Build the daemons
+//! first (`cargo build --bins`).
 //!
 //! The tests take a lock and run one at a time whatever `--test-threads`
 //! says: each runs 6 processes with 50 ms raft ticks, and several at once
@@ -18,6 +19,7 @@ mod ha {
     mod fencing;
     mod kill_leader;
     mod partition;
+    mod pipeline_recovery;
     mod restart;
     mod retry_cache;
     mod witness;
