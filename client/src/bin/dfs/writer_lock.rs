@@ -18,7 +18,6 @@
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
-use std::os::unix::io::AsRawFd;
 use std::path::PathBuf;
 
 /// Client ids of `dfs` writers: this prefix and a UUID, so that a holder
@@ -103,15 +102,10 @@ impl LockDir {
 /// Takes an exclusive lock on `file` without waiting; `false` when
 /// another open file description holds it.
 fn try_lock(file: &File) -> io::Result<bool> {
-    // SAFETY: flock(2) on a descriptor `file` owns for the whole call.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-        return Ok(true);
-    }
-    let e = io::Error::last_os_error();
-    if e.kind() == io::ErrorKind::WouldBlock {
-        Ok(false)
-    } else {
-        Err(e)
+    match file.try_lock() {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
 }
 
