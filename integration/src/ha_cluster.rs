@@ -704,6 +704,7 @@ impl HaCluster {
             bytes_per_checksum: self.opts.bytes_per_checksum,
             heartbeat_ms: self.opts.heartbeat_ms,
             ack_timeout_ms: DATANODE_TIMEOUT.as_millis() as u64,
+            block_report_ms: None,
         };
         let namenodes: Vec<String> = self
             .members

@@ -26,5 +26,5 @@ pub use ha_cluster::{HaCluster, HaClusterBuilder, NN1, NN2, WITNESS};
 pub use mini_cluster::{MiniCluster, MiniClusterBuilder};
 pub use netns::{netns_unavailable, NetNs};
 pub use process::{bin_path, fetch_metrics, free_port, free_port_on, metric_value};
-pub use replica_files::{find_replicas, verify_replica, ReplicaFiles};
+pub use replica_files::{find_replicas, rbw_files, verify_replica, ReplicaFiles};
 pub use tmpfs::{tmpfs_unavailable, Tmpfs};

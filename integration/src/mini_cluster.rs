@@ -46,6 +46,9 @@ pub struct MiniClusterBuilder {
     pub replication_interval_ms: u64,
     /// The datanode that runs inside its own network namespace.
     pub isolated_datanode: Option<usize>,
+    /// Period of the datanodes' full block reports (their default, an
+    /// hour, when `None`).
+    pub block_report_ms: Option<u64>,
     /// Further namenode flags, appended last so they win.
     pub extra_namenode_args: Vec<String>,
 }
@@ -63,6 +66,7 @@ impl Default for MiniClusterBuilder {
             datanode_timeout_ms: 10_000,
             replication_interval_ms: 300,
             isolated_datanode: None,
+            block_report_ms: None,
             extra_namenode_args: Vec::new(),
         }
     }
@@ -124,6 +128,7 @@ impl MiniClusterBuilder {
             bytes_per_checksum: self.bytes_per_checksum,
             heartbeat_ms: self.heartbeat_ms,
             ack_timeout_ms: self.datanode_timeout_ms,
+            block_report_ms: self.block_report_ms,
         }
     }
 }
@@ -339,6 +344,20 @@ impl MiniCluster {
     /// Finalized replicas of `block_id` on every datanode, as (datanode index, files).
     pub fn replicas_of(&self, block_id: u64) -> Result<Vec<(usize, ReplicaFiles)>> {
         replicas_in(&self.datanodes, block_id)
+    }
+
+    /// Files of unfinished replicas (in `rbw/`) on every datanode, of block
+    /// `block_id` only when given, as (datanode index, path).
+    pub fn rbw_files(&self, block_id: Option<u64>) -> Result<Vec<(usize, PathBuf)>> {
+        let mut out = Vec::new();
+        for (i, d) in self.datanodes.iter().enumerate() {
+            for dir in &d.data_dirs {
+                for p in crate::replica_files::rbw_files(dir, block_id)? {
+                    out.push((i, p));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Waits until every block in `ids` has exactly `n` finalized replicas

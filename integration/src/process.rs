@@ -275,6 +275,8 @@ pub(crate) struct DatanodeSettings {
     /// The datanodes' pipeline ack timeout, the same as the clients'
     /// datanode timeout (see `rfs_proto::transfer::pipeline_timeout`).
     pub ack_timeout_ms: u64,
+    /// Period of full block reports; the datanode's default when `None`.
+    pub block_report_ms: Option<u64>,
 }
 
 /// One datanode: its dirs and fixed addresses (kept across restarts).
@@ -338,6 +340,9 @@ impl DatanodeSlot {
             "--ack-timeout-ms".into(),
             s.ack_timeout_ms.to_string(),
         ]);
+        if let Some(ms) = s.block_report_ms {
+            args.extend(["--block-report-interval-ms".into(), ms.to_string()]);
+        }
         for d in &self.data_dirs {
             args.push("--data-dir".into());
             args.push(d.display().to_string());

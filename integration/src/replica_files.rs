@@ -52,6 +52,32 @@ pub fn find_replicas(data_dir: &Path, block_id: u64) -> Result<Vec<ReplicaFiles>
     Ok(out)
 }
 
+/// Files of unfinished replicas under one datanode data directory
+/// (`current/rbw/blk_<id>` and its `.meta` files), of block `block_id`
+/// only when given, sorted.
+pub fn rbw_files(data_dir: &Path, block_id: Option<u64>) -> Result<Vec<PathBuf>> {
+    let rbw = data_dir.join("current").join("rbw");
+    let entries = match std::fs::read_dir(&rbw) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", rbw.display())),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("blk_") else {
+            continue;
+        };
+        let id = rest.split(['_', '.']).next().unwrap_or_default();
+        if block_id.is_none_or(|b| id == b.to_string()) {
+            out.push(entry.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Checks every chunk of a replica against its meta file; returns the data.
 pub fn verify_replica(r: &ReplicaFiles) -> Result<Vec<u8>> {
     let data = std::fs::read(&r.data)?;

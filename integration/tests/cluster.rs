@@ -17,4 +17,5 @@ mod cluster {
     mod raw_recovery;
     mod replication;
     mod shell;
+    pub mod writer_process;
 }

@@ -3,8 +3,6 @@
 //! limit the namenode recovers the last block through a primary datanode
 //! and closes the file, keeping at least every hflushed byte.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
@@ -13,6 +11,7 @@ use rfs_integration::load::wait_for;
 use rfs_integration::MiniCluster;
 
 use super::common::{payload, read_file, MIB};
+use super::writer_process::HflushWriter;
 
 /// [`wait_for`], with the cluster's logs in the error.
 async fn wait_until<T, F, Fut>(
@@ -28,25 +27,6 @@ where
     wait_for(what, limit, check)
         .await
         .map_err(|e| anyhow!("{e:#}\n{}", cluster.log_tails()))
-}
-
-/// The writer process; killed -9 when dropped (a failed test leaves no
-/// writer behind).
-struct Writer(Child);
-
-impl Writer {
-    fn kill9(&mut self) -> Result<()> {
-        // Child::kill is SIGKILL on Unix: no chance to close anything.
-        self.0.kill()?;
-        self.0.wait()?;
-        Ok(())
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        let _ = self.kill9();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,29 +58,8 @@ async fn killed_writer_is_recovered(restart_namenode: bool) -> Result<()> {
     let (path, seed) = ("/lr/f", 11u64);
     let flushed = MIB + MIB / 2 + 1000;
     let extra = 100 * 1024 + 7;
-    let mut writer = Writer(
-        Command::new(env!("CARGO_BIN_EXE_hflush_writer"))
-            .args([
-                cluster.namenode_addr(),
-                path.to_string(),
-                flushed.to_string(),
-                extra.to_string(),
-                seed.to_string(),
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("starting hflush_writer")?,
-    );
-    let stdout = writer.0.stdout.take().context("writer stdout")?;
-    let reading = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map(|_| line)
-    });
-    let line = tokio::time::timeout(Duration::from_secs(60), reading)
-        .await
-        .context("hflush_writer did not report its hflush within 60 s")???;
-    let line = line.trim_end();
-    assert_eq!(line, format!("flushed {flushed}"));
+    let mut writer =
+        HflushWriter::start(&cluster.namenode_addr(), path, flushed, extra, seed).await?;
     let st = c.get_file_info(path).await?.context("file exists")?;
     assert!(st.under_construction, "open while its writer lives");
 
