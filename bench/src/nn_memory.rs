@@ -14,6 +14,7 @@
 //! first file to after the last, divided by the file count, with the
 //! namenode's default settings: what an operator running them gets.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -80,7 +81,7 @@ fn dir_bytes(path: &Path) -> u64 {
         .sum()
 }
 
-async fn heartbeat(dn: &mut DatanodeProtocolClient<Channel>, id: String) -> Result<()> {
+async fn heartbeat(dn: &mut DatanodeProtocolClient<Channel>, id: String, epoch: u64) -> Result<()> {
     let storage = StorageReport {
         capacity: 1 << 50,
         used: 0,
@@ -90,15 +91,18 @@ async fn heartbeat(dn: &mut DatanodeProtocolClient<Channel>, id: String) -> Resu
     dn.heartbeat(HeartbeatRequest {
         datanode_id: id,
         storage: Some(storage),
-        xceivers: 0,
+        epoch,
+        ..Default::default()
     })
     .await?;
     Ok(())
 }
 
-/// Registers the fake datanodes and keeps them alive until dropped.
-async fn fake_datanodes(addr: &str) -> Result<JoinSet<()>> {
+/// Registers the fake datanodes and keeps them alive until dropped; their
+/// registration epochs, by id.
+async fn fake_datanodes(addr: &str) -> Result<(JoinSet<()>, HashMap<String, u64>)> {
     let mut beats = JoinSet::new();
+    let mut epochs = HashMap::new();
     for i in 0..FAKE_DATANODES {
         let mut dn = DatanodeProtocolClient::connect(format!("http://{addr}")).await?;
         let info = DatanodeInfo {
@@ -108,18 +112,23 @@ async fn fake_datanodes(addr: &str) -> Result<JoinSet<()>> {
             data_port: 9,
             ..Default::default()
         };
-        dn.register(RegisterRequest { info: Some(info) }).await?;
-        heartbeat(&mut dn, fake_id(i)).await?;
+        let req = RegisterRequest {
+            info: Some(info),
+            ..Default::default()
+        };
+        let epoch = dn.register(req).await?.into_inner().epoch;
+        epochs.insert(fake_id(i), epoch);
+        heartbeat(&mut dn, fake_id(i), epoch).await?;
         beats.spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(500)).await;
-                if let Err(e) = heartbeat(&mut dn, fake_id(i)).await {
+                if let Err(e) = heartbeat(&mut dn, fake_id(i), epoch).await {
                     eprintln!("fake datanode {i}: heartbeat failed: {e:#}");
                 }
             }
         });
     }
-    Ok(beats)
+    Ok((beats, epochs))
 }
 
 /// Writes files `task`, `task + tasks`, ... below `files`.
@@ -127,6 +136,7 @@ async fn writer(
     addr: String,
     task: u64,
     args: (u64, u64, u64),
+    epochs: Arc<HashMap<String, u64>>,
     done: Arc<AtomicU64>,
 ) -> Result<()> {
     let (files, tasks, per_dir) = args;
@@ -174,6 +184,7 @@ async fn writer(
                 datanode_id: loc.datanode_id.clone(),
                 received: vec![block],
                 deleted: Vec::new(),
+                epoch: epochs.get(&loc.datanode_id).copied().unwrap_or_default(),
             })
             .await
             .with_context(|| what("report the block of"))?;
@@ -228,7 +239,8 @@ async fn measure(cluster: &MiniCluster, args: &NnMemoryArgs) -> Result<Vec<Figur
         .namenode_pid()
         .context("the namenode is not running")?;
     let addr = cluster.namenode_addr();
-    let _beats = fake_datanodes(&addr).await?;
+    let (_beats, epochs) = fake_datanodes(&addr).await?;
+    let epochs = Arc::new(epochs);
     let base = rss_bytes(pid)?;
     println!(
         "nn-memory: one namenode, {} fake datanodes; {} files of one {} MiB block (replication {}), {} writers; RSS before {:.1} MiB",
@@ -247,6 +259,7 @@ async fn measure(cluster: &MiniCluster, args: &NnMemoryArgs) -> Result<Vec<Figur
             addr.clone(),
             task,
             (args.files, args.tasks, args.per_dir.max(1)),
+            epochs.clone(),
             done.clone(),
         ));
     }

@@ -19,7 +19,14 @@
 //!
 //! Any failed RPC sends the task back to registration (with backoff): a
 //! namenode that restarted knows nothing of this node, and a fresh
-//! registration plus full report is always a correct resync.
+//! registration plus full report is always a correct resync. Every call
+//! after Register carries the epoch it answered; the namenode answers one
+//! under a stale epoch "re-register" (a ReRegister command, or an error).
+//!
+//! Commands a namenode queued come numbered and are sent again with every
+//! heartbeat reply until a heartbeat says they were received (the highest
+//! number seen, `last_command_seq`; also passed to the next Register), so
+//! a lost reply loses no command and none runs twice.
 //!
 //! A finished block's last ack waits (bounded, see `write_pipeline.rs`) for
 //! its "block received" report to reach the namenode a client will
@@ -200,6 +207,10 @@ struct Session {
     addr: String,
     queue: Arc<Queue>,
     client: DatanodeProtocolClient<Channel>,
+    /// The current registration with this namenode (0: none yet).
+    epoch: u64,
+    /// The highest queued command number received under `epoch`.
+    last_command_seq: u64,
 }
 
 pub async fn namenode_task(node: Arc<Node>, index: usize, mut shutdown: watch::Receiver<bool>) {
@@ -216,6 +227,8 @@ pub async fn namenode_task(node: Arc<Node>, index: usize, mut shutdown: watch::R
         client: DatanodeProtocolClient::new(endpoint.connect_lazy()),
         node,
         addr,
+        epoch: 0,
+        last_command_seq: 0,
     };
     let mut backoff = Duration::from_millis(100);
     let mut failures = 0u32;
@@ -264,15 +277,23 @@ impl Session {
         info.capacity = report.capacity;
         info.used = report.used;
         info.remaining = report.remaining;
+        let req = RegisterRequest {
+            info: Some(info),
+            previous_epoch: self.epoch,
+            last_command_seq: self.last_command_seq,
+        };
         let resp = self
             .client
-            .register(RegisterRequest { info: Some(info) })
+            .register(req)
             .await
             .map_err(|s| self.rpc_err(s))?
             .into_inner();
+        // Command numbers go on across registrations with one namenode
+        // process, but a restarted one starts again: count afresh.
+        (self.epoch, self.last_command_seq) = (resp.epoch, 0);
         info!(
-            "registered with namenode {} ({}) as {}",
-            self.addr, resp.namenode_id, storage.datanode_id
+            "registered with namenode {} ({}) as {} (epoch {:016x})",
+            self.addr, resp.namenode_id, storage.datanode_id, resp.epoch
         );
         // No commands here, but an active claim raises the term early.
         self.observe(resp.fencing.as_ref());
@@ -297,9 +318,12 @@ impl Session {
                         datanode_id: storage.datanode_id.clone(),
                         storage: Some(storage.storage_report()),
                         xceivers: self.node.xceivers.load(std::sync::atomic::Ordering::Relaxed) as u32,
+                        epoch: self.epoch,
+                        last_command_seq: self.last_command_seq,
                     };
                     let resp = self.client.heartbeat(req).await.map_err(|s| self.rpc_err(s))?.into_inner();
-                    reregister = self.execute(resp.commands, resp.fencing).await;
+                    let commands = self.take_new(resp.commands);
+                    reregister = self.execute(commands, resp.fencing).await;
                 }
                 _ = br.tick() => {
                     reregister = self.full_report().await?;
@@ -324,6 +348,7 @@ impl Session {
             datanode_id: self.node.storage.datanode_id.clone(),
             blocks,
             being_written,
+            epoch: self.epoch,
         };
         let resp = match self.client.block_report(req).await {
             Ok(r) => r.into_inner(),
@@ -380,6 +405,7 @@ impl Session {
             datanode_id: self.node.storage.datanode_id.clone(),
             received: pending.received.clone(),
             deleted: pending.deleted.clone(),
+            epoch: self.epoch,
         };
         match self.client.block_received_and_deleted(req).await {
             Ok(_) => {
@@ -406,6 +432,7 @@ impl Session {
                 datanode_id: self.node.storage.datanode_id.clone(),
                 block: Some(*block),
                 reason: reason.clone(),
+                epoch: self.epoch,
             };
             self.client
                 .report_bad_replica(req)
@@ -417,6 +444,18 @@ impl Session {
             );
         }
         Ok(())
+    }
+
+    /// The commands of a heartbeat reply not run before: unnumbered ones,
+    /// and numbered ones past `last_command_seq`, which moves up to them.
+    fn take_new(&mut self, commands: Vec<DatanodeCommand>) -> Vec<DatanodeCommand> {
+        let seen = self.last_command_seq;
+        let new: Vec<DatanodeCommand> = commands
+            .into_iter()
+            .filter(|c| c.seq == 0 || c.seq > seen)
+            .collect();
+        self.last_command_seq = new.iter().map(|c| c.seq).fold(seen, u64::max);
+        new
     }
 
     /// Judges a response's fencing and remembers whether this namenode is

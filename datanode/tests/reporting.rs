@@ -22,6 +22,10 @@ use tonic::{Request, Response, Status};
 #[derive(Default)]
 struct State {
     registered: Vec<DatanodeInfo>,
+    /// Each Register's (previous epoch, last command seq).
+    register_previous: Vec<(u64, u64)>,
+    /// The epoch of every call after Register, by call.
+    epochs: Vec<(&'static str, u64)>,
     full_reports: Vec<Vec<ExtendedBlock>>,
     received: Vec<ExtendedBlock>,
     deleted: Vec<ExtendedBlock>,
@@ -32,6 +36,9 @@ struct State {
     heartbeats: Vec<HeartbeatRequest>,
     /// Handed out with the next heartbeat.
     commands: Vec<DatanodeCommand>,
+    /// Handed out with every heartbeat (a namenode's queue until the
+    /// datanode acknowledges it).
+    repeated: Vec<DatanodeCommand>,
     /// `heartbeats.len()` when commands were last handed out: a later
     /// heartbeat means the datanode finished running them.
     delivered_at: usize,
@@ -139,15 +146,16 @@ impl DatanodeProtocol for Mock {
         &self,
         r: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
-        let info = r
-            .into_inner()
-            .info
-            .ok_or_else(|| Status::invalid_argument("no info"))?;
+        let r = r.into_inner();
+        let info = r.info.ok_or_else(|| Status::invalid_argument("no info"))?;
         let mut s = self.0.lock().unwrap();
         s.registered.push(info);
+        s.register_previous
+            .push((r.previous_epoch, r.last_command_seq));
         Ok(Response::new(RegisterResponse {
             namenode_id: "mock".into(),
             fencing: s.fencing,
+            epoch: mock_epoch(s.registered.len()),
         }))
     }
     async fn heartbeat(
@@ -155,11 +163,14 @@ impl DatanodeProtocol for Mock {
         r: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
         let mut s = self.0.lock().unwrap();
-        s.heartbeats.push(r.into_inner());
-        let commands = std::mem::take(&mut s.commands);
+        let r = r.into_inner();
+        s.epochs.push(("heartbeat", r.epoch));
+        s.heartbeats.push(r);
+        let mut commands = std::mem::take(&mut s.commands);
         if !commands.is_empty() {
             s.delivered_at = s.heartbeats.len();
         }
+        commands.extend(s.repeated.iter().cloned());
         Ok(Response::new(HeartbeatResponse {
             commands,
             fencing: s.fencing,
@@ -170,7 +181,9 @@ impl DatanodeProtocol for Mock {
         r: Request<BlockReportRequest>,
     ) -> Result<Response<BlockReportResponse>, Status> {
         let mut s = self.0.lock().unwrap();
-        s.full_reports.push(r.into_inner().blocks);
+        let r = r.into_inner();
+        s.epochs.push(("block report", r.epoch));
+        s.full_reports.push(r.blocks);
         Ok(Response::new(BlockReportResponse {
             commands: vec![],
             fencing: s.fencing,
@@ -186,6 +199,7 @@ impl DatanodeProtocol for Mock {
             let _ = gate.wait_for(|open| *open).await;
         }
         let mut s = self.0.lock().unwrap();
+        s.epochs.push(("incremental report", r.epoch));
         s.received.extend(r.received);
         s.deleted.extend(r.deleted);
         Ok(Response::new(BlockReceivedAndDeletedResponse::default()))
@@ -194,7 +208,10 @@ impl DatanodeProtocol for Mock {
         &self,
         r: Request<ReportBadReplicaRequest>,
     ) -> Result<Response<ReportBadReplicaResponse>, Status> {
-        self.0.lock().unwrap().bad.push(r.into_inner());
+        let r = r.into_inner();
+        let mut s = self.0.lock().unwrap();
+        s.epochs.push(("bad replica", r.epoch));
+        s.bad.push(r);
         Ok(Response::new(ReportBadReplicaResponse::default()))
     }
     async fn commit_block_synchronization(
@@ -211,6 +228,11 @@ impl DatanodeProtocol for Mock {
         self.0.lock().unwrap().confirmed.push(r.into_inner());
         Ok(Response::new(ConfirmRecoveryResponse::default()))
     }
+}
+
+/// The epoch the mock hands out to its `n`th registration (from 1).
+fn mock_epoch(n: usize) -> u64 {
+    1000 + n as u64
 }
 
 async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
@@ -288,6 +310,7 @@ fn invalidate(id: u64) -> DatanodeCommand {
                 num_bytes: BLOCK_LEN as u64,
             }],
         })),
+        ..Default::default()
     }
 }
 
@@ -384,6 +407,7 @@ async fn registers_reports_and_obeys_commands() {
     };
     st.lock().unwrap().commands.push(DatanodeCommand {
         command: Some(Command::Reregister(ReRegister {})),
+        ..Default::default()
     });
     wait_for("re-registration", || {
         let s = st.lock().unwrap();
@@ -391,6 +415,76 @@ async fn registers_reports_and_obeys_commands() {
     })
     .await;
 
+    dn.stop().await.unwrap();
+    server.abort();
+}
+
+/// Every call carries the epoch its registration got; numbered commands
+/// are acknowledged by the next heartbeat (and the next Register), run
+/// once however often they come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn calls_carry_the_epoch_and_numbered_commands_are_acknowledged() {
+    let (mock, nn_addr, server) = Mock::start(fencing(1, true)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let dn = Datanode::start(config(&[nn_addr], dir.path()))
+        .await
+        .unwrap();
+    let st = mock.0.clone();
+    write_block(&dn, 7).await;
+    // The same numbered Invalidate in every reply, as a namenode resends
+    // it until acknowledged.
+    let numbered = |id: u64, seq: u64| DatanodeCommand {
+        seq,
+        ..invalidate(id)
+    };
+    st.lock().unwrap().repeated = vec![numbered(7, 5)];
+    wait_for("the command acknowledged", || {
+        st.lock()
+            .unwrap()
+            .heartbeats
+            .iter()
+            .any(|h| h.last_command_seq == 5)
+    })
+    .await;
+    wait_for("block 7 reported deleted", || mock.deleted(7)).await;
+    assert!(!block_file(&dir, 7).exists());
+    // A new replica of block 7: running the command again would delete it.
+    write_block(&dn, 7).await;
+    mock.await_two_heartbeats().await;
+    assert_present(&dn, &dir, 7).await;
+
+    // A new registration names the last one and what it received there,
+    // and counts commands afresh.
+    let regs = st.lock().unwrap().registered.len();
+    {
+        let mut s = st.lock().unwrap();
+        s.repeated.clear();
+        s.commands.push(DatanodeCommand {
+            command: Some(Command::Reregister(ReRegister {})),
+            ..Default::default()
+        });
+    }
+    wait_for("re-registration", || {
+        st.lock().unwrap().registered.len() > regs
+    })
+    .await;
+    mock.await_two_heartbeats().await;
+    {
+        let s = st.lock().unwrap();
+        assert_eq!(s.register_previous[0], (0, 0), "a first registration");
+        assert_eq!(s.register_previous[regs], (mock_epoch(regs), 5));
+        let last = s.heartbeats.last().unwrap();
+        assert_eq!(
+            (last.epoch, last.last_command_seq),
+            (mock_epoch(regs + 1), 0)
+        );
+        for (call, epoch) in &s.epochs {
+            assert!(
+                (mock_epoch(1)..=mock_epoch(s.registered.len())).contains(epoch),
+                "{call} under epoch {epoch}"
+            );
+        }
+    }
     dn.stop().await.unwrap();
     server.abort();
 }
@@ -475,6 +569,7 @@ async fn standby_and_unfenced_commands_are_ignored() {
         invalidate(x),
         DatanodeCommand {
             command: Some(Command::Reregister(ReRegister {})),
+            ..Default::default()
         },
     ])
     .await;
@@ -705,6 +800,7 @@ fn verify(id: u64) -> DatanodeCommand {
                 num_bytes: BLOCK_LEN as u64,
             }),
         })),
+        ..Default::default()
     }
 }
 
@@ -1135,6 +1231,7 @@ async fn recover_block_command_keeps_the_shortest_replica_length() {
             }),
             locations: vec![location(&a), location(&b)],
         })),
+        ..Default::default()
     }])
     .await;
     wait_for("CommitBlockSynchronization", || {

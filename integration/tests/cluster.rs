@@ -5,6 +5,7 @@ mod cluster {
     mod bad_replicas;
     pub mod common;
     mod data_path;
+    mod datanode_protocol;
     mod dfs;
     mod durability;
     mod failures;

@@ -143,6 +143,7 @@ fn verify_command(block: ExtendedBlock) -> DatanodeCommand {
         command: Some(datanode_command::Command::Verify(VerifyReplica {
             block: Some(block),
         })),
+        ..Default::default()
     }
 }
 
@@ -162,10 +163,11 @@ mod tests {
     fn registry_dead_after(live: &[&str], dead_after: Duration) -> Registry {
         let mut reg = Registry::new(dead_after);
         for id in live {
-            reg.register(DatanodeInfo {
+            let info = DatanodeInfo {
                 datanode_id: id.to_string(),
                 ..Default::default()
-            });
+            };
+            reg.register(info, (0, 0)).expect("registers");
         }
         reg
     }

@@ -1,20 +1,43 @@
-//! The datanode registry: who is registered, their storage figures from
-//! heartbeats, liveness, and the commands queued for each.
+//! The datanode registry: who is registered (under which epoch), their
+//! storage figures from heartbeats, liveness, and the commands queued for
+//! each.
+//!
+//! **Registrations.** Each Register starts a new *epoch* for its datanode
+//! id (a random number, so an epoch of an earlier namenode process never
+//! matches); the node's heartbeats and reports carry it, and one with any
+//! other epoch is answered "re-register". While an id's current
+//! registration is live, a Register for it from another data address is
+//! refused: a stale process, or a node started on a copy of another's
+//! data dir, must not take over the id (and the reads sent to it). From the
+//! same address it is a restart, accepted.
+//!
+//! **Commands.** Commands queued for a node are numbered and sent with
+//! every heartbeat reply until a heartbeat says the node received them
+//! (`last_command_seq`), so a lost reply loses no command. A Register
+//! that names the previous epoch drops those it says it received; the rest
+//! carry over to the new registration.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use rfs_proto::common::DatanodeInfo;
-use rfs_proto::datanode::{DatanodeCommand, StorageReport};
+use rfs_proto::datanode::{DatanodeCommand, HeartbeatRequest};
+
+use crate::error::NamenodeError;
 
 pub struct DatanodeState {
     pub info: DatanodeInfo,
+    /// The current registration (see the module doc).
+    pub epoch: u64,
     pub last_seen: Instant,
     /// Storage figures are known once a heartbeat arrived.
     pub reported: bool,
     /// Data directories the node has taken out of service.
     pub failed_volumes: u32,
-    pub pending: Vec<DatanodeCommand>,
+    /// Commands not yet known received, in sequence order.
+    pending: Vec<DatanodeCommand>,
+    /// The sequence number the next queued command gets.
+    next_seq: u64,
 }
 
 pub struct Registry {
@@ -37,44 +60,91 @@ impl Registry {
         }
     }
 
-    pub fn register(&mut self, info: DatanodeInfo) {
+    /// Registers `info` under a new epoch, which it returns.
+    /// `previous` is the node's last (epoch, received command seq) here:
+    /// commands it received are dropped. A live registration of the same
+    /// id from another data address is `DatanodeIdInUse`.
+    pub fn register(
+        &mut self,
+        info: DatanodeInfo,
+        previous: (u64, u64),
+    ) -> Result<u64, NamenodeError> {
         let id = info.datanode_id.clone();
-        let pending = self
-            .nodes
-            .remove(&id)
-            .map(|s| s.pending)
-            .unwrap_or_default();
+        if let Some(old) = self.nodes.get(&id) {
+            let (live, from) = (data_address(&old.info), data_address(&info));
+            if live != from && self.is_live(&id) {
+                return Err(NamenodeError::DatanodeIdInUse {
+                    datanode: id,
+                    live,
+                    from,
+                });
+            }
+        }
+        let mut epoch = 0;
+        // 0 means "no registration"; the old epoch must go stale.
+        while epoch == 0 || self.nodes.get(&id).is_some_and(|old| old.epoch == epoch) {
+            epoch = rand::random();
+        }
+        let (mut pending, mut next_seq) = (Vec::new(), 1);
+        if let Some(old) = self.nodes.remove(&id) {
+            pending = old.pending;
+            if previous.0 == old.epoch {
+                pending.retain(|c| c.seq > previous.1);
+            }
+            next_seq = old.next_seq;
+        }
         self.nodes.insert(
             id,
             DatanodeState {
                 info,
+                epoch,
                 last_seen: Instant::now(),
                 reported: false,
                 failed_volumes: 0,
                 pending,
+                next_seq,
             },
         );
+        Ok(epoch)
     }
 
-    /// Records a heartbeat; `None` if the node is unknown (must re-register).
-    pub fn heartbeat(&mut self, id: &str, storage: &StorageReport) -> Option<Vec<DatanodeCommand>> {
-        let s = self.nodes.get_mut(id)?;
+    /// Records a heartbeat; returns the commands to send (every queued
+    /// one the node has not said it received), or `None` if the node must
+    /// re-register (unknown id or another epoch). A member that does not
+    /// lead sends no data commands, and what it queued while it led is
+    /// stale: `leading` false drops them.
+    pub fn heartbeat(
+        &mut self,
+        r: &HeartbeatRequest,
+        leading: bool,
+    ) -> Option<Vec<DatanodeCommand>> {
+        let s = self
+            .nodes
+            .get_mut(&r.datanode_id)
+            .filter(|s| s.epoch == r.epoch)?;
+        let storage = r.storage.unwrap_or_default();
         s.last_seen = Instant::now();
         s.reported = true;
         s.info.capacity = storage.capacity;
         s.info.used = storage.used;
         s.info.remaining = storage.remaining;
         s.failed_volumes = storage.failed_volumes;
-        Some(std::mem::take(&mut s.pending))
+        s.pending.retain(|c| c.seq > r.last_command_seq);
+        if !leading {
+            s.pending.clear();
+        }
+        Some(s.pending.clone())
     }
 
-    pub fn touch(&mut self, id: &str) -> bool {
+    /// Records a sign of life from `id` under `epoch`; false if the node
+    /// must re-register.
+    pub fn touch(&mut self, id: &str, epoch: u64) -> bool {
         match self.nodes.get_mut(id) {
-            Some(s) => {
+            Some(s) if s.epoch == epoch => {
                 s.last_seen = Instant::now();
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 
@@ -128,9 +198,17 @@ impl Registry {
         }
     }
 
-    pub fn queue(&mut self, id: &str, cmd: DatanodeCommand) {
+    /// Queues `cmd` for `id` under the next sequence number.
+    pub fn queue(&mut self, id: &str, mut cmd: DatanodeCommand) {
         if let Some(s) = self.nodes.get_mut(id) {
+            cmd.seq = s.next_seq;
+            s.next_seq += 1;
             s.pending.push(cmd);
         }
     }
+}
+
+/// `ip:port` of a datanode's data address, as registrations compare them.
+fn data_address(info: &DatanodeInfo) -> String {
+    format!("{}:{}", info.ip, info.data_port)
 }

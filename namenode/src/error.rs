@@ -82,6 +82,18 @@ pub enum NamenodeError {
     /// length it asked about (see `recovery_check.rs`).
     #[error("recovery of block {block} refused: {reason}")]
     RecoveryRefused { block: u64, reason: String },
+    /// A datanode call carried an epoch other than the node's current
+    /// registration here (or the node is not registered at all).
+    #[error("datanode {datanode} is not registered here under epoch {epoch}; register again")]
+    StaleRegistration { datanode: String, epoch: u64 },
+    /// A registration for a datanode id that a live datanode holds from
+    /// another data address.
+    #[error("datanode id {datanode} is held by a live datanode at {live}; registration from {from} refused")]
+    DatanodeIdInUse {
+        datanode: String,
+        live: String,
+        from: String,
+    },
 }
 
 pub type Result<T, E = NamenodeError> = std::result::Result<T, E>;
@@ -105,6 +117,8 @@ impl NamenodeError {
             NamenodeError::CatchingUp { .. } => RpcErrorKind::CatchingUp,
             NamenodeError::LowOnDisk { .. } => RpcErrorKind::LowOnDisk,
             NamenodeError::RecoveryRefused { .. } => RpcErrorKind::RecoveryRefused,
+            NamenodeError::StaleRegistration { .. } => RpcErrorKind::ReRegister,
+            NamenodeError::DatanodeIdInUse { .. } => RpcErrorKind::AlreadyExists,
             NamenodeError::Internal(_)
             | NamenodeError::Config(_)
             | NamenodeError::Bind { .. }

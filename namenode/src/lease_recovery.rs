@@ -197,6 +197,7 @@ async fn recover(
                         block: Some(extended(&block)),
                         locations: live,
                     })),
+                    ..Default::default()
                 },
             );
             recovering.insert(

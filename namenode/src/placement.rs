@@ -95,18 +95,20 @@ mod tests {
             ("c", "10.0.0.3"),
             ("full", "10.0.0.4"),
         ] {
-            reg.register(node(id, ip));
+            let epoch = reg.register(node(id, ip), (0, 0)).expect("registers");
             let remaining = if id == "full" { 10 } else { 1 << 30 };
-            reg.heartbeat(
-                id,
-                &rfs_proto::datanode::StorageReport {
+            let beat = rfs_proto::datanode::HeartbeatRequest {
+                datanode_id: id.into(),
+                epoch,
+                storage: Some(rfs_proto::datanode::StorageReport {
                     capacity: 1 << 31,
                     used: 0,
                     remaining,
                     failed_volumes: 0,
-                },
-            )
-            .expect("registered");
+                }),
+                ..Default::default()
+            };
+            reg.heartbeat(&beat, true).expect("registered");
         }
         for _ in 0..20 {
             let t = choose(&reg, 3, 1 << 20, "10.0.0.2", &[]);
@@ -133,7 +135,7 @@ mod tests {
         let mut reg = Registry::new(Duration::from_secs(60));
         assert_eq!(why_none(&reg, 1, &[]), "no live datanodes");
         for (id, ip) in [("a", "10.0.0.1"), ("b", "10.0.0.2")] {
-            reg.register(node(id, ip));
+            reg.register(node(id, ip), (0, 0)).expect("registers");
         }
         reg.set_draining(["a".to_string(), "b".to_string()].into());
         assert!(choose(&reg, 3, 1, "", &[]).is_empty());
@@ -152,7 +154,8 @@ mod tests {
     #[test]
     fn dead_nodes_are_never_chosen() {
         let mut reg = Registry::new(Duration::from_millis(1));
-        reg.register(node("a", "10.0.0.1"));
+        reg.register(node("a", "10.0.0.1"), (0, 0))
+            .expect("registers");
         std::thread::sleep(Duration::from_millis(5));
         assert!(choose(&reg, 3, 1, "10.0.0.1", &[]).is_empty());
     }

@@ -266,6 +266,7 @@ pub fn pass(state: &State, pending: &mut Pending) -> Result<Pass> {
                     block: Some(extended(&b)),
                     targets,
                 })),
+                ..Default::default()
             },
         );
         *streams.entry(source.clone()).or_default() += 1;

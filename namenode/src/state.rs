@@ -176,6 +176,7 @@ pub fn invalidate_command(blocks: Vec<ExtendedBlock>) -> DatanodeCommand {
         command: Some(datanode_command::Command::Invalidate(InvalidateBlocks {
             blocks,
         })),
+        ..Default::default()
     }
 }
 

@@ -2,7 +2,8 @@
 //! error texts, and the datanode protocol driving the block map (fake
 //! datanodes: registration, heartbeats, reports; no block bytes).
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use rfs_proto::common::{DatanodeInfo, ExtendedBlock, LocatedBlock};
 use rfs_proto::datanode::datanode_command::Command;
@@ -18,6 +19,9 @@ struct Namenode {
     datanode: DatanodeProtocolClient<Channel>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<rfs_namenode::Result<()>>,
+    /// Each fake datanode's registration epoch and the highest command
+    /// number it received, as a datanode keeps them.
+    epochs: HashMap<String, (u64, u64)>,
     _dir: tempfile::TempDir,
 }
 
@@ -48,6 +52,7 @@ impl Namenode {
             datanode: DatanodeProtocolClient::new(channel),
             stop: Some(stop),
             task,
+            epochs: HashMap::new(),
             _dir: dir,
         }
     }
@@ -58,6 +63,12 @@ impl Namenode {
     }
 
     async fn register(&mut self, id: &str, ip: &str, remaining: u64) {
+        self.try_register(id, ip).await.unwrap();
+        self.heartbeat(id, remaining).await;
+    }
+
+    /// Registers `id` at `ip:9866`, naming its last registration.
+    async fn try_register(&mut self, id: &str, ip: &str) -> Result<u64, tonic::Status> {
         let info = DatanodeInfo {
             datanode_id: id.into(),
             hostname: format!("host-{ip}"),
@@ -65,14 +76,40 @@ impl Namenode {
             data_port: 9866,
             ..Default::default()
         };
-        self.datanode
-            .register(RegisterRequest { info: Some(info) })
-            .await
-            .unwrap();
-        self.heartbeat(id, remaining).await;
+        let (previous_epoch, last_command_seq) = self.epochs.get(id).copied().unwrap_or_default();
+        let req = RegisterRequest {
+            info: Some(info),
+            previous_epoch,
+            last_command_seq,
+        };
+        let epoch = self.datanode.register(req).await?.into_inner().epoch;
+        self.epochs.insert(id.into(), (epoch, 0));
+        Ok(epoch)
     }
 
+    fn epoch(&self, id: &str) -> u64 {
+        self.epochs.get(id).map_or(0, |e| e.0)
+    }
+
+    /// A heartbeat as a datanode sends it: its epoch, and the commands it
+    /// received so far (so none comes twice).
     async fn heartbeat(&mut self, id: &str, remaining: u64) -> Vec<Command> {
+        let (epoch, seen) = self.epochs.get(id).copied().unwrap_or_default();
+        let commands = self.raw_heartbeat(id, remaining, epoch, seen).await;
+        let last = commands.iter().map(|c| c.seq).fold(seen, u64::max);
+        if let Some(e) = self.epochs.get_mut(id) {
+            e.1 = last;
+        }
+        commands.into_iter().filter_map(|c| c.command).collect()
+    }
+
+    async fn raw_heartbeat(
+        &mut self,
+        id: &str,
+        remaining: u64,
+        epoch: u64,
+        last_command_seq: u64,
+    ) -> Vec<DatanodeCommand> {
         let storage = StorageReport {
             capacity: remaining * 2,
             used: 0,
@@ -84,14 +121,13 @@ impl Namenode {
                 datanode_id: id.into(),
                 storage: Some(storage),
                 xceivers: 0,
+                epoch,
+                last_command_seq,
             })
             .await
             .unwrap()
             .into_inner()
             .commands
-            .into_iter()
-            .filter_map(|c| c.command)
-            .collect()
     }
 
     async fn mkdirs(&mut self, path: &str, create_parent: bool) -> Result<bool, tonic::Status> {
@@ -550,6 +586,7 @@ async fn block_reports_corruption_and_invalidation() {
             .block_report(BlockReportRequest {
                 datanode_id: dn.into(),
                 blocks: vec![blk, bogus],
+                epoch: nn.epoch(dn),
                 ..Default::default()
             })
             .await
@@ -594,20 +631,21 @@ async fn block_reports_corruption_and_invalidation() {
 
     // The datanode's own verdict marks it: no longer offered, but kept
     // while the block has fewer good replicas than its replication.
-    let condemn = |dn: &str| ReportBadReplicaRequest {
+    let condemn = |dn: &str, epoch: u64| ReportBadReplicaRequest {
         datanode_id: dn.into(),
         block: Some(blk),
         reason: "checksum mismatch".into(),
+        epoch,
     };
     nn.datanode
-        .report_bad_replica(condemn("dn1"))
+        .report_bad_replica(condemn("dn1", nn.epoch("dn1")))
         .await
         .unwrap();
     let locs = nn.locations("/f", "10.0.0.1").await;
     assert_eq!(ids(&locs.blocks[0]), ["dn2"]);
     assert_eq!(nn.stats().await.corrupt_blocks, 1);
     nn.datanode
-        .report_bad_replica(condemn("dn2"))
+        .report_bad_replica(condemn("dn2", nn.epoch("dn2")))
         .await
         .unwrap();
     // Every replica marked: all are listed, flagged, for the client to
@@ -633,6 +671,7 @@ async fn block_reports_corruption_and_invalidation() {
                 datanode_id: dn.into(),
                 received: vec![blk],
                 deleted: vec![],
+                epoch: nn.epoch(dn),
             })
             .await
             .unwrap();
@@ -665,6 +704,7 @@ async fn block_reports_corruption_and_invalidation() {
             datanode_id: "dn2".into(),
             received: vec![b2],
             deleted: vec![],
+            epoch: nn.epoch("dn2"),
         })
         .await
         .unwrap();
@@ -686,6 +726,7 @@ async fn block_reports_corruption_and_invalidation() {
             datanode_id: "dn2".into(),
             received: vec![old],
             deleted: vec![],
+            epoch: nn.epoch("dn2"),
         })
         .await
         .unwrap();
@@ -715,5 +756,135 @@ async fn dead_datanodes_are_left_out() {
     let stats = nn.stats().await;
     assert_eq!((stats.live_datanodes, stats.dead_datanodes), (1, 1));
     assert_eq!(stats.capacity, 2 << 30);
+    nn.stop().await;
+}
+
+/// Whether `commands` ask to delete block `id`.
+fn invalidates(commands: &[DatanodeCommand], id: u64) -> bool {
+    commands.iter().any(|c| {
+        matches!(&c.command, Some(Command::Invalidate(i)) if i.blocks.iter().any(|b| b.block_id == id))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_have_epochs_and_commands_wait_for_their_receipt() {
+    let mut nn = Namenode::start(|c| {
+        c.replication = 1;
+        c.datanode_dead_ms = 500;
+    })
+    .await;
+    nn.register("dn1", "10.0.0.1", 1 << 30).await;
+    let e1 = nn.epoch("dn1");
+
+    // Another address cannot take a live id; the refusal names both.
+    let refused = nn.try_register("dn1", "10.0.0.9").await;
+    assert_err(
+        refused,
+        RpcErrorKind::AlreadyExists,
+        "datanode id dn1 is held by a live datanode at 10.0.0.1:9866; registration from 10.0.0.9:9866 refused",
+    );
+    assert!(
+        nn.heartbeat("dn1", 1 << 30).await.is_empty(),
+        "dn1 still registered"
+    );
+
+    // The same address is a restart: a new epoch, and the old one is stale
+    // for every call.
+    nn.try_register("dn1", "10.0.0.1").await.unwrap();
+    let e2 = nn.epoch("dn1");
+    assert_ne!(e1, e2);
+    let cmds = nn.raw_heartbeat("dn1", 1 << 30, e1, 0).await;
+    assert!(matches!(&cmds[..], [c] if matches!(c.command, Some(Command::Reregister(_)))));
+    let resp = nn
+        .datanode
+        .block_report(BlockReportRequest {
+            datanode_id: "dn1".into(),
+            epoch: e1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(matches!(&resp.commands[..], [c] if matches!(c.command, Some(Command::Reregister(_)))));
+    let stale = "datanode dn1 is not registered here under epoch";
+    let r = nn
+        .datanode
+        .block_received_and_deleted(BlockReceivedAndDeletedRequest {
+            datanode_id: "dn1".into(),
+            epoch: e1,
+            ..Default::default()
+        })
+        .await;
+    let s = r.expect_err("a stale incremental report");
+    assert_eq!(kind_of(&s), RpcErrorKind::ReRegister);
+    assert!(s.message().starts_with(stale), "{}", s.message());
+    let r = nn
+        .datanode
+        .report_bad_replica(ReportBadReplicaRequest {
+            datanode_id: "dn1".into(),
+            epoch: e1,
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(
+        kind_of(&r.expect_err("a stale bad-replica report")),
+        RpcErrorKind::ReRegister
+    );
+    assert!(nn.heartbeat("dn1", 1 << 30).await.is_empty());
+
+    // A queued command comes with every reply until a heartbeat says it
+    // was received.
+    let blk = nn.write("/a", 10).await;
+    nn.datanode
+        .block_received_and_deleted(BlockReceivedAndDeletedRequest {
+            datanode_id: "dn1".into(),
+            received: vec![blk],
+            deleted: vec![],
+            epoch: e2,
+        })
+        .await
+        .unwrap();
+    assert!(nn.delete("/a", false).await.unwrap());
+    let first = nn.raw_heartbeat("dn1", 1 << 30, e2, 0).await;
+    assert!(invalidates(&first, blk.block_id), "{first:?}");
+    let seq = first[0].seq;
+    assert!(seq > 0);
+    let lost = nn.raw_heartbeat("dn1", 1 << 30, e2, 0).await;
+    assert_eq!(lost, first, "sent again after a lost reply");
+    assert!(nn.raw_heartbeat("dn1", 1 << 30, e2, seq).await.is_empty());
+
+    // A Register naming its previous epoch drops what it received there;
+    // the rest carry over.
+    let b2 = nn.write("/b", 10).await;
+    let b3 = nn.write("/c", 10).await;
+    nn.datanode
+        .block_received_and_deleted(BlockReceivedAndDeletedRequest {
+            datanode_id: "dn1".into(),
+            received: vec![b2, b3],
+            deleted: vec![],
+            epoch: e2,
+        })
+        .await
+        .unwrap();
+    assert!(nn.delete("/b", false).await.unwrap());
+    let got = nn.heartbeat("dn1", 1 << 30).await;
+    assert!(matches!(&got[..], [Command::Invalidate(_)]), "{got:?}");
+    assert!(nn.delete("/c", false).await.unwrap());
+    nn.try_register("dn1", "10.0.0.1").await.unwrap();
+    let after = nn.raw_heartbeat("dn1", 1 << 30, nn.epoch("dn1"), 0).await;
+    assert!(
+        !invalidates(&after, b2.block_id) && invalidates(&after, b3.block_id),
+        "{after:?}"
+    );
+
+    // Once dn1 is dead, its id may register from anywhere.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match nn.try_register("dn1", "10.0.0.9").await {
+            Ok(_) => break,
+            Err(s) => assert!(Instant::now() < deadline, "{}", s.message()),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     nn.stop().await;
 }

@@ -47,6 +47,9 @@ kinds! {
     NotLeader => "not-leader", Unavailable;
     CatchingUp => "catching-up", Unavailable;
     LowOnDisk => "low-on-disk", ResourceExhausted;
+    // A datanode call under a registration epoch the namenode does not
+    // hold (stale, or forgotten in a restart): register again.
+    ReRegister => "re-register", FailedPrecondition;
     Internal => "internal", Internal;
     RecoveryRefused => "recovery-refused", FailedPrecondition;
 }

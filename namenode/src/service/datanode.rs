@@ -7,7 +7,10 @@
 //! Datanodes report to every member, so a standby's block map is as hot
 //! as the leader's. Every response that can carry commands says whether
 //! this member leads and in which raft term ([`Fencing`]); only the leader
-//! sends data commands, and datanodes ignore any from a lower term.
+//! sends data commands, and datanodes ignore any from a lower term. Every
+//! call after Register carries the registration's epoch; one under
+//! another epoch is answered "re-register" (the registry's rules, in
+//! `datanodes.rs`).
 
 use std::sync::Arc;
 
@@ -45,6 +48,18 @@ impl DatanodeService {
         }
     }
 
+    /// Records a sign of life of `datanode` under `epoch`; a stale or
+    /// unknown registration is `StaleRegistration` (re-register).
+    fn registered(&self, datanode: &str, epoch: u64) -> Result<(), NamenodeError> {
+        if self.state.registry().touch(datanode, epoch) {
+            return Ok(());
+        }
+        Err(NamenodeError::StaleRegistration {
+            datanode: datanode.to_string(),
+            epoch,
+        })
+    }
+
     /// `commands` as this member may send them: a non-leader keeps only
     /// re-registration (its own bookkeeping), never data commands.
     fn fenced(&self, commands: Vec<DatanodeCommand>) -> (Vec<DatanodeCommand>, Option<Fencing>) {
@@ -64,6 +79,7 @@ impl DatanodeService {
 fn reregister() -> DatanodeCommand {
     DatanodeCommand {
         command: Some(datanode_command::Command::Reregister(ReRegister {})),
+        ..Default::default()
     }
 }
 
@@ -113,7 +129,8 @@ fn under_recovery(state: &State, block_id: u64) -> Result<bool, NamenodeError> {
 impl DatanodeProtocol for DatanodeService {
     async fn register(&self, req: Request<RegisterRequest>) -> R<RegisterResponse> {
         rpc("register");
-        let info = req.into_inner().info.ok_or_else(|| {
+        let r = req.into_inner();
+        let info = r.info.ok_or_else(|| {
             NamenodeError::InvalidArgument("registration without datanode info".into())
         })?;
         if info.datanode_id.is_empty() || info.data_port == 0 || info.data_port > u16::MAX as u32 {
@@ -122,24 +139,31 @@ impl DatanodeProtocol for DatanodeService {
             )
             .into());
         }
-        tracing::info!(
-            "datanode {} registered at {}:{}",
-            info.datanode_id,
-            info.ip,
-            info.data_port
-        );
-        self.state.registry().register(info);
+        let (id, ip, port) = (info.datanode_id.clone(), info.ip.clone(), info.data_port);
+        let registered = self
+            .state
+            .registry()
+            .register(info, (r.previous_epoch, r.last_command_seq));
+        let epoch = match registered {
+            Ok(epoch) => epoch,
+            Err(e) => {
+                tracing::warn!("{e}");
+                return Err(e.into());
+            }
+        };
+        tracing::info!("datanode {id} registered at {ip}:{port} (epoch {epoch:016x})");
         Ok(Response::new(RegisterResponse {
             namenode_id: self.namenode_id.clone(),
             fencing: Some(self.fencing()),
+            epoch,
         }))
     }
 
     async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> R<HeartbeatResponse> {
         rpc("heartbeat");
         let r = req.into_inner();
-        let s = r.storage.unwrap_or_default();
-        let commands = self.state.registry().heartbeat(&r.datanode_id, &s);
+        let leading = self.state.raft.is_leader();
+        let commands = self.state.registry().heartbeat(&r, leading);
         let (commands, fencing) = self.fenced(commands.unwrap_or_else(|| vec![reregister()]));
         Ok(Response::new(HeartbeatResponse { commands, fencing }))
     }
@@ -147,7 +171,7 @@ impl DatanodeProtocol for DatanodeService {
     async fn block_report(&self, req: Request<BlockReportRequest>) -> R<BlockReportResponse> {
         rpc("block_report");
         let r = req.into_inner();
-        if !self.state.registry().touch(&r.datanode_id) {
+        if !self.state.registry().touch(&r.datanode_id, r.epoch) {
             let (commands, fencing) = self.fenced(vec![reregister()]);
             return Ok(Response::new(BlockReportResponse { commands, fencing }));
         }
@@ -201,13 +225,7 @@ impl DatanodeProtocol for DatanodeService {
     ) -> R<BlockReceivedAndDeletedResponse> {
         rpc("block_received_and_deleted");
         let r = req.into_inner();
-        if !self.state.registry().touch(&r.datanode_id) {
-            return Err(NamenodeError::InvalidArgument(format!(
-                "datanode {} is not registered",
-                r.datanode_id
-            ))
-            .into());
-        }
+        self.registered(&r.datanode_id, r.epoch)?;
         let mut stale = Vec::new();
         for b in &r.received {
             if let Some(b) = add_reported(&self.state, &r.datanode_id, b)? {
@@ -234,6 +252,7 @@ impl DatanodeProtocol for DatanodeService {
     ) -> R<ReportBadReplicaResponse> {
         rpc("report_bad_replica");
         let r = req.into_inner();
+        self.registered(&r.datanode_id, r.epoch)?;
         let b = r
             .block
             .ok_or_else(|| NamenodeError::InvalidArgument("block is required".into()))?;
