@@ -530,7 +530,7 @@ impl Session {
                         let mut deleted = Vec::new();
                         for b in blocks {
                             match storage.invalidate(b.block_id, b.generation_stamp) {
-                                Ok(Some(info)) => deleted.push(info.extended()),
+                                Ok(Some(gone)) => deleted.push(gone),
                                 Ok(None) => {
                                     debug!("invalidate: no replica of block {}", b.block_id)
                                 }

@@ -18,5 +18,6 @@ mod cluster {
     mod raw_recovery;
     mod replication;
     mod shell;
+    mod stale_replicas;
     pub mod writer_process;
 }

@@ -229,6 +229,7 @@ impl BlockMap {
         }
     }
 
+    /// `node` no longer holds block `id` (good, bad or unfinished).
     pub fn remove_replica(&mut self, id: u64, node: &str) {
         let Some(node) = self.known(node) else {
             return;
@@ -237,6 +238,7 @@ impl BlockMap {
             entry.remove(id, &mut self.wide, node);
         }
         remove_from(&mut self.corrupt, id, node);
+        remove_from(&mut self.expected, id, node);
     }
 
     /// Marks `node`'s replica of block `id` (a block the namespace has,

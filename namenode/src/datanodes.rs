@@ -38,6 +38,10 @@ pub struct DatanodeState {
     pending: Vec<DatanodeCommand>,
     /// The sequence number the next queued command gets.
     next_seq: u64,
+    /// Unfinished replicas (block id, stamp) the last full report held
+    /// that the leader found stale: deleted if the next report holds them
+    /// still.
+    stale_rbw: HashSet<(u64, u64)>,
 }
 
 pub struct Registry {
@@ -85,13 +89,14 @@ impl Registry {
         while epoch == 0 || self.nodes.get(&id).is_some_and(|old| old.epoch == epoch) {
             epoch = rand::random();
         }
-        let (mut pending, mut next_seq) = (Vec::new(), 1);
+        let (mut pending, mut next_seq, mut stale_rbw) = (Vec::new(), 1, HashSet::new());
         if let Some(old) = self.nodes.remove(&id) {
             pending = old.pending;
             if previous.0 == old.epoch {
                 pending.retain(|c| c.seq > previous.1);
             }
             next_seq = old.next_seq;
+            stale_rbw = old.stale_rbw;
         }
         self.nodes.insert(
             id,
@@ -103,6 +108,7 @@ impl Registry {
                 failed_volumes: 0,
                 pending,
                 next_seq,
+                stale_rbw,
             },
         );
         Ok(epoch)
@@ -145,6 +151,15 @@ impl Registry {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// Replaces the stale unfinished replicas remembered from `id`'s last
+    /// full report with `now`'s; returns the ones remembered.
+    pub fn swap_stale_rbw(&mut self, id: &str, now: HashSet<(u64, u64)>) -> HashSet<(u64, u64)> {
+        match self.nodes.get_mut(id) {
+            Some(s) => std::mem::replace(&mut s.stale_rbw, now),
+            None => HashSet::new(),
         }
     }
 

@@ -24,6 +24,7 @@ pub mod placement;
 pub mod raft;
 pub mod recovery_check;
 pub mod replication;
+pub mod reported;
 pub mod service;
 pub mod state;
 

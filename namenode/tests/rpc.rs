@@ -569,13 +569,20 @@ async fn block_reports_corruption_and_invalidation() {
     nn.register("dn1", "10.0.0.1", 1 << 30).await;
     nn.register("dn2", "10.0.0.2", 1 << 30).await;
     let blk = nn.write("/f", 100).await;
+    let gone = nn.write("/gone", 10).await;
+    assert!(nn.delete("/gone", false).await.unwrap());
+    for dn in ["dn1", "dn2"] {
+        let cmds = nn.heartbeat(dn, 1 << 30).await;
+        assert!(matches!(&cmds[..], [Command::Invalidate(_)]), "{cmds:?}");
+    }
 
     // Unknown datanodes are told to register again.
     let cmds = nn.heartbeat("stranger", 1).await;
     assert!(matches!(cmds[..], [Command::Reregister(_)]));
 
-    // A full report: the real block is kept, an unknown one is deleted.
-    let bogus = ExtendedBlock {
+    // A full report: the real block is kept, one of a deleted file is
+    // deleted, one this namenode never allocated is left alone.
+    let unallocated = ExtendedBlock {
         block_id: 999_999,
         generation_stamp: 1,
         num_bytes: 1,
@@ -585,7 +592,7 @@ async fn block_reports_corruption_and_invalidation() {
             .datanode
             .block_report(BlockReportRequest {
                 datanode_id: dn.into(),
-                blocks: vec![blk, bogus],
+                blocks: vec![blk, gone, unallocated],
                 epoch: nn.epoch(dn),
                 ..Default::default()
             })
@@ -595,7 +602,7 @@ async fn block_reports_corruption_and_invalidation() {
         let Some(Command::Invalidate(inv)) = &resp.commands[0].command else {
             panic!("expected an invalidation, got {resp:?}");
         };
-        assert_eq!(inv.blocks, [bogus]);
+        assert_eq!(inv.blocks, [gone]);
     }
     let stats = nn.stats().await;
     assert_eq!(
@@ -886,5 +893,60 @@ async fn registrations_have_epochs_and_commands_wait_for_their_receipt() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    nn.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfinished_replicas_are_deleted_only_when_two_reports_in_a_row_find_them_stale() {
+    let mut nn = Namenode::start(|c| c.replication = 1).await;
+    nn.register("dn1", "10.0.0.1", 1 << 30).await;
+    // A deleted file's block, and an open file's.
+    let gone = nn.write("/gone", 10).await;
+    assert!(nn.delete("/gone", false).await.unwrap());
+    nn.heartbeat("dn1", 1 << 30).await;
+    nn.create("/open", "w", false).await.unwrap();
+    let open = nn
+        .add_block("/open", "w", None, "")
+        .await
+        .unwrap()
+        .block
+        .unwrap();
+    let unallocated = ExtendedBlock {
+        block_id: 999_999,
+        generation_stamp: 1,
+        num_bytes: 0,
+    };
+    let report = |being_written: Vec<ExtendedBlock>| {
+        let req = BlockReportRequest {
+            datanode_id: "dn1".into(),
+            being_written,
+            epoch: nn.epoch("dn1"),
+            ..Default::default()
+        };
+        let mut dn = nn.datanode.clone();
+        async move {
+            let resp = dn.block_report(req).await.unwrap().into_inner();
+            resp.commands
+        }
+    };
+    let all = vec![gone, open, unallocated];
+    assert!(
+        report(all.clone()).await.is_empty(),
+        "one stale report is not enough"
+    );
+    assert!(report(vec![open]).await.is_empty());
+    assert!(report(all.clone()).await.is_empty(), "not two in a row");
+    let cmds = report(all.clone()).await;
+    let [c] = &cmds[..] else {
+        panic!("one invalidation expected: {cmds:?}");
+    };
+    let Some(Command::Invalidate(inv)) = &c.command else {
+        panic!("{c:?}");
+    };
+    assert_eq!(inv.blocks.len(), 1);
+    assert_eq!(
+        inv.blocks[0].block_id, gone.block_id,
+        "only the deleted file's"
+    );
     nn.stop().await;
 }

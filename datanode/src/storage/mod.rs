@@ -29,7 +29,9 @@
 //!
 //! Every function here does blocking file I/O: call it from
 //! `spawn_blocking`. It never deletes a finalized replica except through
-//! [`Storage::invalidate`] (a namenode's command).
+//! [`Storage::invalidate`] (a namenode's command); an unfinished one only
+//! through that too, or when the write that created it ends before its
+//! first byte (nothing can need an empty replica).
 
 mod dir_lock;
 pub mod meta;
@@ -54,6 +56,9 @@ use dir_lock::{DirLock, LockError};
 pub use replica::{ReplicaReader, ReplicaWriter};
 
 const ID_FILE: &str = "datanode_id";
+/// How long an Invalidate of an unfinished replica waits for a writer still
+/// holding it to stop.
+const RBW_WRITER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// One data directory.
 #[derive(Debug)]
@@ -605,9 +610,15 @@ impl Storage {
         Ok(())
     }
 
-    /// Deletes the finalized replica of `block_id` if its generation stamp
-    /// is `gen_stamp` (0 matches any). Returns the replica deleted.
-    pub fn invalidate(&self, block_id: u64, gen_stamp: u64) -> Result<Option<ReplicaInfo>> {
+    /// Deletes the replica of `block_id` if its generation stamp is
+    /// `gen_stamp` (0 matches any): the finalized (or quarantined) one, else
+    /// an unfinished one ([`Storage::delete_rbw`]). Returns the replica
+    /// deleted.
+    pub fn invalidate(
+        self: &Arc<Self>,
+        block_id: u64,
+        gen_stamp: u64,
+    ) -> Result<Option<ExtendedBlock>> {
         let info = {
             let mut map = self.map();
             match map.get(&block_id) {
@@ -633,7 +644,10 @@ impl Storage {
                             None => return Ok(None),
                         }
                     }
-                    _ => return Ok(None),
+                    _ => {
+                        drop(corrupt);
+                        return self.delete_rbw(block_id, gen_stamp, RBW_WRITER_WAIT);
+                    }
                 }
             }
         };
@@ -645,7 +659,7 @@ impl Storage {
             }
         }
         info!("deleted replica blk_{block_id}_{}", info.gen_stamp);
-        Ok(Some(info))
+        Ok(Some(info.extended()))
     }
 }
 

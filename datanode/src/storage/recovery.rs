@@ -96,6 +96,59 @@ impl Storage {
         v
     }
 
+    /// Deletes the unfinished replica of `block_id` if its newest stamp is
+    /// `gen_stamp` (0 matches any), with the meta files of older stamps
+    /// beside it, once a writer still holding it has stopped (within
+    /// `wait`). Returns what was deleted.
+    pub fn delete_rbw(
+        self: &Arc<Self>,
+        block_id: u64,
+        gen_stamp: u64,
+        wait: Duration,
+    ) -> Result<Option<ExtendedBlock>> {
+        let matching = || {
+            let (volume, gs) = *self.newest_rbw(Some(block_id)).get(&block_id)?;
+            (gen_stamp == 0 || gs == gen_stamp).then_some((volume, gs))
+        };
+        if matching().is_none() {
+            return Ok(None);
+        }
+        self.stop_writer(block_id, wait)?;
+        let Some(_guard) = self.mark_writing(block_id) else {
+            // A new write of the block began meanwhile: not this replica.
+            return Ok(None);
+        };
+        // The stopped writer may have finalized it, or a recovery moved it
+        // to a new stamp, before letting go.
+        let Some((volume, gs)) = matching() else {
+            return Ok(None);
+        };
+        let v = &self.volumes[volume];
+        let data = Volume::data_path(&v.rbw, block_id);
+        let num_bytes = std::fs::metadata(&data).map(|m| m.len()).unwrap_or(0);
+        let mut files = vec![data];
+        for e in std::fs::read_dir(&v.rbw)?.flatten() {
+            if let Some(Name::Meta(id, stamp)) = e.file_name().to_str().and_then(parse_name) {
+                if id == block_id && stamp <= gs {
+                    files.push(e.path());
+                }
+            }
+        }
+        for p in files {
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!("deleting {}: {e}", p.display()),
+            }
+        }
+        info!("deleted unfinished replica blk_{block_id}_{gs} ({num_bytes} bytes)");
+        Ok(Some(ExtendedBlock {
+            block_id,
+            generation_stamp: gs,
+            num_bytes,
+        }))
+    }
+
     /// The replica of `block_id` on this node: the finalized one, else the
     /// rbw files with the highest generation stamp. Not while a writer
     /// holds it (see [`Storage::stop_writer`]).

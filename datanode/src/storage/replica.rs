@@ -40,6 +40,8 @@ fn start_writeback(file: &File, from: u64, to: u64) {
 /// [`ReplicaWriter::delete`] is called.
 pub struct ReplicaWriter {
     guard: WritingGuard,
+    /// This writer created the replica (rather than reopening one).
+    created: bool,
     pub volume: usize,
     pub gen_stamp: u64,
     pub bytes_per_checksum: u32,
@@ -91,6 +93,7 @@ impl ReplicaWriter {
         };
         Ok(ReplicaWriter {
             guard,
+            created: true,
             volume,
             gen_stamp,
             bytes_per_checksum,
@@ -121,6 +124,7 @@ impl ReplicaWriter {
         let meta = open(&meta_path).map_err(|e| storage.io_error(volume, e))?;
         Ok(ReplicaWriter {
             guard,
+            created: false,
             volume,
             gen_stamp,
             bytes_per_checksum,
@@ -234,6 +238,12 @@ impl ReplicaWriter {
             bytes_per_checksum: self.bytes_per_checksum,
             volume: self.volume,
         }
+    }
+
+    /// Whether this writer created the replica and has stored no byte in
+    /// it: if the write ends now, nothing can need the replica.
+    pub fn is_new_and_empty(&self) -> bool {
+        self.created && self.length == 0
     }
 
     /// Removes the rbw files (a write that can never be completed).

@@ -10,9 +10,11 @@
 //! The receive loop verifies every packet's CRC32C before forwarding it;
 //! the responder pairs each packet with the downstream ack of the same seqno
 //! (time-limited) and sends `[own status] ++ downstream replies` upstream.
-//! A checksum mismatch or a full disk deletes the partial replica; any other
-//! failure leaves the rbw files for lease recovery. Nothing finalized is
-//! touched, except by a RECOVER the leader confirmed first.
+//! A checksum mismatch or a full disk deletes the partial replica, and so
+//! does a failure before the first byte of a replica this op created (an
+//! upstream gone after the op header: nothing can need an empty replica);
+//! any other failure leaves the rbw files for lease recovery. Nothing
+//! finalized is touched, except by a RECOVER the leader confirmed first.
 //!
 //! The last packet is acknowledged once the block is finalized and its
 //! "block received" report reached the namenode(s) known active (or every
@@ -257,7 +259,11 @@ pub async fn write_block(
             return Err(e);
         }
     };
-    send_response(&mut *up_tx, error_response(Status::Success, String::new())).await?;
+    if let Err(e) = send_response(&mut *up_tx, error_response(Status::Success, String::new())).await
+    {
+        release(writer, false).await;
+        return Err(e);
+    }
     debug!(
         "receiving block {id} gs {gs} ({stage:?}) from {} (client {:?}, {} downstream)",
         if op.source_datanode.is_empty() {
@@ -385,11 +391,7 @@ async fn receive_loop(
     ) -> Error {
         // Delete first, so that whoever sees the error sees no partial
         // replica either.
-        if delete {
-            let _ = tokio::task::spawn_blocking(move || writer.delete()).await;
-        } else {
-            drop(writer);
-        }
+        release(writer, delete).await;
         let _ = done
             .send(Done::Fail {
                 seqno,
@@ -561,6 +563,15 @@ async fn receive_loop(
                 "pipeline of block {id} failed; stopped receiving at packet {seqno}"
             )));
         }
+    }
+}
+
+/// Lets go of a replica whose write failed: deletes it when asked, or when
+/// this op created it and it holds no byte; else its rbw files stay for a
+/// recovery.
+async fn release(writer: ReplicaWriter, delete: bool) {
+    if delete || writer.is_new_and_empty() {
+        let _ = tokio::task::spawn_blocking(move || writer.delete()).await;
     }
 }
 

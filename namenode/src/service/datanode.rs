@@ -10,8 +10,10 @@
 //! sends data commands, and datanodes ignore any from a lower term. Every
 //! call after Register carries the registration's epoch; one under
 //! another epoch is answered "re-register" (the registry's rules, in
-//! `datanodes.rs`).
+//! `datanodes.rs`). What a reported replica is worth is `reported.rs`'s
+//! call.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use rfs_proto::common::ExtendedBlock;
@@ -20,10 +22,10 @@ use rfs_proto::datanode::*;
 use tonic::{Request, Response, Status};
 
 use crate::error::NamenodeError;
-use crate::leases::RECOVERY_HOLDER;
 use crate::meta_op::{MetaOp, MetaResult, Proposal};
 use crate::namespace::BlockMeta;
 use crate::recovery_check::{self, Recovery};
+use crate::reported::{Judge, Judgement};
 use crate::state::{invalidate_command, State};
 
 pub struct DatanodeService {
@@ -83,46 +85,65 @@ fn reregister() -> DatanodeCommand {
     }
 }
 
-/// Records one reported replica; returns it back if it must be deleted (no
-/// such block any more, or a stale generation stamp).
-///
-/// Only the leader judges: a standby's namespace may not yet hold a block
-/// the leader just allocated (or may be installing a snapshot), so it
-/// records what datanodes report as they report it, and the leader's
-/// reconciliation on election drops what turns out stale.
+/// Records one reported finalized replica; returns it back if it must be
+/// deleted (see `reported.rs`).
 fn add_reported(
     state: &State,
+    judge: &Judge,
     node: &str,
     b: &ExtendedBlock,
 ) -> Result<Option<ExtendedBlock>, NamenodeError> {
-    let known = state.ns.block_meta(b.block_id)?;
-    match known {
-        Some(m) if m.gen_stamp == b.generation_stamp => {
-            state.blocks().add_replica(b.block_id, m.gen_stamp, node);
-            Ok(None)
-        }
-        _ if !state.raft.is_leader() => {
-            state
-                .blocks()
-                .add_replica(b.block_id, b.generation_stamp, node);
-            Ok(None)
-        }
-        // A file being recovered may still hold replicas of the last block
-        // at the stamp before the recovery's: the recovery takes them over,
-        // so they are not deleted.
-        Some(m) if m.gen_stamp > b.generation_stamp && under_recovery(state, b.block_id)? => {
-            Ok(None)
-        }
-        _ => Ok(Some(*b)),
+    match judge.judge(b)? {
+        Judgement::Current => {}
+        // A standby records replicas as reported; its reconciliation on
+        // election drops what turns out stale.
+        Judgement::Unjudged if !judge.leading() => {}
+        Judgement::Stale => return Ok(Some(*b)),
+        Judgement::Recovering | Judgement::Unjudged => return Ok(None),
     }
+    state
+        .blocks()
+        .add_replica(b.block_id, b.generation_stamp, node);
+    Ok(None)
 }
 
-fn under_recovery(state: &State, block_id: u64) -> Result<bool, NamenodeError> {
-    Ok(state
-        .ns
-        .block_owner(block_id)?
-        .and_then(|i| i.file)
-        .is_some_and(|f| f.writer.as_deref() == Some(RECOVERY_HOLDER)))
+/// Records a full report's unfinished replicas: those at their block's
+/// stamp are lease recovery's locations; the stale ones are returned for
+/// deletion if this node's previous full report held them stale too.
+fn add_being_written(
+    state: &State,
+    judge: &Judge,
+    node: &str,
+    being_written: &[ExtendedBlock],
+) -> Result<Vec<ExtendedBlock>, NamenodeError> {
+    let mut stale = HashSet::new();
+    for b in being_written {
+        match judge.judge(b)? {
+            // Only at the block's current stamp: a node dropped from a
+            // pipeline holds an older, possibly shorter copy that lease
+            // recovery must not cut the block down to.
+            Judgement::Current => {
+                state
+                    .blocks()
+                    .add_expected(b.block_id, b.generation_stamp, node);
+            }
+            Judgement::Stale => {
+                stale.insert((b.block_id, b.generation_stamp));
+            }
+            Judgement::Recovering | Judgement::Unjudged => {}
+        }
+    }
+    let before = state.registry().swap_stale_rbw(node, stale.clone());
+    let mut twice: Vec<ExtendedBlock> = stale
+        .intersection(&before)
+        .map(|&(block_id, generation_stamp)| ExtendedBlock {
+            block_id,
+            generation_stamp,
+            num_bytes: 0,
+        })
+        .collect();
+    twice.sort_by_key(|b| b.block_id);
+    Ok(twice)
 }
 
 #[tonic::async_trait]
@@ -185,31 +206,23 @@ impl DatanodeProtocol for DatanodeService {
                 }
             }
         }
+        let judge = Judge::new(&self.state)?;
         let mut stale = Vec::new();
         for b in &r.blocks {
-            if let Some(b) = add_reported(&self.state, &r.datanode_id, b)? {
+            if let Some(b) = add_reported(&self.state, &judge, &r.datanode_id, b)? {
                 stale.push(b);
             }
         }
-        for b in &r.being_written {
-            // Only at the block's current stamp: a node dropped from a
-            // pipeline holds an older, possibly shorter copy that lease
-            // recovery must not cut the block down to.
-            if let Some(m) = self.state.ns.block_meta(b.block_id)? {
-                if m.gen_stamp == b.generation_stamp {
-                    self.state
-                        .blocks()
-                        .add_expected(b.block_id, m.gen_stamp, &r.datanode_id);
-                }
-            }
-        }
+        let stale_rbw = add_being_written(&self.state, &judge, &r.datanode_id, &r.being_written)?;
         tracing::info!(
-            "block report from {}: {} replicas, {} being written, {} to delete",
+            "block report from {}: {} replicas, {} being written, {} to delete ({} unfinished)",
             r.datanode_id,
             r.blocks.len(),
             r.being_written.len(),
-            stale.len()
+            stale.len() + stale_rbw.len(),
+            stale_rbw.len()
         );
+        stale.extend(stale_rbw);
         let commands = if stale.is_empty() {
             vec![]
         } else {
@@ -226,9 +239,10 @@ impl DatanodeProtocol for DatanodeService {
         rpc("block_received_and_deleted");
         let r = req.into_inner();
         self.registered(&r.datanode_id, r.epoch)?;
+        let judge = Judge::new(&self.state)?;
         let mut stale = Vec::new();
         for b in &r.received {
-            if let Some(b) = add_reported(&self.state, &r.datanode_id, b)? {
+            if let Some(b) = add_reported(&self.state, &judge, &r.datanode_id, b)? {
                 stale.push(b);
             }
         }
