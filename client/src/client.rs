@@ -15,13 +15,12 @@ use rfs_transport::BlockTransport;
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
 use crate::lease;
+use crate::listing::ListPages;
 use crate::namenode::NamenodeRpc;
 use crate::read::FileReader;
 use crate::write::FileWriter;
 use crate::{BlockLocations, ContentSummary, FsStats};
 
-/// Entries asked for per `list` page.
-const LIST_PAGE: u32 = 1000;
 /// Mode of new directories and files.
 const DIR_MODE: u32 = 0o755;
 const FILE_MODE: u32 = 0o644;
@@ -236,20 +235,20 @@ impl Client {
     }
 
     /// Every entry of a directory in name order (all pages); a file lists
-    /// as itself.
+    /// as itself. [`Client::list_pages`] hands them out a page at a time.
     pub async fn list(&self, path: &str) -> Result<Vec<FileStatus>> {
         let mut out = Vec::new();
-        let mut start_after = String::new();
-        loop {
-            let (page, more) = self.list_page(path, &start_after, LIST_PAGE).await?;
-            let Some(last) = page.last() else { break };
-            start_after = base_name(&last.path).to_string();
+        let mut pages = self.list_pages(path);
+        while let Some(page) = pages.next_page().await? {
             out.extend(page);
-            if !more {
-                break;
-            }
         }
         Ok(out)
+    }
+
+    /// The entries of a directory in name order, a page at a time, each
+    /// page asked for when the one before is taken; a file lists as itself.
+    pub fn list_pages(&self, path: &str) -> ListPages {
+        ListPages::new(self.clone(), path)
     }
 
     /// Up to `limit` entries whose names sort after `start_after` (a name,

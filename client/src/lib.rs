@@ -28,6 +28,7 @@ mod datanode;
 mod error;
 pub mod ha_admin;
 mod lease;
+mod listing;
 mod namenode;
 mod read;
 mod write;
@@ -35,6 +36,7 @@ mod write;
 pub use client::{Client, CreateOptions};
 pub use config::{ClientConfig, ReplaceDatanode};
 pub use error::{Error, Result};
+pub use listing::ListPages;
 pub use read::FileReader;
 pub use rfs_proto::namenode::{
     ContentSummaryResponse as ContentSummary, DatanodeReportEntry, FileStatus, FileType,

@@ -1,7 +1,7 @@
 //! The `dfs` binary against the fakes: put (file and stdin), cat, get,
 //! stat, one-line errors with exit status 1, a namenode list with a
-//! failover, `ls` of names holding control characters, and `dfs admin ha
-//! status|transfer`.
+//! failover, `ls` of names holding control characters, `ls` printing page
+//! by page, and `dfs admin ha status|transfer`.
 
 mod fakes;
 
@@ -212,6 +212,58 @@ async fn ls_escapes_control_characters_in_names_already_stored() {
     })
     .await
     .unwrap();
+}
+
+/// A directory listed in pages of 3 whose second page fails (deleted
+/// mid-listing): `ls` and `ls -R` have printed the first page's entries
+/// before the failure, then say what failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ls_prints_each_page_before_asking_for_the_next() {
+    let nn = FakeNamenode::default();
+    {
+        let mut s = nn.state();
+        s.dirs.insert("/d".into());
+        for name in ["a", "b", "c", "d", "e"] {
+            let f = FileEntry {
+                complete: true,
+                ..Default::default()
+            };
+            s.files.insert(format!("/d/{name}"), f);
+        }
+        s.list_page_cap = Some(3);
+    }
+    let addr = nn.serve().await.to_string();
+    for args in [&["ls", "/d"][..], &["ls", "-R", "/d"]] {
+        nn.state().list_pages_before_failure = Some(1);
+        let addr = addr.clone();
+        let out = tokio::task::spawn_blocking(move || dfs(&addr, args, None))
+            .await
+            .unwrap();
+        let printed = String::from_utf8(out.stdout.clone()).unwrap();
+        let paths: Vec<&str> = printed
+            .lines()
+            .filter_map(|l| l.split_whitespace().last())
+            .filter(|p| p.starts_with("/d/"))
+            .collect();
+        assert_eq!(
+            paths,
+            ["/d/a", "/d/b", "/d/c"],
+            "dfs {args:?} printed before the second page failed:\n{printed}"
+        );
+        assert_eq!(fails(&out), "dfs: /d: No such file or directory");
+    }
+    // Without the failure, every page, in order, under one count.
+    nn.state().list_pages_before_failure = None;
+    let out = tokio::task::spawn_blocking(move || ok(&dfs(&addr, &["ls", "/d"], None)))
+        .await
+        .unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "Found 5 items", "{out}");
+    let paths: Vec<&str> = lines[1..]
+        .iter()
+        .filter_map(|l| l.split_whitespace().last())
+        .collect();
+    assert_eq!(paths, ["/d/a", "/d/b", "/d/c", "/d/d", "/d/e"], "{out}");
 }
 
 fn member(

@@ -10,6 +10,7 @@ mod cluster {
     mod durability;
     mod failures;
     mod lease_recovery;
+    mod listing;
     mod names;
     mod namespace;
     mod pipeline_recovery;

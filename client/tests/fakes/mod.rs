@@ -58,6 +58,12 @@ pub struct NnState {
     pub next_block: u64,
     pub bad_reports: Vec<(u64, String, String)>,
     pub renewals: u64,
+    /// Most entries in one `List` page (as the namenode's own cap); `None`
+    /// leaves the client's limit.
+    pub list_page_cap: Option<usize>,
+    /// `List` pages answered before every later `List` fails with
+    /// NotFound, as when the directory is deleted mid-listing.
+    pub list_pages_before_failure: Option<usize>,
 }
 
 #[derive(Clone, Default)]
@@ -144,6 +150,23 @@ fn dir_status(path: &str) -> FileStatus {
         mode: 0o755,
         ..Default::default()
     }
+}
+
+/// Every entry directly in directory `dir`, in name order.
+fn entries_in(s: &NnState, dir: &str) -> Vec<FileStatus> {
+    let files = s.files.iter().filter(|(p, _)| directly_in(dir, p));
+    let dirs = s.dirs.iter().filter(|p| directly_in(dir, p));
+    let mut entries: Vec<FileStatus> = files
+        .map(|(p, f)| status_of(p, f))
+        .chain(dirs.map(|p| dir_status(p)))
+        .collect();
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    entries
+}
+
+/// The last component of `path`.
+fn name_of(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
 }
 
 /// Whether `path` lies directly in directory `dir`.
@@ -280,7 +303,10 @@ impl ClientProtocol for FakeNamenode {
         let s = self.state();
         let status = match s.files.get(&r.path) {
             Some(f) => Some(status_of(&r.path, f)),
-            None if r.path == "/" || s.dirs.contains(&r.path) => Some(dir_status(&r.path)),
+            None if r.path == "/" || s.dirs.contains(&r.path) => Some(FileStatus {
+                children: entries_in(&s, &r.path).len() as u64,
+                ..dir_status(&r.path)
+            }),
             None => None,
         };
         Ok(Response::new(GetFileInfoResponse { status }))
@@ -342,24 +368,30 @@ impl ClientProtocol for FakeNamenode {
     ) -> Rpc<UpdatePipelineResponse> {
         Err(tonic::Status::unimplemented("fake"))
     }
-    /// One page with every entry directly in the directory, in name order.
+    /// The entries directly in the directory after `start_after`, in name
+    /// order, up to the request's limit and `list_page_cap`.
     async fn list(&self, r: Request<ListRequest>) -> Rpc<ListResponse> {
         let r = r.into_inner();
-        let s = self.state();
+        let mut s = self.state();
         if r.path != "/" && !s.dirs.contains(&r.path) {
             return Err(not_found(&r.path));
         }
-        let files = s.files.iter().filter(|(p, _)| directly_in(&r.path, p));
-        let dirs = s.dirs.iter().filter(|p| directly_in(&r.path, p));
-        let mut entries: Vec<FileStatus> = files
-            .map(|(p, f)| status_of(p, f))
-            .chain(dirs.map(|p| dir_status(p)))
+        match &mut s.list_pages_before_failure {
+            Some(0) => return Err(not_found(&r.path)),
+            Some(n) => *n -= 1,
+            None => {}
+        }
+        let limit = match (r.limit as usize, s.list_page_cap) {
+            (0, cap) => cap.unwrap_or(usize::MAX),
+            (n, cap) => n.min(cap.unwrap_or(usize::MAX)),
+        };
+        let mut entries: Vec<FileStatus> = entries_in(&s, &r.path)
+            .into_iter()
+            .filter(|e| name_of(&e.path) > r.start_after.as_str())
             .collect();
-        entries.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(Response::new(ListResponse {
-            entries,
-            has_more: false,
-        }))
+        let has_more = entries.len() > limit;
+        entries.truncate(limit);
+        Ok(Response::new(ListResponse { entries, has_more }))
     }
     async fn delete(&self, r: Request<DeleteRequest>) -> Rpc<DeleteResponse> {
         let r = r.into_inner();

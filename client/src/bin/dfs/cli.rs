@@ -170,7 +170,19 @@ pub enum FsCmd {
         paths: Vec<String>,
     },
     /// List directories (default `/`): mode, replication, owner, group, size, mtime (UTC), path.
-    #[command(disable_help_flag = true)]
+    #[command(
+        disable_help_flag = true,
+        long_about = "List each PATH (default /): a directory's entries, or a file itself, \
+        one line each: permissions, replication (- for a directory), owner, group, size, \
+        modification time (UTC), path. A directory's listing starts with `Found N items`, \
+        its entry count when asked; -R lists everything below it instead, depth first, each \
+        directory before its contents.\n\n\
+        Entries print a page (up to 1000) at a time as the namenode sends them: a large \
+        directory starts printing at once, and a listing that fails part way leaves what \
+        came before printed. So the columns are sized page by page: as wide as the widest \
+        value printed so far, never narrower, and a later page with a wider value widens \
+        them from there on."
+    )]
     Ls {
         /// Recurse into subdirectories.
         #[arg(short = 'R')]

@@ -42,39 +42,65 @@ fn or_dash(s: &str) -> &str {
     }
 }
 
-/// One line per entry, columns aligned across `entries` as `hdfs dfs -ls`:
-/// permissions, replication (`-` for directories), owner, group, size,
-/// mtime, path.
-pub fn ls_lines(entries: &[FileStatus], human: bool) -> Vec<String> {
-    let rows: Vec<[String; 7]> = entries
-        .iter()
-        .map(|st| {
-            let is_dir = st.file_type() == FileType::Directory;
-            [
-                permissions(st),
-                if is_dir {
-                    "-".into()
-                } else {
-                    st.replication.to_string()
-                },
-                or_dash(&st.owner).to_string(),
-                or_dash(&st.group).to_string(),
-                size(if is_dir { 0 } else { st.length }, human),
-                format_ms(st.mtime_ms),
-                escape_refused(&st.path).into_owned(),
-            ]
-        })
-        .collect();
-    let width = |i: usize| rows.iter().map(|r| r[i].len()).max().unwrap_or(0);
-    let (wr, wo, wg, ws) = (width(1), width(2), width(3), width(4));
-    rows.iter()
-        .map(|r| {
-            format!(
-                "{} {:>wr$} {:<wo$} {:<wg$} {:>ws$} {} {}",
-                r[0], r[1], r[2], r[3], r[4], r[5], r[6]
-            )
-        })
-        .collect()
+/// The columns of `ls` lines, as `hdfs dfs -ls`: permissions, replication
+/// (`-` for directories), owner, group, size, mtime, path. A listing is
+/// printed page by page as it arrives, so columns cannot be sized over
+/// all of it: each page widens them to its widest cell and they never
+/// narrow, so they line up unless a later page holds a wider cell.
+#[derive(Debug)]
+pub struct LsColumns {
+    /// Replication, owner, group, size.
+    widths: [usize; 4],
+    human: bool,
+}
+
+impl LsColumns {
+    pub fn new(human: bool) -> LsColumns {
+        LsColumns {
+            widths: [0; 4],
+            human,
+        }
+    }
+
+    /// Widens the columns to fit `page`.
+    pub fn widen(&mut self, page: &[FileStatus]) {
+        for st in page {
+            let cells = self.cells(st);
+            for (w, cell) in self.widths.iter_mut().zip(&cells[1..5]) {
+                *w = (*w).max(cell.len());
+            }
+        }
+    }
+
+    /// The line for `st`, with a newline.
+    pub fn line(&self, st: &FileStatus) -> String {
+        let [perm, repl, owner, group, size, mtime, path] = self.cells(st);
+        let [wr, wo, wg, ws] = self.widths;
+        format!("{perm} {repl:>wr$} {owner:<wo$} {group:<wg$} {size:>ws$} {mtime} {path}\n")
+    }
+
+    /// The lines for `page` after widening the columns to fit it.
+    pub fn page(&mut self, page: &[FileStatus]) -> String {
+        self.widen(page);
+        page.iter().map(|st| self.line(st)).collect()
+    }
+
+    fn cells(&self, st: &FileStatus) -> [String; 7] {
+        let is_dir = st.file_type() == FileType::Directory;
+        [
+            permissions(st),
+            if is_dir {
+                "-".into()
+            } else {
+                st.replication.to_string()
+            },
+            or_dash(&st.owner).to_string(),
+            or_dash(&st.group).to_string(),
+            size(if is_dir { 0 } else { st.length }, self.human),
+            format_ms(st.mtime_ms),
+            escape_refused(&st.path).into_owned(),
+        ]
+    }
 }
 
 /// The multi-line `stat` report.
@@ -132,13 +158,28 @@ mod tests {
         }
     }
 
+    /// The lines of one listing of `pages`, each page printed as it came.
+    fn ls_lines(pages: &[&[FileStatus]], human: bool) -> Vec<String> {
+        let mut columns = LsColumns::new(human);
+        pages
+            .iter()
+            .flat_map(|p| {
+                columns
+                    .page(p)
+                    .lines()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     #[test]
     fn ls_columns_line_up() {
         let lines = ls_lines(
-            &[
+            &[&[
                 st("/user/me/tree", true, 0, 0o755),
                 st("/user/me/big.bin", false, 2_097_485, 0o644),
-            ],
+            ]],
             false,
         );
         assert_eq!(
@@ -148,7 +189,7 @@ mod tests {
                 "-rw-r--r-- 3 me supergroup 2097485 2000-02-29 12:34 /user/me/big.bin",
             ]
         );
-        let human = ls_lines(&[st("/f", false, 2 * 1024 * 1024, 0o600)], true);
+        let human = ls_lines(&[&[st("/f", false, 2 * 1024 * 1024, 0o600)]], true);
         assert_eq!(
             human,
             ["-rw------- 3 me supergroup 2 MiB 2000-02-29 12:34 /f"]
@@ -156,13 +197,33 @@ mod tests {
     }
 
     #[test]
-    fn names_that_could_forge_lines_are_escaped() {
+    fn columns_widen_page_by_page_and_never_narrow() {
         let lines = ls_lines(
             &[
+                &[st("/a", false, 7, 0o644)],
+                &[st("/b", false, 123_456, 0o644)],
+                &[st("/c", false, 5, 0o644)],
+            ],
+            false,
+        );
+        assert_eq!(
+            lines,
+            [
+                "-rw-r--r-- 3 me supergroup 7 2000-02-29 12:34 /a",
+                "-rw-r--r-- 3 me supergroup 123456 2000-02-29 12:34 /b",
+                "-rw-r--r-- 3 me supergroup      5 2000-02-29 12:34 /c",
+            ]
+        );
+    }
+
+    #[test]
+    fn names_that_could_forge_lines_are_escaped() {
+        let lines = ls_lines(
+            &[&[
                 st("/d/a\u{1b}[2J", false, 1, 0o644),
                 st("/d/b\nforged", false, 2, 0o644),
                 st("/d/c.\u{202e}txt", true, 0, 0o755),
-            ],
+            ]],
             false,
         );
         assert_eq!(lines.len(), 3);

@@ -1,25 +1,35 @@
 //! ls, stat, du, df.
 
+use std::io::Write;
+
 use anyhow::Result;
 use rfs_client::Client;
 use rfs_proto::names::escape_refused;
 
-use super::{is_dir, status, walk};
-use crate::listing_format::{ls_lines, size, stat_report};
+use super::{is_dir, status, Walk};
+use crate::listing_format::{size, stat_report, LsColumns};
 
+/// Prints each page of entries as it arrives (see [`LsColumns`] for how
+/// the columns are sized), so a failure part way leaves what came before
+/// printed, and memory holds one page per directory level.
 pub async fn ls(client: &Client, path: &str, recursive: bool, human: bool) -> Result<()> {
     let st = status(client, path).await?;
-    let entries = if !is_dir(&st) {
-        vec![st]
+    let mut columns = LsColumns::new(human);
+    let mut out = std::io::stdout();
+    if !is_dir(&st) {
+        out.write_all(columns.page(&[st]).as_bytes())?;
     } else if recursive {
-        walk(client, path).await?
+        let mut walk = Walk::new(client, path);
+        while let Some(entry) = walk.next(|page| columns.widen(page)).await? {
+            out.write_all(columns.line(&entry).as_bytes())?;
+        }
     } else {
-        let entries = client.list(path).await?;
-        println!("Found {} items", entries.len());
-        entries
-    };
-    for line in ls_lines(&entries, human) {
-        println!("{line}");
+        // The count the directory had when asked; the pages follow.
+        writeln!(out, "Found {} items", st.children)?;
+        let mut pages = client.list_pages(path);
+        while let Some(page) = pages.next_page().await? {
+            out.write_all(columns.page(&page).as_bytes())?;
+        }
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ mod listing;
 mod namespace;
 mod transfer;
 
-use rfs_client::{Client, FileStatus, FileType};
+use rfs_client::{Client, FileStatus, FileType, ListPages};
 
 use crate::cli::FsCmd;
 use crate::interrupt::Unfinished;
@@ -159,19 +159,51 @@ fn is_dir(st: &FileStatus) -> bool {
     st.file_type() == FileType::Directory
 }
 
-/// Everything under directory `root`, depth first, each directory followed
-/// by its contents, names in order within a directory.
-async fn walk(client: &Client, root: &str) -> anyhow::Result<Vec<FileStatus>> {
-    let mut out = Vec::new();
-    let mut stack: Vec<FileStatus> = client.list(root).await?.into_iter().rev().collect();
-    while let Some(st) = stack.pop() {
-        if is_dir(&st) {
-            let children = client.list(&st.path).await?;
-            out.push(st);
-            stack.extend(children.into_iter().rev());
-        } else {
-            out.push(st);
+/// Everything under directory `root`, depth first, each directory before
+/// its contents, names in order within a directory. It holds one page of
+/// entries per directory level it is in, never the whole tree, and asks
+/// for a page only when the one before is used up.
+struct Walk {
+    client: Client,
+    /// The directories being walked, `root` first: the pages still to
+    /// come and what is left of the current page.
+    levels: Vec<(ListPages, std::vec::IntoIter<FileStatus>)>,
+}
+
+impl Walk {
+    fn new(client: &Client, root: &str) -> Walk {
+        Walk {
+            client: client.clone(),
+            levels: vec![(client.list_pages(root), Vec::new().into_iter())],
         }
     }
-    Ok(out)
+
+    /// The next entry, or `None` at the end; `on_page` sees each page as
+    /// it arrives, before any of its entries is handed out.
+    async fn next(
+        &mut self,
+        mut on_page: impl FnMut(&[FileStatus]),
+    ) -> anyhow::Result<Option<FileStatus>> {
+        loop {
+            let Some((pages, page)) = self.levels.last_mut() else {
+                return Ok(None);
+            };
+            if let Some(st) = page.next() {
+                if is_dir(&st) {
+                    let inside = self.client.list_pages(&st.path);
+                    self.levels.push((inside, Vec::new().into_iter()));
+                }
+                return Ok(Some(st));
+            }
+            match pages.next_page().await? {
+                Some(next) => {
+                    on_page(&next);
+                    *page = next.into_iter();
+                }
+                None => {
+                    self.levels.pop();
+                }
+            }
+        }
+    }
 }

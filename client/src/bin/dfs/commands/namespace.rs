@@ -3,7 +3,7 @@
 use anyhow::{bail, Result};
 use rfs_client::{Client, CreateOptions};
 
-use super::{is_dir, status, walk};
+use super::{is_dir, status, Walk};
 
 pub async fn mkdir(client: &Client, path: &str, parents: bool) -> Result<()> {
     if !client.mkdirs(path, parents).await? && !parents {
@@ -27,19 +27,21 @@ pub async fn mv(client: &Client, src: &str, dst: &str) -> Result<()> {
 
 pub async fn setrep(client: &Client, path: &str, replication: u32) -> Result<()> {
     let st = status(client, path).await?;
-    let files = if is_dir(&st) {
-        walk(client, path)
-            .await?
-            .into_iter()
-            .filter(|s| !is_dir(s))
-            .collect()
-    } else {
-        vec![st]
-    };
-    for f in files {
-        client.set_replication(&f.path, replication).await?;
-        println!("Replication {replication} set: {}", f.path);
+    if !is_dir(&st) {
+        return set_one(client, &st.path, replication).await;
     }
+    let mut walk = Walk::new(client, path);
+    while let Some(entry) = walk.next(|_| {}).await? {
+        if !is_dir(&entry) {
+            set_one(client, &entry.path, replication).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn set_one(client: &Client, path: &str, replication: u32) -> Result<()> {
+    client.set_replication(path, replication).await?;
+    println!("Replication {replication} set: {path}");
     Ok(())
 }
 

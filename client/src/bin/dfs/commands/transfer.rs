@@ -12,7 +12,7 @@ use rfs_client::{Client, CreateOptions, FileWriter};
 use rfs_proto::rpc_error::RpcErrorKind;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::{is_dir, status, walk, Report, Writing};
+use super::{is_dir, status, Report, Walk, Writing};
 use crate::progress;
 use crate::remote_path::{base_name, join, normalize};
 
@@ -271,7 +271,8 @@ pub async fn get(client: &Client, src: &str, local: &Path, force: bool) -> Resul
         return get_file(client, &src, &dest, force).await;
     }
     std::fs::create_dir_all(&dest).with_context(|| dest.display().to_string())?;
-    for entry in walk(client, &src).await? {
+    let mut walk = Walk::new(client, &src);
+    while let Some(entry) = walk.next(|_| {}).await? {
         let rel = entry
             .path
             .strip_prefix(&src)
