@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::lease;
 use crate::listing::ListPages;
 use crate::namenode::NamenodeRpc;
+use crate::namenode_group::NamenodeGroup;
 use crate::read::FileReader;
 use crate::write::FileWriter;
 use crate::{BlockLocations, ContentSummary, FsStats};
@@ -87,13 +88,16 @@ impl Drop for Inner {
 }
 
 impl Client {
-    /// Validates `config` and connects to its namenodes. Fails at once
-    /// when no member accepts a connection; once connected, calls ride out
-    /// failovers and members going away for up to `failover_deadline`.
+    /// Validates `config` and connects to its namenodes, learning their
+    /// group from the first that answers ([`Client::namenode_group`]).
+    /// Fails at once when no member accepts a connection; once connected,
+    /// calls ride out failovers and members going away for up to
+    /// `failover_deadline`.
     pub async fn connect(config: ClientConfig) -> Result<Client> {
         config.validate()?;
         let rpc = NamenodeRpc::connect(
             &config.namenodes,
+            &config.remembered_namenodes,
             config.rpc_timeout,
             config.failover_deadline,
         )
@@ -113,6 +117,14 @@ impl Client {
                 config,
             }),
         })
+    }
+
+    /// The namenode group as the first member reached described it when
+    /// this client connected: every member (id, RPC address, witness or
+    /// not) and the leader it knew. `None` when it could not say (a
+    /// namenode older than `GetNamenodeGroup`).
+    pub fn namenode_group(&self) -> Option<&NamenodeGroup> {
+        self.inner.rpc.group()
     }
 
     /// The lease holder name this client writes under.

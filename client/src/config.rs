@@ -12,9 +12,17 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// RPC addresses (`host:port`) of the namenode group, in any order:
-    /// one namenode, or every member of an HA group (witness included).
-    /// Calls go to whichever member leads; see `failover_deadline`.
+    /// one namenode, or members of an HA group (witness included). Any
+    /// one member is enough: the first to answer names the others (see
+    /// [`crate::Client::namenode_group`]). Calls go to whichever member
+    /// leads; see `failover_deadline`.
     pub namenodes: Vec<String>,
+    /// The members of the group `namenodes` belonged to when last seen
+    /// (the `dfs` shell remembers them between runs). Those not in
+    /// `namenodes` are dialed only when none of `namenodes` accepts a
+    /// connection, and one is used only if it still names a member at
+    /// every one of these addresses.
+    pub remembered_namenodes: Vec<String>,
     /// Lease holder name; `None` gives `rfs-client-<uuid>`.
     pub client_id: Option<String>,
     /// This machine's host name or address, sent for writer-local placement
@@ -80,6 +88,7 @@ impl Default for ClientConfig {
     fn default() -> Self {
         ClientConfig {
             namenodes: vec![format!("127.0.0.1:{}", defaults::NAMENODE_RPC_PORT)],
+            remembered_namenodes: Vec::new(),
             client_id: None,
             client_host: "127.0.0.1".to_string(),
             replication: None,

@@ -11,7 +11,7 @@
 //! use rfs_client::{Client, ClientConfig, CreateOptions};
 //! use tokio::io::{AsyncReadExt, AsyncWriteExt};
 //!
-//! // One namenode, or every member of an HA group: "nn1:8020,nn2:8020,nn3:8020".
+//! // One namenode, or any member of an HA group: it names the others.
 //! let client = Client::connect(ClientConfig::with_namenode("127.0.0.1:8020")).await?;
 //! let mut w = client.create("/data/x", CreateOptions::default()).await?;
 //! w.write_all(b"hello").await?; // io::Error converts back into rfs_client::Error
@@ -30,6 +30,7 @@ pub mod ha_admin;
 mod lease;
 mod listing;
 mod namenode;
+mod namenode_group;
 mod read;
 mod write;
 
@@ -37,6 +38,7 @@ pub use client::{Client, CreateOptions};
 pub use config::{ClientConfig, ReplaceDatanode};
 pub use error::{Error, Result};
 pub use listing::ListPages;
+pub use namenode_group::{NamenodeGroup, NamenodeMember};
 pub use read::FileReader;
 pub use rfs_proto::namenode::{
     ContentSummaryResponse as ContentSummary, DatanodeReportEntry, FileStatus, FileType,

@@ -2,8 +2,12 @@
 //!
 //! It knows every member's RPC address (a lazily connected tonic channel
 //! each) and remembers which member answered last: the leader, as far as
-//! it knows. A call goes there first; what the member answers decides
-//! where the next attempt goes:
+//! it knows. The addresses it is given need not be the whole group: at
+//! connect, the first member to accept names its group and the leader it
+//! knows ([`crate::namenode_group`]); the members it names join the list
+//! and calls start at that leader. So one member's address is enough, and
+//! the calls go on when that member is gone. A call goes to the leader
+//! first; what the member answers decides where the next attempt goes:
 //!
 //! | answer                                         | next attempt                          |
 //! |------------------------------------------------|---------------------------------------|
@@ -27,6 +31,7 @@
 //! This module does not choose call ids; `Client` does.
 
 use std::future::Future;
+use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -38,6 +43,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
 use crate::error::{chain, one_line, status_reason, Error, Result};
+use crate::namenode_group::{self, NamenodeGroup};
 
 /// First pause between attempts once every member has been tried.
 const BACKOFF_FIRST: Duration = Duration::from_millis(20);
@@ -56,6 +62,8 @@ struct Shared {
     timeout: Duration,
     /// How long a call keeps trying members.
     failover_deadline: Duration,
+    /// The group as the first member reached described it.
+    group: Option<NamenodeGroup>,
     members: Mutex<Members>,
 }
 
@@ -72,6 +80,23 @@ struct Member {
     /// Made on first use, dropped after a timeout so the next use dials
     /// afresh.
     channel: Option<Channel>,
+}
+
+impl Member {
+    fn at(addr: &str, timeout: Duration) -> Result<Member> {
+        Ok(Member {
+            addr: addr.to_string(),
+            endpoint: endpoint(addr, timeout)?,
+            channel: None,
+        })
+    }
+
+    /// Its channel, connecting lazily.
+    fn channel(&mut self) -> Channel {
+        self.channel
+            .get_or_insert_with(|| self.endpoint.connect_lazy())
+            .clone()
+    }
 }
 
 /// Why an attempt failed in a way a later attempt may not.
@@ -167,67 +192,98 @@ pub(crate) async fn connect_one(addr: &str, timeout: Duration) -> Result<Channel
 
 impl NamenodeRpc {
     /// Sets up the proxy for the members at `addrs` (duplicates ignored)
-    /// and dials them all at once; the first to accept is where calls
-    /// start. Fails at once when none accepts: with one member "cannot
-    /// reach namenode at {addr}: {reason}", with several "cannot reach any
-    /// namenode: {addr}: {reason}; ...". Later calls ride out members
-    /// going away.
+    /// and dials them all at once, asking each that accepts for its group
+    /// ([`namenode_group`]): the members the first answer names join the
+    /// list, and calls start at the leader it names (else at a member that
+    /// accepted).
+    ///
+    /// When none of `addrs` accepts, the members at `remembered` (of the
+    /// group `addrs` belonged to when last seen) not among them are
+    /// dialed; the first to accept whose group still has a member at every
+    /// remembered address stands in. Fails at once when nobody stands in: with one member
+    /// "cannot reach namenode at {addr}: {reason}", with several "cannot
+    /// reach any namenode: {addr}: {reason}; ...". Later calls ride out
+    /// members going away.
     pub(crate) async fn connect(
         addrs: &[String],
+        remembered: &[String],
         timeout: Duration,
         failover_deadline: Duration,
     ) -> Result<NamenodeRpc> {
         let mut list: Vec<Member> = Vec::new();
         for addr in addrs {
             if list.iter().all(|m| m.addr != *addr) {
-                list.push(Member {
-                    addr: addr.clone(),
-                    endpoint: endpoint(addr, timeout)?,
-                    channel: None,
-                });
+                list.push(Member::at(addr, timeout)?);
             }
         }
         if list.is_empty() {
             return Err(Error::Config("no namenode address is given".into()));
         }
-        let mut dials: FuturesUnordered<_> = list
-            .iter()
-            .enumerate()
-            .map(|(i, m)| {
-                let ep = m.endpoint.clone();
-                async move { (i, dial(&ep, timeout).await) }
-            })
-            .collect();
+        let given = list.len();
         let mut failures: Vec<(usize, String)> = Vec::new();
-        let leader = loop {
-            match dials.next().await {
-                Some((i, Ok(channel))) => {
-                    list[i].channel = Some(channel);
-                    break i;
+        let mut reached = reach(&mut list, 0..given, None, timeout, &mut failures).await;
+        if reached.is_none() {
+            for addr in remembered {
+                if list.iter().any(|m| m.addr == *addr) {
+                    continue;
                 }
-                Some((i, Err(reason))) => failures.push((i, reason)),
-                None if list.len() == 1 => {
-                    return Err(Error::NamenodeUnreachable {
-                        addr: list[0].addr.clone(),
-                        reason: failures.pop().map(|f| f.1).unwrap_or_default(),
-                    })
-                }
-                None => {
-                    failures.sort_by_key(|f| f.0);
-                    return Err(Error::NamenodesUnreachable {
-                        tried: describe_tried(&list, &failures),
-                    });
+                match Member::at(addr, timeout) {
+                    Ok(m) => list.push(m),
+                    Err(e) => tracing::debug!("ignoring remembered namenode: {e}"),
                 }
             }
+            let stand_ins = given..list.len();
+            reached = reach(
+                &mut list,
+                stand_ins,
+                Some(remembered),
+                timeout,
+                &mut failures,
+            )
+            .await;
+        }
+        let Some((start, group)) = reached else {
+            return Err(match list.len() {
+                1 => Error::NamenodeUnreachable {
+                    addr: list[0].addr.clone(),
+                    reason: failures.pop().map(|f| f.1).unwrap_or_default(),
+                },
+                _ => {
+                    failures.sort_by_key(|f| f.0);
+                    Error::NamenodesUnreachable {
+                        tried: describe_tried(&list, &failures),
+                    }
+                }
+            });
         };
-        drop(dials);
+        let mut leader = start;
+        if let Some(group) = &group {
+            let known: Vec<String> = list.iter().map(|m| m.addr.clone()).collect();
+            let learnt = namenode_group::learn(group, &list[start].addr, &known);
+            for addr in &learnt.new {
+                match Member::at(addr, timeout) {
+                    Ok(m) => list.push(m),
+                    Err(e) => tracing::debug!("ignoring a member of the group: {e}"),
+                }
+            }
+            if let Some(at) = learnt.leader {
+                leader = list.iter().position(|m| m.addr == at).unwrap_or(start);
+            }
+        }
         Ok(NamenodeRpc {
             shared: Arc::new(Shared {
                 timeout,
                 failover_deadline,
+                group,
                 members: Mutex::new(Members { list, leader }),
             }),
         })
+    }
+
+    /// The group as the first member reached described it at connect;
+    /// `None` when it could not say.
+    pub(crate) fn group(&self) -> Option<&NamenodeGroup> {
+        self.shared.group.as_ref()
     }
 
     /// Runs `call` on the leader, failing over as the module doc says.
@@ -315,11 +371,7 @@ impl NamenodeRpc {
     fn channel(&self, i: usize) -> (String, Channel) {
         let mut members = self.members();
         let m = &mut members.list[i];
-        let channel = m
-            .channel
-            .get_or_insert_with(|| m.endpoint.connect_lazy())
-            .clone();
-        (m.addr.clone(), channel)
+        (m.addr.clone(), m.channel())
     }
 
     /// The index of the member at `addr`, added when a leader hint names
@@ -329,13 +381,9 @@ impl NamenodeRpc {
         let mut members = self.members();
         let i = match members.list.iter().position(|m| m.addr == addr) {
             Some(i) => i,
-            None => match endpoint(addr, self.shared.timeout) {
-                Ok(endpoint) => {
-                    members.list.push(Member {
-                        addr: addr.to_string(),
-                        endpoint,
-                        channel: None,
-                    });
+            None => match Member::at(addr, self.shared.timeout) {
+                Ok(member) => {
+                    members.list.push(member);
                     members.list.len() - 1
                 }
                 Err(e) => {
@@ -347,6 +395,71 @@ impl NamenodeRpc {
         members.leader = i;
         Some(i)
     }
+}
+
+/// Dials the members `which` of `list` at once and asks each that accepts
+/// for its group. The first to answer with a group wins; without
+/// `remembered`, the first to accept stands in when no group comes (a
+/// namenode older than the call). With `remembered`, only a group that
+/// still has a member at every remembered address wins, and the others
+/// count as failures. Every failure goes to `failures`.
+async fn reach(
+    list: &mut [Member],
+    which: Range<usize>,
+    remembered: Option<&[String]>,
+    timeout: Duration,
+    failures: &mut Vec<(usize, String)>,
+) -> Option<(usize, Option<NamenodeGroup>)> {
+    let mut tries: FuturesUnordered<_> = which
+        .map(|i| {
+            let endpoint = list[i].endpoint.clone();
+            let addr = list[i].addr.clone();
+            async move {
+                let channel = match dial(&endpoint, timeout).await {
+                    Ok(channel) => channel,
+                    Err(reason) => return (i, Err(reason)),
+                };
+                // Each member is asked as soon as it accepts: one that
+                // accepts but does not answer (stopped) holds up no other.
+                let group = namenode_group::ask(&addr, channel.clone(), timeout).await;
+                (i, Ok((channel, group)))
+            }
+        })
+        .collect();
+    let mut accepted: Option<(usize, Channel)> = None;
+    while let Some((i, tried)) = tries.next().await {
+        let (channel, group) = match tried {
+            Ok(answer) => answer,
+            Err(reason) => {
+                failures.push((i, reason));
+                continue;
+            }
+        };
+        match (group, remembered) {
+            (Some(group), None) => {
+                list[i].channel = Some(channel);
+                return Some((i, Some(group)));
+            }
+            (Some(group), Some(remembered)) if namenode_group::holds(&group, remembered) => {
+                list[i].channel = Some(channel);
+                return Some((i, Some(group)));
+            }
+            (Some(_), Some(_)) => {
+                tracing::debug!(
+                    "namenode {} is in another group than the one remembered; not using it",
+                    list[i].addr
+                );
+                failures.push((i, "in another group than the one remembered".into()));
+            }
+            (None, Some(_)) => failures.push((i, "did not say which group it is in".into())),
+            (None, None) => {
+                accepted.get_or_insert((i, channel));
+            }
+        }
+    }
+    let (i, channel) = accepted?;
+    list[i].channel = Some(channel);
+    Some((i, None))
 }
 
 /// `addr: reason; addr: reason`, in the order given.
@@ -445,6 +558,7 @@ mod tests {
             shared: Arc::new(Shared {
                 timeout,
                 failover_deadline,
+                group: None,
                 members: Mutex::new(Members { list, leader: 0 }),
             }),
         }

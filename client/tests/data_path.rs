@@ -436,10 +436,10 @@ async fn calls_find_the_leader_and_stay_with_it() {
     let client = Client::connect(ha_config(&group.addr_list()))
         .await
         .unwrap();
-    // With hints: the first member asked points at the leader.
+    // The group named at connect says who leads: the first call goes there.
     assert_eq!(client.get_file_info("/none").await.unwrap(), None);
     let first = group.requests();
-    assert!(first[2] == 1 && first[0] + first[1] <= 1, "{first:?}");
+    assert_eq!(first, [0, 0, 1]);
     for _ in 0..5 {
         client.get_file_info("/none").await.unwrap();
     }
@@ -457,15 +457,58 @@ async fn calls_find_the_leader_and_stay_with_it() {
     }
     assert_eq!(group.requests(), [found[0], found[1] + 3, found[2]]);
 
-    // A hint may name a member the client was not given.
+    // A hint may name a member the client was not given (by namenodes
+    // that do not name their group).
     group.set_hints(true);
+    group.set_names_group(false);
     let partial = Client::connect(ha_config(&group.addrs[0].to_string()))
         .await
         .unwrap();
+    assert!(partial.namenode_group().is_none());
     assert!(partial.get_file_info("/none").await.unwrap().is_none());
     let before = group.requests();
     partial.get_file_info("/none").await.unwrap();
     assert_eq!(group.requests(), [before[0], before[1] + 1, before[2]]);
+}
+
+/// One member's address is enough: it names the others, so the calls go
+/// on once it is gone, to whichever member leads, even without hints.
+#[tokio::test]
+async fn a_client_given_one_member_learns_the_group_and_outlives_that_member() {
+    let mut group = FakeGroup::start(3, Some(0), FakeNamenode::default()).await;
+    group.set_hints(false);
+    let given = group.addrs[0].to_string();
+    let client = Client::connect(ha_config(&given)).await.unwrap();
+    let named = client.namenode_group().expect("the member named its group");
+    assert_eq!(named.members.len(), 3);
+    assert_eq!(
+        (named.leader_id.as_str(), named.member_id.as_str()),
+        ("m0", "m0")
+    );
+    client.mkdirs("/a", true).await.unwrap();
+
+    group.stop(0).await;
+    group.set_leader(Some(2));
+    client.mkdirs("/b", true).await.unwrap();
+    assert!(client.get_file_info("/a").await.unwrap().is_some());
+
+    // A later client given only the dead member: the members remembered
+    // stand in once one confirms the group still holds them.
+    let mut cfg = ha_config(&given);
+    cfg.remembered_namenodes = named.members.iter().map(|m| m.rpc_addr.clone()).collect();
+    let later = Client::connect(cfg).await.unwrap();
+    assert!(later.get_file_info("/b").await.unwrap().is_some());
+    // Remembered members that no longer match the group do not.
+    let mut cfg = ha_config(&given);
+    cfg.remembered_namenodes = vec![group.addrs[1].to_string(), "127.0.0.1:1".into()];
+    let err = Client::connect(cfg).await.err().expect("no stand-in");
+    assert!(
+        err.to_string().contains(&format!(
+            "{}: in another group than the one remembered",
+            group.addrs[1]
+        )),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -950,3 +950,31 @@ async fn unfinished_replicas_are_deleted_only_when_two_reports_in_a_row_find_the
     );
     nn.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namenode_without_ha_names_itself_as_its_group_and_leader() {
+    let mut nn = Namenode::start(|c| {
+        c.id = "solo".into();
+        c.rpc_addr = "127.0.0.1:18020".parse().unwrap();
+    })
+    .await;
+    let group = nn
+        .client
+        .get_namenode_group(GetNamenodeGroupRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        group,
+        GetNamenodeGroupResponse {
+            members: vec![NamenodeMember {
+                id: "solo".into(),
+                rpc_addr: "127.0.0.1:18020".into(),
+                witness: false,
+            }],
+            leader_id: "solo".into(),
+            member_id: "solo".into(),
+        }
+    );
+    nn.stop().await;
+}

@@ -437,6 +437,33 @@ impl ClientProtocol for FakeNamenode {
     async fn fs_stats(&self, _: Request<FsStatsRequest>) -> Rpc<FsStatsResponse> {
         Err(tonic::Status::unimplemented("fake"))
     }
+    /// A member of a [`FakeGroup`] names the group (members `m0`, `m1`,
+    /// ...); a namenode served alone answers as one from before the call,
+    /// so clients go on with the addresses they were given.
+    async fn get_namenode_group(
+        &self,
+        r: Request<GetNamenodeGroupRequest>,
+    ) -> Rpc<GetNamenodeGroupResponse> {
+        let Some(asked) = r.extensions().get::<AskedMember>() else {
+            return Err(tonic::Status::unimplemented("fake"));
+        };
+        let g = asked.group.lock().unwrap();
+        if !g.names_group {
+            return Err(tonic::Status::unimplemented("fake"));
+        }
+        let id = |i: usize| format!("m{i}");
+        Ok(Response::new(GetNamenodeGroupResponse {
+            members: (0..g.addrs.len())
+                .map(|i| NamenodeMember {
+                    id: id(i),
+                    rpc_addr: g.addrs[i].to_string(),
+                    witness: false,
+                })
+                .collect(),
+            leader_id: g.leader.map(id).unwrap_or_default(),
+            member_id: id(asked.me),
+        }))
+    }
 }
 
 // ---------------------------------------------------------------- HA group
@@ -447,14 +474,84 @@ struct GroupState {
     leader: Option<usize>,
     /// Whether NotLeader answers carry the leader's address.
     hints: bool,
-    /// ClientProtocol requests that reached each member.
+    /// Whether members answer GetNamenodeGroup (else as namenodes from
+    /// before the call).
+    names_group: bool,
+    /// ClientProtocol requests that reached each member, but for
+    /// GetNamenodeGroup (every member answers it).
     requests: Vec<u64>,
+}
+
+/// Tells the shared fake namespace which member of which group a
+/// GetNamenodeGroup reached (a request extension).
+#[derive(Clone)]
+struct AskedMember {
+    group: Arc<Mutex<GroupState>>,
+    me: usize,
+}
+
+/// Member `me` of a [`FakeGroup`]: GetNamenodeGroup goes through to the
+/// namespace marked with the member asked; any other call is counted and
+/// answered NotLeader unless `me` leads, with the leader's address when
+/// hints are on.
+#[derive(Clone)]
+struct GatedMember {
+    inner: ClientProtocolServer<FakeNamenode>,
+    asked: AskedMember,
+}
+
+impl tonic::server::NamedService for GatedMember {
+    const NAME: &'static str =
+        <ClientProtocolServer<FakeNamenode> as tonic::server::NamedService>::NAME;
+}
+
+impl tonic::codegen::Service<tonic::codegen::http::Request<tonic::body::Body>> for GatedMember {
+    type Response = tonic::codegen::http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = tonic::codegen::BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: tonic::codegen::http::Request<tonic::body::Body>) -> Self::Future {
+        if req.uri().path().ends_with("/GetNamenodeGroup") {
+            req.extensions_mut().insert(self.asked.clone());
+        } else if let Err(status) = self.gate() {
+            return Box::pin(async move { Ok(status.into_http()) });
+        }
+        Box::pin(self.inner.call(req))
+    }
+}
+
+impl GatedMember {
+    fn gate(&self) -> Result<(), tonic::Status> {
+        let mut g = self.asked.group.lock().unwrap();
+        let me = self.asked.me;
+        g.requests[me] += 1;
+        if g.leader == Some(me) {
+            return Ok(());
+        }
+        let mut s = rpc_error::status(
+            RpcErrorKind::NotLeader,
+            format!("member {me} is not the leader"),
+        );
+        if let (true, Some(l)) = (g.hints, g.leader) {
+            let hint = g.addrs[l].to_string().parse().unwrap();
+            s.metadata_mut().insert(rpc_error::LEADER_HINT_KEY, hint);
+        }
+        Err(s)
+    }
 }
 
 /// A namenode HA group in one process: every member serves ClientProtocol
 /// on its own port, the leader from the shared namespace `nn` (as
 /// replicated state would be), the others answer NotLeader, with the
-/// leader's address when hints are on.
+/// leader's address when hints are on. Every member names the group
+/// unless told not to.
 pub struct FakeGroup {
     pub nn: FakeNamenode,
     pub addrs: Vec<SocketAddr>,
@@ -553,27 +650,18 @@ impl FakeGroup {
             addrs: addrs.clone(),
             leader,
             hints: true,
+            names_group: true,
             requests: vec![0; members],
         }));
         let mut servers = Vec::new();
         for (i, listener) in listeners.into_iter().enumerate() {
-            let gate = state.clone();
-            let svc = ClientProtocolServer::with_interceptor(nn.clone(), move |req| {
-                let mut g = gate.lock().unwrap();
-                g.requests[i] += 1;
-                if g.leader == Some(i) {
-                    return Ok(req);
-                }
-                let mut s = rpc_error::status(
-                    RpcErrorKind::NotLeader,
-                    format!("member {i} is not the leader"),
-                );
-                if let (true, Some(l)) = (g.hints, g.leader) {
-                    let hint = g.addrs[l].to_string().parse().unwrap();
-                    s.metadata_mut().insert(rpc_error::LEADER_HINT_KEY, hint);
-                }
-                Err(s)
-            });
+            let svc = GatedMember {
+                inner: ClientProtocolServer::new(nn.clone()),
+                asked: AskedMember {
+                    group: state.clone(),
+                    me: i,
+                },
+            };
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             let kill = tokio_util::sync::CancellationToken::new();
             let conn_kill = kill.clone();
@@ -613,6 +701,10 @@ impl FakeGroup {
 
     pub fn set_hints(&self, on: bool) {
         self.state.lock().unwrap().hints = on;
+    }
+
+    pub fn set_names_group(&self, on: bool) {
+        self.state.lock().unwrap().names_group = on;
     }
 
     /// ClientProtocol requests that reached each member so far.

@@ -662,6 +662,30 @@ impl ClientProtocol for ClientService {
         Ok(Response::new(report))
     }
 
+    /// Every member answers, leading or not, from what it knows now.
+    async fn get_namenode_group(
+        &self,
+        _req: Request<GetNamenodeGroupRequest>,
+    ) -> R<GetNamenodeGroupResponse> {
+        rpc("get_namenode_group");
+        let raft = &self.state.raft;
+        let id_of = |raft_id: u64| raft.member(raft_id).map(|m| m.id.clone());
+        let members = raft
+            .members()
+            .iter()
+            .map(|m| NamenodeMember {
+                id: m.id.clone(),
+                rpc_addr: m.rpc_addr.to_string(),
+                witness: m.witness,
+            })
+            .collect();
+        Ok(Response::new(GetNamenodeGroupResponse {
+            members,
+            leader_id: id_of(raft.status().leader).unwrap_or_default(),
+            member_id: id_of(raft.id()).unwrap_or_default(),
+        }))
+    }
+
     async fn datanode_report(
         &self,
         _req: Request<DatanodeReportRequest>,
