@@ -26,10 +26,19 @@ fn dfs_bare(args: &[&str]) -> Output {
     run(cmd, args, None)
 }
 
+/// Where every `dfs` of these tests keeps what it learns of namenode
+/// groups: not the home directory of whoever runs the tests.
+fn cache_dir() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("a temp dir"))
+        .path()
+}
+
 fn run(mut cmd: Command, args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = cmd
         .args(args)
         .env_remove("RFS_CONF")
+        .env("XDG_CACHE_HOME", cache_dir())
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {

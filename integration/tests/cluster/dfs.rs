@@ -6,6 +6,14 @@ use std::process::{Command, Output, Stdio};
 
 use rfs_integration::mini_cluster::bin_path;
 
+/// Where the `dfs` runs of these tests remember namenode groups: not the
+/// home directory of whoever runs the tests.
+pub fn cache_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("a temp dir"))
+        .path()
+}
+
 /// The `dfs` binary as a user runs it, against one namenode address.
 #[derive(Clone)]
 pub struct Dfs {
@@ -38,7 +46,8 @@ impl Dfs {
         let mut cmd = Command::new(bin_path("dfs").expect("dfs built"));
         cmd.args(args)
             .env("RFS_NAMENODE", &self.namenode)
-            .env_remove("RFS_CONF");
+            .env_remove("RFS_CONF")
+            .env("XDG_CACHE_HOME", cache_dir());
         if let Some(dir) = &self.runtime_dir {
             cmd.env("XDG_RUNTIME_DIR", dir);
         }

@@ -51,9 +51,28 @@ impl Quickstart {
             .args(args)
             .env("RFS_QUICKSTART_BIN", self.bin.path())
             .env("RFS_QUICKSTART_DIR", self.dir.path())
+            .env("XDG_CACHE_HOME", self.cache_dir())
             .envs(env.iter().copied())
             .output()
             .expect("run quickstart.sh")
+    }
+
+    /// Where the script's `dfs` and [`Quickstart::plain_dfs`] remember
+    /// the group.
+    fn cache_dir(&self) -> PathBuf {
+        self.dir.path().join("cache")
+    }
+
+    /// `dfs ARGS` as a user runs it after the quickstart: no flags, no
+    /// RFS_NAMENODE or RFS_CONF, so it is given 127.0.0.1:8020 (nn1) only.
+    fn plain_dfs(&self, args: &[&str]) -> Output {
+        Command::new(self.bin.path().join("dfs"))
+            .args(args)
+            .env_remove("RFS_NAMENODE")
+            .env_remove("RFS_CONF")
+            .env("XDG_CACHE_HOME", self.cache_dir())
+            .output()
+            .expect("run dfs")
     }
 
     fn log(&self, name: &str) -> PathBuf {
@@ -127,6 +146,19 @@ async fn quickstart_waits_out_a_slow_start_keeps_old_logs_and_names_a_daemon_tha
     assert!(
         !qs.log("nn1.log.1").exists(),
         "nn1 kept running, so its log was not rotated"
+    );
+
+    // Plain `dfs` talks to 127.0.0.1:8020 (nn1); the quickstart's own dfs
+    // calls taught it the group, so it goes on once nn1 is gone.
+    let out = qs.plain_dfs(&["ls", "/demo"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // SAFETY: kill(2) on a pid the script started for this test.
+    assert_eq!(unsafe { libc::kill(qs.pid("nn1"), libc::SIGKILL) }, 0);
+    let out = qs.plain_dfs(&["ls", "/demo"]);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("/demo/sample.bin"),
+        "{}",
+        text(&out)
     );
 
     // A daemon that cannot start fails the start at once, by name.

@@ -68,6 +68,7 @@ fn dfs(cluster: &MiniCluster, args: &[&str]) -> Result<(bool, String, String)> {
         .args(args)
         .env("RFS_NAMENODE", cluster.namenode_addr())
         .env_remove("RFS_CONF")
+        .env("XDG_CACHE_HOME", super::dfs::cache_dir())
         .output()?;
     Ok((
         out.status.success(),

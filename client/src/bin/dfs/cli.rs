@@ -11,15 +11,18 @@ use rfs_proto::defaults::MAX_REPLICATION;
     version,
     about = "rfs file system shell",
     long_about = "rfs file system shell, modelled on `hdfs dfs`.\n\n\
-        The namenodes are --namenode, else $RFS_NAMENODE (one HOST:PORT, or every member \
-        of an HA group separated by commas), else the config file (--config, else \
-        $RFS_CONF, else /etc/rfs/rfs.toml if present): `namenode = \"a,b\"` or \
-        `namenodes = [\"a\", \"b\"]` under [client], else the rpc_addr of every \
-        [[ha.member]]; else 127.0.0.1:8020. Calls go to the group's leader and follow it \
-        through failovers. Failures print one line `dfs: <error>` and exit 1."
+        The namenodes are --namenode, else $RFS_NAMENODE (one HOST:PORT, or several \
+        separated by commas), else the config file (--config, else $RFS_CONF, else \
+        /etc/rfs/rfs.toml if present): `namenode = \"a,b\"` or `namenodes = [\"a\", \"b\"]` \
+        under [client], else the rpc_addr of every [[ha.member]]; else 127.0.0.1:8020. \
+        One member of an HA group is enough: the first to answer names the others and the \
+        leader. Calls go to the leader and follow it through failovers. dfs remembers each \
+        group it learns ($XDG_CACHE_HOME/rfs/namenode-groups.toml, else ~/.cache/rfs/...), \
+        so when the members given are all down, the group's others stand in. Failures \
+        print one line `dfs: <error>` and exit 1."
 )]
 pub struct Cli {
-    /// Namenode RPC address HOST:PORT, or the HA group's addresses separated by commas.
+    /// Namenode RPC address HOST:PORT (any member of an HA group), or several separated by commas.
     #[arg(long, global = true, value_name = "ADDR[,ADDR...]")]
     pub namenode: Option<String>,
     /// Config file to read the namenodes from ([client], else [ha]).
@@ -76,10 +79,11 @@ pub enum AdminCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum HaCmd {
-    /// Show every configured member: id, address, role, term, commit and applied index, lag.
+    /// Show every member: id, address, role, term, commit and applied index, lag.
     #[command(
-        long_about = "Ask every configured namenode (see `dfs --help`) for its HA status and \
-        print one row per member: ID, ADDRESS, ROLE (leader, follower, candidate, ...; \
+        long_about = "Ask every member of the namenode group for its HA status: the \
+        namenodes given (see `dfs --help`), then the others of their group as the first \
+        to answer names them. Print one row per member: ID, ADDRESS, ROLE (leader, follower, candidate, ...; \
         \"(witness)\" for a witness), TERM, COMMIT (commit index), APPLIED (applied index) \
         and LAG: the leader's commit index minus the member's applied index, \"-\" when no \
         leader answered. A member that cannot be asked says `unreachable: <reason>`.\n\n\

@@ -1,14 +1,15 @@
-//! `dfs`: the rfs shell. Parses the command line, finds the namenodes and
-//! hands off to [`commands`] (file system commands, through one client that
-//! follows the group's leader) or [`commands::admin`] (which asks each
-//! member itself); every failure is one `dfs: <error>` line and exit
-//! status 1. SIGINT and SIGTERM stop a file system command after deleting
+//! `dfs`: the rfs shell. Parses the command line, finds the namenodes (and
+//! remembers their group for later runs, [`group_cache`]) and hands off to
+//! [`commands`] (file system commands, through one client that follows the
+//! group's leader) or [`commands::admin`] (which asks each member itself);
+//! every failure is one `dfs: <error>` line and exit status 1. SIGINT and SIGTERM stop a file system command after deleting
 //! the files it was writing under temporary names ([`interrupt`]); the
 //! exit status is then 128 + the signal's number.
 
 mod civil_time;
 mod cli;
 mod commands;
+mod group_cache;
 mod interrupt;
 mod listing_format;
 mod namenode_addr;
@@ -23,6 +24,7 @@ use clap::Parser;
 use rfs_client::{Client, ClientConfig};
 
 use commands::Report;
+use group_cache::GroupCache;
 use interrupt::{Interrupts, Unfinished};
 use writer_lock::LockDir;
 
@@ -73,9 +75,9 @@ async fn run(cli: cli::Cli, report: &mut Report) {
     match cli.cmd {
         cli::Cmd::Admin(cmd @ (cli::AdminCmd::Report | cli::AdminCmd::Decommission { .. })) => {
             let addrs: Vec<String> = namenodes.into_iter().map(|n| n.addr).collect();
-            let client = match Client::connect(ClientConfig::with_namenodes(addrs)).await {
+            let client = match connect(ClientConfig::with_namenodes(addrs)).await {
                 Ok(client) => client,
-                Err(e) => return report.fail(e.into()),
+                Err(e) => return report.fail(e),
             };
             report.check(commands::health::admin(&client, cmd).await)
         }
@@ -104,9 +106,9 @@ async fn run_fs(mut config: ClientConfig, cmd: cli::FsCmd, report: &mut Report) 
     });
     config.client_id = own_lock.as_ref().map(|l| l.client_id().to_string());
     let namenode = config.namenodes.join(",");
-    let client = match Client::connect(config).await {
+    let client = match connect(config).await {
         Ok(c) => c,
-        Err(e) => return report.fail(e.into()),
+        Err(e) => return report.fail(e),
     };
     let mut interrupts = match Interrupts::listen() {
         Ok(i) => i,
@@ -142,5 +144,35 @@ async fn run_fs(mut config: ClientConfig, cmd: cli::FsCmd, report: &mut Report) 
             None => "",
         };
         report.fail(anyhow::anyhow!("{path}: left behind unfinished{hint}"));
+    }
+}
+
+/// Connects to the namenodes `config` names. When none of them answers,
+/// the other members of their group, remembered from an earlier run
+/// ([`group_cache`]), stand in; the group learnt is remembered for the
+/// next run.
+async fn connect(mut config: ClientConfig) -> anyhow::Result<Client> {
+    let cache = GroupCache::for_user(|k| std::env::var(k).ok());
+    let given = config.namenodes.clone();
+    if let Some(cache) = &cache {
+        config.remembered_namenodes = cache.remembered(&given);
+    }
+    let remembered = !config.remembered_namenodes.is_empty();
+    match Client::connect(config).await {
+        Ok(client) => {
+            if let (Some(cache), Some(group)) = (&cache, client.namenode_group()) {
+                cache.remember(&given, group);
+            }
+            Ok(client)
+        }
+        Err(
+            e @ (rfs_client::Error::NamenodeUnreachable { .. }
+            | rfs_client::Error::NamenodesUnreachable { .. }),
+        ) if !remembered => Err(anyhow::anyhow!(
+            "{e}; is the namenode running? If it is an HA member that is down, name another \
+             member (--namenode HOST:PORT[,HOST:PORT...] or RFS_NAMENODE): dfs learns the \
+             whole group from any member that answers"
+        )),
+        Err(e) => Err(e.into()),
     }
 }

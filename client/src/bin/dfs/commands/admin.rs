@@ -1,12 +1,14 @@
 //! `dfs admin ha status|transfer`: the namenode HA group as its members
-//! see it. Each configured member is asked itself (`HaAdmin` on its RPC
-//! address), all at once; nothing here goes through the failover client.
+//! see it. Each member is asked itself (`HaAdmin` on its RPC address), all
+//! at once: the members given, then the others of their group as a member
+//! names it (`GetNamenodeGroup`, through the client's connect); nothing
+//! else goes through the failover client.
 
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 use rfs_client::ha_admin::{self, MemberStatus};
-use rfs_client::Error;
+use rfs_client::{ClientConfig, Error, NamenodeMember};
 
 use super::Report;
 use crate::cli::{AdminCmd, HaCmd};
@@ -32,15 +34,52 @@ pub async fn run(namenodes: &[Namenode], cmd: AdminCmd, report: &mut Report) {
 }
 
 /// One member's answer, or why it gave none.
-struct Answer<'a> {
-    nn: &'a Namenode,
+struct Answer {
+    nn: Namenode,
     status: std::result::Result<MemberStatus, String>,
 }
 
+/// Asks the members `given` and the others of their group for their
+/// status; answers in that order, each member once.
+async fn ask_group(given: &[Namenode]) -> Vec<Answer> {
+    let mut answers = ask_all(given).await;
+    let mut config = ClientConfig::with_namenodes(given.iter().map(|n| n.addr.clone()).collect());
+    config.rpc_timeout = STATUS_TIMEOUT;
+    let group = match crate::connect(config).await {
+        Ok(client) => client.namenode_group().cloned(),
+        Err(e) => {
+            tracing::debug!("no member named the group: {e:#}");
+            None
+        }
+    };
+    let Some(group) = group else {
+        return answers;
+    };
+    // A member given by another name answers with its id.
+    let asked = |m: &NamenodeMember| {
+        answers.iter().any(|a| {
+            a.nn.addr == m.rpc_addr
+                || a.nn.id.as_deref() == Some(m.id.as_str())
+                || a.status.as_ref().is_ok_and(|s| s.id == m.id)
+        })
+    };
+    let others: Vec<Namenode> = group
+        .members
+        .iter()
+        .filter(|m| !asked(m))
+        .map(|m| Namenode {
+            addr: m.rpc_addr.clone(),
+            id: Some(m.id.clone()),
+        })
+        .collect();
+    answers.extend(ask_all(&others).await);
+    answers
+}
+
 /// Asks every member for its status, concurrently; answers in the
-/// configured order.
-async fn ask_all(namenodes: &[Namenode]) -> Vec<Answer<'_>> {
-    let asks = namenodes.iter().map(|nn| async move {
+/// order given.
+async fn ask_all(namenodes: &[Namenode]) -> Vec<Answer> {
+    let asks = namenodes.iter().cloned().map(|nn| async move {
         let status = match ha_admin::ha_status(&nn.addr, STATUS_TIMEOUT).await {
             Ok(resp) => resp
                 .member
@@ -58,16 +97,16 @@ async fn ask_all(namenodes: &[Namenode]) -> Vec<Answer<'_>> {
 
 /// The member that says it leads, in the highest term when several do
 /// (a deposed leader that has not heard yet).
-fn leader<'a>(answers: &'a [Answer<'a>]) -> Option<(&'a Namenode, &'a MemberStatus)> {
+fn leader(answers: &[Answer]) -> Option<(&Namenode, &MemberStatus)> {
     answers
         .iter()
-        .filter_map(|a| a.status.as_ref().ok().map(|s| (a.nn, s)))
+        .filter_map(|a| a.status.as_ref().ok().map(|s| (&a.nn, s)))
         .filter(|(_, s)| s.role == "leader")
         .max_by_key(|(_, s)| s.term)
 }
 
 async fn status(namenodes: &[Namenode]) -> Result<()> {
-    let answers = ask_all(namenodes).await;
+    let answers = ask_group(namenodes).await;
     let leader = leader(&answers).map(|(_, s)| s);
     print!("{}", table(&answers, leader));
     if leader.is_none() {
@@ -92,7 +131,7 @@ async fn status(namenodes: &[Namenode]) -> Result<()> {
 /// "low on disk": the member's name dir is below its reserve
 /// (`name_dir_reserved_mib`); a leader like that hands over to a member
 /// with room, or refuses changes while none has.
-fn table(answers: &[Answer<'_>], leader: Option<&MemberStatus>) -> String {
+fn table(answers: &[Answer], leader: Option<&MemberStatus>) -> String {
     const HEADER: [&str; 7] = ["ID", "ADDRESS", "ROLE", "TERM", "COMMIT", "APPLIED", "LAG"];
     let rows: Vec<Vec<String>> = answers
         .iter()
@@ -161,9 +200,9 @@ fn table(answers: &[Answer<'_>], leader: Option<&MemberStatus>) -> String {
 }
 
 async fn transfer(namenodes: &[Namenode], target: &str) -> Result<()> {
-    let answers = ask_all(namenodes).await;
+    let answers = ask_group(namenodes).await;
     let Some((nn, leader)) = leader(&answers) else {
-        let asked: Vec<&str> = namenodes.iter().map(|n| n.addr.as_str()).collect();
+        let asked: Vec<&str> = answers.iter().map(|a| a.nn.addr.as_str()).collect();
         bail!(
             "cannot transfer leadership to {target}: no leader answered (asked {})",
             asked.join(", ")
@@ -183,7 +222,7 @@ async fn transfer(namenodes: &[Namenode], target: &str) -> Result<()> {
     };
     // The new term: from the answer, else as the members now report it.
     let term = match resp.term {
-        0 => ask_all(namenodes)
+        0 => ask_all(&answers.iter().map(|a| a.nn.clone()).collect::<Vec<_>>())
             .await
             .iter()
             .filter_map(|a| a.status.as_ref().ok())
@@ -227,18 +266,18 @@ mod tests {
             .collect();
         let answers = vec![
             Answer {
-                nn: &nns[0],
+                nn: nns[0].clone(),
                 status: Ok(MemberStatus {
                     low_on_disk: true,
                     ..member("nn1", "leader", false, 120, 119)
                 }),
             },
             Answer {
-                nn: &nns[1],
+                nn: nns[1].clone(),
                 status: Ok(member("w", "follower", true, 118, 117)),
             },
             Answer {
-                nn: &nns[2],
+                nn: nns[2].clone(),
                 status: Err("tcp connect error".into()),
             },
         ];
