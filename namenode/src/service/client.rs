@@ -8,12 +8,12 @@ use rfs_proto::namenode::client_protocol_server::ClientProtocol;
 use rfs_proto::namenode::*;
 use tonic::{Request, Response, Status};
 
+use super::{block_meta, required_block};
 use crate::clock::now_ms;
 use crate::config::MAX_REPLICATION;
 use crate::error::NamenodeError;
 use crate::leases::RECOVERY_HOLDER;
 use crate::meta_op::{CallKey, MetaOp, MetaResult, Proposal};
-use crate::namespace::BlockMeta;
 use crate::path;
 use crate::placement;
 use crate::state::{file_status, readable_replicas, status_with_children, State};
@@ -51,14 +51,6 @@ fn or_default(s: &str, d: &str) -> String {
     } else {
         s.to_string()
     }
-}
-
-fn block_meta(b: &Option<rfs_proto::common::ExtendedBlock>) -> Option<BlockMeta> {
-    b.as_ref().map(|b| BlockMeta {
-        id: b.block_id,
-        gen_stamp: b.generation_stamp,
-        len: b.num_bytes,
-    })
 }
 
 fn unexpected(r: MetaResult) -> Status {
@@ -278,7 +270,7 @@ impl ClientProtocol for ClientService {
         let op = MetaOp::AddBlock {
             path: p,
             client_id: r.client_id,
-            previous: block_meta(&r.previous),
+            previous: r.previous.as_ref().map(block_meta),
             now_ms: now_ms(),
         };
         match self.submit(call, op).await? {
@@ -311,7 +303,7 @@ impl ClientProtocol for ClientService {
         let op = MetaOp::Complete {
             path: p.clone(),
             client_id: r.client_id,
-            last: block_meta(&r.last),
+            last: r.last.as_ref().map(block_meta),
             now_ms: now_ms(),
         };
         match self.submit(call, op).await? {
@@ -332,8 +324,7 @@ impl ClientProtocol for ClientService {
         let r = req.into_inner();
         Self::require_client(&r.client_id)?;
         let p = path::normalize(&r.path)?;
-        let b = block_meta(&r.block)
-            .ok_or_else(|| NamenodeError::InvalidArgument("block is required".into()))?;
+        let b = block_meta(&required_block(r.block)?);
         let block_size = self
             .state
             .ns
@@ -403,8 +394,7 @@ impl ClientProtocol for ClientService {
         rpc("abandon_block");
         self.leading()?;
         let r = req.into_inner();
-        let b = block_meta(&r.block)
-            .ok_or_else(|| NamenodeError::InvalidArgument("block is required".into()))?;
+        let b = block_meta(&required_block(r.block)?);
         let op = MetaOp::AbandonBlock {
             path: path::normalize(&r.path)?,
             client_id: r.client_id,
@@ -641,9 +631,7 @@ impl ClientProtocol for ClientService {
         rpc("report_bad_blocks");
         self.leading()?;
         let r = req.into_inner();
-        let b = r
-            .block
-            .ok_or_else(|| NamenodeError::InvalidArgument("block is required".into()))?;
+        let b = required_block(r.block)?;
         if r.datanode_id.is_empty() {
             return Err(NamenodeError::InvalidArgument("datanode_id is required".into()).into());
         }

@@ -21,9 +21,9 @@ use rfs_proto::datanode::datanode_protocol_server::DatanodeProtocol;
 use rfs_proto::datanode::*;
 use tonic::{Request, Response, Status};
 
+use super::{block_meta, required_block};
 use crate::error::NamenodeError;
 use crate::meta_op::{MetaOp, MetaResult, Proposal};
-use crate::namespace::BlockMeta;
 use crate::recovery_check::{self, Recovery};
 use crate::reported::{Judge, Judgement};
 use crate::state::{invalidate_command, State};
@@ -267,9 +267,7 @@ impl DatanodeProtocol for DatanodeService {
         rpc("report_bad_replica");
         let r = req.into_inner();
         self.registered(&r.datanode_id, r.epoch)?;
-        let b = r
-            .block
-            .ok_or_else(|| NamenodeError::InvalidArgument("block is required".into()))?;
+        let b = required_block(r.block)?;
         crate::bad_replicas::condemn(&self.state, &b, &r.datanode_id, &r.reason)?;
         Ok(Response::new(ReportBadReplicaResponse {}))
     }
@@ -280,14 +278,7 @@ impl DatanodeProtocol for DatanodeService {
     ) -> R<CommitBlockSynchronizationResponse> {
         rpc("commit_block_synchronization");
         let r = req.into_inner();
-        let b = r
-            .block
-            .ok_or_else(|| NamenodeError::InvalidArgument("block is required".into()))?;
-        let block = BlockMeta {
-            id: b.block_id,
-            gen_stamp: b.generation_stamp,
-            len: b.num_bytes,
-        };
+        let block = block_meta(&required_block(r.block)?);
         let op = MetaOp::CommitBlockSync {
             block,
             delete_block: r.delete_block,
@@ -334,14 +325,7 @@ impl DatanodeProtocol for DatanodeService {
         // UpdatePipeline or RecoverLease acknowledged before this call.
         self.state.raft.read_barrier().await?;
         let r = req.into_inner();
-        let b = r
-            .block
-            .ok_or_else(|| NamenodeError::InvalidArgument("block is required".into()))?;
-        let block = BlockMeta {
-            id: b.block_id,
-            gen_stamp: b.generation_stamp,
-            len: b.num_bytes,
-        };
+        let block = block_meta(&required_block(r.block)?);
         let kind = match r.kind() {
             RecoveryKind::Pipeline => Recovery::Pipeline,
             RecoveryKind::Lease => Recovery::Lease,
