@@ -24,7 +24,7 @@ pub mod tmpfs;
 
 pub use ha_cluster::{HaCluster, HaClusterBuilder, NN1, NN2, WITNESS};
 pub use mini_cluster::{MiniCluster, MiniClusterBuilder};
-pub use netns::{netns_unavailable, NetNs};
+pub use netns::{netns_unavailable, require_netns, NetNs};
 pub use process::{bin_path, fetch_metrics, free_port, free_port_on, metric_value};
 pub use replica_files::{find_replicas, rbw_files, verify_replica, ReplicaFiles};
-pub use tmpfs::{tmpfs_unavailable, Tmpfs};
+pub use tmpfs::{require_tmpfs, Tmpfs};

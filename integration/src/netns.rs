@@ -32,6 +32,16 @@ const NAME_PREFIX: &str = "rfs-";
 const ROUTE_METRIC: &str = "4000";
 
 /// Why network namespaces cannot be used here, or `None` when they can.
+/// An error naming why network namespaces cannot be used here, if they
+/// cannot: a test that needs them fails, never passes without running.
+pub fn require_netns() -> Result<()> {
+    match netns_unavailable() {
+        Some(why) => bail!("this test needs network namespaces (run it as root): {why}"),
+        None => Ok(()),
+    }
+}
+
+/// Why network namespaces cannot be used here, or `None` when they can.
 pub fn netns_unavailable() -> Option<String> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
@@ -308,9 +318,7 @@ mod tests {
 
     #[test]
     fn cut_partitions_the_namespace_and_restore_rejoins_it() -> Result<()> {
-        if let Some(why) = netns_unavailable() {
-            anyhow::bail!("this test needs network namespaces (run it as root): {why}");
-        }
+        require_netns()?;
         let ns = NetNs::create()?;
         let name = ns.name().to_string();
         let host = TcpListener::bind(SocketAddr::new(ns.host_ip(), 0))?;

@@ -3,8 +3,8 @@
 //! exact number of bytes free (a whole disk when asked for none), and
 //! [`Tmpfs::unfill`] deletes it again. [`Drop`] unmounts it.
 //!
-//! Mounting needs root (`mount -t tmpfs`); [`tmpfs_unavailable`] says when
-//! it cannot be done here.
+//! Mounting needs root (`mount -t tmpfs`); [`require_tmpfs`] fails a test
+//! that cannot have one, naming why (it never passes without running).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,13 +15,13 @@ use anyhow::{bail, Context, Result};
 const FILLER: &str = "filler";
 const CHUNK: usize = 64 * 1024;
 
-/// Why a tmpfs cannot be mounted here, or `None` when it can.
-pub fn tmpfs_unavailable() -> Option<String> {
+/// An error naming why a tmpfs cannot be mounted here, if it cannot.
+pub fn require_tmpfs() -> Result<()> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
-        return Some("mounting a tmpfs needs root".into());
+        bail!("this test mounts a tmpfs, which needs root: run it as root");
     }
-    None
+    Ok(())
 }
 
 /// A tmpfs mounted at a directory, unmounted on drop.

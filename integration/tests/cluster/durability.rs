@@ -12,7 +12,7 @@ use anyhow::{anyhow, ensure, Context, Result};
 use rfs_client::{Client, ClientConfig, CreateOptions, FileType};
 use rfs_integration::files::{acked_bytes, report_outcome, write_file_with};
 use rfs_integration::load::{verify_acks, wait_for, AckLog, Load, LoadOp};
-use rfs_integration::{netns_unavailable, MiniCluster};
+use rfs_integration::{require_netns, MiniCluster};
 use rfs_proto::rpc_error::RpcErrorKind;
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
@@ -312,9 +312,7 @@ async fn wait_fsck_replicas(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitioned_datanode_loses_no_acknowledged_byte_and_is_trimmed_on_return() -> Result<()> {
-    if let Some(why) = netns_unavailable() {
-        anyhow::bail!("this test needs network namespaces (run it as root): {why}");
-    }
+    require_netns()?;
     let mut builder = MiniCluster::builder()
         .datanodes(4)
         .isolate_datanode(ISOLATED);

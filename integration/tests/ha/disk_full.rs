@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use rfs_client::Client;
-use rfs_integration::{load::wait_for, tmpfs_unavailable, HaCluster, Tmpfs, NN1, NN2};
+use rfs_integration::{load::wait_for, require_tmpfs, HaCluster, Tmpfs, NN1, NN2};
 use rfs_proto::rpc_error::RpcErrorKind;
 
 use super::support::serial;
@@ -43,9 +43,7 @@ async fn check_exist(client: &Client, paths: &[String], whose: &str) -> Result<(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_whose_metadata_write_fails_exits_non_zero_and_nothing_acknowledged_is_lost(
 ) -> Result<()> {
-    if let Some(why) = tmpfs_unavailable() {
-        anyhow::bail!("this test needs a tmpfs of its own (run it as root): {why}");
-    }
+    require_tmpfs()?;
     let _serial = serial().await;
     let mut cluster = HaCluster::builder()
         .datanodes(0)
@@ -120,9 +118,7 @@ async fn a_member_whose_metadata_write_fails_exits_non_zero_and_nothing_acknowle
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_low_on_disk_hands_leadership_to_a_member_with_room() -> Result<()> {
-    if let Some(why) = tmpfs_unavailable() {
-        anyhow::bail!("this test needs a tmpfs of its own (run it as root): {why}");
-    }
+    require_tmpfs()?;
     let _serial = serial().await;
     let mut cluster = HaCluster::builder()
         .datanodes(0)
@@ -152,9 +148,7 @@ async fn a_leader_low_on_disk_hands_leadership_to_a_member_with_room() -> Result
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_every_full_member_low_on_disk_changes_fail_at_once_and_reads_go_on() -> Result<()> {
-    if let Some(why) = tmpfs_unavailable() {
-        anyhow::bail!("this test needs a tmpfs of its own (run it as root): {why}");
-    }
+    require_tmpfs()?;
     let _serial = serial().await;
     let mut cluster = HaCluster::builder()
         .datanodes(0)

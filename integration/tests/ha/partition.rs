@@ -9,7 +9,7 @@ use anyhow::{ensure, Result};
 use rfs_client::Client;
 use rfs_integration::{
     load::{verify_acks, wait_for, Load},
-    netns_unavailable, HaCluster, NetNs, NN1,
+    require_netns, HaCluster, NetNs, NN1,
 };
 use rfs_proto::ha::ha_admin_client::HaAdminClient;
 use rfs_proto::ha::HaStatusRequest;
@@ -166,9 +166,7 @@ fn netns(cluster: &HaCluster) -> &NetNs {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn isolated_leader_acknowledges_nothing_and_rejoins_as_follower() -> Result<()> {
-    if let Some(why) = netns_unavailable() {
-        anyhow::bail!("this test needs network namespaces (run it as root): {why}");
-    }
+    require_netns()?;
     let _serial = serial().await;
     let mut cluster = HaCluster::builder().isolate(NN1).start().await?;
     cluster.transfer_leader(NN1).await?;
