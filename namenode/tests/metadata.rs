@@ -27,8 +27,21 @@ impl Meta {
             name_dir: dir.to_path_buf(),
             ..Config::default()
         };
-        let (group, ns) =
-            rfs_namenode::open_metadata(&config, &tokio::runtime::Handle::current()).unwrap();
+        // sled lets go of its directory lock from a background thread
+        // after the last handle drops, so a reopen straight after a close
+        // may find it still held for a moment.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let (group, ns) = loop {
+            match rfs_namenode::open_metadata(&config, &tokio::runtime::Handle::current()) {
+                Err(NamenodeError::Store(e))
+                    if e.contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await
+                }
+                opened => break opened.unwrap(),
+            }
+        };
         group.handle.wait_leader().await.unwrap();
         Meta { group, ns }
     }
