@@ -1,86 +1,80 @@
-//! The state machine: applies one [`MetaOp`] to the namespace as one atomic
-//! sled batch that also records the op's log index.
+//! The state machine: applies one [`MetaOp`] to the namespace in memory,
+//! all its changes at once, with the op's log index.
 //!
-//! Knows nothing of where ops come from (the raft log). Validation happens here, deterministically, so an op that fails
-//! (the file appeared meanwhile, the directory is no longer empty) applies
-//! as a no-op apart from the index and returns its error. Callers apply ops
-//! one at a time, in index order.
+//! Knows nothing of where ops come from (the raft log) nor of sled (the
+//! checkpoint writer stores what changed, `checkpoint.rs`). Validation
+//! happens here, deterministically, so an op that fails (the file
+//! appeared meanwhile, the directory is no longer empty) applies as a
+//! no-op apart from the index and returns its error. Callers apply ops
+//! one at a time, in index order. Reads during an op see the state before
+//! it: its changes land together at commit.
 
 use crate::error::{NamenodeError, Result};
 use crate::leases::RECOVERY_HOLDER;
 use crate::meta_op::{CallKey, MetaOp, MetaResult, Proposal};
-use crate::namespace::{self, counter, BlockMeta, FileMeta, Inode, Namespace, ROOT_ID};
+use crate::namespace::{self, BlockMeta, Change, Counters, FileMeta, Inode, Namespace, ROOT_ID};
 use crate::path;
 
 /// Changes of one op, applied together.
 struct Txn<'a> {
     ns: &'a Namespace,
-    batch: sled::Batch,
+    changes: Vec<Change>,
     next_inode: u64,
     next_block: u64,
     next_gen_stamp: u64,
-    /// The counters as read, so that commit writes only those that moved
-    /// (every write costs on the raft thread of every member).
-    read: [u64; 3],
 }
 
 impl<'a> Txn<'a> {
-    fn new(ns: &'a Namespace) -> Result<Txn<'a>> {
-        let next_inode = ns.counter(counter::NEXT_INODE)?.max(ROOT_ID + 1);
-        let next_block = ns.counter(counter::NEXT_BLOCK)?.max(1);
-        let next_gen_stamp = ns.counter(counter::NEXT_GEN_STAMP)?.max(1000);
-        Ok(Txn {
+    fn new(ns: &'a Namespace) -> Txn<'a> {
+        let c = ns.counters();
+        Txn {
             ns,
-            batch: sled::Batch::default(),
-            next_inode,
-            next_block,
-            next_gen_stamp,
-            read: [next_inode, next_block, next_gen_stamp],
-        })
+            changes: Vec::new(),
+            next_inode: c.next_inode,
+            next_block: c.next_block,
+            next_gen_stamp: c.next_gen_stamp,
+        }
     }
 
-    fn put_inode(&mut self, inode: &Inode) -> Result<()> {
-        self.batch
-            .insert(&namespace::inode_key(inode.id), bincode::serialize(inode)?);
-        Ok(())
+    fn put_inode(&mut self, inode: &Inode) {
+        self.changes.push(Change::PutInode(inode.clone()));
     }
 
     fn link(&mut self, inode: &Inode) {
-        self.batch.insert(
-            namespace::child_key(inode.parent, &inode.name),
-            &inode.id.to_be_bytes(),
-        );
+        self.changes.push(Change::Link {
+            parent: inode.parent,
+            name: inode.name.clone(),
+            id: inode.id,
+        });
     }
 
     fn unlink(&mut self, inode: &Inode) {
-        self.batch
-            .remove(namespace::child_key(inode.parent, &inode.name));
+        self.changes.push(Change::Unlink {
+            parent: inode.parent,
+            name: inode.name.clone(),
+        });
     }
 
     fn remove_inode(&mut self, inode: &Inode) {
-        self.batch.remove(&namespace::inode_key(inode.id));
-        if let Some(f) = &inode.file {
-            for b in &f.blocks {
-                self.batch.remove(&namespace::block_key(b.id));
-            }
-        }
+        self.changes.push(Change::RemoveInode(inode.id));
     }
 
-    fn commit(mut self, index: u64) -> Result<()> {
-        self.batch
-            .insert(counter::APPLIED_INDEX, &index.to_be_bytes());
-        let counters = [
-            (counter::NEXT_INODE, self.next_inode),
-            (counter::NEXT_BLOCK, self.next_block),
-            (counter::NEXT_GEN_STAMP, self.next_gen_stamp),
-        ];
-        for ((key, value), read) in counters.into_iter().zip(self.read) {
-            if value != read {
-                self.batch.insert(key, &value.to_be_bytes());
-            }
-        }
-        self.ns.tree.apply_batch(self.batch)?;
-        Ok(())
+    fn set_block_owner(&mut self, block: u64, inode: u64) {
+        self.changes.push(Change::SetBlockOwner { block, inode });
+    }
+
+    fn remove_block_owner(&mut self, block: u64) {
+        self.changes.push(Change::RemoveBlockOwner(block));
+    }
+
+    fn commit(self, index: u64) {
+        let counters = Counters {
+            applied: index,
+            next_inode: self.next_inode,
+            next_block: self.next_block,
+            next_gen_stamp: self.next_gen_stamp,
+        };
+        self.ns.commit(self.changes, counters);
     }
 
     /// A new inode with a fresh id; `file` is `None` for a directory.
@@ -116,7 +110,7 @@ struct Attrs<'a> {
     now_ms: u64,
 }
 
-/// Creates the root directory if the store is new.
+/// Creates the root directory if the store is new, durably.
 pub fn format_if_new(ns: &Namespace, now_ms: u64) -> Result<()> {
     if ns.inode(ROOT_ID)?.is_some() {
         return Ok(());
@@ -132,17 +126,18 @@ pub fn format_if_new(ns: &Namespace, now_ms: u64) -> Result<()> {
         atime_ms: now_ms,
         file: None,
     };
-    let mut t = Txn::new(ns)?;
-    t.put_inode(&root)?;
-    t.commit(0)?;
-    ns.tree.flush()?;
+    let mut t = Txn::new(ns);
+    t.put_inode(&root);
+    t.commit(0);
+    ns.checkpoint()?;
     Ok(())
 }
 
 /// Records only that log entry `index` was applied (a leader's empty
 /// entry, a membership entry).
 pub fn skip(ns: &Namespace, index: u64) -> Result<()> {
-    Txn::new(ns)?.commit(index)
+    Txn::new(ns).commit(index);
+    Ok(())
 }
 
 /// Applies the proposal at log index `index`. The index is recorded even
@@ -157,21 +152,20 @@ pub fn apply(ns: &Namespace, index: u64, p: &Proposal) -> Result<Result<MetaResu
             return Ok(recorded);
         }
     }
-    let mut t = Txn::new(ns)?;
+    let mut t = Txn::new(ns);
     let result = apply_op(&mut t, &p.op);
     if result.is_err() {
         // Keep only the index: a failed op changes nothing else.
-        t = Txn::new(ns)?;
+        t = Txn::new(ns);
     }
     if let Some(call) = &p.call {
         let entry = namespace::RetryEntry {
             at_ms: p.now_ms,
             result: result.clone(),
         };
-        t.batch
-            .insert(namespace::retry_key(call), bincode::serialize(&entry)?);
+        t.changes.push(Change::PutRetry(retry_key(call), entry));
     }
-    t.commit(index)?;
+    t.commit(index);
     Ok(result)
 }
 
@@ -196,16 +190,15 @@ fn drop_retry_entries(
 ) -> Result<(u64, Option<Vec<u8>>)> {
     let mut removed = 0;
     let mut seen = 0;
-    for entry in t.ns.retry_entries_after(after) {
-        let (key, at_ms) = entry?;
+    for (key, at_ms) in t.ns.retry_entries_after(after, limit) {
         seen += 1;
         let last = seen == limit;
         if at_ms < before_ms {
-            t.batch.remove(key.clone());
+            t.changes.push(Change::RemoveRetry(key.clone()));
             removed += 1;
         }
         if last {
-            return Ok((removed, Some(key.to_vec())));
+            return Ok((removed, Some(key)));
         }
     }
     Ok((removed, None))
@@ -213,7 +206,7 @@ fn drop_retry_entries(
 
 /// The key of `call` in the retry cache (for tests and tools).
 pub fn retry_key(call: &CallKey) -> Vec<u8> {
-    namespace::retry_key(call)
+    crate::checkpoint::retry_key(call)
 }
 
 /// Creates the inode at `comps` (a directory when `file` is `None`) under
@@ -227,7 +220,7 @@ fn create_child(
 ) -> Result<Inode> {
     let parent = parent_dir(t, comps, create_parent, attrs)?;
     let inode = t.new_inode(parent.id, comps[comps.len() - 1], attrs, file);
-    t.put_inode(&inode)?;
+    t.put_inode(&inode);
     t.link(&inode);
     Ok(inode)
 }
@@ -252,7 +245,7 @@ fn parent_dir(t: &mut Txn, comps: &[&str], create_parent: bool, attrs: &Attrs) -
         }
         for name in &parent_comps[r.inodes.len() - 1..] {
             let d = t.new_inode(dir.id, name, &dir_attrs, None);
-            t.put_inode(&d)?;
+            t.put_inode(&d);
             t.link(&d);
             dir = d;
         }
@@ -419,9 +412,8 @@ fn apply_op(t: &mut Txn, op: &MetaOp) -> Result<MetaResult> {
             let offset = f.length();
             let replication = f.replication;
             inode.mtime_ms = *now_ms;
-            t.batch
-                .insert(&namespace::block_key(block.id), &inode.id.to_be_bytes());
-            t.put_inode(&inode)?;
+            t.set_block_owner(block.id, inode.id);
+            t.put_inode(&inode);
             Ok(MetaResult::BlockAdded {
                 block,
                 offset,
@@ -454,7 +446,7 @@ fn apply_op(t: &mut Txn, op: &MetaOp) -> Result<MetaResult> {
             }
             f.writer = None;
             inode.mtime_ms = *now_ms;
-            t.put_inode(&inode)?;
+            t.put_inode(&inode);
             Ok(MetaResult::Completed { inode })
         }
         MetaOp::AbandonBlock {
@@ -470,8 +462,8 @@ fn apply_op(t: &mut Txn, op: &MetaOp) -> Result<MetaResult> {
                 )));
             }
             f.blocks.pop();
-            t.batch.remove(&namespace::block_key(*block_id));
-            t.put_inode(&inode)?;
+            t.remove_block_owner(*block_id);
+            t.put_inode(&inode);
             Ok(MetaResult::Abandoned)
         }
         MetaOp::UpdatePipeline {
@@ -536,12 +528,10 @@ fn apply_op(t: &mut Txn, op: &MetaOp) -> Result<MetaResult> {
             datanode_id,
             decommission,
         } => {
-            let key = namespace::decommission_key(datanode_id);
-            if *decommission {
-                t.batch.insert(key, &[]);
-            } else {
-                t.batch.remove(key);
-            }
+            t.changes.push(Change::Decommission {
+                datanode: datanode_id.clone(),
+                on: *decommission,
+            });
             Ok(MetaResult::DecommissionSet)
         }
         MetaOp::SetReplication {
@@ -556,7 +546,7 @@ fn apply_op(t: &mut Txn, op: &MetaOp) -> Result<MetaResult> {
             let changed = f.replication != *replication;
             f.replication = *replication;
             let blocks = f.blocks.clone();
-            t.put_inode(&inode)?;
+            t.put_inode(&inode);
             Ok(MetaResult::ReplicationSet { changed, blocks })
         }
     }
@@ -597,7 +587,7 @@ fn update_pipeline(
     last.gen_stamp = t.next_gen_stamp;
     t.next_gen_stamp += 1;
     let block = *last;
-    t.put_inode(&inode)?;
+    t.put_inode(&inode);
     Ok(MetaResult::PipelineUpdated { block, replication })
 }
 
@@ -644,7 +634,7 @@ fn recover_lease(
                     last.len
                 )));
             }
-            t.batch.remove(&namespace::block_key(last.id));
+            t.remove_block_owner(last.id);
             dropped = f.blocks.pop();
         }
     }
@@ -670,7 +660,7 @@ fn recover_lease(
             }
         }
     };
-    t.put_inode(&inode)?;
+    t.put_inode(&inode);
     Ok(result)
 }
 
@@ -724,21 +714,21 @@ fn commit_block_sync(
     }
     let mut dropped = None;
     if delete_block {
-        t.batch.remove(&namespace::block_key(b.id));
+        t.remove_block_owner(b.id);
         dropped = f.blocks.pop();
     } else {
         commit_block(&name, f, b)?;
     }
     f.writer = None;
     inode.mtime_ms = now_ms;
-    t.put_inode(&inode)?;
+    t.put_inode(&inode);
     Ok(MetaResult::LeaseRecovered { inode, dropped })
 }
 
 fn touch_dir(t: &mut Txn, id: u64, now_ms: u64) -> Result<()> {
     if let Some(mut d) = t.ns.inode(id)? {
         d.mtime_ms = now_ms;
-        t.put_inode(&d)?;
+        t.put_inode(&d);
     }
     Ok(())
 }
@@ -807,7 +797,7 @@ fn move_node(t: &mut Txn, mut node: Inode, parent: &Inode, name: &str, now_ms: u
     t.unlink(&node);
     node.parent = parent.id;
     node.name = name.to_string();
-    t.put_inode(&node)?;
+    t.put_inode(&node);
     t.link(&node);
     touch_dir(t, old_parent, now_ms)?;
     if parent.id != old_parent {
@@ -863,7 +853,7 @@ fn rename_overwrite(t: &mut Txn, src: &str, dst: &str, now_ms: u64) -> Result<Me
                 replaced_blocks = f.blocks.clone();
             }
         }
-        // The source's new link takes the same key in the same batch.
+        // The source's new link takes the same name in the same op.
         t.unlink(&existing);
         t.remove_inode(&existing);
     }

@@ -9,6 +9,7 @@
 pub mod apply;
 pub mod bad_replicas;
 pub mod blockmap;
+pub mod checkpoint;
 pub mod clock;
 pub mod config;
 pub mod datanodes;
@@ -185,16 +186,12 @@ pub fn open_metadata(
     std::fs::create_dir_all(dir).map_err(|e| {
         NamenodeError::Store(format!("cannot create name dir {}: {e}", dir.display()))
     })?;
-    let db = sled::Config::new()
-        .path(dir.join(namespace::STORE_DIR))
-        .cache_capacity(config.cache_mib.saturating_mul(1 << 20))
-        .open()
-        .map_err(|e| {
-            NamenodeError::Store(format!(
-                "cannot open metadata store in {}: {e}",
-                dir.display()
-            ))
-        })?;
+    let db = checkpoint::open_db(dir, config.cache_mib.saturating_mul(1 << 20)).map_err(|e| {
+        NamenodeError::Store(format!(
+            "cannot open metadata store in {}: {e}",
+            dir.display()
+        ))
+    })?;
     let ns =
         Namespace::open(&db).map_err(|e| NamenodeError::Store(format!("metadata store: {e}")))?;
     // Every member formats identically (no clock), so their states match.

@@ -27,21 +27,8 @@ impl Meta {
             name_dir: dir.to_path_buf(),
             ..Config::default()
         };
-        // sled lets go of its directory lock from a background thread
-        // after the last handle drops, so a reopen straight after a close
-        // may find it still held for a moment.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let (group, ns) = loop {
-            match rfs_namenode::open_metadata(&config, &tokio::runtime::Handle::current()) {
-                Err(NamenodeError::Store(e))
-                    if e.contains("could not acquire lock")
-                        && std::time::Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await
-                }
-                opened => break opened.unwrap(),
-            }
-        };
+        let (group, ns) =
+            rfs_namenode::open_metadata(&config, &tokio::runtime::Handle::current()).unwrap();
         group.handle.wait_leader().await.unwrap();
         Meta { group, ns }
     }
@@ -479,6 +466,11 @@ enum Step {
     Rename(String, String),
     RenameOverwrite(String, String),
     Restart,
+    /// A checkpoint to sled now (the background writer's job).
+    Checkpoint,
+    /// kill -9: no final checkpoint; reopening replays the log since the
+    /// last one.
+    Crash,
 }
 
 fn arb_path() -> impl Strategy<Value = String> {
@@ -494,6 +486,8 @@ fn arb_step() -> impl Strategy<Value = Step> {
         3 => (arb_path(), arb_path()).prop_map(|(a, b)| Step::Rename(a, b)),
         2 => (arb_path(), arb_path()).prop_map(|(a, b)| Step::RenameOverwrite(a, b)),
         1 => Just(Step::Restart),
+        2 => Just(Step::Checkpoint),
+        2 => Just(Step::Crash),
     ]
 }
 
@@ -507,6 +501,27 @@ fn snapshot(ns: &Namespace) -> BTreeMap<String, bool> {
         .collect()
 }
 
+/// The state keys sled holds, sorted.
+fn checkpoint_pairs(ns: &Namespace) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let raw = ns.store().raw();
+    let mut out = Vec::new();
+    for p in rfs_namenode::checkpoint::STATE_PREFIXES {
+        for kv in raw.scan_prefix([*p]) {
+            let (k, v) = kv.unwrap();
+            out.push((k.to_vec(), v.to_vec()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The in-memory state as checkpoint pairs, sorted.
+fn memory_pairs(ns: &Namespace) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut pairs = ns.snapshot().1;
+    pairs.sort();
+    pairs
+}
+
 async fn run_steps(steps: Vec<Step>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Meta::open(dir.path()).await;
@@ -516,6 +531,19 @@ async fn run_steps(steps: Vec<Step>) -> Result<(), TestCaseError> {
             Step::Restart => {
                 log.close();
                 log = Meta::open(dir.path()).await;
+                continue;
+            }
+            Step::Crash => {
+                log.group.halt();
+                drop(log);
+                log = Meta::open(dir.path()).await;
+                prop_assert_eq!(snapshot(&log.ns), model.0.clone(), "after a crash");
+                continue;
+            }
+            Step::Checkpoint => {
+                let at = log.ns.checkpoint().unwrap();
+                prop_assert_eq!(at, log.ns.counter(counter::APPLIED_INDEX).unwrap());
+                prop_assert_eq!(checkpoint_pairs(&log.ns), memory_pairs(&log.ns));
                 continue;
             }
             Step::Mkdirs(p) => (model.mkdirs(p), log.submit(mkdirs(p)).await.is_ok()),

@@ -30,6 +30,7 @@ use std::thread::JoinHandle;
 use raft::RawNode;
 use tokio::sync::{oneshot, watch};
 
+use crate::checkpoint::Checkpointer;
 use crate::config::{Config, Member};
 use crate::error::{NamenodeError, Result};
 use crate::meta_op::{MetaResult, Proposal};
@@ -61,7 +62,12 @@ pub struct RaftGroup {
     pub handle: RaftHandle,
     pub peer_service: PeerService,
     thread: Option<JoinHandle<Result<()>>>,
+    checkpointer: Checkpointer,
 }
+
+/// How often the namespace's changes are checkpointed to sled: what a
+/// restart replays at most, and how far the log trails compaction.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl RaftGroup {
     /// Opens the raft log in `ns`'s store and starts the loop on its own
@@ -101,6 +107,9 @@ impl RaftGroup {
             check_quorum: true,
             pre_vote: true,
             read_only_option: raft::ReadOnlyOption::Safe,
+            // Followers learn the commit index from the next append or
+            // heartbeat instead of an extra broadcast round per commit.
+            skip_bcast_commit: true,
             priority: if config.witness { 0 } else { 1 },
             ..Default::default()
         };
@@ -138,6 +147,7 @@ impl RaftGroup {
                 .collect(),
             space: space.clone(),
         };
+        let checkpointer = Checkpointer::start(ns.clone(), CHECKPOINT_EVERY)?;
         let node = Node::new(raw, ns, rx, peers, status_tx, settings);
         let thread = std::thread::Builder::new()
             .name("raft".into())
@@ -164,15 +174,28 @@ impl RaftGroup {
                 space,
             },
             thread: Some(thread),
+            checkpointer,
         })
     }
 
-    /// Stops the loop and waits for its final flush (blocking).
+    /// Stops the loop and waits for its final checkpoint (blocking).
     pub fn stop(&mut self) {
-        let _ = self.handle.inbox.send(Inbox::Stop);
+        self.stop_with(true);
+    }
+
+    /// Stops the loop leaving the store as kill -9 would: the last
+    /// periodic checkpoint and the log, no final checkpoint. For crash
+    /// tests.
+    pub fn halt(&mut self) {
+        self.stop_with(false);
+    }
+
+    fn stop_with(&mut self, checkpoint: bool) {
+        let _ = self.handle.inbox.send(Inbox::Stop { checkpoint });
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        self.checkpointer.stop();
     }
 }
 

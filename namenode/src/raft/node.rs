@@ -71,7 +71,11 @@ pub enum Inbox {
         to: u64,
         ok: bool,
     },
-    Stop,
+    /// Ends the loop; `checkpoint: false` leaves the store as a kill -9
+    /// would (crash tests).
+    Stop {
+        checkpoint: bool,
+    },
 }
 
 /// What the rest of the namenode sees of raft, published after every wake.
@@ -176,6 +180,8 @@ pub struct Node {
     retry_sweep: RetrySweep,
     /// Why the loop stopped, once a write failed.
     failure: Option<String>,
+    /// Whether stopping checkpoints the namespace (not when halted).
+    final_checkpoint: bool,
 }
 
 impl Node {
@@ -208,6 +214,7 @@ impl Node {
             term_start: u64::MAX,
             retry_sweep: RetrySweep::default(),
             failure: None,
+            final_checkpoint: true,
         }
     }
 
@@ -226,12 +233,19 @@ impl Node {
             }
             let wait = next_tick.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(wait) {
-                Ok(Inbox::Stop) | Err(RecvTimeoutError::Disconnected) => break Ok(()),
+                Ok(Inbox::Stop { checkpoint }) => {
+                    self.final_checkpoint = checkpoint;
+                    break Ok(());
+                }
+                Err(RecvTimeoutError::Disconnected) => break Ok(()),
                 Ok(m) => {
                     let mut stop = self.handle(m);
                     for _ in 1..MAX_BATCH {
                         match self.rx.try_recv() {
-                            Ok(Inbox::Stop) => stop = true,
+                            Ok(Inbox::Stop { checkpoint }) => {
+                                self.final_checkpoint = checkpoint;
+                                stop = true
+                            }
                             Ok(m) => stop |= self.handle(m),
                             Err(_) => break,
                         }
@@ -254,8 +268,10 @@ impl Node {
         };
         if let Err(e) = &result {
             tracing::error!("raft loop stopped; this member stops: {e}");
+        } else if !self.final_checkpoint {
+            tracing::warn!("raft loop halted without a final checkpoint");
         } else if let Err(e) = self.raw.store().flush_state() {
-            tracing::error!("final flush of the metadata store failed: {e}");
+            tracing::error!("final checkpoint of the metadata store failed: {e}");
         }
         // Outcome unknown here: the caller's retry (same call id) on the
         // next leader finds it out.
@@ -300,7 +316,10 @@ impl Node {
                 };
                 self.raw.report_snapshot(to, status);
             }
-            Inbox::Stop => return true,
+            Inbox::Stop { checkpoint } => {
+                self.final_checkpoint = checkpoint;
+                return true;
+            }
         }
         false
     }
@@ -639,8 +658,9 @@ impl Node {
         }
     }
 
-    /// Snapshot point: once enough entries are applied, make the state
-    /// durable and drop the log before it.
+    /// Snapshot point: once enough entries are applied, drop the log up to
+    /// the last durable checkpoint (the checkpointer keeps it within a
+    /// second of the applied index).
     fn maybe_compact(&mut self) -> Result<()> {
         let applied = self.raw.raft.raft_log.applied;
         if applied.saturating_sub(self.raw.store().snapshot_index())
@@ -649,7 +669,10 @@ impl Node {
             return Ok(());
         }
         self.raw.mut_store().compact(applied)?;
-        tracing::debug!("raft log compacted up to {applied}");
+        tracing::debug!(
+            "raft log compacted up to {}",
+            self.raw.store().snapshot_index()
+        );
         Ok(())
     }
 

@@ -31,8 +31,9 @@ use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError};
 
 use super::log_file::LogFile;
+use crate::checkpoint::STORE_DIR;
 use crate::error::{NamenodeError, Result};
-use crate::namespace::{counter, Namespace, STATE_PREFIXES, STORE_DIR};
+use crate::namespace::Namespace;
 
 /// The raft log's file in the name dir.
 pub const LOG_FILE: &str = "raft.log";
@@ -76,7 +77,7 @@ impl RaftStorage {
     /// (kept in `name_dir` too). A new store starts with `voters` as the
     /// group; an existing one must hold the same group.
     pub fn open(ns: Namespace, name_dir: &Path, voters: &[u64]) -> Result<RaftStorage> {
-        let tree = &ns.tree;
+        let tree = ns.store().raw();
         let snap: SnapshotMetadata = match tree.get(SNAPSHOT_META)? {
             Some(v) => decode(&v)?,
             None => SnapshotMetadata::default(),
@@ -179,44 +180,36 @@ impl RaftStorage {
         self.log.sync()
     }
 
-    /// Makes the state machine's writes so far durable (a sled flush), as
-    /// at shutdown; compaction and snapshot install flush for themselves.
+    /// Makes the state machine durable (a checkpoint), as at shutdown.
     pub fn flush_state(&self) -> Result<()> {
-        self.flush()
-    }
-
-    fn flush(&self) -> Result<()> {
         self.ns
-            .tree
-            .flush()
+            .checkpoint()
             .map(drop)
-            .map_err(|e| self.state_write_failed("cannot flush", e))
+            .map_err(|e| self.state_write_failed("cannot checkpoint", e))
     }
 
-    /// Drops the log up to the applied index. One flush makes the applied
-    /// state and the new snapshot point durable together before the log
-    /// that could rebuild that state goes: from now on a member that needs
-    /// those entries gets a snapshot.
+    /// Drops the log up to the last durable checkpoint (at most `applied`):
+    /// from then on a member that needs those entries gets a snapshot. The
+    /// new snapshot point is flushed before the log goes.
     pub fn compact(&mut self, applied: u64) -> Result<()> {
-        if applied <= self.snap.index {
+        let upto = applied.min(self.ns.checkpointed());
+        if upto <= self.snap.index {
             return Ok(());
         }
-        let term = raft::Storage::term(self, applied).map_err(|e| {
-            NamenodeError::Store(format!("compacting the raft log at {applied}: {e}"))
-        })?;
+        let term = raft::Storage::term(self, upto)
+            .map_err(|e| NamenodeError::Store(format!("compacting the raft log at {upto}: {e}")))?;
         let mut meta = SnapshotMetadata {
-            index: applied,
+            index: upto,
             term,
             ..Default::default()
         };
         meta.set_conf_state(self.conf.clone());
-        self.ns
-            .tree
-            .insert(SNAPSHOT_META, encode(&meta))
+        let raw = self.ns.store().raw();
+        raw.insert(SNAPSHOT_META, encode(&meta))
+            .and_then(|_| raw.flush())
             .map_err(|e| self.state_write_failed("cannot record the snapshot point in", e))?;
-        self.flush()?;
         self.snap = meta;
-        self.log.compact(applied)
+        self.log.compact(upto)
     }
 
     /// Installs a snapshot from the leader: the state machine becomes the
@@ -224,25 +217,11 @@ impl RaftStorage {
     pub fn install(&mut self, snapshot: &Snapshot) -> Result<()> {
         let meta = snapshot.get_metadata();
         let data: SnapshotData = bincode::deserialize(&snapshot.data)?;
-        let tree = &self.ns.tree;
-        let mut batch = sled::Batch::default();
-        for prefix in STATE_PREFIXES {
-            for kv in tree.scan_prefix([*prefix]) {
-                batch.remove(kv?.0);
-            }
-        }
-        for (k, v) in data.pairs {
-            if k.first().is_some_and(|p| STATE_PREFIXES.contains(p)) {
-                batch.insert(k, v);
-            }
-        }
-        batch.insert(counter::APPLIED_INDEX, &meta.index.to_be_bytes());
         let conf = meta.get_conf_state().clone();
-        batch.insert(CONF_STATE, encode(&conf));
-        batch.insert(SNAPSHOT_META, encode(meta));
-        tree.apply_batch(batch)
+        let extra = vec![(CONF_STATE, encode(&conf)), (SNAPSHOT_META, encode(meta))];
+        self.ns
+            .install(meta.index, data.pairs, extra)
             .map_err(|e| self.state_write_failed("cannot install a snapshot into", e))?;
-        self.flush()?;
         let mut hard = self.log.hard_state().clone();
         hard.term = hard.term.max(meta.term);
         hard.commit = hard.commit.max(meta.index);
@@ -257,7 +236,7 @@ impl RaftStorage {
 /// Moves a log kept in sled by an older rfs into the (new, empty) log file,
 /// durably, then removes it from sled.
 fn migrate_from_sled(ns: &Namespace, log: &mut LogFile) -> Result<()> {
-    let tree = &ns.tree;
+    let tree = ns.store().raw();
     let hard = tree.get(OLD_HARD_STATE)?;
     let mut old = tree.scan_prefix(OLD_ENTRY_PREFIX).peekable();
     if hard.is_none() && old.peek().is_none() {
@@ -357,15 +336,8 @@ impl raft::Storage for RaftStorage {
     /// The current state machine as a snapshot. Called on the raft task,
     /// which also applies entries, so the state cannot move meanwhile.
     fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        let applied = self.ns.counter(counter::APPLIED_INDEX).map_err(store_err)?;
+        let (applied, pairs) = self.ns.snapshot();
         let term = self.term(applied)?;
-        let mut pairs = Vec::new();
-        for prefix in STATE_PREFIXES {
-            for kv in self.ns.tree.scan_prefix([*prefix]) {
-                let (k, v) = kv.map_err(store_err)?;
-                pairs.push((k.to_vec(), v.to_vec()));
-            }
-        }
         let mut snapshot = Snapshot {
             data: bincode::serialize(&SnapshotData { pairs })
                 .map_err(store_err)?
@@ -385,13 +357,11 @@ mod tests {
     use raft::Storage as _;
 
     use super::*;
+    use crate::namespace::counter;
     use crate::raft::log_file::tests::entry;
 
     fn open(dir: &std::path::Path) -> RaftStorage {
-        let db = sled::Config::new()
-            .path(dir.join(STORE_DIR))
-            .open()
-            .unwrap();
+        let db = crate::checkpoint::open_db(dir, 1 << 20).unwrap();
         RaftStorage::open(Namespace::open(&db).unwrap(), dir, &[1, 2, 3]).unwrap()
     }
 
@@ -436,15 +406,16 @@ mod tests {
     }
 
     #[test]
-    fn compaction_drops_the_prefix_and_snapshots_carry_the_state() {
+    fn compaction_waits_for_a_checkpoint_and_snapshots_carry_the_state() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = open(dir.path());
         s.append(&(1..=6).map(|i| entry(i, 1)).collect::<Vec<_>>())
             .unwrap();
-        s.ns.tree.insert(b"i-some-inode", b"v".as_slice()).unwrap();
-        s.ns.tree
-            .insert(counter::APPLIED_INDEX, &4u64.to_be_bytes())
-            .unwrap();
+        s.ns.commit(vec![put_dir(7, "kept")], counters_at(4));
+        // Applied but not yet checkpointed: the log is all there is.
+        s.compact(4).unwrap();
+        assert_eq!(s.first_index().unwrap(), 1);
+        assert_eq!(s.ns.checkpoint().unwrap(), 4);
         s.compact(4).unwrap();
         assert_eq!(s.first_index().unwrap(), 5);
         assert_eq!(s.term(4).unwrap(), 1, "the snapshot point keeps its term");
@@ -460,17 +431,44 @@ mod tests {
         let snap = s.snapshot(4, 2).unwrap();
         assert_eq!(snap.get_metadata().index, 4);
 
-        // A wiped member installs it: state replaced, log restarted after it.
+        // A wiped member installs it: state replaced in memory and in
+        // sled, log restarted after it.
         let other = tempfile::tempdir().unwrap();
         let mut t = open(other.path());
         t.append(&[entry(1, 1)]).unwrap();
-        t.ns.tree.insert(b"i-stale", b"x".as_slice()).unwrap();
+        t.ns.commit(vec![put_dir(9, "stale")], counters_at(1));
+        t.ns.checkpoint().unwrap();
         t.install(&snap).unwrap();
-        assert_eq!(t.ns.tree.get(b"i-some-inode").unwrap().unwrap(), b"v");
-        assert!(t.ns.tree.get(b"i-stale").unwrap().is_none());
+        let held = |ns: &Namespace| (ns.inode(7).unwrap(), ns.inode(9).unwrap());
+        assert!(matches!(held(&t.ns), (Some(_), None)));
         assert_eq!(t.ns.counter(counter::APPLIED_INDEX).unwrap(), 4);
         assert_eq!((t.first_index().unwrap(), t.last_index().unwrap()), (5, 4));
         assert_eq!(t.hard_state().commit, 4);
+        drop(t);
+        let t = open(other.path());
+        assert!(matches!(held(&t.ns), (Some(_), None)));
+        assert_eq!(t.ns.counter(counter::APPLIED_INDEX).unwrap(), 4);
+    }
+
+    fn put_dir(id: u64, name: &str) -> crate::namespace::Change {
+        crate::namespace::Change::PutInode(crate::namespace::Inode {
+            id,
+            parent: crate::namespace::ROOT_ID,
+            name: name.into(),
+            owner: "u".into(),
+            group: "g".into(),
+            mode: 0o755,
+            mtime_ms: 0,
+            atime_ms: 0,
+            file: None,
+        })
+    }
+
+    fn counters_at(applied: u64) -> crate::namespace::Counters {
+        crate::namespace::Counters {
+            applied,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -488,8 +486,9 @@ mod tests {
                 term: snap_term,
                 ..Default::default()
             };
-            s.ns.tree.insert(SNAPSHOT_META, encode(&meta)).unwrap();
-            s.ns.tree.flush().unwrap();
+            let raw = s.ns.store().raw();
+            raw.insert(SNAPSHOT_META, encode(&meta)).unwrap();
+            raw.flush().unwrap();
             drop(s);
             let s = open(dir.path());
             let held: Vec<u64> = s.log.entries().iter().map(|e| e.index).collect();
@@ -506,15 +505,12 @@ mod tests {
     fn a_log_kept_in_sled_by_an_older_rfs_moves_into_the_file() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let db = sled::Config::new()
-                .path(dir.path().join(STORE_DIR))
-                .open()
-                .unwrap();
+            let db = crate::checkpoint::open_db(dir.path(), 1 << 20).unwrap();
             let ns = Namespace::open(&db).unwrap();
             for i in 1..=3u64 {
                 let mut k = OLD_ENTRY_PREFIX.to_vec();
                 k.extend_from_slice(&i.to_be_bytes());
-                ns.tree.insert(k, encode(&entry(i, 1))).unwrap();
+                ns.store().raw().insert(k, encode(&entry(i, 1))).unwrap();
             }
             let hs = HardState {
                 term: 1,
@@ -522,13 +518,16 @@ mod tests {
                 commit: 3,
                 ..Default::default()
             };
-            ns.tree.insert(OLD_HARD_STATE, encode(&hs)).unwrap();
-            ns.tree.flush().unwrap();
+            ns.store()
+                .raw()
+                .insert(OLD_HARD_STATE, encode(&hs))
+                .unwrap();
+            ns.store().raw().flush().unwrap();
         }
         let s = open(dir.path());
         assert_eq!(get(&s, 1, 4).unwrap(), vec![1, 2, 3]);
         assert_eq!(s.hard_state().vote, 2);
-        assert!(s.ns.tree.scan_prefix(b"r").all(|kv| {
+        assert!(s.ns.store().raw().scan_prefix(b"r").all(|kv| {
             let k = kv.unwrap().0;
             k.as_ref() == CONF_STATE
         }));
@@ -541,10 +540,7 @@ mod tests {
     fn a_store_of_another_group_size_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         drop(open(dir.path()));
-        let db = sled::Config::new()
-            .path(dir.path().join(STORE_DIR))
-            .open()
-            .unwrap();
+        let db = crate::checkpoint::open_db(dir.path(), 1 << 20).unwrap();
         let err = RaftStorage::open(Namespace::open(&db).unwrap(), dir.path(), &[1])
             .err()
             .unwrap();

@@ -1,0 +1,400 @@
+//! sled as the checkpoint behind the raft log: the namespace lives in
+//! memory (`namespace/tree.rs`); this is the only code that knows its sled
+//! keys. A background writer ([`Checkpointer`]) stores what changed since
+//! the last checkpoint in one atomic batch that also records the applied
+//! index the values belong to; restart loads that and replays the log from
+//! the next index. No op writes sled.
+//!
+//! One sled tree holds everything. Keys carry a one-byte prefix:
+//!
+//! | key                                  | value                      |
+//! |--------------------------------------|----------------------------|
+//! | `i` inode id (u64 BE)                | [`Inode`] (bincode)        |
+//! | `c` parent id (u64 BE) ++ name       | child inode id (u64 BE)    |
+//! | `b` block id (u64 BE)                | owning inode id (u64 BE)   |
+//! | `m` counter name                     | u64 BE                     |
+//! | `x` client id ++ 0 ++ call id (u64 BE) | `RetryEntry` (bincode)   |
+//! | `d` datanode id                      | empty: being decommissioned |
+//! | `rc`, `rs`                           | raft voters and snapshot point (`raft/storage.rs`) |
+//!
+//! Crash story: a checkpoint is one `apply_batch` then a flush, so sled
+//! recovers either the previous checkpoint or this one, each the exact
+//! state at its applied index. The raft log is compacted only up to the
+//! last checkpoint made durable ([`Store::checkpointed`]), so the entries
+//! after it are always there to replay. Installing a snapshot replaces the
+//! state and records the snapshot point in one batch, under the same lock
+//! as checkpoints, so no checkpoint taken before it lands after it.
+//!
+//! Values are captured under the tree's write lock (the applier waits for
+//! as long as encoding the dirty set takes), so the batch is the state at
+//! exactly one index.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::error::{NamenodeError, Result};
+use crate::meta_op::CallKey;
+use crate::namespace::tree::{Dirty, Tree};
+use crate::namespace::{counter, Counters, Inode};
+
+/// The sled store's directory in the name dir.
+pub const STORE_DIR: &str = "meta.sled";
+
+/// Key prefixes of the state machine (everything but the raft log's
+/// keys): what a snapshot carries.
+pub const STATE_PREFIXES: &[u8] = b"bcdimx";
+
+pub fn inode_key(id: u64) -> [u8; 9] {
+    let mut k = [b'i'; 9];
+    k[1..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
+pub fn child_key(parent: u64, name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + name.len());
+    k.push(b'c');
+    k.extend_from_slice(&parent.to_be_bytes());
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+pub fn block_key(id: u64) -> [u8; 9] {
+    let mut k = [b'b'; 9];
+    k[1..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
+pub fn retry_key(call: &CallKey) -> Vec<u8> {
+    let mut k = Vec::with_capacity(10 + call.client.len());
+    k.push(b'x');
+    k.extend_from_slice(call.client.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&call.call.to_be_bytes());
+    k
+}
+
+pub fn decommission_key(datanode_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + datanode_id.len());
+    k.push(b'd');
+    k.extend_from_slice(datanode_id.as_bytes());
+    k
+}
+
+/// How long [`open_db`] waits for sled's directory lock.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+
+/// Opens the sled store in `name_dir`. sled lets go of its directory lock
+/// from a background thread after the last handle drops, so a member
+/// reopened at once (a restart in the same process, tests) may find it
+/// held for a moment; a second live process keeps it and is refused.
+pub fn open_db(name_dir: &std::path::Path, cache_bytes: u64) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        let opened = sled::Config::new()
+            .path(name_dir.join(STORE_DIR))
+            .cache_capacity(cache_bytes)
+            .open();
+        match opened {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn u64_of(v: &[u8]) -> Result<u64> {
+    let a: [u8; 8] = v
+        .try_into()
+        .map_err(|_| NamenodeError::Store("corrupt u64 value in the checkpoint".into()))?;
+    Ok(u64::from_be_bytes(a))
+}
+
+fn counter_pairs(c: &Counters) -> [(&'static [u8], u64); 4] {
+    [
+        (counter::APPLIED_INDEX, c.applied),
+        (counter::NEXT_INODE, c.next_inode),
+        (counter::NEXT_BLOCK, c.next_block),
+        (counter::NEXT_GEN_STAMP, c.next_gen_stamp),
+    ]
+}
+
+/// Adds one checkpoint entry to `tree`. Unknown keys are refused: the
+/// store was written by something else.
+fn load_pair(tree: &mut Tree, k: &[u8], v: &[u8]) -> Result<()> {
+    let bad = || NamenodeError::Store(format!("corrupt checkpoint key {k:?}"));
+    match k.first() {
+        Some(b'i') => {
+            let inode: Inode = bincode::deserialize(v)?;
+            if inode_key(inode.id) != k {
+                return Err(bad());
+            }
+            if !inode.is_dir() {
+                tree.files += 1;
+            }
+            tree.inodes.insert(inode.id, inode);
+        }
+        Some(b'c') if k.len() >= 9 => {
+            let parent = u64_of(&k[1..9])?;
+            let name = std::str::from_utf8(&k[9..]).map_err(|_| bad())?;
+            tree.children
+                .entry(parent)
+                .or_default()
+                .insert(name.to_string(), u64_of(v)?);
+        }
+        Some(b'b') if k.len() == 9 => {
+            tree.block_owner.insert(u64_of(&k[1..])?, u64_of(v)?);
+        }
+        Some(b'm') => {
+            let value = u64_of(v)?;
+            let c = &mut tree.counters;
+            match k {
+                counter::APPLIED_INDEX => c.applied = value,
+                counter::NEXT_INODE => c.next_inode = value,
+                counter::NEXT_BLOCK => c.next_block = value,
+                counter::NEXT_GEN_STAMP => c.next_gen_stamp = value,
+                _ => return Err(bad()),
+            }
+        }
+        Some(b'x') => {
+            tree.retry.insert(k.to_vec(), bincode::deserialize(v)?);
+        }
+        Some(b'd') => {
+            let id = std::str::from_utf8(&k[1..]).map_err(|_| bad())?;
+            tree.decommissioning.insert(id.to_string());
+        }
+        _ => return Err(bad()),
+    }
+    Ok(())
+}
+
+/// The whole of `tree` as checkpoint key/value pairs (a raft snapshot).
+pub fn pairs(tree: &Tree) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::with_capacity(tree.inodes.len() * 2 + tree.block_owner.len() + 8);
+    for inode in tree.inodes.values() {
+        let v = bincode::serialize(inode).expect("an inode always encodes");
+        out.push((inode_key(inode.id).to_vec(), v));
+    }
+    for (parent, kids) in &tree.children {
+        for (name, id) in kids {
+            out.push((child_key(*parent, name), id.to_be_bytes().to_vec()));
+        }
+    }
+    for (block, inode) in &tree.block_owner {
+        out.push((block_key(*block).to_vec(), inode.to_be_bytes().to_vec()));
+    }
+    for (k, v) in counter_pairs(&tree.counters) {
+        out.push((k.to_vec(), v.to_be_bytes().to_vec()));
+    }
+    for (k, e) in &tree.retry {
+        let v = bincode::serialize(e).expect("a retry entry always encodes");
+        out.push((k.clone(), v));
+    }
+    for id in &tree.decommissioning {
+        out.push((decommission_key(id), Vec::new()));
+    }
+    out
+}
+
+/// The batch writing `dirty` with `tree`'s current values.
+fn dirty_batch(tree: &Tree, dirty: &Dirty) -> Result<sled::Batch> {
+    let mut batch = sled::Batch::default();
+    for id in &dirty.inodes {
+        match tree.inodes.get(id) {
+            Some(inode) => batch.insert(&inode_key(*id), bincode::serialize(inode)?),
+            None => batch.remove(&inode_key(*id)),
+        }
+    }
+    for (parent, name) in &dirty.links {
+        let key = child_key(*parent, name);
+        match tree.children.get(parent).and_then(|k| k.get(name)) {
+            Some(id) => batch.insert(key, &id.to_be_bytes()),
+            None => batch.remove(key),
+        }
+    }
+    for block in &dirty.blocks {
+        match tree.block_owner.get(block) {
+            Some(inode) => batch.insert(&block_key(*block), &inode.to_be_bytes()),
+            None => batch.remove(&block_key(*block)),
+        }
+    }
+    for key in &dirty.retry {
+        match tree.retry.get(key) {
+            Some(e) => batch.insert(key.as_slice(), bincode::serialize(e)?),
+            None => batch.remove(key.as_slice()),
+        }
+    }
+    for id in &dirty.decommissioning {
+        let key = decommission_key(id);
+        if tree.decommissioning.contains(id) {
+            batch.insert(key, &[]);
+        } else {
+            batch.remove(key);
+        }
+    }
+    for (k, v) in counter_pairs(&tree.counters) {
+        batch.insert(k, &v.to_be_bytes());
+    }
+    Ok(batch)
+}
+
+/// The sled side of the namespace.
+pub struct Store {
+    tree: sled::Tree,
+    /// Held while a checkpoint or an install writes: one at a time, in
+    /// the order their states were captured.
+    writing: Mutex<()>,
+    /// Applied index of the last checkpoint made durable.
+    durable: AtomicU64,
+}
+
+impl Store {
+    /// Opens the store in `db` and loads its last checkpoint.
+    pub fn open(db: &sled::Db) -> Result<(Store, Tree)> {
+        let sled_tree = db.open_tree("namespace")?;
+        let mut tree = Tree::default();
+        for prefix in STATE_PREFIXES {
+            for kv in sled_tree.scan_prefix([*prefix]) {
+                let (k, v) = kv?;
+                load_pair(&mut tree, &k, &v)?;
+            }
+        }
+        let store = Store {
+            tree: sled_tree,
+            writing: Mutex::new(()),
+            durable: AtomicU64::new(tree.counters.applied),
+        };
+        Ok((store, tree))
+    }
+
+    /// The raw sled tree, for the raft log's own keys (`rc`, `rs`).
+    pub fn raw(&self) -> &sled::Tree {
+        &self.tree
+    }
+
+    pub fn checkpointed(&self) -> u64 {
+        self.durable.load(Ordering::Acquire)
+    }
+
+    /// See [`crate::namespace::Namespace::checkpoint`].
+    pub fn checkpoint(&self, tree: &RwLock<Tree>) -> Result<u64> {
+        let _writing = self.writing.lock().expect("checkpoint lock poisoned");
+        let (applied, dirty, batch) = {
+            let mut t = tree.write().expect("namespace lock poisoned");
+            if t.dirty.is_empty() && t.counters.applied == self.checkpointed() {
+                return Ok(t.counters.applied);
+            }
+            let dirty = std::mem::take(&mut t.dirty);
+            let batch = dirty_batch(&t, &dirty);
+            (t.counters.applied, dirty, batch)
+        };
+        let written = batch.and_then(|b| {
+            self.tree.apply_batch(b)?;
+            self.tree.flush()?;
+            Ok(())
+        });
+        if let Err(e) = written {
+            // Nothing was lost from memory: mark it again for the next try.
+            tree.write()
+                .expect("namespace lock poisoned")
+                .dirty
+                .merge(dirty);
+            return Err(NamenodeError::Store(format!("writing a checkpoint: {e}")));
+        }
+        self.durable.store(applied, Ordering::Release);
+        Ok(applied)
+    }
+
+    /// Replaces the checkpoint and `tree` with a snapshot's `pairs` at
+    /// `index`, plus the raft log's `extra` keys, in one durable batch.
+    pub fn install(
+        &self,
+        tree: &RwLock<Tree>,
+        index: u64,
+        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+        extra: Vec<(&'static [u8], Vec<u8>)>,
+    ) -> Result<()> {
+        let _writing = self.writing.lock().expect("checkpoint lock poisoned");
+        let mut fresh = Tree::default();
+        let mut batch = sled::Batch::default();
+        for prefix in STATE_PREFIXES {
+            for kv in self.tree.scan_prefix([*prefix]) {
+                batch.remove(kv?.0);
+            }
+        }
+        for (k, v) in pairs {
+            load_pair(&mut fresh, &k, &v)?;
+            batch.insert(k, v);
+        }
+        fresh.counters.applied = index;
+        batch.insert(counter::APPLIED_INDEX, &index.to_be_bytes());
+        for (k, v) in extra {
+            batch.insert(k, v);
+        }
+        self.tree.apply_batch(batch)?;
+        self.tree.flush()?;
+        *tree.write().expect("namespace lock poisoned") = fresh;
+        self.durable.store(index, Ordering::Release);
+        Ok(())
+    }
+}
+
+/// Writes checkpoints in the background, every `every`.
+pub struct Checkpointer {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    pub fn start(ns: crate::namespace::Namespace, every: Duration) -> Result<Checkpointer> {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let signal = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("checkpoint".into())
+            .spawn(move || {
+                let (lock, cv) = &*signal;
+                let mut stopped = lock.lock().expect("checkpointer lock poisoned");
+                while !*stopped {
+                    stopped = cv
+                        .wait_timeout(stopped, every)
+                        .expect("checkpointer lock poisoned")
+                        .0;
+                    if *stopped {
+                        break;
+                    }
+                    drop(stopped);
+                    if let Err(e) = ns.checkpoint() {
+                        // The log keeps everything since the last one, so
+                        // nothing is lost; it only cannot be compacted.
+                        tracing::error!("{e}; retrying in {every:?}");
+                    }
+                    stopped = lock.lock().expect("checkpointer lock poisoned");
+                }
+            })
+            .map_err(|e| NamenodeError::Store(format!("cannot start the checkpointer: {e}")))?;
+        Ok(Checkpointer {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn stop(&mut self) {
+        let (lock, cv) = &*self.stop;
+        *lock.lock().expect("checkpointer lock poisoned") = true;
+        cv.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

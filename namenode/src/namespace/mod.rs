@@ -1,0 +1,455 @@
+//! The namespace: inodes, directories, the block → file index, the id
+//! counters and the retry cache, held in memory on every member
+//! ([`tree`]) and read through [`Namespace`]. Only `apply.rs` changes it,
+//! one op's [`Change`]s at a time; sled holds checkpoints of it behind the
+//! raft log (`checkpoint.rs`), never touched per op.
+//!
+//! The root directory is inode [`ROOT_ID`].
+
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::Store;
+use crate::error::{NamenodeError, Result};
+use crate::meta_op::{CallKey, MetaResult};
+use crate::path;
+
+pub mod tree;
+
+use tree::Tree;
+pub use tree::{Change, Counters};
+
+/// A retry-cache entry: the result a call got, and when.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RetryEntry {
+    pub at_ms: u64,
+    pub result: Result<MetaResult>,
+}
+
+pub const ROOT_ID: u64 = 1;
+
+/// Names of the replicated counters, for [`Namespace::counter`] (and
+/// their keys in the checkpoint).
+pub mod counter {
+    pub const APPLIED_INDEX: &[u8] = b"mapplied_index";
+    pub const NEXT_INODE: &[u8] = b"mnext_inode";
+    pub const NEXT_BLOCK: &[u8] = b"mnext_block";
+    pub const NEXT_GEN_STAMP: &[u8] = b"mnext_gen_stamp";
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockMeta {
+    pub id: u64,
+    pub gen_stamp: u64,
+    pub len: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileMeta {
+    pub replication: u32,
+    pub block_size: u64,
+    pub blocks: Vec<BlockMeta>,
+    /// Client id of the writer while the file is under construction.
+    pub writer: Option<String>,
+}
+
+impl FileMeta {
+    /// The length readers see: see [`FileMeta::readable_blocks`].
+    pub fn length(&self) -> u64 {
+        self.readable_blocks()
+            .fold(0, |n, b| n.saturating_add(b.len))
+    }
+
+    /// The blocks as readers see them. While the file is under
+    /// construction its last block counts 0 bytes: its replicas are not
+    /// served until finalized, and the length recorded there is only what
+    /// a pipeline recovery acknowledged ([`crate::meta_op::MetaOp::RecoverPipeline`]),
+    /// kept to check the datanodes' recoveries against.
+    pub fn readable_blocks(&self) -> impl Iterator<Item = BlockMeta> + '_ {
+        let open = if self.writer.is_some() {
+            self.blocks.len().checked_sub(1)
+        } else {
+            None
+        };
+        self.blocks.iter().enumerate().map(move |(i, b)| {
+            if Some(i) == open {
+                BlockMeta { len: 0, ..*b }
+            } else {
+                *b
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inode {
+    pub id: u64,
+    pub parent: u64,
+    pub name: String,
+    pub owner: String,
+    pub group: String,
+    pub mode: u32,
+    pub mtime_ms: u64,
+    pub atime_ms: u64,
+    /// `None` for a directory.
+    pub file: Option<FileMeta>,
+}
+
+impl Inode {
+    pub fn is_dir(&self) -> bool {
+        self.file.is_none()
+    }
+}
+
+/// The namespace of this member: the tree in memory and the sled store
+/// its checkpoints go to. Clones share both.
+#[derive(Clone)]
+pub struct Namespace {
+    tree: Arc<RwLock<Tree>>,
+    store: Arc<Store>,
+}
+
+/// A path resolved as far as it exists.
+pub struct Resolved {
+    /// Inodes along the path that exist, root first.
+    pub inodes: Vec<Inode>,
+    /// Whether every component exists.
+    pub complete: bool,
+}
+
+/// How many file inodes [`Namespace::files_after`] copies per lock hold.
+const FILES_PER_READ: usize = 1024;
+
+impl Namespace {
+    /// Loads the last checkpoint in `db` into memory.
+    pub fn open(db: &sled::Db) -> Result<Namespace> {
+        let (store, tree) = Store::open(db)?;
+        Ok(Namespace {
+            tree: Arc::new(RwLock::new(tree)),
+            store: Arc::new(store),
+        })
+    }
+
+    /// The checkpoint store (the raft log's own keys live there too).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Tree> {
+        // A panic while applying leaves a half-applied op: nothing may
+        // read past it, so the poison stays fatal.
+        self.tree.read().expect("namespace lock poisoned")
+    }
+
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Tree> {
+        self.tree.write().expect("namespace lock poisoned")
+    }
+
+    /// Applies one op's changes and records its log index and counters,
+    /// atomically for every reader.
+    pub(crate) fn commit(&self, changes: Vec<Change>, counters: Counters) {
+        let mut tree = self.write();
+        for c in changes {
+            tree.apply(c);
+        }
+        tree.counters = counters;
+    }
+
+    /// Writes what changed since the last checkpoint to sled, as the state
+    /// at the applied index now, and makes it durable. Returns that index.
+    pub fn checkpoint(&self) -> Result<u64> {
+        self.store.checkpoint(&self.tree)
+    }
+
+    /// The applied index of the last durable checkpoint: how far the raft
+    /// log may be compacted.
+    pub fn checkpointed(&self) -> u64 {
+        self.store.checkpointed()
+    }
+
+    /// The whole state as checkpoint key/value pairs, at the applied index
+    /// returned with them (a raft snapshot).
+    pub fn snapshot(&self) -> (u64, Vec<(Vec<u8>, Vec<u8>)>) {
+        let tree = self.read();
+        (tree.counters.applied, crate::checkpoint::pairs(&tree))
+    }
+
+    /// Replaces the whole state with a snapshot's `pairs` at `index`,
+    /// durably, with `extra` keys of the raft log's written in the same
+    /// batch.
+    pub fn install(
+        &self,
+        index: u64,
+        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+        extra: Vec<(&'static [u8], Vec<u8>)>,
+    ) -> Result<()> {
+        self.store.install(&self.tree, index, pairs, extra)
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.read().counters
+    }
+
+    /// The recorded result of `call`, if it was applied and not expired.
+    pub fn retry_cached(&self, call: &CallKey) -> Result<Option<Result<MetaResult>>> {
+        let key = crate::checkpoint::retry_key(call);
+        Ok(self.read().retry.get(&key).map(|e| e.result.clone()))
+    }
+
+    /// Datanodes marked for decommissioning.
+    pub fn decommissioning(&self) -> Result<std::collections::HashSet<String>> {
+        Ok(self.read().decommissioning.iter().cloned().collect())
+    }
+
+    /// Up to `limit` retry-cache entries after key `after` (from the first
+    /// when it is empty), in key order, with when each was recorded.
+    pub fn retry_entries_after(&self, after: &[u8], limit: usize) -> Vec<(Vec<u8>, u64)> {
+        use std::ops::Bound;
+        let tree = self.read();
+        let from = if after.is_empty() {
+            Bound::Unbounded
+        } else {
+            Bound::Excluded(after.to_vec())
+        };
+        tree.retry
+            .range((from, Bound::Unbounded))
+            .take(limit)
+            .map(|(k, e)| (k.clone(), e.at_ms))
+            .collect()
+    }
+
+    /// A counter by its name in [`counter`]; 0 for an unknown name.
+    pub fn counter(&self, key: &[u8]) -> Result<u64> {
+        let c = self.counters();
+        Ok(match key {
+            counter::APPLIED_INDEX => c.applied,
+            counter::NEXT_INODE => c.next_inode,
+            counter::NEXT_BLOCK => c.next_block,
+            counter::NEXT_GEN_STAMP => c.next_gen_stamp,
+            _ => 0,
+        })
+    }
+
+    pub fn inode(&self, id: u64) -> Result<Option<Inode>> {
+        Ok(self.read().inodes.get(&id).cloned())
+    }
+
+    pub fn root(&self) -> Result<Inode> {
+        self.inode(ROOT_ID)?
+            .ok_or_else(|| NamenodeError::Internal("root inode missing".into()))
+    }
+
+    pub fn child(&self, parent: u64, name: &str) -> Result<Option<Inode>> {
+        Ok(self.read().child(parent, name).cloned())
+    }
+
+    /// Walks `components` from the root; a file met before the last
+    /// component is `NotDirectory`.
+    pub fn resolve(&self, components: &[&str]) -> Result<Resolved> {
+        let tree = self.read();
+        let root = tree
+            .inodes
+            .get(&ROOT_ID)
+            .ok_or_else(|| NamenodeError::Internal("root inode missing".into()))?;
+        let mut inodes = vec![root.clone()];
+        for (i, name) in components.iter().enumerate() {
+            let cur = inodes.last().expect("root is always there");
+            if !cur.is_dir() {
+                return Err(NamenodeError::NotDirectory(path::join(&components[..i])));
+            }
+            match tree.child(cur.id, name) {
+                Some(next) => inodes.push(next.clone()),
+                None => {
+                    return Ok(Resolved {
+                        inodes,
+                        complete: false,
+                    })
+                }
+            }
+        }
+        Ok(Resolved {
+            inodes,
+            complete: true,
+        })
+    }
+
+    /// The inode at `path`, or `None`.
+    pub fn lookup(&self, path: &str) -> Result<Option<Inode>> {
+        let comps = path::components(path)?;
+        let tree = self.read();
+        let mut cur = tree
+            .inodes
+            .get(&ROOT_ID)
+            .ok_or_else(|| NamenodeError::Internal("root inode missing".into()))?;
+        for (i, name) in comps.iter().enumerate() {
+            if !cur.is_dir() {
+                return Err(NamenodeError::NotDirectory(path::join(&comps[..i])));
+            }
+            match tree.child(cur.id, name) {
+                Some(next) => cur = next,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(cur.clone()))
+    }
+
+    /// The inode at `path`, or `NotFound`.
+    pub fn get(&self, path: &str) -> Result<Inode> {
+        self.lookup(path)?
+            .ok_or_else(|| NamenodeError::NotFound(path.to_string()))
+    }
+
+    /// Children of `dir` with names after `start_after`, in name order.
+    pub fn children(
+        &self,
+        dir: u64,
+        start_after: &str,
+        limit: usize,
+    ) -> Result<(Vec<Inode>, bool)> {
+        use std::ops::Bound;
+        let tree = self.read();
+        let Some(kids) = tree.children.get(&dir) else {
+            return Ok((Vec::new(), false));
+        };
+        let from = if start_after.is_empty() {
+            Bound::Unbounded
+        } else {
+            Bound::Excluded(start_after)
+        };
+        let mut out = Vec::new();
+        for (_, id) in kids.range::<str, _>((from, Bound::Unbounded)) {
+            if out.len() == limit {
+                return Ok((out, true));
+            }
+            let child = tree.inodes.get(id).ok_or_else(|| {
+                NamenodeError::Internal(format!("dangling child entry under inode {dir}"))
+            })?;
+            out.push(child.clone());
+        }
+        Ok((out, false))
+    }
+
+    /// Number of entries in directory `dir`.
+    pub fn child_count(&self, dir: u64) -> Result<u64> {
+        Ok(self.read().child_count(dir))
+    }
+
+    /// Every inode of the subtree at `root`, root first.
+    pub fn subtree(&self, root: &Inode) -> Result<Vec<Inode>> {
+        let tree = self.read();
+        let mut out = vec![root.clone()];
+        let mut i = 0;
+        while i < out.len() {
+            if let Some(kids) = tree.children.get(&out[i].id) {
+                for id in kids.values() {
+                    let child = tree.inodes.get(id).ok_or_else(|| {
+                        NamenodeError::Internal(format!(
+                            "dangling child entry under inode {}",
+                            out[i].id
+                        ))
+                    })?;
+                    out.push(child.clone());
+                }
+            }
+            i += 1;
+        }
+        Ok(out)
+    }
+
+    /// Owning inode of a block.
+    pub fn block_owner(&self, block_id: u64) -> Result<Option<Inode>> {
+        let tree = self.read();
+        Ok(tree
+            .block_owner
+            .get(&block_id)
+            .and_then(|id| tree.inodes.get(id))
+            .cloned())
+    }
+
+    /// Block `block_id` as its file records it; `None` when no file
+    /// holds it.
+    pub fn block_meta(&self, block_id: u64) -> Result<Option<BlockMeta>> {
+        let tree = self.read();
+        let file = tree
+            .block_owner
+            .get(&block_id)
+            .and_then(|id| tree.inodes.get(id))
+            .and_then(|i| i.file.as_ref());
+        Ok(file.and_then(|f| f.blocks.iter().find(|b| b.id == block_id).copied()))
+    }
+
+    /// Full path of an inode, by walking parents.
+    pub fn path_of(&self, inode: &Inode) -> Result<String> {
+        let tree = self.read();
+        let mut names = vec![inode.name.as_str()];
+        let mut parent = inode.parent;
+        if inode.id == ROOT_ID {
+            names.clear();
+        }
+        while parent != ROOT_ID && parent != 0 {
+            let p = tree.inodes.get(&parent).ok_or_else(|| {
+                NamenodeError::Internal(format!("inode {parent} is missing from a path"))
+            })?;
+            names.push(p.name.as_str());
+            parent = p.parent;
+        }
+        names.reverse();
+        Ok(path::join(&names))
+    }
+
+    /// Every file inode, in inode-id order.
+    pub fn files(&self) -> FilesAfter<'_> {
+        self.files_after(0)
+    }
+
+    /// File inodes with ids above `after`, in inode-id order, copied a
+    /// batch at a time so that no reader holds the tree for long.
+    pub fn files_after(&self, after: u64) -> FilesAfter<'_> {
+        FilesAfter {
+            ns: self,
+            after,
+            batch: std::collections::VecDeque::new(),
+            done: false,
+        }
+    }
+
+    /// Count of files and of blocks.
+    pub fn totals(&self) -> Result<(u64, u64)> {
+        let tree = self.read();
+        Ok((tree.files, tree.block_owner.len() as u64))
+    }
+}
+
+/// See [`Namespace::files_after`].
+pub struct FilesAfter<'a> {
+    ns: &'a Namespace,
+    after: u64,
+    batch: std::collections::VecDeque<Inode>,
+    done: bool,
+}
+
+impl Iterator for FilesAfter<'_> {
+    type Item = Result<Inode>;
+
+    fn next(&mut self) -> Option<Result<Inode>> {
+        while self.batch.is_empty() && !self.done {
+            let tree = self.ns.read();
+            let mut seen = 0;
+            for (id, inode) in tree.inodes.range(self.after.saturating_add(1)..) {
+                seen += 1;
+                self.after = *id;
+                if !inode.is_dir() {
+                    self.batch.push_back(inode.clone());
+                }
+                if seen == FILES_PER_READ * 4 || self.batch.len() == FILES_PER_READ {
+                    break;
+                }
+            }
+            if seen == 0 {
+                self.done = true;
+            }
+        }
+        self.batch.pop_front().map(Ok)
+    }
+}
