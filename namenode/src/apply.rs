@@ -774,8 +774,69 @@ fn rename(t: &mut Txn, src: &str, dst: &str, now_ms: u64) -> Result<MetaResult> 
         return Err(NamenodeError::AlreadyExists(final_path));
     }
     let parent = existing_dir(t, &final_comps[..final_comps.len() - 1])?;
+    check_move_depth(t.ns, &node, &src_comps, &final_comps)?;
     move_node(t, node, &parent, final_comps[final_comps.len() - 1], now_ms)?;
     Ok(MetaResult::Renamed { final_path })
+}
+
+/// Refuses a move that would put an entry more than [`path::MAX_DEPTH`]
+/// components deep, where no path can name it (`ls -R` would fail there).
+/// Checked in apply: it depends only on the op and the replicated tree.
+/// Only a directory moved deeper than it was is walked: a move no deeper
+/// adds no depth, so it stays cheap, and a tree built too deep before
+/// this rule can still be moved up.
+fn check_move_depth(ns: &Namespace, node: &Inode, src: &[&str], dst: &[&str]) -> Result<()> {
+    let depth = dst.len();
+    let cap = path::MAX_DEPTH.saturating_sub(depth);
+    let height = if node.is_dir() && depth > src.len() {
+        subtree_height(ns, node, cap)?
+    } else {
+        0
+    };
+    if !path::move_exceeds_depth(depth, height) {
+        return Ok(());
+    }
+    let (src, dst) = (path::join(src), path::join(dst));
+    let max = path::MAX_DEPTH;
+    Err(NamenodeError::InvalidArgument(if height == 0 {
+        format!("cannot move {src} to {dst}: that path has {depth} components, more than {max}")
+    } else {
+        let at_least = if height > cap { "at least " } else { "" };
+        format!(
+            "cannot move {src} to {dst}: {dst} would be {depth} components deep with \
+             {at_least}{height} levels below it, more than {max} components in all"
+        )
+    }))
+}
+
+/// The height of the subtree at `root` (0: a file or an empty directory),
+/// walking its directories page by page; the walk stops at `cap + 1`, as
+/// soon as the height is known to exceed `cap`.
+fn subtree_height(ns: &Namespace, root: &Inode, cap: usize) -> Result<usize> {
+    let mut height = 0;
+    // Depth first: a deep chain is found before a wide level is listed.
+    let mut dirs = vec![(root.id, 0)];
+    while let Some((dir, depth)) = dirs.pop() {
+        let mut after = String::new();
+        loop {
+            let (kids, more) = ns.children(dir, &after, 1024)?;
+            let Some(last) = kids.last() else { break };
+            height = height.max(depth + 1);
+            if height > cap {
+                return Ok(height);
+            }
+            dirs.extend(
+                kids.iter()
+                    .filter(|k| k.is_dir())
+                    .map(|k| (k.id, depth + 1)),
+            );
+            if !more {
+                break;
+            }
+            after = last.name.clone();
+        }
+    }
+    Ok(height)
 }
 
 /// The directory at `comps`, which must exist: where a rename moves to.
@@ -857,6 +918,7 @@ fn rename_overwrite(t: &mut Txn, src: &str, dst: &str, now_ms: u64) -> Result<Me
         t.unlink(&existing);
         t.remove_inode(&existing);
     }
+    check_move_depth(t.ns, &node, &src_comps, &dst_comps)?;
     move_node(t, node, &parent, dst_comps[dst_comps.len() - 1], now_ms)?;
     Ok(MetaResult::RenamedOverwriting {
         final_path: dst_norm,

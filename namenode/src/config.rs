@@ -30,6 +30,14 @@ pub struct Config {
     pub name_dir_reserved_mib: u64,
     pub block_size: u64,
     pub replication: u32,
+    /// Smallest block size a new file may have, in bytes (HDFS's
+    /// `dfs.namenode.fs-limits.min-block-size`): every block costs the
+    /// namenode the same metadata however little it holds.
+    pub min_block_size: u64,
+    /// Most blocks one file may have (HDFS's
+    /// `dfs.namenode.fs-limits.max-blocks-per-file`): a file's inode holds
+    /// its whole block list.
+    pub max_blocks_per_file: u64,
     /// A datanode silent this long is dead.
     pub datanode_dead_ms: u64,
     /// After this long without renewal another client may take a file over.
@@ -120,6 +128,8 @@ impl Default for Config {
             name_dir_reserved_mib: 100,
             block_size: defaults::BLOCK_SIZE,
             replication: defaults::REPLICATION,
+            min_block_size: 1 << 20,
+            max_blocks_per_file: 10_000,
             datanode_dead_ms: 30_000,
             lease_soft_limit_ms: 60_000,
             lease_hard_limit_ms: 20 * 60_000,
@@ -252,6 +262,16 @@ impl Config {
                 defaults::BYTES_PER_CHECKSUM
             ));
         }
+        if self.min_block_size == 0 || self.max_blocks_per_file == 0 {
+            return bad("min_block_size and max_blocks_per_file must be positive".into());
+        }
+        if self.block_size < self.min_block_size {
+            return bad(format!(
+                "block-size {} is below min_block_size {}: every file created with the \
+                 default block size would be refused",
+                self.block_size, self.min_block_size
+            ));
+        }
         if self.replication == 0 || self.replication > MAX_REPLICATION {
             return bad(format!(
                 "replication {} must be between 1 and {MAX_REPLICATION}",
@@ -338,5 +358,62 @@ impl Config {
 
     pub fn lease_recovery_retry(&self) -> Duration {
         Duration::from_millis(self.lease_recovery_retry_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fs_limits_default_as_hdfs_and_must_be_positive() {
+        let c = Config::default();
+        assert_eq!(c.min_block_size, 1024 * 1024);
+        assert_eq!(c.max_blocks_per_file, 10_000);
+        c.validate().unwrap();
+        for tweak in [
+            |c: &mut Config| c.min_block_size = 0,
+            |c: &mut Config| c.max_blocks_per_file = 0,
+        ] {
+            let mut c = Config::default();
+            tweak(&mut c);
+            let e = c.validate().unwrap_err().to_string();
+            assert!(
+                e.contains("min_block_size and max_blocks_per_file must be positive"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_default_block_size_may_not_be_below_the_minimum() {
+        let c = Config {
+            block_size: 64 * 1024,
+            ..Config::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("block-size 65536 is below min_block_size 1048576"),
+            "{e}"
+        );
+        // Tests lower the floor, as HDFS's MiniDFSCluster does.
+        let c = Config {
+            min_block_size: 512,
+            ..c
+        };
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn fs_limits_are_read_from_the_namenode_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rfs.toml");
+        std::fs::write(
+            &path,
+            "[namenode]\nmin_block_size = 4096\nmax_blocks_per_file = 3\n",
+        )
+        .unwrap();
+        let c = Config::from_file(&path).unwrap();
+        assert_eq!((c.min_block_size, c.max_blocks_per_file), (4096, 3));
     }
 }

@@ -51,6 +51,12 @@ struct Args {
     /// Default replication of new files [default: 3].
     #[arg(long)]
     replication: Option<u32>,
+    /// Smallest block size a new file may have, in bytes [default: 1048576].
+    #[arg(long)]
+    min_block_size: Option<u64>,
+    /// Most blocks one file may have [default: 10000].
+    #[arg(long)]
+    max_blocks_per_file: Option<u64>,
     /// Milliseconds without a heartbeat after which a datanode is dead [default: 30000].
     #[arg(long)]
     datanode_dead_ms: Option<u64>,
@@ -92,6 +98,8 @@ fn config(args: Args) -> Result<Config, rfs_namenode::NamenodeError> {
         name_dir_reserved_mib,
         block_size,
         replication,
+        min_block_size,
+        max_blocks_per_file,
         datanode_dead_ms,
         lease_soft_limit_ms,
         lease_hard_limit_ms,

@@ -75,6 +75,13 @@ pub fn normalize_new(path: &str) -> Result<String> {
     }
 }
 
+/// Whether moving a subtree `height` levels high (0: a file or an empty
+/// directory) to a path `depth` components deep would put an entry more
+/// than [`MAX_DEPTH`] components deep, where no path can name it.
+pub fn move_exceeds_depth(depth: usize, height: usize) -> bool {
+    depth.saturating_add(height) > MAX_DEPTH
+}
+
 pub fn join(components: &[&str]) -> String {
     if components.is_empty() {
         "/".to_string()
@@ -113,6 +120,17 @@ mod tests {
         assert!(components(&"/x".repeat(1000)).is_ok());
         let e = components("/a//b").unwrap_err().to_string();
         assert_eq!(e, "invalid path \"/a//b\": empty path component");
+    }
+
+    #[test]
+    fn a_move_may_reach_but_not_pass_the_depth_limit() {
+        assert!(!move_exceeds_depth(1, 0));
+        assert!(!move_exceeds_depth(MAX_DEPTH, 0));
+        assert!(move_exceeds_depth(MAX_DEPTH + 1, 0));
+        assert!(!move_exceeds_depth(400, 600));
+        assert!(move_exceeds_depth(401, 600));
+        assert!(move_exceeds_depth(1, MAX_DEPTH));
+        assert!(move_exceeds_depth(usize::MAX, usize::MAX));
     }
 
     #[test]

@@ -965,3 +965,73 @@ async fn pipeline_recovery_records_the_acknowledged_length_with_the_new_stamp() 
     assert!(e.to_string().contains("closed file"), "{e}");
     log.close();
 }
+
+fn rename(src: &str, dst: &str, overwrite: bool) -> MetaOp {
+    let (src, dst) = (src.to_string(), dst.to_string());
+    if overwrite {
+        MetaOp::RenameOverwrite {
+            src,
+            dst,
+            now_ms: 1,
+        }
+    } else {
+        MetaOp::Rename {
+            src,
+            dst,
+            now_ms: 1,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_rename_may_not_make_a_path_deeper_than_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Meta::open(dir.path()).await;
+    let chain = |n: usize| "/x".repeat(n);
+    // /s is 600 levels high: its deepest path runs through /s/a. The walk
+    // meets a file and an empty directory (listed after `a`) on the way.
+    log.submit(mkdirs(&format!("/s/a{}", chain(599))))
+        .await
+        .unwrap();
+    log.submit(mkdirs("/s/z")).await.unwrap();
+    log.submit(create("/s/y", "c")).await.unwrap();
+    let deep = format!("/t{}", chain(399)); // 400 components
+    log.submit(mkdirs(&deep)).await.unwrap();
+
+    // Into `deep`: /s would be 401 deep, its deepest path 1001.
+    for overwrite in [false, true] {
+        let dst = format!("{deep}/s");
+        let to = if overwrite { dst.clone() } else { deep.clone() };
+        let e = log.submit(rename("/s", &to, overwrite)).await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "cannot move /s to {dst}: {dst} would be 401 components deep with at least \
+                 600 levels below it, more than 1000 components in all"
+            )
+        );
+        assert!(log.ns.lookup("/s/z").unwrap().is_some(), "nothing moved");
+    }
+
+    // One level up, its deepest path has exactly 1000 components.
+    let up = format!("/t{}", chain(398));
+    let moved = log.submit(rename("/s", &up, false)).await.unwrap();
+    let final_path = format!("{up}/s");
+    assert_eq!(
+        moved,
+        MetaResult::Renamed {
+            final_path: final_path.clone()
+        }
+    );
+    let deepest = format!("{final_path}/a{}", chain(599));
+    assert_eq!(deepest.matches('/').count(), 1000);
+    assert!(log.ns.lookup(&deepest).unwrap().is_some());
+    // A move no deeper needs no walk and is not refused; nor is one back up.
+    let beside = format!("{up}/s2");
+    log.submit(rename(&final_path, &beside, true))
+        .await
+        .unwrap();
+    log.submit(rename(&beside, "/s", false)).await.unwrap();
+    assert!(log.ns.lookup("/s/z").unwrap().is_some());
+    log.close();
+}

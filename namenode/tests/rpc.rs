@@ -459,6 +459,57 @@ async fn namespace_rules_and_error_texts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fs_limits_refuse_small_blocks_and_a_block_past_the_limit() {
+    let mut nn = Namenode::start(|c| c.max_blocks_per_file = 2).await;
+    nn.register("dn1", "10.0.0.1", 1 << 30).await;
+    let create = |path: &str, block_size: u64| CreateRequest {
+        path: path.into(),
+        client_id: "w".into(),
+        block_size,
+        ..Default::default()
+    };
+    assert_err(
+        nn.client.create(create("/small", 4096)).await,
+        RpcErrorKind::InvalidArgument,
+        "block size 4096 is below the namenode's minimum 1048576 (min_block_size)",
+    );
+    let small = GetFileInfoRequest {
+        path: "/small".into(),
+    };
+    let info = nn.client.get_file_info(small).await.unwrap().into_inner();
+    assert!(info.status.is_none(), "nothing was made");
+    nn.client.create(create("/f", 1 << 20)).await.unwrap();
+
+    let b1 = nn.add_block("/f", "w", None, "").await.unwrap();
+    // The file's last allowed block, asked for with a call id.
+    let second = AddBlockRequest {
+        call: Some(CallId {
+            client_id: "w".into(),
+            call_id: 7,
+        }),
+        path: "/f".into(),
+        client_id: "w".into(),
+        previous: b1.block,
+        excluded_datanodes: vec![],
+        client_host: String::new(),
+    };
+    let b2 = nn.client.add_block(second.clone()).await.unwrap();
+    let b2 = b2.into_inner().block.unwrap();
+    assert_err(
+        nn.add_block("/f", "w", b2.block, "").await,
+        RpcErrorKind::InvalidArgument,
+        "/f: block 3 would exceed the namenode's limit of 2 blocks per file (max_blocks_per_file)",
+    );
+    // A retry of the call that made the last allowed block passed the
+    // limit the first time: it gets its block again, not a refusal.
+    let again = nn.client.add_block(second).await.unwrap();
+    assert_eq!(again.into_inner().block.unwrap().block, b2.block);
+    let st = nn.complete("/f", "w", b2.block).await.unwrap();
+    assert!(!st.under_construction);
+    nn.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_leases_and_placement() {
     let mut nn = Namenode::start(|c| c.lease_soft_limit_ms = 300).await;
     nn.create("/f", "w1", false).await.unwrap();

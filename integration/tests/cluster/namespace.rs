@@ -6,6 +6,7 @@ use rfs_proto::rpc_error::RpcErrorKind;
 use tokio::io::AsyncWriteExt;
 
 use super::common::{payload, read_file, write_file, MIB};
+use super::dfs::Dfs;
 
 fn assert_kind<T>(r: Result<T, rfs_client::Error>, kind: RpcErrorKind, text: &str) {
     match r {
@@ -251,4 +252,72 @@ async fn second_writer_gets_a_lease_conflict() -> anyhow::Result<()> {
     w2.shutdown().await?;
     assert_eq!(read_file(&a, "/leased").await?, b"second");
     Ok(())
+}
+
+/// The namenode's limits as `dfs` meets them: a block size below
+/// `min_block_size`, a file past `max_blocks_per_file` (lowered to 2
+/// here), and a `mv` that would make a path deeper than 1000 components.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fs_limits_refuse_small_blocks_long_files_and_too_deep_moves() -> anyhow::Result<()> {
+    let mut builder = MiniCluster::builder().datanodes(1);
+    builder.replication = 1;
+    builder.extra_namenode_args = vec!["--max-blocks-per-file".into(), "2".into()];
+    let cluster = builder.start().await?;
+    let dfs = Dfs::new(cluster.namenode_addr());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let local = tempfile::tempdir()?;
+        let file = |name: &str, len: usize| -> anyhow::Result<String> {
+            let p = local.path().join(name);
+            std::fs::write(&p, payload(len, 7))?;
+            Ok(p.display().to_string())
+        };
+
+        // (a) A block size below the floor (1 MiB by default).
+        let small = file("small", 10)?;
+        let err = dfs.fails(&["put", "-b", "4k", &small, "/small"]);
+        assert_eq!(
+            err.trim_end(),
+            "dfs: block size 4096 is below the namenode's minimum 1048576 (min_block_size)"
+        );
+        dfs.ok(&["put", "-b", "1m", &small, "/small"]);
+
+        // (b) Two 1 MiB blocks fit; the byte that needs a third is refused.
+        dfs.ok(&["put", &file("two", 2 * MIB)?, "/two"]);
+        let err = dfs.fails(&["put", &file("three", 2 * MIB + 1)?, "/three"]);
+        assert_eq!(
+            err.trim_end(),
+            "dfs: /three._COPYING_: block 3 would exceed the namenode's limit of 2 blocks \
+             per file (max_blocks_per_file)"
+        );
+        let ls = dfs.ok(&["ls", "/"]);
+        assert!(!ls.contains("/three"), "the failed put left nothing:\n{ls}");
+
+        // (c) /s is 600 levels high; /t/x…x is 400 components deep.
+        let chain = |n: usize| "/x".repeat(n);
+        dfs.ok(&["mkdir", "-p", &format!("/s/a{}", chain(599))]);
+        let deep = format!("/t{}", chain(399));
+        dfs.ok(&["mkdir", "-p", &deep]);
+        let err = dfs.fails(&["mv", "/s", &deep]);
+        assert_eq!(
+            err.trim_end(),
+            format!(
+                "dfs: cannot move /s to {deep}/s: {deep}/s would be 401 components deep with \
+                 at least 600 levels below it, more than 1000 components in all"
+            )
+        );
+        // One level up, the deepest path has exactly 1000 components, and
+        // `ls -R` still names every entry.
+        let up = format!("/t{}", chain(398));
+        dfs.ok(&["mv", "/s", &up]);
+        let deepest = format!("{up}/s/a{}", chain(599));
+        assert_eq!(deepest.matches('/').count(), 1000);
+        dfs.ok(&["stat", &deepest]);
+        let lsr = dfs.ok(&["ls", "-R", "/t"]);
+        assert!(
+            lsr.lines().any(|l| l.ends_with(&deepest)),
+            "ls -R lacks the deepest path"
+        );
+        Ok(())
+    })
+    .await?
 }

@@ -87,6 +87,17 @@ impl ClientService {
         Ok(self.state.raft.submit(proposal).await?)
     }
 
+    /// Whether `call` is a retry of one already applied, which
+    /// [`ClientService::submit`] answers from the retry cache: a limit
+    /// checked before proposing must not refuse it, as the first try
+    /// passed.
+    fn recorded(&self, call: &Option<CallKey>) -> Result<bool, Status> {
+        match call {
+            Some(key) => Ok(self.state.ns.retry_cached(key)?.is_some()),
+            None => Ok(false),
+        }
+    }
+
     /// Only the leader serves; others answer NotLeader with its address.
     fn leading(&self) -> Result<(), Status> {
         Ok(self.state.raft.check_leader()?)
@@ -157,6 +168,14 @@ impl ClientProtocol for ClientService {
         if !block_size.is_multiple_of(rfs_proto::defaults::BYTES_PER_CHECKSUM as u64) {
             return Err(NamenodeError::InvalidArgument(format!(
                 "block size {block_size} is not a multiple of 512"
+            ))
+            .into());
+        }
+        // Config, not replicated state: checked by the leader, so apply never depends on it.
+        if block_size < cfg.min_block_size {
+            return Err(NamenodeError::InvalidArgument(format!(
+                "block size {block_size} is below the namenode's minimum {} (min_block_size)",
+                cfg.min_block_size
             ))
             .into());
         }
@@ -242,6 +261,17 @@ impl ClientProtocol for ClientService {
                 .into())
             }
         }
+        let call = call_key(&r.call)?;
+        // Config, not replicated state: checked by the leader, so apply never depends on it.
+        let max_blocks = self.state.config.max_blocks_per_file;
+        let count = file.blocks.len() as u64 + 1;
+        if count > max_blocks && !self.recorded(&call)? {
+            return Err(NamenodeError::InvalidArgument(format!(
+                "{p}: block {count} would exceed the namenode's limit of {max_blocks} blocks \
+                 per file (max_blocks_per_file)"
+            ))
+            .into());
+        }
         let targets = {
             let reg = self.state.registry();
             let targets = placement::choose(
@@ -266,7 +296,6 @@ impl ClientProtocol for ClientService {
             );
         }
         self.state.leases().renew(&r.client_id);
-        let call = call_key(&r.call)?;
         let op = MetaOp::AddBlock {
             path: p,
             client_id: r.client_id,
