@@ -160,6 +160,76 @@ async fn own_role(addr: &str) -> Result<String> {
     Ok(st.member.map(|m| m.role).unwrap_or_default())
 }
 
+/// Where the new leader writes once it is elected; a read of it through
+/// nn1 that says "absent" after that write was acknowledged is stale.
+const MARKER: &str = "/written-by-the-new-leader";
+const READ_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// One read of [`MARKER`] sent to nn1: when, and what it answered (`None`:
+/// no answer or an error; `Some(seen)`: whether the marker existed).
+type MarkerRead = (Instant, Option<bool>);
+
+/// A reader inside the namespace hammering nn1 with `get_file_info
+/// MARKER`, back to back, through the whole election.
+struct Reader {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Result<Vec<MarkerRead>>>,
+}
+
+impl Reader {
+    fn start(ns: &NetNs, addr: String) -> Reader {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = ns.run_inside(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(read_marker(addr, s))
+        });
+        Reader { stop, thread }
+    }
+
+    async fn stop(self) -> Result<Vec<MarkerRead>> {
+        self.stop.store(true, Ordering::SeqCst);
+        let thread = self.thread;
+        tokio::task::spawn_blocking(move || thread.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("reader thread panicked"))?
+    }
+}
+
+async fn read_marker(addr: String, stop: Arc<AtomicBool>) -> Result<Vec<MarkerRead>> {
+    let mut reads = Vec::new();
+    let mut client = None;
+    while !stop.load(Ordering::SeqCst) {
+        let sent = Instant::now();
+        if client.is_none() {
+            client = raw_client(&addr, READ_TIMEOUT).await.ok();
+        }
+        let Some(c) = client.as_mut() else {
+            reads.push((sent, None));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        let req = GetFileInfoRequest {
+            path: MARKER.into(),
+        };
+        let answer = match tokio::time::timeout(READ_TIMEOUT, c.get_file_info(req)).await {
+            Ok(Ok(r)) => Some(r.into_inner().status.is_some()),
+            Ok(Err(_)) => None,
+            Err(_) => {
+                client = None; // a fresh connection after a lost answer
+                None
+            }
+        };
+        reads.push((sent, answer));
+        if answer.is_none() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(reads)
+}
+
 fn netns(cluster: &HaCluster) -> &NetNs {
     cluster.netns().expect("nn1 runs in a netns")
 }
@@ -188,11 +258,16 @@ async fn isolated_leader_acknowledges_nothing_and_rejoins_as_follower() -> Resul
     )
     .await?;
 
+    let reader = Reader::start(netns(&cluster), cluster.member_addr(NN1));
     netns(&cluster).cut()?;
     let cut_done = Instant::now();
     pinned.cut.store(true, Ordering::SeqCst);
     let new = cluster.new_leader_other_than(NN1).await?;
+    let elected_seen = Instant::now();
     let new_term = cluster.member_status(new).await?.term;
+    let writer = Client::connect(cluster.client_config_for(new)).await?;
+    writer.mkdirs(MARKER, true).await?;
+    let marker_acked = Instant::now();
     eprintln!(
         "cut after {served} pinned acks; {} leader at term {new_term} {:?} after the cut",
         cluster.member_id(new),
@@ -204,6 +279,7 @@ async fn isolated_leader_acknowledges_nothing_and_rejoins_as_follower() -> Resul
     let load_moved_on = cut_done.elapsed();
     let (logs, errors) = load.finish().await?;
     let pinned_log = pinned.stop().await?;
+    let marker_reads = reader.stop().await?;
 
     let restored_at = Instant::now();
     netns(&cluster).restore()?;
@@ -258,21 +334,71 @@ async fn isolated_leader_acknowledges_nothing_and_rejoins_as_follower() -> Resul
         acked_after_cut.is_empty(),
         "nn1 acknowledged mutations sent after it was cut off: {acked_after_cut:?}"
     );
-    // Reads are linearizable (ReadIndex): a leader cut off from the
-    // majority cannot confirm it still leads, so it answers no read.
-    let reads_after_cut = pinned_log
+    // Reads are linearizable: nn1 may answer from its read lease for less
+    // than an election timeout after the cut (no one else can have been
+    // elected yet), never once another leader exists. The pinned client's
+    // reads come a call timeout after the cut: none may be answered.
+    let pinned_late = pinned_log
         .reads
         .iter()
-        .filter(|(sent, _)| *sent >= cut_done)
+        .filter(|(sent, _)| *sent >= cut_done + PINNED_CALL_TIMEOUT)
         .count();
-    let stale_reads = pinned_log
+    let pinned_answered = pinned_log
         .reads
         .iter()
-        .filter(|(sent, answered)| *sent >= cut_done && *answered)
+        .filter(|(sent, answered)| *sent >= cut_done + PINNED_CALL_TIMEOUT && *answered)
         .count();
     ensure!(
-        reads_after_cut > 0 && stale_reads == 0,
-        "nn1 answered {stale_reads} of {reads_after_cut} reads sent after it was cut off"
+        pinned_late > 0 && pinned_answered == 0,
+        "nn1 answered {pinned_answered} of {pinned_late} reads sent a second after it was cut off"
+    );
+    // The reader hammered nn1 through the whole election: no answer to a
+    // read sent once the new leader was seen, and none missing the marker
+    // the new leader had acknowledged before the read was sent.
+    let after_cut: Vec<&MarkerRead> = marker_reads
+        .iter()
+        .filter(|(t, _)| *t >= cut_done)
+        .collect();
+    let lease_answers = after_cut.iter().filter(|(_, a)| a.is_some()).count();
+    let after_election: Vec<&&MarkerRead> = after_cut
+        .iter()
+        .filter(|(t, a)| *t >= elected_seen && a.is_some())
+        .collect();
+    let stale: Vec<&&MarkerRead> = after_cut
+        .iter()
+        .filter(|(t, a)| *t >= marker_acked && *a == Some(false))
+        .collect();
+    eprintln!(
+        "reader: {} reads of nn1 after the cut, {lease_answers} answered (under its lease), \
+         new leader seen {:?} and the marker acknowledged {:?} after the cut",
+        after_cut.len(),
+        elected_seen - cut_done,
+        marker_acked - cut_done
+    );
+    // HaCluster's raft timing: 50 ms ticks, elections after 10; a follower
+    // votes 9 ticks after the last heartbeat it heard, at the earliest.
+    let earliest_election = Duration::from_millis(9 * 50);
+    let last_answer = after_cut
+        .iter()
+        .filter(|(_, a)| a.is_some())
+        .map(|(t, _)| *t - cut_done)
+        .max();
+    eprintln!("reader: the last read nn1 answered was sent {last_answer:?} after the cut");
+    ensure!(
+        last_answer.is_none_or(|d| d < earliest_election),
+        "nn1 answered a read sent {last_answer:?} after the cut, when another member may lead \
+         {earliest_election:?} after it"
+    );
+    ensure!(
+        after_cut.len() >= 10,
+        "the reader sent only {} reads after the cut",
+        after_cut.len()
+    );
+    ensure!(
+        stale.is_empty() && after_election.is_empty(),
+        "nn1 answered {} reads sent after a new leader was seen, {} of them stale",
+        after_election.len(),
+        stale.len()
     );
     let verified = verify_acks(&client, "/load", &logs).await;
     ensure!(

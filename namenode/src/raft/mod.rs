@@ -20,6 +20,7 @@ pub mod handover;
 pub mod log_file;
 pub mod name_dir_space;
 pub mod node;
+pub mod read_lease;
 pub mod retry_sweep;
 pub mod storage;
 pub mod transport;
@@ -37,6 +38,7 @@ use crate::meta_op::{MetaResult, Proposal};
 use crate::namespace::{counter, Namespace};
 use name_dir_space::NameDirSpace;
 use node::{Inbox, Node, NodeSettings, NodeStatus, Role};
+use read_lease::ReadLease;
 use storage::RaftStorage;
 use transport::{PeerService, Peers};
 
@@ -52,6 +54,7 @@ const WITNESS_ELECTION_DELAY: usize = 2;
 #[derive(Clone)]
 pub struct RaftHandle {
     inbox: mpsc::Sender<Inbox>,
+    lease: Arc<ReadLease>,
     status: watch::Receiver<NodeStatus>,
     members: Vec<Member>,
     me: u64,
@@ -135,6 +138,7 @@ impl RaftGroup {
         ));
         let peers = Peers::start(me, members.clone(), rt, tx.clone(), max_message, &space);
         let (status_tx, status_rx) = watch::channel(NodeStatus::default());
+        let lease = Arc::new(ReadLease::default());
         let settings = NodeSettings {
             tick: ha.tick(),
             snapshot_entries: ha.snapshot_entries,
@@ -146,6 +150,9 @@ impl RaftGroup {
                 .map(|(i, _)| i as u64 + 1)
                 .collect(),
             space: space.clone(),
+            election_ticks: ha.election_ticks,
+            lease: lease.clone(),
+            lease_for: read_lease::duration(ha.tick(), ha.election_ticks),
         };
         let checkpointer = Checkpointer::start(ns.clone(), CHECKPOINT_EVERY)?;
         let node = Node::new(raw, ns, rx, peers, status_tx, settings);
@@ -164,6 +171,7 @@ impl RaftGroup {
         Ok(RaftGroup {
             handle: RaftHandle {
                 inbox: tx.clone(),
+                lease,
                 status: status_rx,
                 members: members.clone(),
                 me,
@@ -295,6 +303,10 @@ impl RaftHandle {
     /// committed when the call was made: a read after it is linearizable.
     pub async fn read_barrier(&self) -> Result<()> {
         self.check_leader()?;
+        if self.lease.holds(std::time::Instant::now()) {
+            metrics::counter!("rfs_namenode_lease_reads_total").increment(1);
+            return Ok(());
+        }
         let (done, wait) = oneshot::channel();
         self.send(Inbox::Read { done })?;
         wait.await.map_err(|_| stopped())?
@@ -336,6 +348,7 @@ mod tests {
         let (tx, rx) = watch::channel(status);
         let handle = RaftHandle {
             inbox: mpsc::channel().0,
+            lease: Arc::default(),
             status: rx,
             members,
             me,

@@ -40,6 +40,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::handover::{self, Candidate};
 use super::name_dir_space::NameDirSpace;
+use super::read_lease::ReadLease;
 use super::retry_sweep::RetrySweep;
 use super::storage::RaftStorage;
 use super::transport::Peers;
@@ -149,11 +150,19 @@ pub struct NodeSettings {
     /// This member's name dir against its reserve, and what the others
     /// said of theirs.
     pub space: Arc<NameDirSpace>,
+    pub election_ticks: usize,
+    /// The leader's read lease (`read_lease.rs`) and how long one
+    /// acknowledged round earns.
+    pub lease: Arc<ReadLease>,
+    pub lease_for: Duration,
 }
 
 struct Batch {
     waiters: Vec<oneshot::Sender<Result<()>>>,
     issued_tick: u64,
+    /// When the round was handed to raft-rs: the lease it earns starts
+    /// here.
+    sent: Instant,
 }
 
 pub struct Node {
@@ -302,6 +311,21 @@ impl Node {
                 if m.get_msg_type() == MessageType::MsgHeartbeat && m.commit > last {
                     m.commit = last;
                 }
+                // Before this member restarted it may have acknowledged a
+                // round that earned the leader a read lease: refuse votes
+                // for an election timeout, as if it had just heard the
+                // leader (`read_lease.rs`).
+                let vote = matches!(
+                    m.get_msg_type(),
+                    MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+                );
+                if vote
+                    && self.ticks < self.settings.election_ticks as u64
+                    && m.context[..] != *raft::CAMPAIGN_TRANSFER
+                {
+                    tracing::debug!("vote request from {} refused: just started", m.from);
+                    return false;
+                }
                 if let Err(e) = self.raw.step(*m) {
                     tracing::debug!("raft message dropped: {e}");
                 }
@@ -404,6 +428,9 @@ impl Node {
                 "superseded by another leadership transfer".into(),
             )));
         }
+        // The target campaigns past the followers' refusal to vote, so no
+        // read may lean on that refusal from here on.
+        self.settings.lease.drop_lease();
         self.raw.transfer_leader(to);
         // raft-rs abandons a transfer after an election timeout; allow two.
         let timeout = self.settings.tick * (2 * self.raw.raft.election_timeout() as u32 + 2);
@@ -424,6 +451,16 @@ impl Node {
                 b.issued_tick = self.ticks;
             }
             self.raw.read_index(ctx.to_be_bytes().to_vec());
+        }
+        // Renew the lease before it runs out, so that steady reads never
+        // wait for a round.
+        let lease = &self.settings.lease;
+        if self.role == Role::Leader
+            && self.raw.raft.lead_transferee.is_none()
+            && self.reads_in_flight.is_empty()
+            && lease.left(Instant::now()) < self.settings.lease_for / 2
+        {
+            self.issue_read_round();
         }
         if self.role == Role::Leader && !self.settings.witness {
             if let Some(step) = self.retry_sweep.on_tick(self.ticks, crate::clock::now_ms()) {
@@ -486,6 +523,12 @@ impl Node {
         if self.reads_new.is_empty() {
             return;
         }
+        self.issue_read_round();
+    }
+
+    /// One ReadIndex round for every read queued meanwhile (none when it
+    /// only renews the lease).
+    fn issue_read_round(&mut self) {
         let ctx = self.next_read;
         self.next_read += 1;
         self.reads_in_flight.insert(
@@ -493,6 +536,7 @@ impl Node {
             Batch {
                 waiters: std::mem::take(&mut self.reads_new),
                 issued_tick: self.ticks,
+                sent: Instant::now(),
             },
         );
         self.raw.read_index(ctx.to_be_bytes().to_vec());
@@ -518,6 +562,10 @@ impl Node {
                 .map(u64::from_be_bytes)
                 .ok();
             if let Some(batch) = ctx.and_then(|c| self.reads_in_flight.remove(&c)) {
+                if self.role == Role::Leader && self.raw.raft.lead_transferee.is_none() {
+                    let lease = &self.settings.lease;
+                    lease.extend(batch.sent, self.settings.lease_for, rs.index);
+                }
                 self.reads_confirmed.push((rs.index, batch.waiters));
             }
         }
@@ -544,6 +592,9 @@ impl Node {
         self.peers.send(light.take_messages());
         self.apply(light.take_committed_entries())?;
         self.raw.advance_apply();
+        self.settings
+            .lease
+            .set_applied(self.raw.raft.raft_log.applied);
         self.release_reads();
         self.maybe_compact()?;
         Ok(())
@@ -561,6 +612,7 @@ impl Node {
             self.peers.name_of(self.raw.raft.leader_id)
         );
         let was_leader = self.role == Role::Leader;
+        self.settings.lease.drop_lease();
         self.role = role;
         self.term_start = if role == Role::Leader {
             // raft-rs appended the term's empty entry on becoming leader.
