@@ -39,6 +39,9 @@ use crate::meta_op::CallKey;
 use crate::namespace::tree::{Dirty, Tree};
 use crate::namespace::{counter, Counters, Inode};
 
+/// Checkpoint keys and values: what a raft snapshot carries.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// The sled store's directory in the name dir.
 pub const STORE_DIR: &str = "meta.sled";
 
@@ -174,7 +177,7 @@ fn load_pair(tree: &mut Tree, k: &[u8], v: &[u8]) -> Result<()> {
 }
 
 /// The whole of `tree` as checkpoint key/value pairs (a raft snapshot).
-pub fn pairs(tree: &Tree) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub fn pairs(tree: &Tree) -> Pairs {
     let mut out = Vec::with_capacity(tree.inodes.len() * 2 + tree.block_owner.len() + 8);
     for inode in tree.inodes.values() {
         let v = bincode::serialize(inode).expect("an inode always encodes");
@@ -316,7 +319,7 @@ impl Store {
         &self,
         tree: &RwLock<Tree>,
         index: u64,
-        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+        pairs: Pairs,
         extra: Vec<(&'static [u8], Vec<u8>)>,
     ) -> Result<()> {
         let _writing = self.writing.lock().expect("checkpoint lock poisoned");

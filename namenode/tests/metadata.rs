@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use proptest::prelude::*;
+use rfs_namenode::checkpoint::Pairs;
 use rfs_namenode::leases::RECOVERY_HOLDER;
 use rfs_namenode::meta_op::{CallKey, MetaOp, MetaResult, Proposal};
 use rfs_namenode::namespace::{counter, BlockMeta, FileMeta, Namespace};
@@ -502,7 +503,7 @@ fn snapshot(ns: &Namespace) -> BTreeMap<String, bool> {
 }
 
 /// The state keys sled holds, sorted.
-fn checkpoint_pairs(ns: &Namespace) -> Vec<(Vec<u8>, Vec<u8>)> {
+fn checkpoint_pairs(ns: &Namespace) -> Pairs {
     let raw = ns.store().raw();
     let mut out = Vec::new();
     for p in rfs_namenode::checkpoint::STATE_PREFIXES {
@@ -516,7 +517,7 @@ fn checkpoint_pairs(ns: &Namespace) -> Vec<(Vec<u8>, Vec<u8>)> {
 }
 
 /// The in-memory state as checkpoint pairs, sorted.
-fn memory_pairs(ns: &Namespace) -> Vec<(Vec<u8>, Vec<u8>)> {
+fn memory_pairs(ns: &Namespace) -> Pairs {
     let mut pairs = ns.snapshot().1;
     pairs.sort();
     pairs

@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::Store;
+use crate::checkpoint::{Pairs, Store};
 use crate::error::{NamenodeError, Result};
 use crate::meta_op::{CallKey, MetaResult};
 use crate::path;
@@ -170,7 +170,7 @@ impl Namespace {
 
     /// The whole state as checkpoint key/value pairs, at the applied index
     /// returned with them (a raft snapshot).
-    pub fn snapshot(&self) -> (u64, Vec<(Vec<u8>, Vec<u8>)>) {
+    pub fn snapshot(&self) -> (u64, Pairs) {
         let tree = self.read();
         (tree.counters.applied, crate::checkpoint::pairs(&tree))
     }
@@ -181,7 +181,7 @@ impl Namespace {
     pub fn install(
         &self,
         index: u64,
-        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+        pairs: Pairs,
         extra: Vec<(&'static [u8], Vec<u8>)>,
     ) -> Result<()> {
         self.store.install(&self.tree, index, pairs, extra)
