@@ -23,7 +23,8 @@
 //! It prints `log_fsync_<strategy>_<writers>w_<record>_p50 … us` (and
 //! `_p90`, `_p99`: the `fdatasync` call alone), `…_syncs_per_s` (all
 //! writers together) and `…_syncs_per_s_writer` (their mean), then a
-//! Markdown table and a **Finding** line ([`markdown`]).
+//! Markdown table and a **Finding** line, which `rfs-bench report`
+//! rebuilds from the figures ([`markdown`], [`rows_json`]).
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -37,6 +38,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use rand::RngCore;
+use serde_json::json;
 
 use crate::figures::{latency_figures, Figure};
 
@@ -523,6 +525,27 @@ pub fn finding(figures: &BTreeMap<String, Figure>) -> Option<String> {
     Some(text)
 }
 
+/// The table's rows as JSON, and the finding.
+pub fn rows_json(figures: &BTreeMap<String, Figure>) -> serde_json::Value {
+    let rows: Vec<_> = rows(figures)
+        .iter()
+        .map(|r| {
+            json!({
+                "layout": r.strategy.key(),
+                "writers": r.writers,
+                "record_bytes": r.record,
+                "fdatasync_p50_us": r.p50,
+                "fdatasync_p99_us": r.p99,
+                "syncs_per_s_writer": r.per_writer,
+                "syncs_per_s": r.total,
+                "over_append": r.over_append,
+                "segment_ends": r.segment_ends,
+            })
+        })
+        .collect();
+    json!({ "rows": rows, "finding": finding(figures) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -627,6 +650,10 @@ mod tests {
         );
         assert!(md.contains("| appending | 1 | 16 KiB |"), "{md}");
         assert!(markdown(&figs("rfs_put_r1 1 MB/s\n")).is_none());
+        let js = rows_json(&figs(RUN));
+        assert_eq!(js["rows"].as_array().unwrap().len(), 6);
+        assert_eq!(js["rows"][2]["layout"], "zeroed");
+        assert_eq!(js["rows"][2]["over_append"], 2.5);
     }
 
     #[test]
