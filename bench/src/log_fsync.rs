@@ -19,7 +19,10 @@
 //!
 //! Each cell runs 1 or 3 writers (3: nn1, nn2 and the witness on one
 //! machine), each on its own file in the same directory, each looping
-//! write + `fdatasync` of one record of 512 B or 16 KiB for a fixed time.
+//! write + `fdatasync` of one record of 512 B or 16 KiB for a fixed time,
+//! in slices that take turns with the other layouts' (each slice on new
+//! files), so a change in the machine's load (another build starting)
+//! falls on every layout alike.
 //! It prints `log_fsync_<strategy>_<writers>w_<record>_p50 … us` (and
 //! `_p90`, `_p99`: the `fdatasync` call alone), `…_syncs_per_s` (all
 //! writers together) and `…_syncs_per_s_writer` (their mean), then a
@@ -48,9 +51,15 @@ pub struct LogFsyncArgs {
     /// raft-log fsync probe [default: the disk probes' scratch directory].
     #[arg(long)]
     pub log_dir: Option<PathBuf>,
-    /// Seconds each cell of the raft-log fsync probe runs (12 cells).
+    /// Seconds each cell of the raft-log fsync probe runs in all (12
+    /// cells), in --log-rounds slices.
     #[arg(long, default_value_t = 2.0)]
     pub log_seconds: f64,
+    /// Slices each cell's time is cut into, the three layouts' slices
+    /// taking turns, so a change in the machine's load falls on each
+    /// layout alike.
+    #[arg(long, default_value_t = 4)]
+    pub log_rounds: u32,
     /// Segment size of the preallocated and zero-filled raft-log layouts,
     /// in MiB.
     #[arg(long, default_value_t = 64)]
@@ -137,7 +146,8 @@ pub fn probe(
     mut show: impl FnMut(&Figure),
 ) -> Result<Vec<Figure>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let seconds = Duration::from_secs_f64(args.log_seconds.max(0.01));
+    let rounds = args.log_rounds.max(1);
+    let slice = Duration::from_secs_f64(args.log_seconds.max(0.01) / f64::from(rounds));
     let segment = args.log_segment_mib.max(1) << 20;
     // The load average says whether other work shared the CPUs: a
     // writer woken from fdatasync waits for a CPU like anyone else.
@@ -148,7 +158,8 @@ pub fn probe(
         .collect::<Vec<_>>()
         .join(" ");
     println!(
-        "# log-fsync {}: {} s per cell, {} MiB segments, on {}, load average {load} at the start",
+        "# log-fsync {}: {} s per cell in {rounds} slices, {} MiB segments, on {}, \
+         load average {load} at the start",
         dir.display(),
         args.log_seconds,
         args.log_segment_mib.max(1),
@@ -157,8 +168,20 @@ pub fn probe(
     let mut all = Vec::new();
     for &record in &RECORDS {
         for &writers in &WRITERS {
-            for s in Strategy::ALL {
-                let cell = run_cell(dir, s, writers, record, seconds, segment)?;
+            let mut cells: Vec<Option<Cell>> = Strategy::ALL.iter().map(|_| None).collect();
+            for round in 0..rounds as usize {
+                // Each round starts with the next layout, so none always
+                // runs first or right after another's preparation.
+                for k in 0..Strategy::ALL.len() {
+                    let i = (k + round) % Strategy::ALL.len();
+                    let c = run_cell(dir, Strategy::ALL[i], writers, record, slice, segment)?;
+                    match &mut cells[i] {
+                        Some(cell) => cell.add(c),
+                        None => cells[i] = Some(c),
+                    }
+                }
+            }
+            for cell in cells.into_iter().flatten() {
                 for f in cell.figures() {
                     show(&f);
                     all.push(f);
@@ -195,13 +218,22 @@ pub struct Cell {
     pub latencies: Vec<Duration>,
     /// Writes + `fdatasync`s completed, all writers together.
     pub syncs: u64,
-    /// From the writers' common start to the last one's end.
+    /// From the writers' common start to the last one's end (summed over
+    /// the slices).
     pub elapsed: Duration,
     /// Times a writer reached the end of its segment (rolled or recycled).
     pub segment_ends: u64,
 }
 
 impl Cell {
+    /// `other`, a later slice of the same cell, added to this one.
+    pub fn add(&mut self, other: Cell) {
+        self.latencies.extend(other.latencies);
+        self.syncs += other.syncs;
+        self.elapsed += other.elapsed;
+        self.segment_ends += other.segment_ends;
+    }
+
     pub fn figures(&self) -> Vec<Figure> {
         let stem = figure_stem(self.strategy, self.writers, self.record);
         let mut out = latency_figures(&stem, self.latencies.clone());
@@ -618,6 +650,31 @@ mod tests {
             4096,
         );
         assert!(e.is_err(), "a record larger than a segment is refused");
+    }
+
+    #[test]
+    fn the_probe_measures_every_cell_in_slices() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = LogFsyncArgs {
+            log_dir: None,
+            log_seconds: 0.06,
+            log_rounds: 2,
+            log_segment_mib: 1,
+        };
+        let mut shown = 0;
+        let figures = probe(&args, dir.path(), |_| shown += 1).unwrap();
+        // Per record size and writer count: 5 figures of appending, 6 of
+        // each segment layout (with their segment ends).
+        assert_eq!(figures.len(), 2 * 2 * (5 + 6 + 6));
+        assert_eq!(shown, figures.len());
+        let figures: BTreeMap<String, Figure> =
+            figures.into_iter().map(|f| (f.name.clone(), f)).collect();
+        let total = &figures["log_fsync_zeroed_3w_16k_syncs_per_s"];
+        let each = &figures["log_fsync_zeroed_3w_16k_syncs_per_s_writer"];
+        assert!(total.value > 0.0);
+        assert!((total.value / 3.0 - each.value).abs() < 0.01 * total.value);
+        assert_eq!(rows(&figures).len(), 12);
+        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
     }
 
     const RUN: &str = "\
