@@ -506,55 +506,79 @@ pub fn markdown(figures: &BTreeMap<String, Figure>) -> Option<String> {
     Some(out)
 }
 
+/// Layouts within this fraction of the fastest one's syncs/s are named
+/// beside it: closer than that, one run on a shared machine does not
+/// rank them.
+const TIE: f64 = 0.05;
+
 /// The fastest layout (most syncs/s, all writers together) at 3 writers,
-/// per record size, and its ratio to appending; `None` without a figure
-/// at 3 writers.
+/// per record size, its ratio to appending, and any layout within [`TIE`]
+/// of it; `None` without a figure at 3 writers.
 pub fn finding(figures: &BTreeMap<String, Figure>) -> Option<String> {
     let rows = rows(figures);
-    let best: Vec<&Row> = RECORDS
+    let total = |r: &Row| r.total.unwrap_or(0.0);
+    let ranked: Vec<Vec<&Row>> = RECORDS
         .iter()
-        .filter_map(|&record| {
-            rows.iter()
+        .map(|&record| {
+            let mut at3: Vec<&Row> = rows
+                .iter()
                 .filter(|r| r.writers == 3 && r.record == record)
-                .filter(|r| r.total.is_some())
-                .max_by(|a, b| a.total.partial_cmp(&b.total).expect("finite syncs/s"))
+                .collect();
+            at3.sort_by(|a, b| total(b).total_cmp(&total(a)));
+            at3
         })
+        .filter(|at3| !at3.is_empty())
         .collect();
-    let first = best.first()?;
-    let ratio = |r: &Row| {
+    let first = ranked.first()?[0];
+    let over_append = |r: &Row| {
         r.over_append.map_or("appending not measured".into(), |x| {
             format!("{x:.2}× appending")
         })
     };
-    let each = |r: &Row| {
-        let p99 = r
+    let each = |at3: &[&Row]| {
+        let best = at3[0];
+        let p99 = best
             .p99
-            .map_or(String::new(), |p| format!("; fdatasync p99 {p:.0} µs"));
+            .map_or(String::new(), |p| format!(", fdatasync p99 {p:.0} µs"));
+        let close: Vec<String> = at3[1..]
+            .iter()
+            .filter(|r| total(r) >= (1.0 - TIE) * total(best))
+            .map(|r| {
+                format!(
+                    "{} within {:.0}% ({})",
+                    r.strategy.label(),
+                    TIE * 100.0,
+                    over_append(r)
+                )
+            })
+            .collect();
+        let close = if close.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", close.join(", "))
+        };
         format!(
-            "{} ({:.0} syncs/s, {}{p99})",
-            record_label(r.record),
-            r.total.unwrap_or(0.0),
-            ratio(r),
+            "{}: {} at {:.0} syncs/s, {}{p99}{close}",
+            record_label(best.record),
+            best.strategy.label(),
+            total(best),
+            over_append(best),
         )
     };
-    let text = if best.iter().all(|r| r.strategy == first.strategy) {
+    let lead = if ranked.iter().all(|at3| at3[0].strategy == first.strategy) {
         format!(
-            "**Finding:** raft log, 3 concurrent writers (nn1, nn2, witness) on this filesystem: \
-             {} is the fastest layout with every record size: {}.",
-            first.strategy.label(),
-            best.iter().map(|r| each(r)).collect::<Vec<_>>().join(", ")
+            "{} is the fastest layout with every record size",
+            first.strategy.label()
         )
     } else {
-        format!(
-            "**Finding:** raft log, 3 concurrent writers (nn1, nn2, witness) on this filesystem: \
-             the fastest layout is {}.",
-            best.iter()
-                .map(|r| format!("{} with {}", r.strategy.label(), each(r)))
-                .collect::<Vec<_>>()
-                .join("; ")
-        )
+        "the fastest layout differs by record size".into()
     };
-    Some(text)
+    let parts: Vec<String> = ranked.iter().map(|at3| each(at3)).collect();
+    Some(format!(
+        "**Finding:** raft log, 3 concurrent writers (nn1, nn2, witness) on this filesystem: \
+         {lead}. {}.",
+        parts.join(". ")
+    ))
 }
 
 /// The table's rows as JSON, and the finding.
@@ -719,9 +743,9 @@ mod tests {
         assert_eq!(
             f,
             "**Finding:** raft log, 3 concurrent writers (nn1, nn2, witness) on this \
-             filesystem: zero-filled is the fastest layout with every record size: 512 B \
-             (2500 syncs/s, 2.50× appending; fdatasync p99 600 µs), 16 KiB (1600 syncs/s, \
-             2.00× appending; fdatasync p99 700 µs)."
+             filesystem: zero-filled is the fastest layout with every record size. 512 B: \
+             zero-filled at 2500 syncs/s, 2.50× appending, fdatasync p99 600 µs. 16 KiB: \
+             zero-filled at 1600 syncs/s, 2.00× appending, fdatasync p99 700 µs."
         );
         // A different winner per record size names each.
         let run = RUN.replace(
@@ -730,11 +754,23 @@ mod tests {
         );
         let f = finding(&figs(&run)).unwrap();
         assert!(
-            f.contains("the fastest layout is preallocated (fallocate) with 512 B (3000 syncs/s, 3.00× appending);"),
+            f.contains(
+                "the fastest layout differs by record size. 512 B: preallocated (fallocate) \
+                 at 3000 syncs/s, 3.00× appending. 16 KiB: zero-filled at 1600"
+            ),
             "{f}"
         );
+        // Within 5% of the fastest: named beside it.
+        let run = RUN.replace(
+            "log_fsync_prealloc_3w_512b_syncs_per_s 1500",
+            "log_fsync_prealloc_3w_512b_syncs_per_s 2400",
+        );
+        let f = finding(&figs(&run)).unwrap();
         assert!(
-            f.contains("; zero-filled with 16 KiB (1600 syncs/s, 2.00× appending;"),
+            f.contains(
+                "512 B: zero-filled at 2500 syncs/s, 2.50× appending, fdatasync p99 600 µs; \
+                 preallocated (fallocate) within 5% (2.40× appending). 16 KiB:"
+            ),
             "{f}"
         );
         assert!(finding(&figs("log_fsync_append_1w_16k_syncs_per_s 9 syncs/s\n")).is_none());
