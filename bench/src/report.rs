@@ -459,9 +459,7 @@ fn markdown(
     fio_jobs: &[String],
     log_fsync_dirs: &[String],
 ) -> String {
-    let mut out = String::from(
-        "| workload | unit | rfs | MooseFS | limit | rfs / limit | rfs / MooseFS |\n|---|---|---|---|---|---|---|\n",
-    );
+    let mut out = String::new();
     for r in ROWS {
         let rfs = value(figures, r.rfs);
         let peer = r.peer.and_then(|p| value(figures, p));
@@ -475,6 +473,12 @@ fn markdown(
             _ => "—".into(),
         };
         let r2 = |v: Option<f64>| v.map_or("—".into(), |v| format!("{v:.2}×"));
+        if out.is_empty() {
+            out.push_str(
+                "| workload | unit | rfs | MooseFS | limit | rfs / limit | rfs / MooseFS |\n\
+                 |---|---|---|---|---|---|---|\n",
+            );
+        }
         out.push_str(&format!(
             "| {} | {unit} | {} | {} | {limit_cell} | {} | {} |\n",
             r.workload,
@@ -535,6 +539,10 @@ fn markdown(
             let cells: Vec<String> = g.values.iter().map(|v| cell(*v)).collect();
             out.push_str(&format!("| {} | {} |\n", g.label, cells.join(" | ")));
         }
+    }
+    // A run of limits alone (no workload row) starts at its first section.
+    if out.starts_with('\n') {
+        out.remove(0);
     }
     out
 }
@@ -642,6 +650,10 @@ mod tests {
             "{md}"
         );
         assert_eq!(md.matches("**Finding:** raft log").count(), 1, "{md}");
+        assert!(
+            md.starts_with("# rfs benchmarks, d-abc\n\nRaft log, one write"),
+            "no workload figures, no empty workload table: {md}"
+        );
         assert!(!md.contains("chatter"), "{md}");
         let js: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.path().join("d-abc.json")).unwrap())
