@@ -10,7 +10,7 @@
 #   bench/run.sh limits [--disk-mib 1024]   loopback TCP, disk, raft log fdatasync,
 #       memcpy, CRC32C
 #   bench/run.sh log-fsync [--log-dir DIR]  the raft log's write + fdatasync alone:
-#       appending vs fallocated vs zero-filled segments, 1 and 3 writers (~40 s)
+#       appending vs fallocated vs zero-filled segments, 1 and 3 writers (~30 s)
 #   bench/run.sh put [--size-mib 2048]      put/get at replication 1 and 3, 4 clients
 #   bench/run.sh meta [--files 100000]      create/stat/list/delete, 1 and 16 tasks
 #   bench/run.sh failover [--rounds 10]     kill -9 the HA leader under creates
