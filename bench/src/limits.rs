@@ -72,7 +72,7 @@ pub fn run(args: &LimitsArgs) -> Result<()> {
     let log: std::collections::BTreeMap<_, _> =
         log.into_iter().map(|f| (f.name.clone(), f)).collect();
     if let Some(md) = log_fsync::markdown(&log) {
-        println!("{md}");
+        println!("\n{md}");
     }
     show(Figure::new("memcpy", memcpy(), "MB/s"));
     show(Figure::new("crc32c_one_core", crc32c_one_core(), "MB/s"));
