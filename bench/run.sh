@@ -7,7 +7,10 @@
 #       committed creates and failover on an HA group, namenode memory per
 #       file; writes bench/results/<date>-<sha>.{txt,json,md,png} and puts
 #       the table and charts in README.md.
-#   bench/run.sh limits [--disk-mib 1024]   loopback TCP, disk, memcpy, CRC32C
+#   bench/run.sh limits [--disk-mib 1024]   loopback TCP, disk, raft log fdatasync,
+#       memcpy, CRC32C
+#   bench/run.sh log-fsync [--log-dir DIR]  the raft log's write + fdatasync alone:
+#       appending vs fallocated vs zero-filled segments, 1 and 3 writers (~30 s)
 #   bench/run.sh put [--size-mib 2048]      put/get at replication 1 and 3, 4 clients
 #   bench/run.sh meta [--files 100000]      create/stat/list/delete, 1 and 16 tasks
 #   bench/run.sh failover [--rounds 10]     kill -9 the HA leader under creates
@@ -56,7 +59,7 @@ meta)
     cluster
     exec "$BENCH" meta --namenode "$NAMENODES" "$@"
     ;;
-failover | creates | nn-memory)
+failover | creates | nn-memory | log-fsync)
     shift
     build >&2
     exec "$BENCH" "$mode" "$@"
@@ -108,7 +111,7 @@ profile)
     ;;
 all | --*) ;;
 *)
-    sed -n '2,23p' "$0" >&2
+    sed -n '2,26p' "$0" >&2
     exit 2
     ;;
 esac

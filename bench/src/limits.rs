@@ -1,9 +1,12 @@
 //! `rfs-bench limits`: what this machine can do at best, measured in the
 //! same run as the workloads so every figure can be a ratio: loopback TCP
 //! (iperf3), sequential disk write with fsync and cold read, the disk in
-//! the puts' own shape (fio, see [`disk_jobs`]), memcpy, and CRC32C on one
+//! the puts' own shape (fio, see [`disk_jobs`]), the raft log's write +
+//! fdatasync per file layout ([`log_fsync`]), memcpy, and CRC32C on one
 //! core. Prints `name value unit` lines; each fio figure follows a
-//! `# fio NAME: COMMAND` line with the job that measured it.
+//! `# fio NAME: COMMAND` line with the job that measured it, and the raft
+//! log's figures a `# log-fsync DIR: …` line saying where they were
+//! measured, and are followed by their Markdown table.
 
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
@@ -15,11 +18,15 @@ use anyhow::{Context, Result};
 use rand::RngCore;
 
 use crate::figures::{mbps, Figure};
+use crate::log_fsync::{self, LogFsyncArgs};
+
+/// Where the disk probes write unless told otherwise.
+pub const DEFAULT_SCRATCH: &str = ".rfs/bench";
 
 #[derive(clap::Args)]
 pub struct LimitsArgs {
     /// Directory on the disk the datanodes use, for the disk probes.
-    #[arg(long, default_value = ".rfs/bench")]
+    #[arg(long, default_value = DEFAULT_SCRATCH)]
     scratch: PathBuf,
     /// Bytes written and read by the disk probes, in MiB.
     #[arg(long, default_value_t = 1024)]
@@ -34,6 +41,8 @@ pub struct LimitsArgs {
     /// Clients of the concurrent put (`put-get --clients`).
     #[arg(long, default_value_t = 4)]
     clients: u64,
+    #[command(flatten)]
+    log: LogFsyncArgs,
 }
 
 /// Buffer size of the disk probes, as `dd bs=4M`.
@@ -57,6 +66,13 @@ pub fn run(args: &LimitsArgs) -> Result<()> {
     show(Figure::new("disk_read_cold", read, "MB/s"));
     for job in disk_jobs(args.disk_mib, args.block_mib, args.clients) {
         show(job.run(&args.scratch)?);
+    }
+    let log_dir = args.log.log_dir.as_deref().unwrap_or(&args.scratch);
+    let log = log_fsync::probe(&args.log, log_dir, |f| show(f.clone()))?;
+    let log: std::collections::BTreeMap<_, _> =
+        log.into_iter().map(|f| (f.name.clone(), f)).collect();
+    if let Some(md) = log_fsync::markdown(&log) {
+        println!("\n{md}");
     }
     show(Figure::new("memcpy", memcpy(), "MB/s"));
     show(Figure::new("crc32c_one_core", crc32c_one_core(), "MB/s"));

@@ -5,6 +5,9 @@
 //!   memcpy, CRC32C), measured in the same run as what they bound.
 //! - `put-get` ([`put_get`]) and `meta` ([`meta`]): throughput and
 //!   small-file metadata rates against a running cluster.
+//! - `log-fsync` ([`log_fsync`]): the raft log's write + fdatasync on
+//!   the name dirs' filesystem, appending vs preallocated vs zero-filled
+//!   segments, 1 and 3 concurrent writers (also part of `limits`).
 //! - `report` ([`report`]): one run's figures (rfs, MooseFS from
 //!   `bench/peers/moosefs.sh`, limits) as a Markdown and JSON table and
 //!   PNG charts ([`plot`]).
@@ -23,6 +26,7 @@ use clap::{Parser, Subcommand};
 mod figures;
 mod ha;
 mod limits;
+mod log_fsync;
 mod meta;
 mod nn_memory;
 mod plot;
@@ -39,8 +43,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// The machine's limits: loopback TCP, disk write (fsync) and cold
-    /// read, the disk in each put's shape (fio), memcpy, CRC32C on one core.
+    /// read, the disk in each put's shape (fio), the raft log's fdatasync
+    /// per file layout, memcpy, CRC32C on one core.
     Limits(limits::LimitsArgs),
+    /// The raft log's write + fdatasync per file layout (appending,
+    /// preallocated, zero-filled segments) with 1 and 3 concurrent
+    /// writers; `limits` runs it too.
+    LogFsync(log_fsync::LogFsyncArgs),
     /// Put then get one file per replication factor, then N clients at once.
     PutGet(put_get::PutGetArgs),
     /// Create, stat, list, delete N empty files with 1 and 16 tasks.
@@ -62,6 +71,9 @@ enum Cmd {
 async fn main() -> Result<()> {
     let figures = match Cli::parse().cmd {
         Cmd::Limits(a) => return limits::run(&a),
+        Cmd::LogFsync(a) => {
+            return log_fsync::run(&a, std::path::Path::new(limits::DEFAULT_SCRATCH))
+        }
         Cmd::PutGet(a) => put_get::run(&a).await?,
         Cmd::Meta(a) => meta::run(&a).await?,
         Cmd::NnMemory(a) => nn_memory::run(&a).await?,

@@ -3,7 +3,9 @@
 //! side by side) into `bench/results/<stem>.json` and `<stem>.md`: one
 //! table row per workload with rfs, MooseFS, the limit that bounds it, and
 //! the ratios, and the latency percentiles of the metadata workloads where
-//! the run has them (`<figure>_p50`, `_p90`, `_p99`). It draws the same
+//! the run has them (`<figure>_p50`, `_p90`, `_p99`), and the raft log's
+//! fdatasync table when the run has `log_fsync_*` figures
+//! ([`log_fsync::markdown`], with its finding). It draws the same
 //! rows as PNG charts ([`crate::plot`]): `<stem>-throughput.png` and
 //! `<stem>-latency.png`. With `--readme`, the table and the charts also
 //! replace what is between the README's `bench-table` markers.
@@ -16,6 +18,7 @@ use plotters::style::RGBColor;
 use serde_json::json;
 
 use crate::figures::{Figure, PERCENTILES};
+use crate::log_fsync;
 use crate::plot::{self, Group, Panel, Series};
 
 #[derive(clap::Args)]
@@ -160,6 +163,7 @@ const END: &str = "<!-- bench-table:end -->";
 pub fn run(args: &ReportArgs) -> Result<()> {
     let mut figures: BTreeMap<String, Figure> = BTreeMap::new();
     let mut fio_jobs = Vec::new();
+    let mut log_fsync_dirs = Vec::new();
     for input in &args.inputs {
         let text = std::fs::read_to_string(input)
             .with_context(|| format!("reading {}", input.display()))?;
@@ -167,10 +171,11 @@ pub fn run(args: &ReportArgs) -> Result<()> {
             figures.insert(f.name.clone(), f);
         }
         fio_jobs.extend(text.lines().filter_map(fio_job));
+        log_fsync_dirs.extend(text.lines().filter_map(log_fsync_dir));
     }
     std::fs::create_dir_all(&args.out_dir)?;
     let charts = draw_charts(&figures, &args.out_dir, &args.stem)?;
-    let table = markdown(&figures, &fio_jobs);
+    let table = markdown(&figures, &fio_jobs, &log_fsync_dirs);
     let md = args.out_dir.join(format!("{}.md", args.stem));
     let md_images: String = charts
         .iter()
@@ -180,6 +185,8 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         &md,
         format!("# rfs benchmarks, {}\n\n{table}{md_images}", args.stem),
     )?;
+    let mut log_fsync = log_fsync::rows_json(&figures);
+    log_fsync["measured_in"] = json!(log_fsync_dirs);
     let json = json!({
         "stem": args.stem,
         "figures": figures
@@ -187,6 +194,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
             .map(|f| (f.name.clone(), json!({"value": f.value, "unit": f.unit})))
             .collect::<serde_json::Map<_, _>>(),
         "table": rows_json(&figures),
+        "log_fsync": log_fsync,
         "charts": charts.iter().map(|(_, png)| file_name(png)).collect::<Vec<_>>(),
     });
     let js = args.out_dir.join(format!("{}.json", args.stem));
@@ -422,6 +430,12 @@ fn fio_job(line: &str) -> Option<String> {
     line.strip_prefix("# fio ").map(str::to_string)
 }
 
+/// `DIR: …, on FSTYPE SOURCE` of a `# log-fsync DIR: …` line (`limits`
+/// and `log-fsync` print one before the raft log's figures).
+fn log_fsync_dir(line: &str) -> Option<String> {
+    line.strip_prefix("# log-fsync ").map(str::to_string)
+}
+
 /// The rows whose rfs figure beats the limit that should bound it: a
 /// finding to explain (the limit measured the wrong shape, or rfs does
 /// something the limit does not), never to tune away.
@@ -440,10 +454,12 @@ fn findings(figures: &BTreeMap<String, Figure>) -> Vec<String> {
         .collect()
 }
 
-fn markdown(figures: &BTreeMap<String, Figure>, fio_jobs: &[String]) -> String {
-    let mut out = String::from(
-        "| workload | unit | rfs | MooseFS | limit | rfs / limit | rfs / MooseFS |\n|---|---|---|---|---|---|---|\n",
-    );
+fn markdown(
+    figures: &BTreeMap<String, Figure>,
+    fio_jobs: &[String],
+    log_fsync_dirs: &[String],
+) -> String {
+    let mut out = String::new();
     for r in ROWS {
         let rfs = value(figures, r.rfs);
         let peer = r.peer.and_then(|p| value(figures, p));
@@ -457,6 +473,12 @@ fn markdown(figures: &BTreeMap<String, Figure>, fio_jobs: &[String]) -> String {
             _ => "—".into(),
         };
         let r2 = |v: Option<f64>| v.map_or("—".into(), |v| format!("{v:.2}×"));
+        if out.is_empty() {
+            out.push_str(
+                "| workload | unit | rfs | MooseFS | limit | rfs / limit | rfs / MooseFS |\n\
+                 |---|---|---|---|---|---|---|\n",
+            );
+        }
         out.push_str(&format!(
             "| {} | {unit} | {} | {} | {limit_cell} | {} | {} |\n",
             r.workload,
@@ -489,6 +511,16 @@ fn markdown(figures: &BTreeMap<String, Figure>, fio_jobs: &[String]) -> String {
             out.push_str(&format!("- `{job}`\n"));
         }
     }
+    if let Some(table) = log_fsync::markdown(figures) {
+        out.push_str(
+            "\nRaft log, one write + one fdatasync per batch and writer, per file layout \
+             (`log-fsync`; the percentiles time the fdatasync alone)",
+        );
+        if !log_fsync_dirs.is_empty() {
+            out.push_str(&format!(", measured in {}", log_fsync_dirs.join("; ")));
+        }
+        out.push_str(&format!(":\n\n{table}"));
+    }
     let findings = findings(figures);
     if !findings.is_empty() {
         out.push('\n');
@@ -507,6 +539,10 @@ fn markdown(figures: &BTreeMap<String, Figure>, fio_jobs: &[String]) -> String {
             let cells: Vec<String> = g.values.iter().map(|v| cell(*v)).collect();
             out.push_str(&format!("| {} | {} |\n", g.label, cells.join(" | ")));
         }
+    }
+    // A run of limits alone (no workload row) starts at its first section.
+    if out.starts_with('\n') {
+        out.remove(0);
     }
     out
 }
@@ -554,7 +590,7 @@ mod tests {
             "disk_write_fsync 100 MB/s\ndisk_fio_3writers 300 MB/s\nrfs_put_r3 90 MB/s\n\
              moosefs_put_goal3 60 MB/s\n",
         );
-        let md = markdown(&f, &[]);
+        let md = markdown(&f, &[], &[]);
         let line = md.lines().find(|l| l.contains("replication 3")).unwrap();
         // Limit: a third of what three concurrent writers got, not of one
         // stream.
@@ -572,7 +608,7 @@ mod tests {
                     disk_fio_1writer 200 MB/s\nrfs_put_r1 250 MB/s\n\
                     disk_fio_clients 300 MB/s\nrfs_put_4clients 240 MB/s\n";
         let jobs: Vec<String> = text.lines().filter_map(fio_job).collect();
-        let md = markdown(&figs(text), &jobs);
+        let md = markdown(&figs(text), &jobs, &[]);
         assert!(
             md.contains("- `disk_fio_1writer: fio --name=disk_fio_1writer --numjobs=1`"),
             "{md}"
@@ -582,6 +618,55 @@ mod tests {
             "{md}"
         );
         assert_eq!(md.matches("**Finding:**").count(), 1, "{md}");
+    }
+
+    #[test]
+    fn the_raft_log_table_says_where_it_was_measured() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("run.txt");
+        std::fs::write(
+            &input,
+            "# log-fsync /d: 2 s per cell, 64 MiB segments, on ext4 /dev/vda, load average 0.10 0.20 0.30 at the start\n\
+             log_fsync_append_3w_512b_syncs_per_s 1000 syncs/s\n\
+             log_fsync_zeroed_3w_512b_syncs_per_s 2000 syncs/s\n\
+             | appending | 3 | 512 B | the probe's own table, chatter |\n\
+             **Finding:** the probe's own finding, chatter\n",
+        )
+        .unwrap();
+        let args = ReportArgs {
+            inputs: vec![input],
+            out_dir: dir.path().to_path_buf(),
+            stem: "d-abc".into(),
+            readme: None,
+        };
+        run(&args).unwrap();
+        let md = std::fs::read_to_string(dir.path().join("d-abc.md")).unwrap();
+        assert!(
+            md.contains("measured in /d: 2 s per cell, 64 MiB segments, on ext4 /dev/vda, load"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| zero-filled | 3 | 512 B | — | — | — | 2000 | 2.00× | — |"),
+            "{md}"
+        );
+        assert_eq!(md.matches("**Finding:** raft log").count(), 1, "{md}");
+        assert!(
+            md.starts_with("# rfs benchmarks, d-abc\n\nRaft log, one write"),
+            "no workload figures, no empty workload table: {md}"
+        );
+        assert!(!md.contains("chatter"), "{md}");
+        let js: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("d-abc.json")).unwrap())
+                .unwrap();
+        assert_eq!(js["log_fsync"]["rows"][1]["over_append"], 2.0);
+        assert!(js["log_fsync"]["finding"]
+            .as_str()
+            .unwrap()
+            .contains("zero-filled"));
+        assert!(js["log_fsync"]["measured_in"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("/d:"));
     }
 
     #[test]
@@ -660,7 +745,7 @@ mod tests {
         let p = latency_panel(&f, "s").unwrap();
         assert_eq!(p.series.len(), 6);
         assert_eq!(p.series[3].name, "MooseFS p50");
-        let md = markdown(&f, &[]);
+        let md = markdown(&f, &[], &[]);
         assert!(
             md.contains("| create + close, 1 task | 400.0 | 900.0 | 5000.0 | 300.0 | — | — |"),
             "{md}"
