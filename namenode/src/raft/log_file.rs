@@ -20,6 +20,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use raft::prelude::{Entry, HardState};
 
@@ -34,7 +35,9 @@ const MAX_RECORD: usize = 256 * 1024 * 1024;
 
 pub struct LogFile {
     path: PathBuf,
-    file: File,
+    /// Shared with the syncer thread, which makes writes durable while
+    /// the raft loop goes on ([`SyncHandle`]).
+    file: Arc<File>,
     /// Contiguous, in index order; empty after compaction or a snapshot.
     entries: Vec<Entry>,
     hard: HardState,
@@ -93,7 +96,7 @@ impl LogFile {
             .map_err(|e| io_err(path, "cannot read", e))?;
         let mut log = LogFile {
             path: path.to_path_buf(),
-            file,
+            file: Arc::new(file),
             entries: Vec::new(),
             hard: HardState::default(),
             pending: Vec::new(),
@@ -199,16 +202,22 @@ impl LogFile {
 
     /// `what` names the write in the error, e.g. "cannot append entries to".
     fn write_pending(&mut self, what: &str) -> Result<()> {
-        let r = self.file.write_all(&self.pending);
+        let r = (&*self.file).write_all(&self.pending);
         self.pending.clear();
         r.map_err(|e| io_err(&self.path, what, e))
     }
 
     /// Makes everything written so far durable.
     pub fn sync(&self) -> Result<()> {
-        self.file
-            .sync_data()
-            .map_err(|e| io_err(&self.path, "cannot sync", e))
+        self.sync_handle().sync()
+    }
+
+    /// What another thread needs to make the writes so far durable.
+    pub fn sync_handle(&self) -> SyncHandle {
+        SyncHandle {
+            path: self.path.clone(),
+            file: self.file.clone(),
+        }
     }
 
     /// Drops the entries up to and including `index` and rewrites the file
@@ -239,8 +248,27 @@ impl LogFile {
             }
             OpenOptions::new().append(true).open(&self.path)
         };
-        self.file = write().map_err(|e| io_err(&self.path, "cannot rewrite (compact)", e))?;
+        let file = write().map_err(|e| io_err(&self.path, "cannot rewrite (compact)", e))?;
+        self.file = Arc::new(file);
         Ok(())
+    }
+}
+
+/// The log file as written so far, to `fdatasync` off the raft thread. A
+/// compaction replaces the file with a synced copy holding everything the
+/// old one did, so syncing the handle of the newest write covers every
+/// earlier one.
+#[derive(Clone)]
+pub struct SyncHandle {
+    path: PathBuf,
+    file: Arc<File>,
+}
+
+impl SyncHandle {
+    pub fn sync(&self) -> Result<()> {
+        self.file
+            .sync_data()
+            .map_err(|e| io_err(&self.path, "cannot sync", e))
     }
 }
 

@@ -23,6 +23,7 @@ pub mod node;
 pub mod read_lease;
 pub mod retry_sweep;
 pub mod storage;
+pub mod syncer;
 pub mod transport;
 
 use std::sync::{mpsc, Arc};
@@ -155,7 +156,8 @@ impl RaftGroup {
             lease_for: read_lease::duration(ha.tick(), ha.election_ticks),
         };
         let checkpointer = Checkpointer::start(ns.clone(), CHECKPOINT_EVERY)?;
-        let node = Node::new(raw, ns, rx, peers, status_tx, settings);
+        let syncer = syncer::Syncer::start(tx.clone())?;
+        let node = Node::new(raw, ns, rx, peers, status_tx, settings, syncer);
         let thread = std::thread::Builder::new()
             .name("raft".into())
             .spawn(move || node.run())

@@ -2,8 +2,9 @@
 //! machine. Everything else talks to it through [`Inbox`] messages.
 //!
 //! Each wake takes every queued inbox message (up to [`MAX_BATCH`]), so a
-//! burst of proposals becomes one append, one fsync and one round of
-//! `MsgAppend`s: group commit falls out of the loop's shape. Then it ticks
+//! burst of proposals becomes one append and one round of `MsgAppend`s,
+//! and every Ready written while an `fdatasync` runs shares the next one:
+//! group commit falls out of the loop's shape. Then it ticks
 //! when the interval has passed and handles `Ready` in the order raft-rs
 //! documents (`RawNode::ready`/`advance`).
 //!
@@ -16,9 +17,11 @@
 //! Nothing is acknowledged before it is durable here and on a majority:
 //! raft-rs hands out as committed only entries this member has persisted
 //! (`min(committed, persisted)`), and it counts them persisted only at
-//! `advance`, which follows the append and the `fdatasync` of the same
-//! `Ready`. A failed write of the log, the hard state, a compaction or the
-//! state machine stops the loop before that: [`Node::run`] returns the
+//! `on_persist_ready`, which the syncer thread triggers after the
+//! `fdatasync` covering that `Ready` (`syncer.rs`; the loop meanwhile
+//! writes and replicates the next ones), and a follower's acknowledgements
+//! and votes leave only then. A failed write or `fdatasync` of the log, a
+//! compaction or a snapshot install stops the loop: [`Node::run`] returns the
 //! error, the namenode exits non-zero, and every waiting caller is told
 //! `NotLeader` (outcome unknown here; its retry on the new leader finds
 //! it out). A member that stayed up after such a failure could only
@@ -43,6 +46,7 @@ use super::name_dir_space::NameDirSpace;
 use super::read_lease::ReadLease;
 use super::retry_sweep::RetrySweep;
 use super::storage::RaftStorage;
+use super::syncer::{Job, Persisted, Syncer};
 use super::transport::Peers;
 use crate::apply;
 use crate::error::{NamenodeError, Result};
@@ -72,6 +76,14 @@ pub enum Inbox {
         to: u64,
         ok: bool,
     },
+    /// The syncer made Readies durable, up to a number (`syncer.rs`);
+    /// `jobs` of them.
+    Persisted {
+        persisted: Persisted,
+        jobs: usize,
+    },
+    /// The syncer's `fdatasync` failed: the member must stop.
+    PersistFailed(String),
     /// Ends the loop; `checkpoint: false` leaves the store as a kill -9
     /// would (crash tests).
     Stop {
@@ -191,6 +203,9 @@ pub struct Node {
     failure: Option<String>,
     /// Whether stopping checkpoints the namespace (not when halted).
     final_checkpoint: bool,
+    syncer: Syncer,
+    /// A failure the syncer reported, ending the loop at the next Ready.
+    persist_failure: Option<NamenodeError>,
 }
 
 impl Node {
@@ -201,6 +216,7 @@ impl Node {
         peers: Peers,
         status: watch::Sender<NodeStatus>,
         settings: NodeSettings,
+        syncer: Syncer,
     ) -> Node {
         Node {
             raw,
@@ -224,6 +240,8 @@ impl Node {
             retry_sweep: RetrySweep::default(),
             failure: None,
             final_checkpoint: true,
+            syncer,
+            persist_failure: None,
         }
     }
 
@@ -340,6 +358,8 @@ impl Node {
                 };
                 self.raw.report_snapshot(to, status);
             }
+            Inbox::Persisted { persisted, jobs } => self.on_persisted(persisted, jobs),
+            Inbox::PersistFailed(e) => self.persist_failure = Some(NamenodeError::Store(e)),
             Inbox::Stop { checkpoint } => {
                 self.final_checkpoint = checkpoint;
                 return true;
@@ -542,10 +562,20 @@ impl Node {
         self.raw.read_index(ctx.to_be_bytes().to_vec());
     }
 
+    /// Handles Readies until raft-rs has none (a Ready persisted at once
+    /// can make the next one: commits, messages).
     fn on_ready(&mut self) -> Result<()> {
-        if !self.raw.has_ready() {
-            return Ok(());
+        if let Some(e) = self.persist_failure.take() {
+            return Err(e);
         }
+        while self.raw.has_ready() {
+            self.handle_ready()?;
+        }
+        self.release_reads();
+        self.maybe_compact()
+    }
+
+    fn handle_ready(&mut self) -> Result<()> {
         let mut rd = self.raw.ready();
         if let Some(ss) = rd.ss() {
             self.on_role(ss.raft_state.into());
@@ -579,25 +609,48 @@ impl Node {
             let entries = rd.take_entries();
             self.raw.mut_store().append(&entries)?;
         }
-        if rd.must_sync() {
+        // Written (raft-rs reads it back from the store); durable once the
+        // syncer says so, while this loop goes on (`syncer.rs`).
+        let number = rd.number();
+        let must_sync = rd.must_sync();
+        let messages = rd.take_persisted_messages();
+        // After a snapshot raft-rs applies up to it at once, so it must
+        // count as persisted now: sync here (snapshots are rare), which
+        // covers every earlier write too.
+        let inline = !rd.snapshot().is_empty();
+        self.raw.advance_append_async(rd);
+        if inline {
             self.raw.store().sync()?;
             self.syncs += 1;
-            metrics::counter!("rfs_namenode_raft_fsyncs_total").increment(1);
+            self.peers.send(messages);
+            self.raw.on_persist_ready(number);
+        } else if !must_sync && self.syncer.idle() {
+            self.peers.send(messages);
+            self.raw.on_persist_ready(number);
+        } else {
+            let file = self.raw.store().sync_handle();
+            self.syncer.submit(Job {
+                number,
+                must_sync,
+                file,
+                messages,
+            })?;
         }
-        self.peers.send(rd.take_persisted_messages());
-        let mut light = self.raw.advance(rd);
-        if let Some(commit) = light.commit_index() {
-            self.raw.mut_store().set_commit(commit)?;
-        }
-        self.peers.send(light.take_messages());
-        self.apply(light.take_committed_entries())?;
         self.raw.advance_apply();
         self.settings
             .lease
             .set_applied(self.raw.raft.raft_log.applied);
-        self.release_reads();
-        self.maybe_compact()?;
         Ok(())
+    }
+
+    fn on_persisted(&mut self, p: Persisted, jobs: usize) {
+        self.syncer.done(jobs);
+        if p.synced {
+            self.syncs += 1;
+            metrics::counter!("rfs_namenode_raft_fsyncs_total").increment(1);
+        }
+        self.peers.send(p.messages);
+        self.raw.on_persist_ready(p.number);
     }
 
     fn on_role(&mut self, role: Role) {

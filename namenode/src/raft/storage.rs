@@ -175,6 +175,11 @@ impl RaftStorage {
         self.set_hard_state(&hs)
     }
 
+    /// What the syncer thread needs to make the writes so far durable.
+    pub fn sync_handle(&self) -> super::log_file::SyncHandle {
+        self.log.sync_handle()
+    }
+
     /// Makes the log and hard state written so far durable.
     pub fn sync(&self) -> Result<()> {
         self.log.sync()
