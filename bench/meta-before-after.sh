@@ -29,7 +29,8 @@ for side in before after; do
     [ "$side" = after ] && bin="$PWD/target/release"
     export RFS_QUICKSTART_BIN="$bin" RFS_QUICKSTART_DIR="$run_dir/$side"
     ./scripts/quickstart.sh >&2
-    "$bin/rfs-bench" meta --namenode "$NN" --files "$files" | sed "s/^/$side /" || true
+    "$bin/rfs-bench" meta --namenode "$NN" --files "$files" --cpu-pids "$(cat "$run_dir/$side"/pids/{nn1,nn2,witness}.pid | paste -sd,)" |
+        sed "s/^/$side /" || true
     ./scripts/quickstart.sh stop >&2
 done
 if [ "$moosefs" = 1 ]; then

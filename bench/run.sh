@@ -39,6 +39,12 @@ cluster() {
     fi
 }
 
+# The quickstart cluster's namenodes (nn1, nn2, witness), by pid file:
+# other namenodes on the machine (tests) must not count.
+nn_pids() {
+    cat "${RFS_QUICKSTART_DIR:-.rfs}"/pids/{nn1,nn2,witness}.pid | paste -sd,
+}
+
 mode="${1:-all}"
 case "$mode" in
 limits)
@@ -57,7 +63,7 @@ meta)
     shift
     build >&2
     cluster
-    exec "$BENCH" meta --namenode "$NAMENODES" "$@"
+    exec "$BENCH" meta --namenode "$NAMENODES" --cpu-pids "$(nn_pids)" "$@"
     ;;
 failover | creates | nn-memory | log-fsync)
     shift
@@ -144,7 +150,7 @@ run() {
 }
 run "$BENCH" limits --disk-mib "$size_mib"
 run "$BENCH" put-get --namenode "$NAMENODES" --size-mib "$size_mib"
-run "$BENCH" meta --namenode "$NAMENODES" --files "$files"
+run "$BENCH" meta --namenode "$NAMENODES" --files "$files" --cpu-pids "$(nn_pids)"
 if [ "$moosefs" = 1 ]; then
     # --chunk-fsync: chunkservers fsync too, so a put is durable on every
     # replica as an rfs put is (like with like).

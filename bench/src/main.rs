@@ -23,6 +23,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod cpu;
 mod figures;
 mod ha;
 mod limits;

@@ -27,6 +27,10 @@ pub struct MetaArgs {
     /// Concurrent tasks, one measurement per value.
     #[arg(long, value_delimiter = ',', default_value = "1,16")]
     tasks: Vec<usize>,
+    /// Namenode processes (nn1, nn2, witness) whose CPU time, with this
+    /// client's, is reported per create + close (`rfs_create_<tasks>_cpu`).
+    #[arg(long, value_delimiter = ',')]
+    cpu_pids: Vec<u32>,
 }
 
 const ROOT: &str = "/bench/meta";
@@ -43,6 +47,7 @@ pub async fn run(args: &MetaArgs) -> Result<Vec<Figure>> {
             client.mkdirs(d, true).await?;
         }
         let n = (per * tasks) as f64;
+        let cpu_before = crate::cpu::total(&args.cpu_pids)?;
         let (create, create_lat) = timed(&client, &dirs, per, |c, path| async move {
             let opts = CreateOptions {
                 replication: Some(1),
@@ -53,6 +58,7 @@ pub async fn run(args: &MetaArgs) -> Result<Vec<Figure>> {
             Ok(())
         })
         .await?;
+        let create_cpu = crate::cpu::total(&args.cpu_pids)? - cpu_before;
         let (stat, stat_lat) = timed(&client, &dirs, per, |c, path| async move {
             c.get_file_info(&path).await?;
             Ok(())
@@ -74,6 +80,13 @@ pub async fn run(args: &MetaArgs) -> Result<Vec<Figure>> {
             n / create,
             "ops/s",
         ));
+        if !args.cpu_pids.is_empty() {
+            out.push(Figure::new(
+                format!("rfs_create_{tasks}_cpu"),
+                create_cpu * 1e6 / n,
+                "us/op",
+            ));
+        }
         out.push(Figure::new(format!("rfs_stat_{tasks}"), n / stat, "ops/s"));
         out.push(Figure::new(format!("rfs_list_{tasks}"), list, "entries/s"));
         out.push(Figure::new(
