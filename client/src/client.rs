@@ -264,7 +264,8 @@ impl Client {
     }
 
     /// Up to `limit` entries whose names sort after `start_after` (a name,
-    /// not a path), and whether more follow.
+    /// not a path), each with its full path, owner and group (rebuilt from
+    /// the namenode's compact page), and whether more follow.
     pub async fn list_page(
         &self,
         path: &str,
@@ -280,7 +281,7 @@ impl Client {
             .rpc()
             .call("list", req, |mut c, req| async move { c.list(req).await })
             .await?;
-        Ok((r.entries, r.has_more))
+        crate::listing::statuses(r)
     }
 
     pub async fn delete(&self, path: &str, recursive: bool) -> Result<bool> {

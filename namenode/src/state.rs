@@ -195,16 +195,7 @@ pub fn status_with_children(
 
 /// The status of `inode` at `path` (a directory's `children` left 0).
 pub fn file_status(path: String, inode: &Inode) -> FileStatus {
-    let (file_type, length, replication, block_size, writer) = match &inode.file {
-        Some(f) => (
-            FileType::File,
-            f.length(),
-            f.replication,
-            f.block_size,
-            f.writer.clone(),
-        ),
-        None => (FileType::Directory, 0, 0, 0, None),
-    };
+    let (file_type, length, replication, block_size, writer) = type_fields(inode);
     FileStatus {
         path,
         file_type: file_type as i32,
@@ -220,5 +211,21 @@ pub fn file_status(path: String, inode: &Inode) -> FileStatus {
         under_construction: writer.is_some(),
         writer: writer.unwrap_or_default(),
         children: 0,
+    }
+}
+
+/// What a status says of `inode` as a file or a directory: its type,
+/// readable length, replication, block size and writer (all 0 or `None`
+/// for a directory).
+pub fn type_fields(inode: &Inode) -> (FileType, u64, u32, u64, Option<String>) {
+    match &inode.file {
+        Some(f) => (
+            FileType::File,
+            f.length(),
+            f.replication,
+            f.block_size,
+            f.writer.clone(),
+        ),
+        None => (FileType::Directory, 0, 0, 0, None),
     }
 }

@@ -384,8 +384,8 @@ async fn namespace_rules_and_error_texts() {
         .await
         .unwrap()
         .into_inner();
-    let names: Vec<_> = list.entries.iter().map(|e| e.path.as_str()).collect();
-    assert_eq!(names, ["/a/h"]);
+    let names: Vec<_> = list.items.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!((list.path.as_str(), &names[..]), ("/a", &["h"][..]));
     let list = nn
         .client
         .list(ListRequest {
@@ -395,8 +395,9 @@ async fn namespace_rules_and_error_texts() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(list.entries.len(), 1, "listing a file gives the file");
-    assert_eq!(list.entries[0].length, 1);
+    assert_eq!(list.items.len(), 1, "listing a file gives the file");
+    assert_eq!(list.path, "/a/h");
+    assert_eq!((list.items[0].name.as_str(), list.items[0].length), ("", 1));
 
     // delete
     assert_err(
@@ -454,6 +455,154 @@ async fn namespace_rules_and_error_texts() {
             cs.space_consumed
         ),
         (4000, 2, 2, 1000 * 2 + 3000 * 3)
+    );
+    nn.stop().await;
+}
+
+/// A `List` page's entry as the full status `GetFileInfo` gives, with the
+/// page's path and tables.
+fn full_status(page: &ListResponse, e: &ListEntry) -> FileStatus {
+    let path = match (e.name.as_str(), page.path.as_str()) {
+        ("", dir) => dir.to_string(),
+        (name, "/") => format!("/{name}"),
+        (name, dir) => format!("{dir}/{name}"),
+    };
+    FileStatus {
+        path,
+        file_type: e.file_type,
+        length: e.length,
+        owner: page.owners[e.owner as usize].clone(),
+        group: page.groups[e.group as usize].clone(),
+        mode: e.mode,
+        mtime_ms: e.mtime_ms,
+        atime_ms: e.atime_ms,
+        replication: e.replication,
+        block_size: e.block_size,
+        inode_id: e.inode_id,
+        under_construction: e.under_construction,
+        children: e.children,
+        writer: e.writer.clone(),
+    }
+}
+
+impl Namenode {
+    async fn mkdir_as(&mut self, path: &str, owner: &str, group: &str) {
+        let r = MkdirsRequest {
+            path: path.into(),
+            create_parent: true,
+            owner: owner.into(),
+            group: group.into(),
+            ..Default::default()
+        };
+        assert!(self.client.mkdirs(r).await.unwrap().into_inner().created);
+    }
+
+    async fn list_page(&mut self, path: &str, start_after: &str, limit: u32) -> ListResponse {
+        let r = ListRequest {
+            path: path.into(),
+            start_after: start_after.into(),
+            limit,
+        };
+        self.client.list(r).await.unwrap().into_inner()
+    }
+
+    async fn info(&mut self, path: &str) -> FileStatus {
+        let r = GetFileInfoRequest { path: path.into() };
+        let status = self.client.get_file_info(r).await.unwrap().into_inner();
+        status.status.unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_pages_carry_names_and_each_owner_and_group_once() {
+    let mut nn = Namenode::start(|_| {}).await;
+    nn.mkdir_as("/m/a/x", "alice", "staff").await;
+    nn.mkdir_as("/m/b", "bob", "staff").await;
+    nn.mkdir_as("/m/c", "alice", "wheel").await;
+    let create = CreateRequest {
+        path: "/m/f".into(),
+        client_id: "w".into(),
+        owner: "carol".into(),
+        group: "staff".into(),
+        ..Default::default()
+    };
+    nn.client.create(create).await.unwrap();
+
+    let page = nn.list_page("/m/", "", 0).await;
+    assert_eq!(page.path, "/m", "the listed path, normalised");
+    let names: Vec<&str> = page.items.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["a", "b", "c", "f"], "names, not paths");
+    assert_eq!(page.owners, ["alice", "bob", "carol"], "each owner once");
+    assert_eq!(page.groups, ["staff", "wheel"], "each group once");
+    let owned: Vec<(u32, u32)> = page.items.iter().map(|e| (e.owner, e.group)).collect();
+    assert_eq!(owned, [(0, 0), (1, 0), (0, 1), (2, 0)]);
+    // Entry by entry, what GetFileInfo says of the same path: entry counts
+    // of directories, the writer of a file being written.
+    for e in &page.items {
+        let full = full_status(&page, e);
+        assert_eq!(full, nn.info(&full.path).await);
+    }
+    assert_eq!(page.items[0].children, 1);
+    assert_eq!(page.items[3].writer, "w");
+    assert!(!page.has_more);
+
+    // A later page names only its own entries' owners and groups.
+    let page = nn.list_page("/m", "a", 2).await;
+    let names: Vec<&str> = page.items.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["b", "c"]);
+    assert!(page.has_more);
+    assert_eq!(
+        (&page.owners[..], &page.groups[..]),
+        (
+            &["bob".to_string(), "alice".into()][..],
+            &["staff".to_string(), "wheel".into()][..]
+        )
+    );
+
+    // Under the root, and a file listed as itself.
+    let root = nn.list_page("/", "", 0).await;
+    assert_eq!(full_status(&root, &root.items[0]).path, "/m");
+    let file = nn.list_page("/m/f", "", 0).await;
+    assert_eq!((file.path.as_str(), file.items.len()), ("/m/f", 1));
+    assert_eq!(full_status(&file, &file.items[0]), nn.info("/m/f").await);
+    nn.stop().await;
+}
+
+/// `ListResponse` as it was before compact listings: every entry a full
+/// `FileStatus`, path, owner and group included.
+#[derive(Clone, PartialEq, prost::Message)]
+struct FullListResponse {
+    #[prost(message, repeated, tag = "1")]
+    entries: Vec<FileStatus>,
+    #[prost(bool, tag = "2")]
+    has_more: bool,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_of_1000_files_leaves_out_paths_owners_and_groups() {
+    use prost::Message;
+    let mut nn = Namenode::start(|c| c.block_size = 128 << 20).await;
+    for i in 0..3 {
+        nn.register(&format!("dn{i}"), &format!("10.0.0.{i}"), 1 << 40)
+            .await;
+    }
+    for i in 0..1000 {
+        let path = format!("/user/alice/data/part-{i:05}.parquet");
+        nn.write(&path, 100_000_000 + i).await;
+    }
+    let page = nn.list_page("/user/alice/data", "", 1000).await;
+    assert_eq!(page.items.len(), 1000);
+    let full = FullListResponse {
+        entries: page.items.iter().map(|e| full_status(&page, e)).collect(),
+        has_more: page.has_more,
+    };
+    let (compact, before) = (page.encoded_len(), full.encoded_len());
+    eprintln!("a List page of 1000 files: {before} bytes as full statuses, {compact} compact");
+    // Each entry sheds its 17-byte directory prefix, its owner (5 bytes
+    // with tag and length) and its group (12).
+    assert!(
+        compact + 1000 * 34 <= before + 100,
+        "{compact} bytes compact, {before} as full statuses"
     );
     nn.stop().await;
 }

@@ -164,6 +164,45 @@ fn entries_in(s: &NnState, dir: &str) -> Vec<FileStatus> {
     entries
 }
 
+/// A `List` page as the namenode sends it: entries by name, owners and
+/// groups in tables.
+fn compact_page(dir: &str, entries: Vec<FileStatus>, has_more: bool) -> ListResponse {
+    fn index(table: &mut Vec<String>, name: String) -> u32 {
+        let i = table.iter().position(|n| *n == name).unwrap_or_else(|| {
+            table.push(name);
+            table.len() - 1
+        });
+        i as u32
+    }
+    let (mut owners, mut groups) = (Vec::new(), Vec::new());
+    let items = entries
+        .into_iter()
+        .map(|e| ListEntry {
+            name: name_of(&e.path).to_string(),
+            file_type: e.file_type,
+            length: e.length,
+            owner: index(&mut owners, e.owner),
+            group: index(&mut groups, e.group),
+            mode: e.mode,
+            mtime_ms: e.mtime_ms,
+            atime_ms: e.atime_ms,
+            replication: e.replication,
+            block_size: e.block_size,
+            inode_id: e.inode_id,
+            under_construction: e.under_construction,
+            children: e.children,
+            writer: e.writer,
+        })
+        .collect();
+    ListResponse {
+        has_more,
+        path: dir.to_string(),
+        items,
+        owners,
+        groups,
+    }
+}
+
 /// The last component of `path`.
 fn name_of(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
@@ -391,7 +430,7 @@ impl ClientProtocol for FakeNamenode {
             .collect();
         let has_more = entries.len() > limit;
         entries.truncate(limit);
-        Ok(Response::new(ListResponse { entries, has_more }))
+        Ok(Response::new(compact_page(&r.path, entries, has_more)))
     }
     async fn delete(&self, r: Request<DeleteRequest>) -> Rpc<DeleteResponse> {
         let r = r.into_inner();

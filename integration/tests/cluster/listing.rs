@@ -98,3 +98,74 @@ async fn ls_and_ls_r_of_several_pages_print_every_entry_in_order() -> Result<()>
     assert!(line_of("/big/f2").starts_with("-rw-r--r--"));
     Ok(())
 }
+
+/// `(owner, group, path)` of each entry line `dfs ls` printed.
+fn owned(ls: &str) -> Vec<(&str, &str, &str)> {
+    ls.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter_map(|f| match f[..] {
+            [_perm, _repl, owner, group, _size, _day, _time, path] => Some((owner, group, path)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A `List` page sends each entry's name and each owner once; `dfs ls`,
+/// `ls -R` and `du` still show every entry's own owner and full path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ls_and_du_show_each_entrys_owner_and_full_path() -> Result<()> {
+    let cluster = MiniCluster::builder().datanodes(0).start().await?;
+    let dfs = Dfs::new(cluster.namenode_addr());
+    let (ls, ls_r, ls_file, du) = tokio::task::spawn_blocking(move || {
+        let as_user = |user: &str, args: &[&str]| {
+            let out = dfs
+                .command(args)
+                .env("USER", user)
+                .output()
+                .expect("dfs runs");
+            assert!(
+                out.status.success(),
+                "dfs {args:?} as {user}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        as_user("alice", &["mkdir", "-p", "/shared/a"]);
+        as_user("bob", &["mkdir", "/shared/b"]);
+        as_user("carol", &["touchz", "/shared/c"]);
+        as_user("bob", &["touchz", "/shared/a/x"]);
+        (
+            dfs.ok(&["ls", "/shared/"]),
+            dfs.ok(&["ls", "-R", "/shared"]),
+            dfs.ok(&["ls", "/shared/c"]),
+            dfs.ok(&["du", "/shared"]),
+        )
+    })
+    .await?;
+    let group = "supergroup";
+    assert_eq!(
+        owned(&ls),
+        [
+            ("alice", group, "/shared/a"),
+            ("bob", group, "/shared/b"),
+            ("carol", group, "/shared/c"),
+        ],
+        "{ls}"
+    );
+    assert_eq!(
+        owned(&ls_r),
+        [
+            ("alice", group, "/shared/a"),
+            ("bob", group, "/shared/a/x"),
+            ("bob", group, "/shared/b"),
+            ("carol", group, "/shared/c"),
+        ],
+        "{ls_r}"
+    );
+    assert_eq!(
+        owned(&ls_file),
+        [("carol", group, "/shared/c")],
+        "{ls_file}"
+    );
+    assert_eq!(listed(&du), ["/shared/a", "/shared/b", "/shared/c"], "{du}");
+    Ok(())
+}

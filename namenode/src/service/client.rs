@@ -8,7 +8,7 @@ use rfs_proto::namenode::client_protocol_server::ClientProtocol;
 use rfs_proto::namenode::*;
 use tonic::{Request, Response, Status};
 
-use super::{block_meta, required_block};
+use super::{block_meta, listing, required_block};
 use crate::clock::now_ms;
 use crate::config::MAX_REPLICATION;
 use crate::error::NamenodeError;
@@ -488,24 +488,15 @@ impl ClientProtocol for ClientService {
         let p = path::normalize(&r.path)?;
         let inode = self.state.ns.get(&p)?;
         if !inode.is_dir() {
-            return Ok(Response::new(ListResponse {
-                entries: vec![file_status(p, &inode)],
-                has_more: false,
-            }));
+            return Ok(Response::new(listing::file_page(p, &inode)));
         }
         let limit = match r.limit {
             0 => DEFAULT_LIST_LIMIT,
             n => n.min(MAX_LIST_LIMIT),
         };
-        let (kids, has_more) = self
-            .state
-            .ns
-            .children(inode.id, &r.start_after, limit as usize)?;
-        let entries = kids
-            .iter()
-            .map(|k| status_with_children(&self.state.ns, path::child(&p, &k.name), k))
-            .collect::<Result<_, _>>()?;
-        Ok(Response::new(ListResponse { entries, has_more }))
+        let page =
+            listing::directory_page(&self.state.ns, p, inode.id, &r.start_after, limit as usize)?;
+        Ok(Response::new(page))
     }
 
     async fn delete(&self, req: Request<DeleteRequest>) -> R<DeleteResponse> {

@@ -3,6 +3,7 @@
 pub mod client;
 pub mod datanode;
 pub mod ha;
+mod listing;
 
 use rfs_proto::common::ExtendedBlock;
 
