@@ -45,6 +45,10 @@ pub struct NnMemoryArgs {
     /// Files per directory (like a job's output directories).
     #[arg(long, default_value_t = 10_000)]
     per_dir: u64,
+    /// Then kill -9 the namenode and report the time until it serves
+    /// again and its RSS per file after loading the namespace back.
+    #[arg(long)]
+    restart: bool,
 }
 
 const FAKE_DATANODES: usize = 3;
@@ -221,7 +225,8 @@ pub async fn run(args: &NnMemoryArgs) -> Result<Vec<Figure>> {
     .start()
     .await
     .context("starting a namenode")?;
-    let figures = measure(&cluster, args).await;
+    let mut cluster = cluster;
+    let figures = measure(&mut cluster, args).await;
     let name_dir = cluster.root().join("name");
     let disk = dir_bytes(&name_dir);
     drop(cluster);
@@ -234,7 +239,7 @@ pub async fn run(args: &NnMemoryArgs) -> Result<Vec<Figure>> {
     Ok(figures)
 }
 
-async fn measure(cluster: &MiniCluster, args: &NnMemoryArgs) -> Result<Vec<Figure>> {
+async fn measure(cluster: &mut MiniCluster, args: &NnMemoryArgs) -> Result<Vec<Figure>> {
     let pid = cluster
         .namenode_pid()
         .context("the namenode is not running")?;
@@ -285,14 +290,29 @@ async fn measure(cluster: &MiniCluster, args: &NnMemoryArgs) -> Result<Vec<Figur
     let secs = start.elapsed().as_secs_f64();
     let rss = rss_bytes(pid)?;
     let files = done.load(Ordering::Relaxed);
-    Ok(vec![
+    let per_file = |rss: u64| rss.saturating_sub(base) as f64 / files.max(1) as f64;
+    let mut figures = vec![
         Figure::new("nn_files", files as f64, "files"),
         Figure::new("nn_rss_mib", rss as f64 / (1 << 20) as f64, "MiB"),
-        Figure::new(
-            "nn_rss_per_file",
-            rss.saturating_sub(base) as f64 / files.max(1) as f64,
-            "bytes",
-        ),
+        Figure::new("nn_rss_per_file", per_file(rss), "bytes"),
         Figure::new("nn_files_with_block_per_s", files as f64 / secs, "files/s"),
-    ])
+    ];
+    if args.restart {
+        // kill -9, then the restart a crash gets: load the last checkpoint,
+        // replay the log after it, serve.
+        let t = Instant::now();
+        cluster.restart_namenode().await?;
+        let restart = t.elapsed().as_secs_f64();
+        let pid = cluster
+            .namenode_pid()
+            .context("the namenode is not running")?;
+        let rss = rss_bytes(pid)?;
+        figures.push(Figure::new("nn_restart_to_serving", restart, "s"));
+        figures.push(Figure::new(
+            "nn_rss_per_file_after_restart",
+            per_file(rss),
+            "bytes",
+        ));
+    }
+    Ok(figures)
 }
