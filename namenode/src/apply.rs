@@ -396,29 +396,7 @@ fn apply_op(t: &mut Txn, op: &MetaOp) -> Result<MetaResult> {
             now_ms,
         } => {
             let mut inode = writable_file(t, p, client_id)?;
-            let f = inode.file.as_mut().expect("writable_file returns files");
-            if let Some(prev) = previous {
-                commit_block(p, f, prev)?;
-            }
-            let block = BlockMeta {
-                id: t.next_block,
-                gen_stamp: t.next_gen_stamp,
-                len: 0,
-            };
-            t.next_block += 1;
-            t.next_gen_stamp += 1;
-            f.blocks.push(block);
-            // Every block before the new (open) one counts now.
-            let offset = f.length();
-            let replication = f.replication;
-            inode.mtime_ms = *now_ms;
-            t.set_block_owner(block.id, inode.id);
-            t.put_inode(&inode);
-            Ok(MetaResult::BlockAdded {
-                block,
-                offset,
-                replication,
-            })
+            add_block(t, p, &mut inode, previous.as_ref(), *now_ms)
         }
         MetaOp::Complete {
             path: p,
@@ -550,6 +528,43 @@ fn apply_op(t: &mut Txn, op: &MetaOp) -> Result<MetaResult> {
             Ok(MetaResult::ReplicationSet { changed, blocks })
         }
     }
+}
+
+/// Commits `previous` (the block the writer filled) and gives the file
+/// `inode`, whose writer the caller checked, a new last block.
+fn add_block(
+    t: &mut Txn,
+    p: &str,
+    inode: &mut Inode,
+    previous: Option<&BlockMeta>,
+    now_ms: u64,
+) -> Result<MetaResult> {
+    let f = inode
+        .file
+        .as_mut()
+        .ok_or_else(|| NamenodeError::IsDirectory(p.to_string()))?;
+    if let Some(prev) = previous {
+        commit_block(p, f, prev)?;
+    }
+    let block = BlockMeta {
+        id: t.next_block,
+        gen_stamp: t.next_gen_stamp,
+        len: 0,
+    };
+    t.next_block += 1;
+    t.next_gen_stamp += 1;
+    f.blocks.push(block);
+    // Every block before the new (open) one counts now.
+    let offset = f.length();
+    let replication = f.replication;
+    inode.mtime_ms = now_ms;
+    t.set_block_owner(block.id, inode.id);
+    t.put_inode(inode);
+    Ok(MetaResult::BlockAdded {
+        block,
+        offset,
+        replication,
+    })
 }
 
 /// See [`MetaOp::RecoverPipeline`]; `acked_len` is `None` for the
