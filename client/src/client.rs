@@ -171,6 +171,8 @@ impl Client {
             owner: self.inner.owner.clone(),
             group: String::new(),
             take_over_from: opts.take_over_from.unwrap_or_default(),
+            first_block: false,
+            client_host: cfg.client_host.clone(),
         };
         let resp = self
             .rpc()

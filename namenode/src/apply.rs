@@ -494,6 +494,7 @@ fn apply_op(t: &mut Txn, op: &MetaOp) -> Result<MetaResult> {
             touch_dir(t, inode.parent, *now_ms)?;
             Ok(MetaResult::Deleted { blocks })
         }
+        MetaOp::CreateWithBlock { create } => create_with_block(t, create),
         MetaOp::Rename { src, dst, now_ms } => rename(t, src, dst, *now_ms),
         MetaOp::RenameOverwrite { src, dst, now_ms } => rename_overwrite(t, src, dst, *now_ms),
         MetaOp::ExpireRetryCache { before_ms } => expire_retry_cache(t, *before_ms),
@@ -565,6 +566,42 @@ fn add_block(
         offset,
         replication,
     })
+}
+
+/// See [`MetaOp::CreateWithBlock`]: applies the create as a `Create`
+/// entry would, then adds the first block to the inode it made as
+/// `AddBlock` adds one. (That inode is not in the namespace until this op
+/// commits, so `AddBlock`'s lookup and lease check cannot run here; the
+/// create has just made this writer the holder.)
+fn create_with_block(t: &mut Txn, create: &MetaOp) -> Result<MetaResult> {
+    let MetaOp::Create {
+        path: p, now_ms, ..
+    } = create
+    else {
+        return Err(NamenodeError::InvalidArgument(format!(
+            "a create with its first block holds {create:?}, not a create"
+        )));
+    };
+    let (mut inode, replaced_blocks) = match apply_op(t, create)? {
+        MetaResult::Created {
+            inode,
+            replaced_blocks,
+        } => (inode, replaced_blocks),
+        other => return Err(unexpected(create, other)),
+    };
+    let block = match add_block(t, p, &mut inode, None, *now_ms)? {
+        MetaResult::BlockAdded { block, .. } => block,
+        other => return Err(unexpected(create, other)),
+    };
+    Ok(MetaResult::CreatedWithBlock {
+        inode,
+        replaced_blocks,
+        block,
+    })
+}
+
+fn unexpected(op: &MetaOp, result: MetaResult) -> NamenodeError {
+    NamenodeError::Internal(format!("{op:?} applied as {result:?}"))
 }
 
 /// See [`MetaOp::RecoverPipeline`]; `acked_len` is `None` for the

@@ -219,7 +219,10 @@ impl ClientProtocol for FakeNamenode {
             };
             let st = status_of(&r.path, &f);
             s.files.insert(r.path, f);
-            CreateResponse { status: Some(st) }
+            CreateResponse {
+                status: Some(st),
+                block: None,
+            }
         };
         self.answer("create", &r.call, resp).await
     }

@@ -273,19 +273,56 @@ impl ClientProtocol for ClientService {
             now_ms: now_ms(),
             take_over_from,
         };
-        match self.submit(call, op).await? {
+        // The first block, when asked for, is placed now, as `add_block`
+        // places a block, and allocated in the create's own entry. With no
+        // datanode to take it the file is created without it: the
+        // writer's `add_block` then says why, as it would have.
+        let first_targets = if r.first_block {
+            match self.place(&p, replication, block_size, &r.client_host, &[]) {
+                Ok(targets) => Some(targets),
+                Err(e) => {
+                    tracing::debug!("{e}; creating the file without its first block");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let op = match first_targets {
+            Some(_) => MetaOp::CreateWithBlock {
+                create: Box::new(op),
+            },
+            None => op,
+        };
+        let (inode, replaced_blocks, block) = match self.submit(call, op).await? {
             MetaResult::Created {
                 inode,
                 replaced_blocks,
+            } => (inode, replaced_blocks, None),
+            MetaResult::CreatedWithBlock {
+                inode,
+                replaced_blocks,
+                block,
             } => {
-                self.state.invalidate(&replaced_blocks);
-                self.state.under_construction().insert(inode.id);
-                Ok(Response::new(CreateResponse {
-                    status: Some(file_status(p, &inode)),
-                }))
+                // A retry answered from the retry cache gets its block
+                // back even when placement found no datanode this time:
+                // the writer cannot open a pipeline to none, abandons it,
+                // and asks `add_block`, which says why.
+                let targets = first_targets.unwrap_or_default();
+                (
+                    inode,
+                    replaced_blocks,
+                    Some(self.allocated(&block, 0, targets)),
+                )
             }
-            other => Err(unexpected(other)),
-        }
+            other => return Err(unexpected(other)),
+        };
+        self.state.invalidate(&replaced_blocks);
+        self.state.under_construction().insert(inode.id);
+        Ok(Response::new(CreateResponse {
+            status: Some(file_status(p, &inode)),
+            block,
+        }))
     }
 
     async fn add_block(&self, req: Request<AddBlockRequest>) -> R<AddBlockResponse> {
