@@ -171,6 +171,10 @@ impl Client {
             owner: self.inner.owner.clone(),
             group: String::new(),
             take_over_from: opts.take_over_from.unwrap_or_default(),
+            // The first block comes with the file: a one-block file is
+            // then create + complete.
+            first_block: true,
+            client_host: cfg.client_host.clone(),
         };
         let resp = self
             .rpc()
@@ -193,6 +197,7 @@ impl Client {
             self.clone(),
             status.path_or(path),
             block_size,
+            resp.block,
         ))
     }
 

@@ -137,6 +137,47 @@ async fn round_trip_across_packet_and_block_boundaries() {
     assert!(s.nn.state().bad_reports.is_empty());
 }
 
+/// Against a namenode that hands out the first block with the create, a
+/// one-block file costs create + complete, later blocks come from
+/// add_block, and an empty file gives its unused block back before it
+/// completes (no block left that no datanode holds). The other tests
+/// here use a namenode that does not: the writer asks add_block.
+#[tokio::test]
+async fn the_first_block_comes_with_the_create() {
+    let s = setup(0, true).await;
+    s.nn.state().first_block = true;
+    let one = ["create", "complete"].as_slice();
+    for (size, calls) in [
+        (1000, one),
+        (BLOCK as usize, one),
+        (
+            2 * BLOCK as usize + 1,
+            &["create", "add_block", "add_block", "complete"],
+        ),
+        (0, &["create", "abandon_block", "complete"]),
+    ] {
+        let path = format!("/first{size}");
+        let data = payload(size, 7);
+        s.nn.state().calls.clear();
+        write(&s.client, &path, &data, 333).await;
+        let made: Vec<&str> = s.nn.state().calls.iter().map(|c| c.0).collect();
+        assert_eq!(made, calls, "{path}: namenode calls");
+        let lens: Vec<u64> = s.nn.state().files[&path]
+            .blocks
+            .iter()
+            .map(|b| b.num_bytes)
+            .collect();
+        let want: Vec<u64> = (0..size.div_ceil(BLOCK as usize))
+            .map(|b| (size as u64 - b as u64 * BLOCK).min(BLOCK))
+            .collect();
+        assert_eq!(lens, want, "{path}: block lengths");
+        let mut back = Vec::new();
+        let mut r = s.client.open(&path).await.unwrap();
+        r.read_to_end(&mut back).await.unwrap();
+        assert!(back == data, "{path}: read back");
+    }
+}
+
 #[tokio::test]
 async fn packets_never_cross_blocks_and_start_on_chunks() {
     let store = BlockStore::default();

@@ -19,6 +19,7 @@ mod cluster {
     mod raw_recovery;
     mod replication;
     mod shell;
+    mod small_files;
     mod stale_replicas;
     pub mod writer_process;
 }

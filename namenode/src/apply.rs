@@ -396,29 +396,7 @@ fn apply_op(t: &mut Txn, op: &MetaOp) -> Result<MetaResult> {
             now_ms,
         } => {
             let mut inode = writable_file(t, p, client_id)?;
-            let f = inode.file.as_mut().expect("writable_file returns files");
-            if let Some(prev) = previous {
-                commit_block(p, f, prev)?;
-            }
-            let block = BlockMeta {
-                id: t.next_block,
-                gen_stamp: t.next_gen_stamp,
-                len: 0,
-            };
-            t.next_block += 1;
-            t.next_gen_stamp += 1;
-            f.blocks.push(block);
-            // Every block before the new (open) one counts now.
-            let offset = f.length();
-            let replication = f.replication;
-            inode.mtime_ms = *now_ms;
-            t.set_block_owner(block.id, inode.id);
-            t.put_inode(&inode);
-            Ok(MetaResult::BlockAdded {
-                block,
-                offset,
-                replication,
-            })
+            add_block(t, p, &mut inode, previous.as_ref(), *now_ms)
         }
         MetaOp::Complete {
             path: p,
@@ -516,6 +494,7 @@ fn apply_op(t: &mut Txn, op: &MetaOp) -> Result<MetaResult> {
             touch_dir(t, inode.parent, *now_ms)?;
             Ok(MetaResult::Deleted { blocks })
         }
+        MetaOp::CreateWithBlock { create } => create_with_block(t, create),
         MetaOp::Rename { src, dst, now_ms } => rename(t, src, dst, *now_ms),
         MetaOp::RenameOverwrite { src, dst, now_ms } => rename_overwrite(t, src, dst, *now_ms),
         MetaOp::ExpireRetryCache { before_ms } => expire_retry_cache(t, *before_ms),
@@ -550,6 +529,79 @@ fn apply_op(t: &mut Txn, op: &MetaOp) -> Result<MetaResult> {
             Ok(MetaResult::ReplicationSet { changed, blocks })
         }
     }
+}
+
+/// Commits `previous` (the block the writer filled) and gives the file
+/// `inode`, whose writer the caller checked, a new last block.
+fn add_block(
+    t: &mut Txn,
+    p: &str,
+    inode: &mut Inode,
+    previous: Option<&BlockMeta>,
+    now_ms: u64,
+) -> Result<MetaResult> {
+    let f = inode
+        .file
+        .as_mut()
+        .ok_or_else(|| NamenodeError::IsDirectory(p.to_string()))?;
+    if let Some(prev) = previous {
+        commit_block(p, f, prev)?;
+    }
+    let block = BlockMeta {
+        id: t.next_block,
+        gen_stamp: t.next_gen_stamp,
+        len: 0,
+    };
+    t.next_block += 1;
+    t.next_gen_stamp += 1;
+    f.blocks.push(block);
+    // Every block before the new (open) one counts now.
+    let offset = f.length();
+    let replication = f.replication;
+    inode.mtime_ms = now_ms;
+    t.set_block_owner(block.id, inode.id);
+    t.put_inode(inode);
+    Ok(MetaResult::BlockAdded {
+        block,
+        offset,
+        replication,
+    })
+}
+
+/// See [`MetaOp::CreateWithBlock`]: applies the create as a `Create`
+/// entry would, then adds the first block to the inode it made as
+/// `AddBlock` adds one. (That inode is not in the namespace until this op
+/// commits, so `AddBlock`'s lookup and lease check cannot run here; the
+/// create has just made this writer the holder.)
+fn create_with_block(t: &mut Txn, create: &MetaOp) -> Result<MetaResult> {
+    let MetaOp::Create {
+        path: p, now_ms, ..
+    } = create
+    else {
+        return Err(NamenodeError::InvalidArgument(format!(
+            "a create with its first block holds {create:?}, not a create"
+        )));
+    };
+    let (mut inode, replaced_blocks) = match apply_op(t, create)? {
+        MetaResult::Created {
+            inode,
+            replaced_blocks,
+        } => (inode, replaced_blocks),
+        other => return Err(unexpected(create, other)),
+    };
+    let block = match add_block(t, p, &mut inode, None, *now_ms)? {
+        MetaResult::BlockAdded { block, .. } => block,
+        other => return Err(unexpected(create, other)),
+    };
+    Ok(MetaResult::CreatedWithBlock {
+        inode,
+        replaced_blocks,
+        block,
+    })
+}
+
+fn unexpected(op: &MetaOp, result: MetaResult) -> NamenodeError {
+    NamenodeError::Internal(format!("{op:?} applied as {result:?}"))
 }
 
 /// See [`MetaOp::RecoverPipeline`]; `acked_len` is `None` for the

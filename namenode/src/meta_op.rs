@@ -142,14 +142,23 @@ pub enum MetaOp {
     /// bytes the whole old pipeline acknowledged) is recorded as its
     /// length. Datanodes cut replicas only to a stamp and length recorded
     /// here (`recovery_check.rs`); readers never see this length while the
-    /// file is open ([`crate::namespace::FileMeta::length`]). Last among
-    /// the variants, so that logs of earlier versions keep decoding.
+    /// file is open ([`crate::namespace::FileMeta::length`]). After the
+    /// variants of earlier versions, so that their logs keep decoding.
     RecoverPipeline {
         path: String,
         client_id: String,
         block_id: u64,
         gen_stamp: u64,
         acked_len: u64,
+    },
+    /// `create` (a [`MetaOp::Create`]; anything else is refused) and the
+    /// new file's first block, added as [`MetaOp::AddBlock`] adds it, in
+    /// one entry: no crash or failover leaves the file without the block
+    /// its writer was given, and a retry of the call gets both back from
+    /// the retry cache. Where the block goes (its targets) is the leader's
+    /// choice outside the log, as for `AddBlock`.
+    CreateWithBlock {
+        create: Box<MetaOp>,
     },
 }
 
@@ -246,6 +255,14 @@ pub enum MetaResult {
         final_path: String,
         replaced_blocks: Vec<BlockMeta>,
     },
+    /// A [`MetaOp::CreateWithBlock`]: the new file (holding `block`), the
+    /// blocks of the file it replaced, if any, and its first block (at
+    /// offset 0).
+    CreatedWithBlock {
+        inode: Inode,
+        replaced_blocks: Vec<BlockMeta>,
+        block: BlockMeta,
+    },
 }
 
 #[cfg(test)]
@@ -297,5 +314,57 @@ mod tests {
             result
         );
         assert_eq!(bincode::serialize(&result).unwrap(), recorded);
+    }
+
+    /// `CreateWithBlock` and its result came after every variant of the
+    /// versions before them (16 ops, 15 results), and the op holds the
+    /// create exactly as a `Create` entry logs it.
+    #[test]
+    fn a_create_with_its_block_is_a_new_variant_holding_a_logged_create() {
+        let create = MetaOp::Create {
+            path: "/f".into(),
+            client_id: "c".into(),
+            overwrite: false,
+            replication: 3,
+            block_size: 1 << 20,
+            mode: 0o644,
+            create_parent: true,
+            owner: "u".into(),
+            group: "g".into(),
+            now_ms: 9,
+            take_over_from: None,
+        };
+        let logged = bincode::serialize(&create).unwrap();
+        let op = MetaOp::CreateWithBlock {
+            create: Box::new(create),
+        };
+        let bytes = bincode::serialize(&op).unwrap();
+        assert_eq!(bytes[..4], [16, 0, 0, 0]);
+        assert_eq!(bytes[4..], logged[..]);
+        assert_eq!(bincode::deserialize::<MetaOp>(&bytes).unwrap(), op);
+
+        let block = BlockMeta {
+            id: 1,
+            gen_stamp: 2,
+            len: 0,
+        };
+        let result = MetaResult::CreatedWithBlock {
+            inode: Inode {
+                id: 2,
+                parent: 1,
+                name: "f".into(),
+                owner: "u".into(),
+                group: "g".into(),
+                mode: 0o644,
+                mtime_ms: 9,
+                atime_ms: 9,
+                file: None,
+            },
+            replaced_blocks: Vec::new(),
+            block,
+        };
+        let bytes = bincode::serialize(&result).unwrap();
+        assert_eq!(bytes[..4], [15, 0, 0, 0]);
+        assert_eq!(bincode::deserialize::<MetaResult>(&bytes).unwrap(), result);
     }
 }

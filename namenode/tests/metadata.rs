@@ -715,6 +715,150 @@ async fn add_block_commits_lengths_and_abandon_removes_only_the_last_block() {
     log.close();
 }
 
+fn with_block(create: MetaOp) -> MetaOp {
+    MetaOp::CreateWithBlock {
+        create: Box::new(create),
+    }
+}
+
+/// The id counters: what an op that allocates nothing leaves as it was.
+fn allocation_counters(log: &Meta) -> [u64; 3] {
+    [
+        counter::NEXT_INODE,
+        counter::NEXT_BLOCK,
+        counter::NEXT_GEN_STAMP,
+    ]
+    .map(|c| log.ns.counter(c).unwrap())
+}
+
+#[tokio::test]
+async fn a_create_with_its_first_block_is_one_entry_and_a_retry_gets_both_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Meta::open(dir.path()).await;
+    let call = |n| {
+        Some(CallKey {
+            client: "w".into(),
+            call: n,
+        })
+    };
+    let submit = |log: &Meta, op: MetaOp, n| {
+        let p = Proposal::new(op).with_call(call(n));
+        let h = log.group.handle.clone();
+        async move { h.submit(p).await }
+    };
+    let before = allocation_counters(&log);
+    let applied = log.ns.counter(counter::APPLIED_INDEX).unwrap();
+    let first = submit(&log, with_block(create("/f", "w")), 1)
+        .await
+        .unwrap();
+    let MetaResult::CreatedWithBlock {
+        inode,
+        replaced_blocks,
+        block,
+    } = first.clone()
+    else {
+        panic!("a create with its block answered {first:?}")
+    };
+    assert_eq!(
+        log.ns.counter(counter::APPLIED_INDEX).unwrap(),
+        applied + 1,
+        "the file and its block are one log entry"
+    );
+    assert!(replaced_blocks.is_empty());
+    assert_eq!(
+        (block.id, block.gen_stamp, block.len),
+        (before[1], before[2], 0)
+    );
+    assert_eq!(
+        allocation_counters(&log),
+        [before[0] + 1, before[1] + 1, before[2] + 1],
+        "one inode, one block, one generation stamp"
+    );
+    let (id, f) = file_of(&log, "/f");
+    assert_eq!(
+        (id, f.blocks, f.writer),
+        (inode.id, vec![block], Some("w".into()))
+    );
+    assert_eq!(inode.file.as_ref().unwrap().blocks, vec![block]);
+    assert_eq!(log.ns.block_owner(block.id).unwrap().unwrap().id, id);
+
+    // A retry of the call, before and after a restart, gets the same file
+    // and the same block, and allocates nothing.
+    let counters = allocation_counters(&log);
+    assert_eq!(
+        submit(&log, with_block(create("/f", "w")), 1)
+            .await
+            .unwrap(),
+        first
+    );
+    assert_eq!(allocation_counters(&log), counters);
+    log.close();
+    let log = Meta::open(dir.path()).await;
+    assert_eq!(
+        submit(&log, with_block(create("/f", "w")), 1)
+            .await
+            .unwrap(),
+        first
+    );
+    assert_eq!(allocation_counters(&log), counters);
+    assert_eq!(file_of(&log, "/f").1.blocks, vec![block]);
+
+    // The block is the file's like any `add_block`'s: the writer completes
+    // it, or gives it back.
+    let done = MetaOp::Complete {
+        path: "/f".into(),
+        client_id: "w".into(),
+        last: Some(BlockMeta { len: 100, ..block }),
+        now_ms: 2,
+    };
+    log.submit(done).await.unwrap();
+    let f = file_of(&log, "/f").1;
+    assert_eq!((f.length(), f.writer), (100, None));
+    log.submit(with_block(create("/empty", "w"))).await.unwrap();
+    let unused = file_of(&log, "/empty").1.blocks[0];
+    let abandon = MetaOp::AbandonBlock {
+        path: "/empty".into(),
+        client_id: "w".into(),
+        block_id: unused.id,
+    };
+    log.submit(abandon).await.unwrap();
+    assert!(file_of(&log, "/empty").1.blocks.is_empty());
+    assert!(log.ns.block_owner(unused.id).unwrap().is_none());
+
+    // Overwriting hands back the replaced file's blocks, as a create does.
+    let replaced = log
+        .submit(with_block(create_with("/f", "w", true, None)))
+        .await
+        .unwrap();
+    let MetaResult::CreatedWithBlock {
+        replaced_blocks,
+        block: new_block,
+        ..
+    } = replaced
+    else {
+        panic!("overwrite answered {replaced:?}")
+    };
+    assert_eq!(replaced_blocks, vec![BlockMeta { len: 100, ..block }]);
+    assert_eq!(file_of(&log, "/f").1.blocks, vec![new_block]);
+
+    // A create that fails allocates no block either; an op that is not a
+    // create is refused whole.
+    let counters = allocation_counters(&log);
+    let exists = log.submit(with_block(create("/f", "x"))).await.unwrap_err();
+    assert!(
+        exists.to_string().contains("being written by w"),
+        "{exists}"
+    );
+    let not_create = log.submit(with_block(mkdirs("/d"))).await.unwrap_err();
+    assert!(
+        matches!(not_create, NamenodeError::InvalidArgument(_)),
+        "{not_create}"
+    );
+    assert!(log.ns.lookup("/d").unwrap().is_none());
+    assert_eq!(allocation_counters(&log), counters);
+    log.close();
+}
+
 /// Adds a block to `path` for writer `w`, committing `previous`.
 async fn add_block(log: &Meta, path: &str, previous: Option<BlockMeta>) -> BlockMeta {
     let op = MetaOp::AddBlock {

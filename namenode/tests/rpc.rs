@@ -155,6 +155,30 @@ impl Namenode {
         Ok(self.client.create(r).await?.into_inner().status.unwrap())
     }
 
+    /// A create by `client` that asks for the first block too, near
+    /// `host`, as call `call_id` of that client.
+    async fn create_with_block(
+        &mut self,
+        path: &str,
+        client: &str,
+        host: &str,
+        call_id: u64,
+    ) -> Result<CreateResponse, tonic::Status> {
+        let r = CreateRequest {
+            path: path.into(),
+            client_id: client.into(),
+            create_parent: true,
+            first_block: true,
+            client_host: host.into(),
+            call: Some(CallId {
+                client_id: client.into(),
+                call_id,
+            }),
+            ..Default::default()
+        };
+        Ok(self.client.create(r).await?.into_inner())
+    }
+
     async fn add_block(
         &mut self,
         path: &str,
@@ -756,6 +780,79 @@ async fn writes_leases_and_placement() {
         RpcErrorKind::LeaseConflict,
         "/h: file is being written by w3",
     );
+    nn.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_hands_out_the_first_block_once_however_often_it_is_retried() {
+    let mut nn = Namenode::start(|_| {}).await;
+    // No datanode to place it on: the file is created without it, and
+    // the writer's add_block says why.
+    let r = nn.create_with_block("/none", "w", "", 1).await.unwrap();
+    assert!(r.block.is_none(), "{r:?}");
+    assert!(r.status.unwrap().under_construction);
+
+    nn.register("dn1", "10.0.0.1", 1 << 30).await;
+    nn.register("dn2", "10.0.0.2", 1 << 30).await;
+    nn.register("dn3", "10.0.0.3", 1 << 30).await;
+    let first = nn
+        .create_with_block("/f", "w", "10.0.0.2", 2)
+        .await
+        .unwrap();
+    let st = first.status.clone().unwrap();
+    assert_eq!(
+        (st.length, st.under_construction, st.writer.as_str()),
+        (0, true, "w")
+    );
+    let b = first.block.clone().expect("the first block");
+    assert_eq!(b.offset, 0);
+    assert_eq!(ids(&b).len(), 3, "placed for replication 3");
+    assert_eq!(ids(&b)[0], "dn2", "writer-local first, as add_block places");
+    let blk = b.block.unwrap();
+    // The file holds it, and readers are sent to its targets.
+    let locs = nn.locations("/f", "").await;
+    assert_eq!(locs.blocks.len(), 1);
+    assert_eq!(locs.blocks[0].block.unwrap().block_id, blk.block_id);
+    assert_eq!(locs.blocks[0].locations.len(), 3);
+
+    // The same call again (a lost answer, a failover): the same file and
+    // the same block, and nothing new allocated.
+    let again = nn
+        .create_with_block("/f", "w", "10.0.0.2", 2)
+        .await
+        .unwrap();
+    assert_eq!(again.status.unwrap().inode_id, st.inode_id);
+    let again = again.block.unwrap();
+    assert_eq!(
+        again.block.unwrap(),
+        blk,
+        "same block id and generation stamp"
+    );
+    assert_eq!(again.offset, 0);
+    assert_eq!(nn.stats().await.total_blocks, 1);
+    let next = nn.add_block("/none", "w", None, "").await.unwrap();
+    let next = next.block.unwrap();
+    assert_eq!(
+        (next.block_id, next.generation_stamp),
+        (blk.block_id + 1, blk.generation_stamp + 1),
+        "the retry allocated no block id or generation stamp"
+    );
+
+    // A one-block file is then only complete away.
+    let mut last = blk;
+    last.num_bytes = 10;
+    let st = nn.complete("/f", "w", Some(last)).await.unwrap();
+    assert_eq!((st.length, st.under_construction), (10, false));
+    let locs = nn.locations("/f", "").await;
+    assert_eq!(locs.file_length, 10);
+    assert_eq!(locs.blocks.len(), 1);
+    // A new call id is a new create: the file exists now.
+    assert_err(
+        nn.create_with_block("/f", "w", "", 3).await,
+        RpcErrorKind::AlreadyExists,
+        "/f: File exists",
+    );
+    assert_eq!(nn.stats().await.total_blocks, 2);
     nn.stop().await;
 }
 

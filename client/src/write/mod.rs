@@ -20,6 +20,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Bytes, BytesMut};
+use rfs_proto::common::LocatedBlock;
 use tokio::io::AsyncWrite;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -69,12 +70,25 @@ impl Drop for FileWriter {
 }
 
 impl FileWriter {
-    pub(crate) fn start(client: Client, path: String, block_size: u64) -> FileWriter {
+    /// Starts writing the file `path` just created; `first_block` is the
+    /// block the create allocated with it, if any.
+    pub(crate) fn start(
+        client: Client,
+        path: String,
+        block_size: u64,
+        first_block: Option<LocatedBlock>,
+    ) -> FileWriter {
         let cfg = client.config();
         let packet_size = cfg.packet_size;
         let bytes_per_checksum = cfg.bytes_per_checksum as usize;
         let (tx, rx) = mpsc::channel(cfg.max_packets_in_flight.max(2));
-        let task = tokio::spawn(streamer::run(client, path.clone(), block_size, rx));
+        let task = tokio::spawn(streamer::run(
+            client,
+            path.clone(),
+            block_size,
+            first_block,
+            rx,
+        ));
         FileWriter {
             path,
             tx: PollSender::new(tx),

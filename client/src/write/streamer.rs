@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rfs_proto::common::ExtendedBlock;
+use rfs_proto::common::{ExtendedBlock, LocatedBlock};
 use rfs_proto::namenode::{AbandonBlockRequest, AddBlockRequest, CompleteRequest};
 use rfs_proto::rpc_error::RpcErrorKind;
 use tokio::sync::{mpsc, oneshot};
@@ -42,6 +42,9 @@ struct Blocks {
     path: String,
     block_size: u64,
     current: Option<BlockStream>,
+    /// The block the create allocated with the file, until it is opened
+    /// as the first block (or given back, by a file closed empty).
+    allocated: Option<LocatedBlock>,
     last: Option<ExtendedBlock>,
     /// Datanodes that failed this writer; kept out of its later blocks.
     excluded: Vec<String>,
@@ -54,6 +57,7 @@ pub(crate) async fn run(
     client: Client,
     path: String,
     block_size: u64,
+    first_block: Option<LocatedBlock>,
     mut rx: mpsc::Receiver<Msg>,
 ) -> Result<()> {
     let mut b = Blocks {
@@ -61,6 +65,7 @@ pub(crate) async fn run(
         path,
         block_size,
         current: None,
+        allocated: first_block,
         last: None,
         excluded: Vec::new(),
     };
@@ -76,6 +81,12 @@ pub(crate) async fn run(
             }
             Some(Msg::Finish) => {
                 b.end_block().await?;
+                // An empty file: its first block was never written. Given
+                // back, it leaves a file of no blocks, nothing for fsck to
+                // miss.
+                if let Some(unused) = b.allocated.take() {
+                    b.abandon(unused.block).await?;
+                }
                 return complete(&b.client, &b.path, b.last).await;
             }
             None => return Err(Error::WriterAbandoned { path: b.path }),
@@ -120,19 +131,29 @@ impl Blocks {
         Ok(())
     }
 
-    /// Allocates the next block and opens its pipeline. A pipeline that
-    /// cannot be set up gives the block back (abandon) and asks for another
-    /// without the datanode that failed.
+    /// Allocates the next block (the first: the one the create allocated,
+    /// if any) and opens its pipeline. A pipeline that cannot be set up
+    /// gives the block back (abandon) and asks for another without the
+    /// datanode that failed.
     async fn new_block(&mut self) -> Result<BlockStream> {
         let mut attempt = 0;
         let mut failed: Option<Error> = None;
+        let mut allocated = self.allocated.take();
+        if let Some(none) = allocated.take_if(|l| l.locations.is_empty()) {
+            // A retried create answered from the namenode's retry cache
+            // when it had no datanode to place the block on.
+            self.abandon(none.block).await?;
+        }
         loop {
             attempt += 1;
-            let located = match self.add_block().await {
-                Ok(l) => l,
-                // No other datanode to try: the pipeline's error says more
-                // (e.g. a full disk) than "no live datanodes".
-                Err(e) => return Err(failed.unwrap_or(e)),
+            let located = match allocated.take() {
+                Some(l) => l,
+                None => match self.add_block().await {
+                    Ok(l) => l,
+                    // No other datanode to try: the pipeline's error says
+                    // more (e.g. a full disk) than "no live datanodes".
+                    Err(e) => return Err(failed.unwrap_or(e)),
+                },
             };
             let failure = match BlockStream::open(&self.client, &self.path, located.clone()).await {
                 Ok(s) => return Ok(s),

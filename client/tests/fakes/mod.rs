@@ -52,6 +52,9 @@ pub struct NnState {
     /// The next call of this method is applied, then its answer is lost.
     pub lose_reply: Option<(&'static str, LostReply)>,
     pub write_targets: Vec<DatanodeInfo>,
+    /// Answer `CreateRequest.first_block` with a block, as namenodes that
+    /// know the field do; `false`: as one that does not.
+    pub first_block: bool,
     pub read_locations: Vec<DatanodeInfo>,
     /// Located blocks say every replica is marked corrupt.
     pub read_corrupt: bool,
@@ -225,6 +228,26 @@ fn not_found(path: &str) -> tonic::Status {
     )
 }
 
+/// A new last block of `path`, to be written to the write targets.
+fn allocate(s: &mut NnState, path: &str) -> Result<LocatedBlock, tonic::Status> {
+    s.next_block += 1;
+    let block = ExtendedBlock {
+        block_id: s.next_block,
+        generation_stamp: 1000,
+        num_bytes: 0,
+    };
+    let locations = s.write_targets.clone();
+    let f = s.files.get_mut(path).ok_or_else(|| not_found(path))?;
+    let offset = f.blocks.iter().map(|b| b.num_bytes).sum();
+    f.blocks.push(block);
+    Ok(LocatedBlock {
+        block: Some(block),
+        offset,
+        locations,
+        corrupt: false,
+    })
+}
+
 fn set_len(f: &mut FileEntry, b: Option<ExtendedBlock>) {
     if let Some(b) = b {
         if let Some(slot) = f.blocks.iter_mut().find(|x| x.block_id == b.block_id) {
@@ -257,8 +280,12 @@ impl ClientProtocol for FakeNamenode {
                 ..Default::default()
             };
             let st = status_of(&r.path, &f);
-            s.files.insert(r.path, f);
-            CreateResponse { status: Some(st) }
+            s.files.insert(r.path.clone(), f);
+            let block = (r.first_block && s.first_block).then(|| allocate(&mut s, &r.path));
+            CreateResponse {
+                status: Some(st),
+                block: block.transpose()?,
+            }
         };
         self.answer("create", &r.call, resp).await
     }
@@ -270,24 +297,10 @@ impl ClientProtocol for FakeNamenode {
         }
         let resp = {
             let mut s = self.state();
-            s.next_block += 1;
-            let block = ExtendedBlock {
-                block_id: s.next_block,
-                generation_stamp: 1000,
-                num_bytes: 0,
-            };
-            let targets = s.write_targets.clone();
             let f = s.files.get_mut(&r.path).ok_or_else(|| not_found(&r.path))?;
             set_len(f, r.previous);
-            let offset = f.blocks.iter().map(|b| b.num_bytes).sum();
-            f.blocks.push(block);
             AddBlockResponse {
-                block: Some(LocatedBlock {
-                    block: Some(block),
-                    offset,
-                    locations: targets,
-                    corrupt: false,
-                }),
+                block: Some(allocate(&mut s, &r.path)?),
             }
         };
         self.answer("add_block", &r.call, resp).await
@@ -398,8 +411,25 @@ impl ClientProtocol for FakeNamenode {
         self.answer("mkdirs", &r.call, MkdirsResponse { created })
             .await
     }
-    async fn abandon_block(&self, _: Request<AbandonBlockRequest>) -> Rpc<AbandonBlockResponse> {
-        Err(tonic::Status::unimplemented("fake"))
+    async fn abandon_block(&self, r: Request<AbandonBlockRequest>) -> Rpc<AbandonBlockResponse> {
+        let r = r.into_inner();
+        if let Some(done) = self.replay("abandon_block", &r.call) {
+            return Ok(Response::new(done));
+        }
+        {
+            let mut s = self.state();
+            let f = s.files.get_mut(&r.path).ok_or_else(|| not_found(&r.path))?;
+            let id = r.block.map(|b| b.block_id);
+            if f.blocks.last().map(|b| b.block_id) != id {
+                return Err(tonic::Status::invalid_argument(format!(
+                    "{}: block {id:?} is not the file's last block",
+                    r.path
+                )));
+            }
+            f.blocks.pop();
+        }
+        self.answer("abandon_block", &r.call, AbandonBlockResponse {})
+            .await
     }
     async fn update_pipeline(
         &self,

@@ -34,6 +34,15 @@ fn create(path: &str, call_id: u64) -> CreateRequest {
     }
 }
 
+/// A create that asks for the file's first block too.
+fn create_with_block(path: &str, call_id: u64) -> CreateRequest {
+    CreateRequest {
+        first_block: true,
+        client_host: "127.0.0.1".into(),
+        ..create(path, call_id)
+    }
+}
+
 fn mkdirs(path: &str, call_id: u64) -> MkdirsRequest {
     MkdirsRequest {
         path: path.into(),
@@ -110,6 +119,10 @@ async fn calls_retried_after_failover_return_their_original_result() -> Result<(
     c.mkdirs(mkdirs("/retry/gone", 7)).await?;
     let deleted = c.delete(delete("/retry/gone", 8)).await?.into_inner();
     ensure!(deleted.deleted, "delete: {deleted:?}");
+    let with_first = c
+        .create(create_with_block("/retry/first-block", 9))
+        .await?
+        .into_inner();
 
     cluster.kill_member(old);
     let new = cluster.new_leader_other_than(old).await?;
@@ -166,6 +179,24 @@ async fn calls_retried_after_failover_return_their_original_result() -> Result<(
         .context("delete retried after failover")?
         .into_inner();
     ensure!(again.deleted, "retried delete: {again:?}");
+    let again = c
+        .create(create_with_block("/retry/first-block", 9))
+        .await
+        .context("create with its first block retried after failover")?
+        .into_inner();
+    let inode = |r: &rfs_proto::namenode::CreateResponse| r.status.as_ref().map(|s| s.inode_id);
+    let block = |r: &rfs_proto::namenode::CreateResponse| {
+        r.block
+            .as_ref()
+            .and_then(|b| b.block)
+            .map(|b| (b.block_id, b.generation_stamp))
+    };
+    ensure!(
+        block(&with_first).is_some()
+            && inode(&again) == inode(&with_first)
+            && block(&again) == block(&with_first),
+        "retried create with its first block: {again:?}, original {with_first:?}"
+    );
 
     // The answers came from the cache, not from applying again.
     let hits = metric_value(
@@ -173,7 +204,7 @@ async fn calls_retried_after_failover_return_their_original_result() -> Result<(
         "rfs_namenode_retry_cache_hits_total",
     );
     ensure!(
-        hits.unwrap_or(0.0) >= 5.0,
+        hits.unwrap_or(0.0) >= 6.0,
         "retry cache hits on the new leader: {hits:?}"
     );
 
@@ -201,6 +232,18 @@ async fn calls_retried_after_failover_return_their_original_result() -> Result<(
     ensure!(
         info.blocks.len() == 1,
         "with-block has {} blocks",
+        info.blocks.len()
+    );
+    let info = c
+        .get_block_locations(rfs_proto::namenode::GetBlockLocationsRequest {
+            path: "/retry/first-block".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    ensure!(
+        info.blocks.len() == 1,
+        "first-block has {} blocks",
         info.blocks.len()
     );
     Ok(())

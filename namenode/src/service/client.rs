@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use rfs_proto::common::{DatanodeInfo, LocatedBlock};
 use rfs_proto::namenode::client_protocol_server::ClientProtocol;
 use rfs_proto::namenode::*;
 use tonic::{Request, Response, Status};
@@ -14,6 +15,7 @@ use crate::config::MAX_REPLICATION;
 use crate::error::NamenodeError;
 use crate::leases::RECOVERY_HOLDER;
 use crate::meta_op::{CallKey, MetaOp, MetaResult, Proposal};
+use crate::namespace::BlockMeta;
 use crate::path;
 use crate::placement;
 use crate::state::{file_status, readable_replicas, status_with_children, State};
@@ -107,6 +109,61 @@ impl ClientService {
     /// mutation acknowledged before it arrived, on any member.
     async fn linearizable(&self) -> Result<(), Status> {
         Ok(self.state.raft.read_barrier().await?)
+    }
+
+    /// Datanodes for a new block of the file at `p` (placement: writer
+    /// local first, never one in `excluded`), or why none can take it.
+    fn place(
+        &self,
+        p: &str,
+        replication: u32,
+        block_size: u64,
+        client_host: &str,
+        excluded: &[String],
+    ) -> Result<Vec<DatanodeInfo>, NamenodeError> {
+        let reg = self.state.registry();
+        let targets = placement::choose(
+            &reg,
+            replication as usize,
+            block_size,
+            client_host,
+            excluded,
+        );
+        if targets.is_empty() {
+            let why = placement::why_none(&reg, block_size, excluded);
+            return Err(NamenodeError::NoLiveDatanodes {
+                path: p.to_string(),
+                why,
+            });
+        }
+        if targets.len() < replication as usize {
+            tracing::warn!(
+                "{p}: only {} live datanodes for replication {replication}",
+                targets.len(),
+            );
+        }
+        Ok(targets)
+    }
+
+    /// A block the log just allocated at `offset`: its `targets` become
+    /// where the block map expects it (and where readers go until the
+    /// datanodes report it), and the writer gets them to open its pipeline.
+    fn allocated(
+        &self,
+        block: &BlockMeta,
+        offset: u64,
+        targets: Vec<DatanodeInfo>,
+    ) -> LocatedBlock {
+        let ids = targets.iter().map(|t| t.datanode_id.clone()).collect();
+        self.state
+            .blocks()
+            .allocated(block.id, block.gen_stamp, ids);
+        LocatedBlock {
+            block: Some(crate::state::extended(block)),
+            offset,
+            locations: targets,
+            corrupt: false,
+        }
     }
 
     fn require_client(id: &str) -> Result<(), Status> {
@@ -216,19 +273,56 @@ impl ClientProtocol for ClientService {
             now_ms: now_ms(),
             take_over_from,
         };
-        match self.submit(call, op).await? {
+        // The first block, when asked for, is placed now, as `add_block`
+        // places a block, and allocated in the create's own entry. With no
+        // datanode to take it the file is created without it: the
+        // writer's `add_block` then says why, as it would have.
+        let first_targets = if r.first_block {
+            match self.place(&p, replication, block_size, &r.client_host, &[]) {
+                Ok(targets) => Some(targets),
+                Err(e) => {
+                    tracing::debug!("{e}; creating the file without its first block");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let op = match first_targets {
+            Some(_) => MetaOp::CreateWithBlock {
+                create: Box::new(op),
+            },
+            None => op,
+        };
+        let (inode, replaced_blocks, block) = match self.submit(call, op).await? {
             MetaResult::Created {
                 inode,
                 replaced_blocks,
+            } => (inode, replaced_blocks, None),
+            MetaResult::CreatedWithBlock {
+                inode,
+                replaced_blocks,
+                block,
             } => {
-                self.state.invalidate(&replaced_blocks);
-                self.state.under_construction().insert(inode.id);
-                Ok(Response::new(CreateResponse {
-                    status: Some(file_status(p, &inode)),
-                }))
+                // A retry answered from the retry cache gets its block
+                // back even when placement found no datanode this time:
+                // the writer cannot open a pipeline to none, abandons it,
+                // and asks `add_block`, which says why.
+                let targets = first_targets.unwrap_or_default();
+                (
+                    inode,
+                    replaced_blocks,
+                    Some(self.allocated(&block, 0, targets)),
+                )
             }
-            other => Err(unexpected(other)),
-        }
+            other => return Err(unexpected(other)),
+        };
+        self.state.invalidate(&replaced_blocks);
+        self.state.under_construction().insert(inode.id);
+        Ok(Response::new(CreateResponse {
+            status: Some(file_status(p, &inode)),
+            block,
+        }))
     }
 
     async fn add_block(&self, req: Request<AddBlockRequest>) -> R<AddBlockResponse> {
@@ -272,29 +366,19 @@ impl ClientProtocol for ClientService {
             ))
             .into());
         }
-        let targets = {
-            let reg = self.state.registry();
-            let targets = placement::choose(
-                &reg,
-                file.replication as usize,
-                file.block_size,
-                &r.client_host,
-                &r.excluded_datanodes,
-            );
-            if targets.is_empty() {
-                let why = placement::why_none(&reg, file.block_size, &r.excluded_datanodes);
-                tracing::warn!("{p}: no datanode can take a new block: {why}");
-                return Err(NamenodeError::NoLiveDatanodes { path: p, why }.into());
+        let targets = match self.place(
+            &p,
+            file.replication,
+            file.block_size,
+            &r.client_host,
+            &r.excluded_datanodes,
+        ) {
+            Ok(targets) => targets,
+            Err(e) => {
+                tracing::warn!("{e}");
+                return Err(e.into());
             }
-            targets
         };
-        if targets.len() < file.replication as usize {
-            tracing::warn!(
-                "{p}: only {} live datanodes for replication {}",
-                targets.len(),
-                file.replication
-            );
-        }
         self.state.leases().renew(&r.client_id);
         let op = MetaOp::AddBlock {
             path: p,
@@ -303,21 +387,9 @@ impl ClientProtocol for ClientService {
             now_ms: now_ms(),
         };
         match self.submit(call, op).await? {
-            MetaResult::BlockAdded { block, offset, .. } => {
-                let ids = targets.iter().map(|t| t.datanode_id.clone()).collect();
-                self.state
-                    .blocks()
-                    .allocated(block.id, block.gen_stamp, ids);
-                let located = rfs_proto::common::LocatedBlock {
-                    block: Some(crate::state::extended(&block)),
-                    offset,
-                    locations: targets,
-                    corrupt: false,
-                };
-                Ok(Response::new(AddBlockResponse {
-                    block: Some(located),
-                }))
-            }
+            MetaResult::BlockAdded { block, offset, .. } => Ok(Response::new(AddBlockResponse {
+                block: Some(self.allocated(&block, offset, targets)),
+            })),
             other => Err(unexpected(other)),
         }
     }
