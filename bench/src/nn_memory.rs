@@ -198,6 +198,7 @@ async fn writer(
                 path: path.clone(),
                 client_id: client.clone(),
                 last: Some(block),
+                unwritten: None,
                 call: next_call(),
             })
             .await

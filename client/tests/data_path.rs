@@ -154,7 +154,7 @@ async fn the_first_block_comes_with_the_create() {
             2 * BLOCK as usize + 1,
             &["create", "add_block", "add_block", "complete"],
         ),
-        (0, &["create", "abandon_block", "complete"]),
+        (0, one),
     ] {
         let path = format!("/first{size}");
         let data = payload(size, 7);

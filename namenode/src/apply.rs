@@ -404,28 +404,8 @@ fn apply_op(t: &mut Txn, op: &MetaOp) -> Result<MetaResult> {
             last,
             now_ms,
         } => {
-            let mut inode = t.ns.get(p)?;
-            let f = inode
-                .file
-                .as_mut()
-                .ok_or_else(|| NamenodeError::IsDirectory(p.clone()))?;
-            match &f.writer {
-                None => return Ok(MetaResult::Completed { inode }), // already complete: idempotent
-                Some(w) if w != client_id => {
-                    return Err(NamenodeError::LeaseConflict {
-                        path: p.clone(),
-                        holder: w.clone(),
-                    })
-                }
-                Some(_) => {}
-            }
-            if let Some(b) = last {
-                commit_block(p, f, b)?;
-            }
-            f.writer = None;
-            inode.mtime_ms = *now_ms;
-            t.put_inode(&inode);
-            Ok(MetaResult::Completed { inode })
+            let inode = t.ns.get(p)?;
+            complete(t, p, inode, client_id, last.as_ref(), *now_ms)
         }
         MetaOp::AbandonBlock {
             path: p,
@@ -433,16 +413,28 @@ fn apply_op(t: &mut Txn, op: &MetaOp) -> Result<MetaResult> {
             block_id,
         } => {
             let mut inode = writable_file(t, p, client_id)?;
-            let f = inode.file.as_mut().expect("file");
-            if f.blocks.last().map(|b| b.id) != Some(*block_id) {
-                return Err(NamenodeError::InvalidArgument(format!(
-                    "{p}: block {block_id} is not the file's last block"
-                )));
-            }
-            f.blocks.pop();
-            t.remove_block_owner(*block_id);
+            drop_last_block(t, p, &mut inode, *block_id)?;
             t.put_inode(&inode);
             Ok(MetaResult::Abandoned)
+        }
+        MetaOp::CompleteDroppingBlock {
+            path: p,
+            client_id,
+            block_id,
+            now_ms,
+        } => {
+            let mut inode = writable_file(t, p, client_id)?;
+            let f = inode.file.as_ref().expect("writable_file returns files");
+            if f.blocks
+                .last()
+                .is_some_and(|b| b.id == *block_id && b.len > 0)
+            {
+                return Err(NamenodeError::InvalidArgument(format!(
+                    "{p}: block {block_id} holds recorded bytes; complete it instead"
+                )));
+            }
+            drop_last_block(t, p, &mut inode, *block_id)?;
+            complete(t, p, inode, client_id, None, *now_ms)
         }
         MetaOp::UpdatePipeline {
             path: p,
@@ -598,6 +590,52 @@ fn create_with_block(t: &mut Txn, create: &MetaOp) -> Result<MetaResult> {
         replaced_blocks,
         block,
     })
+}
+
+/// Closes `inode` (read by the caller, maybe changed by this op already)
+/// for `client_id`, committing `last` when given.
+fn complete(
+    t: &mut Txn,
+    p: &str,
+    mut inode: Inode,
+    client_id: &str,
+    last: Option<&BlockMeta>,
+    now_ms: u64,
+) -> Result<MetaResult> {
+    let f = inode
+        .file
+        .as_mut()
+        .ok_or_else(|| NamenodeError::IsDirectory(p.to_string()))?;
+    match &f.writer {
+        None => return Ok(MetaResult::Completed { inode }), // already complete: idempotent
+        Some(w) if w != client_id => {
+            return Err(NamenodeError::LeaseConflict {
+                path: p.to_string(),
+                holder: w.clone(),
+            })
+        }
+        Some(_) => {}
+    }
+    if let Some(b) = last {
+        commit_block(p, f, b)?;
+    }
+    f.writer = None;
+    inode.mtime_ms = now_ms;
+    t.put_inode(&inode);
+    Ok(MetaResult::Completed { inode })
+}
+
+/// Removes `block_id`, which must be the last block of `inode`'s file.
+fn drop_last_block(t: &mut Txn, p: &str, inode: &mut Inode, block_id: u64) -> Result<()> {
+    let f = inode.file.as_mut().expect("callers pass files");
+    if f.blocks.last().map(|b| b.id) != Some(block_id) {
+        return Err(NamenodeError::InvalidArgument(format!(
+            "{p}: block {block_id} is not the file's last block"
+        )));
+    }
+    f.blocks.pop();
+    t.remove_block_owner(block_id);
+    Ok(())
 }
 
 fn unexpected(op: &MetaOp, result: MetaResult) -> NamenodeError {

@@ -160,6 +160,17 @@ pub enum MetaOp {
     CreateWithBlock {
         create: Box<MetaOp>,
     },
+    /// Closes a file whose last block `block_id` was never written (an
+    /// empty file created with its first block): drops that block as
+    /// [`MetaOp::AbandonBlock`] would and completes as
+    /// [`MetaOp::Complete`] with no last block, in one entry, so an empty
+    /// file costs two entries as before create handed out blocks.
+    CompleteDroppingBlock {
+        path: String,
+        client_id: String,
+        block_id: u64,
+        now_ms: u64,
+    },
 }
 
 /// Names one non-idempotent client call: a retry carries the same key and
@@ -366,5 +377,20 @@ mod tests {
         let bytes = bincode::serialize(&result).unwrap();
         assert_eq!(bytes[..4], [15, 0, 0, 0]);
         assert_eq!(bincode::deserialize::<MetaResult>(&bytes).unwrap(), result);
+    }
+
+    /// `CompleteDroppingBlock` came after `CreateWithBlock` (17 ops before
+    /// it).
+    #[test]
+    fn a_completion_dropping_its_unwritten_block_is_the_newest_op() {
+        let op = MetaOp::CompleteDroppingBlock {
+            path: "/f".into(),
+            client_id: "c".into(),
+            block_id: 7,
+            now_ms: 9,
+        };
+        let bytes = bincode::serialize(&op).unwrap();
+        assert_eq!(bytes[..4], [17, 0, 0, 0]);
+        assert_eq!(bincode::deserialize::<MetaOp>(&bytes).unwrap(), op);
     }
 }

@@ -1180,3 +1180,42 @@ async fn a_rename_may_not_make_a_path_deeper_than_the_limit() {
     assert!(log.ns.lookup("/s/z").unwrap().is_some());
     log.close();
 }
+
+#[tokio::test]
+async fn an_empty_file_completes_dropping_its_unwritten_block_in_one_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Meta::open(dir.path()).await;
+    log.submit(with_block(create("/empty", "w"))).await.unwrap();
+    let unused = file_of(&log, "/empty").1.blocks[0];
+    let drop_and_complete = |client: &str, block_id| MetaOp::CompleteDroppingBlock {
+        path: "/empty".into(),
+        client_id: client.into(),
+        block_id,
+        now_ms: 3,
+    };
+    // Only the writer, and only its last block.
+    let stranger = log
+        .submit(drop_and_complete("x", unused.id))
+        .await
+        .unwrap_err();
+    assert!(
+        stranger.to_string().contains("being written by w"),
+        "{stranger}"
+    );
+    let wrong = log
+        .submit(drop_and_complete("w", unused.id + 1))
+        .await
+        .unwrap_err();
+    assert!(
+        wrong.to_string().contains("not the file's last block"),
+        "{wrong}"
+    );
+    let applied = log.ns.counter(counter::APPLIED_INDEX).unwrap();
+    let done = log.submit(drop_and_complete("w", unused.id)).await.unwrap();
+    assert!(matches!(done, MetaResult::Completed { .. }), "{done:?}");
+    assert_eq!(log.ns.counter(counter::APPLIED_INDEX).unwrap(), applied + 1);
+    let f = file_of(&log, "/empty").1;
+    assert_eq!((f.blocks.len(), f.length(), f.writer), (0, 0, None));
+    assert!(log.ns.block_owner(unused.id).unwrap().is_none());
+    log.close();
+}

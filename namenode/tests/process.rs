@@ -71,6 +71,7 @@ async fn create_and_close(
         path: path.clone(),
         client_id: "crash-test".into(),
         last: None,
+        unwritten: None,
     })
     .await?;
     Ok(path)

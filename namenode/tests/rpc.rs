@@ -208,6 +208,7 @@ impl Namenode {
             path: path.into(),
             client_id: client.into(),
             last,
+            unwritten: None,
         };
         Ok(self.client.complete(r).await?.into_inner().status.unwrap())
     }

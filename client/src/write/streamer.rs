@@ -81,13 +81,11 @@ pub(crate) async fn run(
             }
             Some(Msg::Finish) => {
                 b.end_block().await?;
-                // An empty file: its first block was never written. Given
-                // back, it leaves a file of no blocks, nothing for fsck to
-                // miss.
-                if let Some(unused) = b.allocated.take() {
-                    b.abandon(unused.block).await?;
-                }
-                return complete(&b.client, &b.path, b.last).await;
+                // An empty file: its first block was never written. The
+                // completion drops it in the same entry, leaving a file of
+                // no blocks, nothing for fsck to miss.
+                let unwritten = b.allocated.take().and_then(|u| u.block);
+                return complete(&b.client, &b.path, b.last, unwritten).await;
             }
             None => return Err(Error::WriterAbandoned { path: b.path }),
         }
@@ -220,7 +218,14 @@ impl Blocks {
 /// block's replicas to be reported. Each poll is a new call with its own
 /// call id: a repeat of the same id would get the first "not yet" back
 /// from the namenode's retry cache.
-async fn complete(client: &Client, path: &str, last: Option<ExtendedBlock>) -> Result<()> {
+/// Completes the file with its `last` block, or, for an empty file
+/// created with a block, dropping that `unwritten` one.
+async fn complete(
+    client: &Client,
+    path: &str,
+    last: Option<ExtendedBlock>,
+    unwritten: Option<ExtendedBlock>,
+) -> Result<()> {
     let deadline = Instant::now() + client.config().datanode_timeout;
     let mut backoff = Duration::from_millis(20);
     loop {
@@ -229,6 +234,7 @@ async fn complete(client: &Client, path: &str, last: Option<ExtendedBlock>) -> R
             path: path.to_string(),
             client_id: client.client_id().to_string(),
             last,
+            unwritten,
         };
         let resp = client
             .rpc()

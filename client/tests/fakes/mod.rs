@@ -314,6 +314,15 @@ impl ClientProtocol for FakeNamenode {
         let resp = {
             let mut s = self.state();
             let f = s.files.get_mut(&r.path).ok_or_else(|| not_found(&r.path))?;
+            if let Some(unwritten) = r.unwritten {
+                if f.blocks.last().map(|b| b.block_id) != Some(unwritten.block_id) {
+                    return Err(tonic::Status::invalid_argument(format!(
+                        "{}: block {} is not the file's last block",
+                        r.path, unwritten.block_id
+                    )));
+                }
+                f.blocks.pop();
+            }
             set_len(f, r.last);
             f.complete = true;
             CompleteResponse {

@@ -87,6 +87,7 @@ fn complete(path: &str, call_id: u64) -> CompleteRequest {
         path: path.into(),
         client_id: CLIENT_ID.into(),
         last: None,
+        unwritten: None,
         call: call(call_id),
     }
 }

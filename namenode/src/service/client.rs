@@ -401,13 +401,32 @@ impl ClientProtocol for ClientService {
         Self::require_client(&r.client_id)?;
         let p = path::normalize(&r.path)?;
         let call = call_key(&r.call)?;
-        let op = MetaOp::Complete {
-            path: p.clone(),
-            client_id: r.client_id,
-            last: r.last.as_ref().map(block_meta),
-            now_ms: now_ms(),
+        let unwritten = r.unwritten.as_ref().map(block_meta);
+        let op = match (&r.last, unwritten) {
+            (Some(_), Some(_)) => {
+                return Err(NamenodeError::InvalidArgument(format!(
+                    "{p}: complete names both a last block and an unwritten one"
+                ))
+                .into())
+            }
+            (_, Some(b)) => MetaOp::CompleteDroppingBlock {
+                path: p.clone(),
+                client_id: r.client_id,
+                block_id: b.id,
+                now_ms: now_ms(),
+            },
+            (last, None) => MetaOp::Complete {
+                path: p.clone(),
+                client_id: r.client_id,
+                last: last.as_ref().map(block_meta),
+                now_ms: now_ms(),
+            },
         };
-        match self.submit(call, op).await? {
+        let completed = self.submit(call, op).await?;
+        if let Some(b) = unwritten {
+            self.state.invalidate(&[b]);
+        }
+        match completed {
             MetaResult::Completed { inode } => Ok(Response::new(CompleteResponse {
                 completed: true,
                 status: Some(file_status(p, &inode)),
