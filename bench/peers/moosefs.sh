@@ -20,6 +20,7 @@ CHUNKSERVERS=3
 
 size_mib=1024
 files=10000
+small_bytes=4096
 workers=16
 base_port=19419
 host_ip=""
@@ -42,6 +43,8 @@ Figures:
   moosefs_get                            MB/s   dd bs=4M of the goal-1 file, caches dropped
   moosefs_{create,stat,delete}[_W]       ops/s  empty files, 1 and W threads
   moosefs_list[_W]                       entries/s
+  moosefs_small[_W]                      files/s  $small_bytes-byte files at goal 3
+                                                (open, write, close), 1 and W threads
   moosefs_{create,stat,delete}[_W]_p{50,90,99}
                                          us     latency of single calls
                                                 (nearest rank)
@@ -50,6 +53,8 @@ Options:
   --size-mib N       size of the put/get file in MiB (default $size_mib)
   --files N          files per metadata measurement, split over the threads
                      (default $files)
+  --small-bytes N    size of the small files written at goal 3 (default
+                     $small_bytes; 0 skips them)
   --workers W        concurrent threads of the second metadata run, each in a
                      directory of its own (default $workers)
   --base-port P      first of 6 TCP ports: master P..P+2, chunkservers
@@ -84,6 +89,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
     --size-mib) positive "$1" "${2-}"; size_mib="$2"; shift 2 ;;
     --files) positive "$1" "${2-}"; files="$2"; shift 2 ;;
+    --small-bytes) small_bytes="${2-}"; shift 2 ;;
     --workers) positive "$1" "${2-}"; workers="$2"; shift 2 ;;
     --base-port) positive "$1" "${2-}"; base_port="$2"; shift 2 ;;
     --host-ip) [ -n "${2-}" ] || die "--host-ip needs an address"; host_ip="$2"; shift 2 ;;
@@ -399,11 +405,12 @@ mount_fs
 log "mounted on $mnt"
 
 "${in_ns[@]}" mfssettrashtime 0 "$mnt" >/dev/null # deletes are deletes, not moves to trash
-mkdir "$mnt/probe" "$mnt/g1" "$mnt/g3" "$mnt/meta"
+mkdir "$mnt/probe" "$mnt/g1" "$mnt/g3" "$mnt/meta" "$mnt/small"
 "${in_ns[@]}" mfssetgoal "$CHUNKSERVERS" "$mnt/probe" >/dev/null
 "${in_ns[@]}" mfssetgoal 1 "$mnt/g1" >/dev/null
 "${in_ns[@]}" mfssetgoal 3 "$mnt/g3" >/dev/null
 "${in_ns[@]}" mfssetgoal 1 "$mnt/meta" >/dev/null
+"${in_ns[@]}" mfssetgoal 3 "$mnt/small" >/dev/null
 
 log "waiting for $CHUNKSERVERS chunkservers (a goal-$CHUNKSERVERS probe write must get $CHUNKSERVERS copies)"
 deadline=$((SECONDS + start_timeout))
@@ -483,6 +490,7 @@ cat >"$work/meta.py" <<'EOF'
 import os, sys, threading, time
 
 root, files, threads, suffix = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+small_root, small_bytes = sys.argv[5], int(sys.argv[6])
 per = -(-files // threads)
 dirs = [os.path.join(root, "t%d" % t) for t in range(threads)]
 for d in dirs:
@@ -501,6 +509,16 @@ def stat(d, lat):
     for n in names:
         t = clock()
         os.stat(os.path.join(d, n))
+        lat.append(clock() - t)
+
+payload = os.urandom(small_bytes)
+
+def small(d, lat):
+    for n in names:
+        t = clock()
+        fd = os.open(os.path.join(d, n), os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o644)
+        os.write(fd, payload)
+        os.close(fd)
         lat.append(clock() - t)
 
 def delete(d, lat):
@@ -563,6 +581,19 @@ percentiles("delete", lat)
 for d in dirs:
     os.rmdir(d)
 os.rmdir(root)
+if small_bytes > 0:
+    # Written at goal 3 (the directory's), as rfs-bench writes them at
+    # replication 3.
+    dirs = [os.path.join(small_root, "t%d" % t) for t in range(threads)]
+    for d in dirs:
+        os.makedirs(d)
+    dt, lat = timed(small)
+    out.append(("small", n / dt, "files/s"))
+    percentiles("small", lat)
+    timed(delete)
+    for d in dirs:
+        os.rmdir(d)
+    os.rmdir(small_root)
 for name, value, unit in out:
     print("moosefs_%s%s %.1f %s" % (name, suffix, value, unit), flush=True)
 for name, value, unit in tails:
@@ -570,8 +601,9 @@ for name, value, unit in tails:
 EOF
 
 log "metadata: $files files, 1 thread"
-python3 "$work/meta.py" "$mnt/meta/w1" "$files" 1 ""
+python3 "$work/meta.py" "$mnt/meta/w1" "$files" 1 "" "$mnt/small/w1" "$small_bytes"
 log "metadata: $files files, $workers threads"
-python3 "$work/meta.py" "$mnt/meta/w$workers" "$files" "$workers" "_$workers"
+python3 "$work/meta.py" "$mnt/meta/w$workers" "$files" "$workers" "_$workers" \
+    "$mnt/small/w$workers" "$small_bytes"
 
 log "done"

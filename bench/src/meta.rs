@@ -31,6 +31,11 @@ pub struct MetaArgs {
     /// client's, is reported per create + close (`rfs_create_<tasks>_cpu`).
     #[arg(long, value_delimiter = ',')]
     cpu_pids: Vec<u32>,
+    /// Then write this many bytes to each of the same number of files at
+    /// replication 3 (create, write, close: `rfs_small_<tasks>` files/s);
+    /// 0 skips it.
+    #[arg(long, default_value_t = 4096)]
+    small_bytes: usize,
 }
 
 const ROOT: &str = "/bench/meta";
@@ -94,6 +99,29 @@ pub async fn run(args: &MetaArgs) -> Result<Vec<Figure>> {
             n / delete,
             "ops/s",
         ));
+        if args.small_bytes > 0 {
+            let payload = bytes::Bytes::from(vec![7u8; args.small_bytes]);
+            let (small, small_lat) = timed(&client, &dirs, per, move |c, path| {
+                let payload = payload.clone();
+                async move {
+                    let opts = CreateOptions {
+                        replication: Some(3),
+                        ..Default::default()
+                    };
+                    let mut w = c.create(&format!("{path}.small"), opts).await?;
+                    w.write_all(&payload).await?;
+                    w.shutdown().await?;
+                    Ok(())
+                }
+            })
+            .await?;
+            out.push(Figure::new(
+                format!("rfs_small_{tasks}"),
+                n / small,
+                "files/s",
+            ));
+            out.extend(latency_figures(&format!("rfs_small_{tasks}"), small_lat));
+        }
         out.extend(latency_figures(&format!("rfs_create_{tasks}"), create_lat));
         out.extend(latency_figures(&format!("rfs_stat_{tasks}"), stat_lat));
         out.extend(latency_figures(&format!("rfs_delete_{tasks}"), delete_lat));
