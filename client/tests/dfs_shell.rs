@@ -421,6 +421,13 @@ fn help_texts_say_each_thing_once_and_in_its_place() {
         1,
         "{top}"
     );
+    let count = help(&["count"]);
+    assert!(
+        count.contains("Usage: dfs count [OPTIONS] <PATHS>...")
+            && count.contains("DIR_COUNT FILE_COUNT CONTENT_SIZE PATHNAME")
+            && count.contains("-q"),
+        "{count}"
+    );
     for cmd in [&["put"][..], &["ls"], &["setrep"], &["admin", "report"]] {
         let text = help(cmd);
         assert!(

@@ -25,6 +25,9 @@
 //! state and records the snapshot point in one batch, under the same lock
 //! as checkpoints, so no checkpoint taken before it lands after it.
 //!
+//! Derived indexes (each directory's totals) are not stored: they are
+//! rebuilt from the loaded inodes and links.
+//!
 //! Values are captured under the tree's write lock (the applier waits for
 //! as long as encoding the dirty set takes), so the batch is the state at
 //! exactly one index.
@@ -267,6 +270,7 @@ impl Store {
                 load_pair(&mut tree, &k, &v)?;
             }
         }
+        tree.rebuild_totals();
         let store = Store {
             tree: sled_tree,
             writing: Mutex::new(()),
@@ -335,6 +339,7 @@ impl Store {
             batch.insert(k, v);
         }
         fresh.counters.applied = index;
+        fresh.rebuild_totals();
         batch.insert(counter::APPLIED_INDEX, &index.to_be_bytes());
         for (k, v) in extra {
             batch.insert(k, v);

@@ -1,7 +1,8 @@
 //! The namenode's metadata path without sockets (a raft group of one):
 //! group commit, restart without double apply, the retry cache, renames
 //! that replace their destination, and random namespace ops against a
-//! model, with restarts.
+//! model, with restarts, checking each directory's kept totals against a
+//! count of its subtree.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,7 +12,7 @@ use proptest::prelude::*;
 use rfs_namenode::checkpoint::Pairs;
 use rfs_namenode::leases::RECOVERY_HOLDER;
 use rfs_namenode::meta_op::{CallKey, MetaOp, MetaResult, Proposal};
-use rfs_namenode::namespace::{counter, BlockMeta, FileMeta, Namespace};
+use rfs_namenode::namespace::{counter, BlockMeta, FileMeta, Namespace, Totals};
 use rfs_namenode::raft::RaftGroup;
 use rfs_namenode::recovery_check::{self, Recovery};
 use rfs_namenode::{Config, NamenodeError};
@@ -381,6 +382,18 @@ impl Model {
         true
     }
 
+    /// `create` with overwrite: a file in the way is replaced.
+    fn create_overwrite(&mut self, p: &str) -> bool {
+        if self.is_dir(p) == Some(false) {
+            return !self.blocked(p);
+        }
+        self.create(p)
+    }
+
+    fn set_replication(&self, p: &str) -> bool {
+        !self.blocked(p) && self.is_dir(p) == Some(false)
+    }
+
     fn delete(&mut self, p: &str) -> bool {
         if self.blocked(p) || self.is_dir(p).is_none() {
             return false;
@@ -463,6 +476,20 @@ impl Model {
 enum Step {
     Mkdirs(String),
     Create(String),
+    /// A file of blocks of these lengths, written and closed; with
+    /// `overwrite` it replaces a file there; with `abandon` a last block
+    /// is added and abandoned before the close.
+    Write {
+        path: String,
+        lens: Vec<u64>,
+        replication: u32,
+        overwrite: bool,
+        abandon: bool,
+    },
+    SetReplication(String, u32),
+    /// A file left open with one block of `len` bytes acknowledged by a
+    /// pipeline recovery, then closed by lease recovery: see [`Recover`].
+    Recover(String, u64, Recover),
     Delete(String),
     Rename(String, String),
     RenameOverwrite(String, String),
@@ -474,6 +501,25 @@ enum Step {
     Crash,
 }
 
+/// How [`Step::Recover`] closes the file.
+#[derive(Debug, Clone, Copy)]
+enum Recover {
+    /// The block's recovery commits a new length.
+    Commit(u64),
+    /// The block's recovery deletes it.
+    DeleteBlock,
+    /// Nothing recorded: the lease recovery drops the last block at once.
+    DropLast,
+}
+
+fn arb_recover() -> impl Strategy<Value = Recover> {
+    prop_oneof![
+        (0..4096u64).prop_map(Recover::Commit),
+        Just(Recover::DeleteBlock),
+        Just(Recover::DropLast),
+    ]
+}
+
 fn arb_path() -> impl Strategy<Value = String> {
     prop::collection::vec(prop::sample::select(vec!["a", "b", "c"]), 1..4)
         .prop_map(|c| format!("/{}", c.join("/")))
@@ -483,6 +529,22 @@ fn arb_step() -> impl Strategy<Value = Step> {
     prop_oneof![
         3 => arb_path().prop_map(Step::Mkdirs),
         3 => arb_path().prop_map(Step::Create),
+        3 => (
+            arb_path(),
+            prop::collection::vec(0..4096u64, 0..3),
+            1..4u32,
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(|(path, lens, replication, overwrite, abandon)| Step::Write {
+                path,
+                lens,
+                replication,
+                overwrite,
+                abandon,
+            }),
+        2 => (arb_path(), 1..4u32).prop_map(|(p, r)| Step::SetReplication(p, r)),
+        2 => (arb_path(), 0..4096u64, arb_recover()).prop_map(|(p, l, how)| Step::Recover(p, l, how)),
         2 => arb_path().prop_map(Step::Delete),
         3 => (arb_path(), arb_path()).prop_map(|(a, b)| Step::Rename(a, b)),
         2 => (arb_path(), arb_path()).prop_map(|(a, b)| Step::RenameOverwrite(a, b)),
@@ -523,6 +585,185 @@ fn memory_pairs(ns: &Namespace) -> Pairs {
     pairs
 }
 
+/// Every directory's kept totals (as `content_summary` reads them) against
+/// a count of its subtree, and the same for each file; and no directory,
+/// live or gone, whose kept totals differ from a recount.
+fn check_totals(ns: &Namespace, after: &str) -> Result<(), TestCaseError> {
+    prop_assert_eq!(ns.totals_mismatch(), None, "after {}", after);
+    let root = ns.root().unwrap();
+    for node in ns.subtree(&root).unwrap() {
+        let mut want = Totals::default();
+        for n in ns.subtree(&node).unwrap() {
+            match &n.file {
+                Some(f) => {
+                    want.files += 1;
+                    want.bytes += f.length();
+                    want.space_consumed += f.length() * u64::from(f.replication);
+                }
+                None => want.dirs += 1,
+            }
+        }
+        let path = ns.path_of(&node).unwrap();
+        prop_assert_eq!(
+            ns.content_summary(&path).unwrap(),
+            want,
+            "{} after {}",
+            path,
+            after
+        );
+    }
+    Ok(())
+}
+
+/// Submits `op`, then checks the totals.
+async fn submit_checked(
+    log: &Meta,
+    op: MetaOp,
+) -> Result<Result<MetaResult, NamenodeError>, TestCaseError> {
+    let what = format!("{op:?}");
+    let result = log.submit(op).await;
+    check_totals(&log.ns, &what)?;
+    Ok(result)
+}
+
+/// Creates `path` for writer "c" (replacing a file there when
+/// `overwrite`) and writes blocks of `lens`, leaving it open; returns
+/// whether the create succeeded and the last block with its length.
+async fn write_open(
+    log: &Meta,
+    path: &str,
+    lens: &[u64],
+    replication: u32,
+    overwrite: bool,
+) -> Result<(bool, Option<BlockMeta>), TestCaseError> {
+    let op = MetaOp::Create {
+        path: path.into(),
+        client_id: "c".into(),
+        overwrite,
+        replication,
+        block_size: 1 << 20,
+        mode: 0o644,
+        create_parent: true,
+        owner: "u".into(),
+        group: "g".into(),
+        now_ms: 1,
+        take_over_from: None,
+    };
+    if submit_checked(log, op).await?.is_err() {
+        return Ok((false, None));
+    }
+    let mut last = None;
+    for &len in lens {
+        let op = MetaOp::AddBlock {
+            path: path.into(),
+            client_id: "c".into(),
+            previous: last,
+            now_ms: 2,
+        };
+        match submit_checked(log, op).await?.unwrap() {
+            MetaResult::BlockAdded { block, .. } => last = Some(BlockMeta { len, ..block }),
+            other => panic!("add_block: {other:?}"),
+        }
+    }
+    Ok((true, last))
+}
+
+/// Steps [`Step::Write`]: returns whether the create succeeded.
+async fn write_closed(
+    log: &Meta,
+    path: &str,
+    lens: &[u64],
+    replication: u32,
+    overwrite: bool,
+    abandon: bool,
+) -> Result<bool, TestCaseError> {
+    let (created, mut last) = write_open(log, path, lens, replication, overwrite).await?;
+    if !created {
+        return Ok(false);
+    }
+    if abandon {
+        let op = MetaOp::AddBlock {
+            path: path.into(),
+            client_id: "c".into(),
+            previous: last,
+            now_ms: 2,
+        };
+        let MetaResult::BlockAdded { block, .. } = submit_checked(log, op).await?.unwrap() else {
+            panic!("add_block")
+        };
+        let op = MetaOp::AbandonBlock {
+            path: path.into(),
+            client_id: "c".into(),
+            block_id: block.id,
+        };
+        submit_checked(log, op).await?.unwrap();
+    }
+    let done = MetaOp::Complete {
+        path: path.into(),
+        client_id: "c".into(),
+        last: last.take(),
+        now_ms: 3,
+    };
+    submit_checked(log, done).await?.unwrap();
+    Ok(true)
+}
+
+/// Steps [`Step::Recover`]: returns whether the create succeeded.
+async fn write_recovered(
+    log: &Meta,
+    path: &str,
+    len: u64,
+    how: Recover,
+) -> Result<bool, TestCaseError> {
+    let (created, last) = write_open(log, path, &[len], 3, false).await?;
+    let Some(block) = last.filter(|_| created) else {
+        return Ok(created);
+    };
+    if !matches!(how, Recover::DropLast) {
+        let op = MetaOp::RecoverPipeline {
+            path: path.into(),
+            client_id: "c".into(),
+            block_id: block.id,
+            gen_stamp: block.gen_stamp,
+            acked_len: len,
+        };
+        submit_checked(log, op).await?.unwrap();
+    }
+    let inode_id = log.ns.lookup(path).unwrap().unwrap().id;
+    let op = MetaOp::RecoverLease {
+        inode_id,
+        holder: "c".into(),
+        drop_last: matches!(how, Recover::DropLast),
+        now_ms: 4,
+    };
+    match submit_checked(log, op).await?.unwrap() {
+        MetaResult::LeaseRecoveryStarted { block, .. } => {
+            let (block, delete_block) = match how {
+                Recover::Commit(len) => (BlockMeta { len, ..block }, false),
+                _ => (block, true),
+            };
+            let op = MetaOp::CommitBlockSync {
+                block,
+                delete_block,
+                now_ms: 5,
+            };
+            submit_checked(log, op).await?.unwrap();
+        }
+        MetaResult::LeaseRecovered { .. } => {}
+        other => panic!("recover_lease: {other:?}"),
+    }
+    prop_assert!(log
+        .ns
+        .lookup(path)
+        .unwrap()
+        .unwrap()
+        .file
+        .unwrap()
+        .writer
+        .is_none());
+    Ok(true)
+}
+
 async fn run_steps(steps: Vec<Step>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Meta::open(dir.path()).await;
@@ -532,6 +773,7 @@ async fn run_steps(steps: Vec<Step>) -> Result<(), TestCaseError> {
             Step::Restart => {
                 log.close();
                 log = Meta::open(dir.path()).await;
+                check_totals(&log.ns, "a restart")?;
                 continue;
             }
             Step::Crash => {
@@ -539,6 +781,7 @@ async fn run_steps(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 drop(log);
                 log = Meta::open(dir.path()).await;
                 prop_assert_eq!(snapshot(&log.ns), model.0.clone(), "after a crash");
+                check_totals(&log.ns, "a crash")?;
                 continue;
             }
             Step::Checkpoint => {
@@ -573,6 +816,31 @@ async fn run_steps(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     log.submit(done).await.unwrap();
                 }
                 (model.create(p), ok)
+            }
+            Step::Write {
+                path,
+                lens,
+                replication,
+                overwrite,
+                abandon,
+            } => {
+                let want = if *overwrite {
+                    model.create_overwrite(path)
+                } else {
+                    model.create(path)
+                };
+                let ok = write_closed(&log, path, lens, *replication, *overwrite, *abandon).await?;
+                (want, ok)
+            }
+            Step::SetReplication(p, r) => {
+                let op = MetaOp::SetReplication {
+                    path: p.clone(),
+                    replication: *r,
+                };
+                (model.set_replication(p), log.submit(op).await.is_ok())
+            }
+            Step::Recover(p, len, how) => {
+                (model.create(p), write_recovered(&log, p, *len, *how).await?)
             }
             Step::Delete(p) => (
                 model.delete(p),
@@ -614,6 +882,7 @@ async fn run_steps(steps: Vec<Step>) -> Result<(), TestCaseError> {
             got
         );
         prop_assert_eq!(snapshot(&log.ns), model.0.clone(), "after {:?}", step);
+        check_totals(&log.ns, &format!("{step:?}"))?;
     }
     log.close();
     Ok(())

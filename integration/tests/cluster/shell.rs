@@ -126,3 +126,114 @@ async fn dfs_commands_round_trip_and_fail_clearly() -> anyhow::Result<()> {
     })
     .await?
 }
+
+/// `dfs count PATH`'s numbers: (directories, files, bytes).
+fn count(dfs: &Dfs, path: &str) -> (u64, u64, u64) {
+    let out = dfs.ok(&["count", path]);
+    let cols: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(cols.len(), 4, "{out}");
+    assert_eq!(cols[3], path, "{out}");
+    let n = |i: usize| cols[i].parse::<u64>().expect("a count");
+    (n(0), n(1), n(2))
+}
+
+/// `dfs du -s PATH`'s numbers: (bytes, bytes × replication).
+fn du_s(dfs: &Dfs, path: &str) -> (u64, u64) {
+    let out = dfs.ok(&["du", "-s", path]);
+    let cols: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(cols.len(), 3, "{out}");
+    let n = |i: usize| cols[i].parse::<u64>().expect("a size");
+    (n(0), n(1))
+}
+
+/// `dfs df`'s Used column and Files line.
+fn df_used_and_files(dfs: &Dfs) -> (u64, u64) {
+    let out = dfs.ok(&["df"]);
+    let lines: Vec<&str> = out.lines().collect();
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    let files = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("Files:"))
+        .unwrap_or_else(|| panic!("no Files line: {out}"));
+    (
+        row[2].parse().expect("Used"),
+        files.trim().parse().expect("Files"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn count_du_and_df_agree_with_what_was_written() -> anyhow::Result<()> {
+    let cluster = MiniCluster::start().await?;
+    let dfs = Dfs::new(cluster.namenode_addr());
+    blocking(move || {
+        let local = tempfile::tempdir()?;
+        let put = |len: usize, replication: &str, dst: &str| {
+            let src = local.path().join("src");
+            std::fs::write(&src, payload(len, len as u64))?;
+            dfs.ok(&["put", "-r", replication, src.to_str().unwrap(), dst]);
+            anyhow::Ok(())
+        };
+        let big = 2 * MIB + 5;
+        dfs.ok(&["mkdir", "-p", "/t/x/y", "/t/z"]);
+        put(1000, "1", "/t/a")?;
+        put(big, "3", "/t/x/b")?;
+        put(300, "3", "/t/x/y/c")?;
+        let bytes = (1000 + big + 300) as u64;
+        let space = (1000 + 3 * big + 3 * 300) as u64;
+        // /t, /t/x, /t/x/y, /t/z.
+        assert_eq!(count(&dfs, "/t"), (4, 3, bytes));
+        assert_eq!(count(&dfs, "/t/x/b"), (0, 1, big as u64));
+        assert_eq!(du_s(&dfs, "/t"), (bytes, space));
+        assert_eq!(du_s(&dfs, "/t/x/y"), (300, 900));
+        assert_eq!(df_used_and_files(&dfs), (space, 3));
+        // The root counts itself; HDFS's columns, widths and quota columns.
+        assert_eq!(count(&dfs, "/"), (5, 3, bytes));
+        assert_eq!(
+            dfs.ok(&["count", "-q", "-v", "/t/x/y", "/t/z"]),
+            format!(
+                "{:>12} {:>15} {:>15} {:>15} {:>12} {:>12} {:>18} PATHNAME\n\
+                 {:>12} {:>15} {:>15} {:>15} {:>12} {:>12} {:>18} /t/x/y\n\
+                 {:>12} {:>15} {:>15} {:>15} {:>12} {:>12} {:>18} /t/z\n",
+                "QUOTA",
+                "REM_QUOTA",
+                "SPACE_QUOTA",
+                "REM_SPACE_QUOTA",
+                "DIR_COUNT",
+                "FILE_COUNT",
+                "CONTENT_SIZE",
+                "none",
+                "inf",
+                "none",
+                "inf",
+                1,
+                1,
+                300,
+                "none",
+                "inf",
+                "none",
+                "inf",
+                1,
+                0,
+                0,
+            )
+        );
+
+        // A move across directories leaves one parent's totals for the
+        // other's, and the whole as it was.
+        dfs.ok(&["mv", "/t/x/y", "/t/z"]);
+        assert_eq!(count(&dfs, "/t/x"), (1, 1, big as u64));
+        assert_eq!(count(&dfs, "/t/z"), (2, 1, 300));
+        assert_eq!(count(&dfs, "/t"), (4, 3, bytes));
+        assert_eq!(du_s(&dfs, "/t/z"), (300, 900));
+
+        // A recursive delete takes its subtree out all the way up.
+        dfs.ok(&["rm", "-r", "/t/x"]);
+        assert_eq!(count(&dfs, "/t"), (3, 2, 1300));
+        assert_eq!(du_s(&dfs, "/t"), (1300, 1000 + 900));
+        assert_eq!(df_used_and_files(&dfs), (1900, 2));
+        let err = dfs.fails(&["count", "/t/x"]);
+        assert_eq!(err.trim_end(), "dfs: /t/x: No such file or directory");
+        Ok(())
+    })
+    .await?
+}

@@ -18,7 +18,7 @@ use crate::path;
 pub mod tree;
 
 use tree::Tree;
-pub use tree::{Change, Counters};
+pub use tree::{Change, Counters, Totals};
 
 /// A retry-cache entry: the result a call got, and when.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -277,21 +277,18 @@ impl Namespace {
     /// The inode at `path`, or `None`.
     pub fn lookup(&self, path: &str) -> Result<Option<Inode>> {
         let comps = path::components(path)?;
+        Ok(find(&self.read(), &comps)?.cloned())
+    }
+
+    /// What the subtree at `path` holds, `path` itself counted (a file is
+    /// one file; a directory counts in `dirs`), as `du` and `dfs count`
+    /// show it: read from the kept totals, under one read lock.
+    pub fn content_summary(&self, path: &str) -> Result<Totals> {
+        let comps = path::components(path)?;
         let tree = self.read();
-        let mut cur = tree
-            .inodes
-            .get(&ROOT_ID)
-            .ok_or_else(|| NamenodeError::Internal("root inode missing".into()))?;
-        for (i, name) in comps.iter().enumerate() {
-            if !cur.is_dir() {
-                return Err(NamenodeError::NotDirectory(path::join(&comps[..i])));
-            }
-            match tree.child(cur.id, name) {
-                Some(next) => cur = next,
-                None => return Ok(None),
-            }
-        }
-        Ok(Some(cur.clone()))
+        let inode =
+            find(&tree, &comps)?.ok_or_else(|| NamenodeError::NotFound(path.to_string()))?;
+        Ok(tree.contribution(inode))
     }
 
     /// The inode at `path`, or `NotFound`.
@@ -453,11 +450,38 @@ impl Namespace {
         }
     }
 
-    /// Count of files and of blocks.
-    pub fn totals(&self) -> Result<(u64, u64)> {
+    /// The totals of the whole namespace (the root left out of `dirs`)
+    /// and the number of blocks its files hold.
+    pub fn totals(&self) -> (Totals, u64) {
         let tree = self.read();
-        Ok((tree.files, tree.block_owner.len() as u64))
+        (tree.totals(ROOT_ID), tree.block_owner.len() as u64)
     }
+
+    /// The first directory whose kept totals differ from a count of its
+    /// subtree, with the kept and the counted totals; `None` when every
+    /// one agrees. For tests.
+    pub fn totals_mismatch(&self) -> Option<(u64, Totals, Totals)> {
+        self.read().totals_mismatch()
+    }
+}
+
+/// The inode at `comps` in `tree`; a file met before the last component
+/// is `NotDirectory`.
+fn find<'t>(tree: &'t Tree, comps: &[&str]) -> Result<Option<&'t Inode>> {
+    let mut cur = tree
+        .inodes
+        .get(&ROOT_ID)
+        .ok_or_else(|| NamenodeError::Internal("root inode missing".into()))?;
+    for (i, name) in comps.iter().enumerate() {
+        if !cur.is_dir() {
+            return Err(NamenodeError::NotDirectory(path::join(&comps[..i])));
+        }
+        match tree.child(cur.id, name) {
+            Some(next) => cur = next,
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(cur))
 }
 
 /// See [`Namespace::files_after`].

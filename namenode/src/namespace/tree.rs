@@ -6,6 +6,12 @@
 //!
 //! Every change marks what it touched as dirty, so that a checkpoint
 //! writes just that, with the values of one applied index.
+//!
+//! Each directory's recursive [`Totals`] are kept here too, updated up
+//! the ancestor chain by every change, so that `du`, `dfs count` and `df`
+//! read one entry instead of walking a subtree (HDFS keeps the same
+//! counts for its quotas). They are derived: never checkpointed, rebuilt
+//! from the loaded tree ([`Tree::rebuild_totals`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -95,6 +101,46 @@ impl Dirty {
     }
 }
 
+/// What a subtree holds: its files and directories, their bytes as
+/// readers see them ([`super::FileMeta::length`]) and the space their
+/// replicas take (bytes × replication). A directory's totals leave the
+/// directory itself out; its parent counts it in `dirs`.
+///
+/// Sums use wrapping arithmetic, so that taking a contribution out and
+/// putting another in may pass through a value below zero mid-update;
+/// every stored total is a true (non-negative) count.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub files: u64,
+    pub dirs: u64,
+    pub bytes: u64,
+    pub space_consumed: u64,
+}
+
+impl Totals {
+    fn plus(self, o: Totals) -> Totals {
+        Totals {
+            files: self.files.wrapping_add(o.files),
+            dirs: self.dirs.wrapping_add(o.dirs),
+            bytes: self.bytes.wrapping_add(o.bytes),
+            space_consumed: self.space_consumed.wrapping_add(o.space_consumed),
+        }
+    }
+
+    fn minus(self, o: Totals) -> Totals {
+        Totals {
+            files: self.files.wrapping_sub(o.files),
+            dirs: self.dirs.wrapping_sub(o.dirs),
+            bytes: self.bytes.wrapping_sub(o.bytes),
+            space_consumed: self.space_consumed.wrapping_sub(o.space_consumed),
+        }
+    }
+
+    fn is_zero(&self) -> bool {
+        *self == Totals::default()
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Tree {
     pub inodes: BTreeMap<u64, Inode>,
@@ -108,6 +154,10 @@ pub struct Tree {
     pub retry: BTreeMap<Vec<u8>, RetryEntry>,
     pub decommissioning: BTreeSet<String>,
     pub dirty: Dirty,
+    /// Each directory's [`Totals`], by id: for every key of `children`,
+    /// the sum of its children's contributions ([`Tree::contribution`]).
+    /// A directory with nothing under it has no entry.
+    totals: HashMap<u64, Totals>,
 }
 
 impl Tree {
@@ -117,11 +167,37 @@ impl Tree {
             Change::PutInode(inode) => {
                 let id = inode.id;
                 let is_file = !inode.is_dir();
-                let was_file = self.inodes.insert(id, inode).is_some_and(|o| !o.is_dir());
+                // Where the inode is linked (apply.rs never changes a
+                // linked inode's parent or name without unlinking it, but
+                // the old record is looked at too, to be safe), its new
+                // contribution replaces the old one up the chain.
+                let now = self.contribution(&inode);
+                let linked_new = self.links_to(inode.parent, &inode.name, id);
+                let new_parent = inode.parent;
+                let old = self.inodes.insert(id, inode);
+                let was_file = old.as_ref().is_some_and(|o| !o.is_dir());
                 self.count_file(was_file, is_file);
+                let was = old
+                    .as_ref()
+                    .map_or(Totals::default(), |o| self.contribution(o));
+                if linked_new {
+                    self.carry(new_parent, now, was);
+                } else if let Some(o) = old.filter(|o| self.links_to(o.parent, &o.name, id)) {
+                    self.carry(o.parent, now, was);
+                }
                 self.dirty.inodes.insert(id);
             }
             Change::RemoveInode(id) => {
+                // A linked inode leaves its link pointing at nothing,
+                // which counts nothing (apply.rs unlinks first).
+                let linked = self
+                    .inodes
+                    .get(&id)
+                    .filter(|o| self.links_to(o.parent, &o.name, id))
+                    .map(|o| (o.parent, self.contribution(o)));
+                if let Some((parent, was)) = linked {
+                    self.carry(parent, Totals::default(), was);
+                }
                 if let Some(old) = self.inodes.remove(&id) {
                     if let Some(f) = &old.file {
                         for b in &f.blocks {
@@ -132,21 +208,43 @@ impl Tree {
                     self.count_file(!old.is_dir(), false);
                 }
                 self.children.remove(&id);
+                self.totals.remove(&id);
                 self.dirty.inodes.insert(id);
             }
             Change::Link { parent, name, id } => {
-                self.children
+                let replaced = self
+                    .children
                     .entry(parent)
                     .or_default()
                     .insert(name.clone(), id);
+                if replaced != Some(id) {
+                    let was = replaced
+                        .and_then(|r| self.inodes.get(&r))
+                        .map_or(Totals::default(), |r| self.contribution(r));
+                    let now = self
+                        .inodes
+                        .get(&id)
+                        .map_or(Totals::default(), |i| self.contribution(i));
+                    self.carry(parent, now, was);
+                }
                 self.dirty.links.insert((parent, name));
             }
             Change::Unlink { parent, name } => {
+                let mut removed = None;
                 if let Some(kids) = self.children.get_mut(&parent) {
-                    kids.remove(&name);
+                    removed = kids.remove(&name);
                     if kids.is_empty() {
                         self.children.remove(&parent);
                     }
+                }
+                // Under a directory removed already (a recursive delete
+                // removes the top first), there is nothing to take from.
+                if let Some(id) = removed {
+                    let was = self
+                        .inodes
+                        .get(&id)
+                        .map_or(Totals::default(), |i| self.contribution(i));
+                    self.carry(parent, Totals::default(), was);
                 }
                 self.dirty.links.insert((parent, name));
             }
@@ -175,6 +273,131 @@ impl Tree {
                 self.dirty.decommissioning.insert(datanode);
             }
         }
+    }
+
+    /// What `inode` adds to its parent's totals: a file itself, a
+    /// directory its totals and itself.
+    pub fn contribution(&self, inode: &Inode) -> Totals {
+        match &inode.file {
+            Some(f) => {
+                let bytes = f.length();
+                Totals {
+                    files: 1,
+                    dirs: 0,
+                    bytes,
+                    space_consumed: bytes.saturating_mul(u64::from(f.replication)),
+                }
+            }
+            None => self.totals(inode.id).plus(Totals {
+                dirs: 1,
+                ..Totals::default()
+            }),
+        }
+    }
+
+    /// The totals of directory `dir`'s subtree, `dir` itself left out.
+    pub fn totals(&self, dir: u64) -> Totals {
+        self.totals.get(&dir).copied().unwrap_or_default()
+    }
+
+    /// Whether `parent`'s entry `name` is inode `id`.
+    fn links_to(&self, parent: u64, name: &str, id: u64) -> bool {
+        self.children
+            .get(&parent)
+            .and_then(|kids| kids.get(name))
+            .is_some_and(|&linked| linked == id)
+    }
+
+    /// Adds `add` to and takes `sub` from the totals of `dir` and of each
+    /// directory above it, while the one below is linked in its parent:
+    /// a detached subtree (moved mid-op, or being deleted) changes no
+    /// live ancestor. The root has no parent entry, so the walk ends there.
+    fn carry(&mut self, mut dir: u64, add: Totals, sub: Totals) {
+        if add == sub {
+            return;
+        }
+        loop {
+            let t = self.totals.entry(dir).or_default();
+            *t = t.plus(add).minus(sub);
+            if t.is_zero() {
+                self.totals.remove(&dir);
+            }
+            match self.inodes.get(&dir) {
+                Some(d) if d.is_dir() && self.links_to(d.parent, &d.name, dir) => dir = d.parent,
+                _ => return,
+            }
+        }
+    }
+
+    /// Computes every directory's totals from the tree, in one post-order
+    /// pass: after a checkpoint or a snapshot is loaded.
+    pub fn rebuild_totals(&mut self) {
+        self.totals = self.recount_totals();
+    }
+
+    /// Every directory's totals, counted from `children` and `inodes`
+    /// alone (what [`Tree::apply`] keeps: tests compare the two).
+    pub fn recount_totals(&self) -> HashMap<u64, Totals> {
+        let mut totals: HashMap<u64, Totals> = HashMap::with_capacity(self.children.len());
+        let mut seen = HashSet::with_capacity(self.children.len());
+        for &top in self.children.keys() {
+            if !seen.insert(top) {
+                continue;
+            }
+            // A directory is summed once each directory below it is.
+            let mut stack = vec![(top, false)];
+            while let Some((dir, below_done)) = stack.pop() {
+                let Some(kids) = self.children.get(&dir) else {
+                    continue;
+                };
+                if !below_done {
+                    stack.push((dir, true));
+                    for id in kids.values() {
+                        if self.children.contains_key(id) && seen.insert(*id) {
+                            stack.push((*id, false));
+                        }
+                    }
+                    continue;
+                }
+                let mut sum = Totals::default();
+                for id in kids.values() {
+                    if let Some(child) = self.inodes.get(id) {
+                        sum = sum.plus(match &child.file {
+                            Some(_) => self.contribution(child),
+                            None => totals.get(id).copied().unwrap_or_default().plus(Totals {
+                                dirs: 1,
+                                ..Totals::default()
+                            }),
+                        });
+                    }
+                }
+                if !sum.is_zero() {
+                    totals.insert(dir, sum);
+                }
+            }
+        }
+        totals
+    }
+
+    /// The first directory whose kept totals differ from a recount
+    /// ([`Tree::recount_totals`]), with both; `None` when all agree,
+    /// entries of removed directories included. For tests.
+    pub fn totals_mismatch(&self) -> Option<(u64, Totals, Totals)> {
+        let recounted = self.recount_totals();
+        let ids: BTreeSet<u64> = recounted
+            .keys()
+            .chain(self.totals.keys())
+            .copied()
+            .collect();
+        ids.into_iter()
+            .map(|id| {
+                (
+                    id,
+                    self.totals(id),
+                    recounted.get(&id).copied().unwrap_or_default(),
+                )
+            })
+            .find(|(_, kept, counted)| kept != counted)
     }
 
     fn count_file(&mut self, was: bool, is: bool) {
@@ -265,5 +488,228 @@ mod tests {
         dir.file = None;
         t.apply(Change::PutInode(dir));
         assert_eq!(t.files, 0);
+    }
+
+    fn dir(id: u64, parent: u64, name: &str) -> Inode {
+        Inode {
+            file: None,
+            ..inode(id, parent, name, &[])
+        }
+    }
+
+    /// A file of blocks with lengths `lens`, replication `replication`,
+    /// under construction when `open`.
+    fn file(id: u64, parent: u64, name: &str, lens: &[u64], replication: u32, open: bool) -> Inode {
+        let mut i = inode(id, parent, name, &[]);
+        let f = i.file.as_mut().expect("a file");
+        f.replication = replication;
+        f.writer = open.then(|| "w".to_string());
+        f.blocks = lens
+            .iter()
+            .enumerate()
+            .map(|(n, &len)| BlockMeta {
+                id: id * 100 + n as u64,
+                gen_stamp: 1000,
+                len,
+            })
+            .collect();
+        i
+    }
+
+    fn put_linked(t: &mut Tree, i: Inode) {
+        let (parent, name, id) = (i.parent, i.name.clone(), i.id);
+        t.apply(Change::PutInode(i));
+        t.apply(Change::Link { parent, name, id });
+    }
+
+    fn unlink(t: &mut Tree, parent: u64, name: &str) {
+        t.apply(Change::Unlink {
+            parent,
+            name: name.into(),
+        });
+    }
+
+    fn totals(files: u64, dirs: u64, bytes: u64, space_consumed: u64) -> Totals {
+        Totals {
+            files,
+            dirs,
+            bytes,
+            space_consumed,
+        }
+    }
+
+    /// Applies `changes` one at a time, checking after each that the kept
+    /// totals equal a recount.
+    fn apply_checked(t: &mut Tree, changes: Vec<Change>) {
+        for c in changes {
+            let what = format!("{c:?}");
+            t.apply(c);
+            assert_eq!(t.totals_mismatch(), None, "after {what}");
+        }
+    }
+
+    /// /a/b/f (open, then closed), /a/g, /c: every change in the orders
+    /// apply.rs makes them, checked against a recount after each.
+    fn sample() -> Tree {
+        let mut t = Tree::default();
+        t.apply(Change::PutInode(dir(ROOT_ID, 0, "")));
+        put_linked(&mut t, dir(2, ROOT_ID, "a"));
+        put_linked(&mut t, dir(3, 2, "b"));
+        put_linked(&mut t, file(4, 3, "f", &[100, 50], 3, true));
+        put_linked(&mut t, file(5, 2, "g", &[7], 1, false));
+        put_linked(&mut t, dir(6, ROOT_ID, "c"));
+        t
+    }
+
+    #[test]
+    fn totals_count_files_dirs_readable_bytes_and_replicas_up_the_chain() {
+        let mut t = sample();
+        assert_eq!(t.totals_mismatch(), None);
+        // The open file's last block is not readable yet.
+        assert_eq!(t.totals(3), totals(1, 0, 100, 300));
+        assert_eq!(t.totals(2), totals(2, 1, 107, 307));
+        assert_eq!(t.totals(ROOT_ID), totals(2, 3, 107, 307));
+        assert_eq!(
+            t.contribution(&t.inodes[&2].clone()),
+            totals(2, 2, 107, 307)
+        );
+        // Complete: the last block counts, in /a/b, /a and the root.
+        apply_checked(
+            &mut t,
+            vec![Change::PutInode(file(4, 3, "f", &[100, 50], 3, false))],
+        );
+        assert_eq!(t.totals(ROOT_ID), totals(2, 3, 157, 457));
+        // Set replication.
+        apply_checked(
+            &mut t,
+            vec![Change::PutInode(file(4, 3, "f", &[100, 50], 1, false))],
+        );
+        assert_eq!(t.totals(2), totals(2, 1, 157, 157));
+        // A directory's mtime changes nothing.
+        apply_checked(&mut t, vec![Change::PutInode(dir(2, ROOT_ID, "a"))]);
+        assert_eq!(t.totals(ROOT_ID), totals(2, 3, 157, 157));
+        // An empty directory has no entry.
+        assert!(!t.totals.contains_key(&6));
+    }
+
+    #[test]
+    fn a_move_takes_the_subtree_out_of_one_chain_and_into_another() {
+        let mut t = sample();
+        // mv /a/b /c/b2, as move_node: unlink, put the moved inode, link,
+        // then both parents' mtimes.
+        apply_checked(
+            &mut t,
+            vec![
+                Change::Unlink {
+                    parent: 2,
+                    name: "b".into(),
+                },
+                Change::PutInode(dir(3, 6, "b2")),
+                Change::Link {
+                    parent: 6,
+                    name: "b2".into(),
+                    id: 3,
+                },
+                Change::PutInode(dir(2, ROOT_ID, "a")),
+                Change::PutInode(dir(6, ROOT_ID, "c")),
+            ],
+        );
+        assert_eq!(t.totals(2), totals(1, 0, 7, 7));
+        assert_eq!(t.totals(6), totals(1, 1, 100, 300));
+        assert_eq!(t.totals(ROOT_ID), totals(2, 3, 107, 307));
+    }
+
+    #[test]
+    fn a_change_inside_a_detached_subtree_leaves_the_live_ancestors_alone() {
+        let mut t = sample();
+        unlink(&mut t, ROOT_ID, "a");
+        assert_eq!(t.totals(ROOT_ID), totals(0, 1, 0, 0));
+        // /a/b/f closes while /a is out of the tree (as mid-move).
+        apply_checked(
+            &mut t,
+            vec![Change::PutInode(file(4, 3, "f", &[100, 50], 3, false))],
+        );
+        assert_eq!(t.totals(ROOT_ID), totals(0, 1, 0, 0));
+        assert_eq!(t.totals(2), totals(2, 1, 157, 457));
+        // Linked again, /a brings what it holds now.
+        apply_checked(
+            &mut t,
+            vec![Change::Link {
+                parent: ROOT_ID,
+                name: "a".into(),
+                id: 2,
+            }],
+        );
+        assert_eq!(t.totals(ROOT_ID), totals(2, 3, 157, 457));
+    }
+
+    #[test]
+    fn a_recursive_delete_unlinks_the_top_then_removes_every_inode() {
+        let mut t = sample();
+        // As apply.rs: each inode of the subtree, top first, unlinked
+        // then removed; nothing below the top reaches the root.
+        let mut changes = Vec::new();
+        for (parent, name, id) in [(ROOT_ID, "a", 2), (2, "b", 3), (2, "g", 5), (3, "f", 4)] {
+            changes.push(Change::Unlink {
+                parent,
+                name: name.into(),
+            });
+            changes.push(Change::RemoveInode(id));
+        }
+        apply_checked(&mut t, changes);
+        assert_eq!(t.totals(ROOT_ID), totals(0, 1, 0, 0));
+        assert_eq!(t.totals.len(), 1, "only the root holds something");
+    }
+
+    #[test]
+    fn an_overwrite_replaces_the_old_contribution_with_the_new() {
+        let mut t = sample();
+        // create -f /a/g: unlink and remove the old file, put and link a
+        // new (open, empty) one.
+        apply_checked(
+            &mut t,
+            vec![
+                Change::Unlink {
+                    parent: 2,
+                    name: "g".into(),
+                },
+                Change::RemoveInode(5),
+                Change::PutInode(file(7, 2, "g", &[], 2, true)),
+                Change::Link {
+                    parent: 2,
+                    name: "g".into(),
+                    id: 7,
+                },
+            ],
+        );
+        assert_eq!(t.totals(ROOT_ID), totals(2, 3, 100, 300));
+        // A link over an entry without an unlink first counts the same,
+        // and so does removing a still-linked inode.
+        let mut u = sample();
+        apply_checked(
+            &mut u,
+            vec![
+                Change::PutInode(file(7, 2, "g", &[], 2, true)),
+                Change::Link {
+                    parent: 2,
+                    name: "g".into(),
+                    id: 7,
+                },
+                Change::RemoveInode(3),
+            ],
+        );
+        assert_eq!(u.totals(ROOT_ID), totals(1, 2, 0, 0));
+    }
+
+    #[test]
+    fn totals_are_rebuilt_from_a_loaded_tree() {
+        let mut t = sample();
+        let kept = t.totals.clone();
+        t.totals.clear();
+        t.rebuild_totals();
+        assert_eq!(t.totals, kept);
+        unlink(&mut t, ROOT_ID, "c");
+        t.apply(Change::RemoveInode(6));
+        assert_eq!(t.totals_mismatch(), None);
     }
 }

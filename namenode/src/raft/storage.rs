@@ -416,7 +416,7 @@ mod tests {
         let mut s = open(dir.path());
         s.append(&(1..=6).map(|i| entry(i, 1)).collect::<Vec<_>>())
             .unwrap();
-        s.ns.commit(vec![put_dir(7, "kept")], counters_at(4));
+        s.ns.commit(put_linked_dir(7, "kept"), counters_at(4));
         // Applied but not yet checkpointed: the log is all there is.
         s.compact(4).unwrap();
         assert_eq!(s.first_index().unwrap(), 1);
@@ -441,11 +441,14 @@ mod tests {
         let other = tempfile::tempdir().unwrap();
         let mut t = open(other.path());
         t.append(&[entry(1, 1)]).unwrap();
-        t.ns.commit(vec![put_dir(9, "stale")], counters_at(1));
+        t.ns.commit(put_linked_dir(9, "stale"), counters_at(1));
+        t.ns.commit(put_linked_dir(10, "stale2"), counters_at(1));
         t.ns.checkpoint().unwrap();
         t.install(&snap).unwrap();
         let held = |ns: &Namespace| (ns.inode(7).unwrap(), ns.inode(9).unwrap());
         assert!(matches!(held(&t.ns), (Some(_), None)));
+        // The directories' totals are the snapshot's, counted afresh.
+        assert_eq!(t.ns.totals().0.dirs, 1);
         assert_eq!(t.ns.counter(counter::APPLIED_INDEX).unwrap(), 4);
         assert_eq!((t.first_index().unwrap(), t.last_index().unwrap()), (5, 4));
         assert_eq!(t.hard_state().commit, 4);
@@ -453,6 +456,16 @@ mod tests {
         let t = open(other.path());
         assert!(matches!(held(&t.ns), (Some(_), None)));
         assert_eq!(t.ns.counter(counter::APPLIED_INDEX).unwrap(), 4);
+    }
+
+    /// A directory under the root, linked there.
+    fn put_linked_dir(id: u64, name: &str) -> Vec<crate::namespace::Change> {
+        let link = crate::namespace::Change::Link {
+            parent: crate::namespace::ROOT_ID,
+            name: name.into(),
+            id,
+        };
+        vec![put_dir(id, name), link]
     }
 
     fn put_dir(id: u64, name: &str) -> crate::namespace::Change {

@@ -669,34 +669,33 @@ impl ClientProtocol for ClientService {
         rpc("content_summary");
         self.linearizable().await?;
         let p = path::normalize(&req.into_inner().path)?;
-        let inode = self.state.ns.get(&p)?;
-        let mut s = ContentSummaryResponse::default();
-        for n in self.state.ns.subtree(&inode)? {
-            match &n.file {
-                Some(f) => {
-                    s.file_count += 1;
-                    s.length = s.length.saturating_add(f.length());
-                    s.space_consumed = s
-                        .space_consumed
-                        .saturating_add(f.length().saturating_mul(f.replication as u64));
-                }
-                None => s.directory_count += 1,
-            }
-        }
-        Ok(Response::new(s))
+        // One entry of the kept totals: no walk of the subtree.
+        let t = self.state.ns.content_summary(&p)?;
+        Ok(Response::new(ContentSummaryResponse {
+            length: t.bytes,
+            file_count: t.files,
+            directory_count: t.dirs,
+            space_consumed: t.space_consumed,
+        }))
     }
 
     async fn fs_stats(&self, _req: Request<FsStatsRequest>) -> R<FsStatsResponse> {
         rpc("fs_stats");
         self.linearizable().await?;
+        // Used space and counts from the kept totals; the block health
+        // counts need each complete file's blocks and replication.
+        let (totals, blocks) = self.state.ns.totals();
+        let mut s = FsStatsResponse {
+            used: totals.space_consumed,
+            total_files: totals.files,
+            total_blocks: blocks,
+            ..FsStatsResponse::default()
+        };
         // Blocks of files being written are left out of the health counts:
         // their replicas are still arriving.
         let mut complete_blocks = Vec::new();
-        let mut s = FsStatsResponse::default();
         for inode in self.state.ns.files() {
             let Some(f) = inode?.file else { continue };
-            s.total_files += 1;
-            s.total_blocks += f.blocks.len() as u64;
             if f.writer.is_none() {
                 complete_blocks.extend(f.blocks.iter().map(|b| (*b, f.replication)));
             }
@@ -706,7 +705,6 @@ impl ClientProtocol for ClientService {
         let reg = self.state.registry();
         for d in reg.live() {
             s.capacity = s.capacity.saturating_add(d.info.capacity);
-            s.used = s.used.saturating_add(d.info.used);
             s.remaining = s.remaining.saturating_add(d.info.remaining);
         }
         (s.live_datanodes, s.dead_datanodes) = reg.counts();

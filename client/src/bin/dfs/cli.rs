@@ -234,7 +234,35 @@ pub enum FsCmd {
         #[arg(required = true)]
         paths: Vec<String>,
     },
-    /// Show file system capacity, usage and datanode counts.
+    /// Count the directories, files and bytes under each path.
+    #[command(
+        disable_help_flag = true,
+        long_about = "Count the directories, files and bytes under each PATH, as `hdfs dfs \
+        -count`: one line per path with the columns DIR_COUNT FILE_COUNT CONTENT_SIZE \
+        PATHNAME. A directory counts itself; a file is 1 file of its length. CONTENT_SIZE \
+        is the bytes readers see (a file being written counts up to its last finished \
+        block). The namenode keeps these counts for every directory, so a count costs the \
+        same for any PATH.\n\n\
+        With -q, four quota columns come first, QUOTA REM_QUOTA SPACE_QUOTA \
+        REM_SPACE_QUOTA: rfs has no quotas, so they read `none inf none inf`."
+    )]
+    Count {
+        /// Show the quota columns first.
+        #[arg(short = 'q')]
+        quotas: bool,
+        /// Human-readable CONTENT_SIZE.
+        #[arg(short = 'h')]
+        human: bool,
+        /// Print a header line first.
+        #[arg(short = 'v')]
+        header: bool,
+        /// Print help.
+        #[arg(long, action = ArgAction::Help)]
+        help: Option<bool>,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Show file system capacity, usage (length × replication of every file) and datanode counts.
     #[command(disable_help_flag = true)]
     Df {
         /// Human-readable sizes.

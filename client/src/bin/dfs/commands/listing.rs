@@ -1,4 +1,4 @@
-//! ls, stat, du, df.
+//! ls, stat, du, count, df.
 
 use std::io::Write;
 
@@ -69,6 +69,44 @@ pub async fn du(client: &Client, path: &str, summary: bool, human: bool) -> Resu
         println!("{len:<w0$}  {used:<w1$}  {}", escape_refused(&p));
     }
     Ok(())
+}
+
+/// The quota columns of `count -q`: rfs has no quotas, so each path has
+/// none, and infinite room left, as `hdfs dfs -count -q` prints it.
+const NO_QUOTAS: [&str; 4] = ["none", "inf", "none", "inf"];
+
+/// `count`'s line for one path, as `hdfs dfs -count`: directories, files
+/// and bytes right-aligned in 12, 12 and 18 columns, then the path;
+/// with `quotas`, the quota columns (12, 15, 15, 15) first.
+pub async fn count(client: &Client, path: &str, quotas: bool, human: bool) -> Result<()> {
+    let cs = client.content_summary(path).await?;
+    let counts = [
+        cs.directory_count.to_string(),
+        cs.file_count.to_string(),
+        size(cs.length, human),
+    ];
+    println!(
+        "{}{}",
+        count_columns(quotas, NO_QUOTAS, counts),
+        escape_refused(path)
+    );
+    Ok(())
+}
+
+/// The header `count -v` prints.
+pub fn count_header(quotas: bool) -> String {
+    let q = ["QUOTA", "REM_QUOTA", "SPACE_QUOTA", "REM_SPACE_QUOTA"];
+    let c = ["DIR_COUNT", "FILE_COUNT", "CONTENT_SIZE"].map(String::from);
+    format!("{}PATHNAME", count_columns(quotas, q, c))
+}
+
+fn count_columns(quotas: bool, q: [&str; 4], c: [String; 3]) -> String {
+    let mut out = String::new();
+    if quotas {
+        out += &format!("{:>12} {:>15} {:>15} {:>15} ", q[0], q[1], q[2], q[3]);
+    }
+    out += &format!("{:>12} {:>12} {:>18} ", c[0], c[1], c[2]);
+    out
 }
 
 pub async fn df(client: &Client, namenode: &str, human: bool) -> Result<()> {

@@ -122,6 +122,20 @@ pub async fn run(
                 report.check(listing::du(client, &p, summary, human).await);
             }
         }
+        FsCmd::Count {
+            quotas,
+            human,
+            header,
+            paths,
+            ..
+        } => {
+            if header {
+                println!("{}", listing::count_header(quotas));
+            }
+            for p in paths {
+                report.check(listing::count(client, &p, quotas, human).await);
+            }
+        }
         FsCmd::Df { human, .. } => report.check(listing::df(client, namenode, human).await),
         FsCmd::Fsck {
             path,
