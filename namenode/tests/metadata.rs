@@ -649,11 +649,36 @@ async fn write_open(
         now_ms: 1,
         take_over_from: None,
     };
-    if submit_checked(log, op).await?.is_err() {
+    // Paths of even length are created with their first block in the same
+    // entry (`CreateWithBlock`), as the client library does; the others
+    // get every block from `AddBlock`.
+    let mut lens = lens.iter().copied();
+    let mut last = None;
+    if path.len() % 2 == 0 {
+        let op = MetaOp::CreateWithBlock {
+            create: Box::new(op),
+        };
+        match submit_checked(log, op).await? {
+            Err(_) => return Ok((false, None)),
+            Ok(MetaResult::CreatedWithBlock { block, .. }) => match lens.next() {
+                Some(len) => last = Some(BlockMeta { len, ..block }),
+                // Never written: the caller closes it dropping the block.
+                None => {
+                    return Ok((
+                        true,
+                        Some(BlockMeta {
+                            len: u64::MAX,
+                            ..block
+                        }),
+                    ))
+                }
+            },
+            Ok(other) => panic!("create with block: {other:?}"),
+        }
+    } else if submit_checked(log, op).await?.is_err() {
         return Ok((false, None));
     }
-    let mut last = None;
-    for &len in lens {
+    for len in lens {
         let op = MetaOp::AddBlock {
             path: path.into(),
             client_id: "c".into(),
@@ -680,6 +705,16 @@ async fn write_closed(
     let (created, mut last) = write_open(log, path, lens, replication, overwrite).await?;
     if !created {
         return Ok(false);
+    }
+    if let Some(unwritten) = last.filter(|b| b.len == u64::MAX) {
+        let done = MetaOp::CompleteDroppingBlock {
+            path: path.into(),
+            client_id: "c".into(),
+            block_id: unwritten.id,
+            now_ms: 3,
+        };
+        submit_checked(log, done).await?.unwrap();
+        return Ok(true);
     }
     if abandon {
         let op = MetaOp::AddBlock {

@@ -682,11 +682,11 @@ impl ClientProtocol for ClientService {
     async fn fs_stats(&self, _req: Request<FsStatsRequest>) -> R<FsStatsResponse> {
         rpc("fs_stats");
         self.linearizable().await?;
-        // Used space and counts from the kept totals; the block health
+        // Counts from the kept totals; used space as the datanodes report
+        // it (what their disks hold), as HDFS's df; the block health
         // counts need each complete file's blocks and replication.
         let (totals, blocks) = self.state.ns.totals();
         let mut s = FsStatsResponse {
-            used: totals.space_consumed,
             total_files: totals.files,
             total_blocks: blocks,
             ..FsStatsResponse::default()
@@ -705,6 +705,7 @@ impl ClientProtocol for ClientService {
         let reg = self.state.registry();
         for d in reg.live() {
             s.capacity = s.capacity.saturating_add(d.info.capacity);
+            s.used = s.used.saturating_add(d.info.used);
             s.remaining = s.remaining.saturating_add(d.info.remaining);
         }
         (s.live_datanodes, s.dead_datanodes) = reg.counts();

@@ -262,7 +262,7 @@ pub enum FsCmd {
         #[arg(required = true)]
         paths: Vec<String>,
     },
-    /// Show file system capacity, usage (length × replication of every file) and datanode counts.
+    /// Show file system capacity, usage (what the datanodes hold) and datanode counts.
     #[command(disable_help_flag = true)]
     Df {
         /// Human-readable sizes.
