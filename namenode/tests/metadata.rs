@@ -654,7 +654,7 @@ async fn write_open(
     // get every block from `AddBlock`.
     let mut lens = lens.iter().copied();
     let mut last = None;
-    if path.len() % 2 == 0 {
+    if path.len().is_multiple_of(2) {
         let op = MetaOp::CreateWithBlock {
             create: Box::new(op),
         };
