@@ -304,27 +304,7 @@ impl Namespace {
         start_after: &str,
         limit: usize,
     ) -> Result<(Vec<Inode>, bool)> {
-        use std::ops::Bound;
-        let tree = self.read();
-        let Some(kids) = tree.children.get(&dir) else {
-            return Ok((Vec::new(), false));
-        };
-        let from = if start_after.is_empty() {
-            Bound::Unbounded
-        } else {
-            Bound::Excluded(start_after)
-        };
-        let mut out = Vec::new();
-        for (_, id) in kids.range::<str, _>((from, Bound::Unbounded)) {
-            if out.len() == limit {
-                return Ok((out, true));
-            }
-            let child = tree.inodes.get(id).ok_or_else(|| {
-                NamenodeError::Internal(format!("dangling child entry under inode {dir}"))
-            })?;
-            out.push(child.clone());
-        }
-        Ok((out, false))
+        self.children_with(dir, start_after, limit, |inode, _| inode.clone())
     }
 
     /// What `f` makes of each child [`Namespace::children`] would return,
