@@ -140,9 +140,6 @@ fn load_pair(tree: &mut Tree, k: &[u8], v: &[u8]) -> Result<()> {
             if inode_key(inode.id) != k {
                 return Err(bad());
             }
-            if !inode.is_dir() {
-                tree.files += 1;
-            }
             tree.inodes.insert(inode.id, inode);
         }
         Some(b'c') if k.len() >= 9 => {

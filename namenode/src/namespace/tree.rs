@@ -146,8 +146,6 @@ pub struct Tree {
     pub inodes: BTreeMap<u64, Inode>,
     pub children: HashMap<u64, BTreeMap<String, u64>>,
     pub block_owner: HashMap<u64, u64>,
-    /// Number of file inodes, kept so that totals need no scan.
-    pub files: u64,
     pub counters: Counters,
     /// Keyed by `checkpoint::retry_key`, whose order the sweep's cursor
     /// follows.
@@ -166,7 +164,6 @@ impl Tree {
         match change {
             Change::PutInode(inode) => {
                 let id = inode.id;
-                let is_file = !inode.is_dir();
                 // Where the inode is linked (apply.rs never changes a
                 // linked inode's parent or name without unlinking it, but
                 // the old record is looked at too, to be safe), its new
@@ -175,8 +172,6 @@ impl Tree {
                 let linked_new = self.links_to(inode.parent, &inode.name, id);
                 let new_parent = inode.parent;
                 let old = self.inodes.insert(id, inode);
-                let was_file = old.as_ref().is_some_and(|o| !o.is_dir());
-                self.count_file(was_file, is_file);
                 let was = old
                     .as_ref()
                     .map_or(Totals::default(), |o| self.contribution(o));
@@ -198,14 +193,11 @@ impl Tree {
                 if let Some((parent, was)) = linked {
                     self.carry(parent, Totals::default(), was);
                 }
-                if let Some(old) = self.inodes.remove(&id) {
-                    if let Some(f) = &old.file {
-                        for b in &f.blocks {
-                            self.block_owner.remove(&b.id);
-                            self.dirty.blocks.insert(b.id);
-                        }
+                if let Some(f) = self.inodes.remove(&id).and_then(|old| old.file) {
+                    for b in &f.blocks {
+                        self.block_owner.remove(&b.id);
+                        self.dirty.blocks.insert(b.id);
                     }
-                    self.count_file(!old.is_dir(), false);
                 }
                 self.children.remove(&id);
                 self.totals.remove(&id);
@@ -400,14 +392,6 @@ impl Tree {
             .find(|(_, kept, counted)| kept != counted)
     }
 
-    fn count_file(&mut self, was: bool, is: bool) {
-        match (was, is) {
-            (false, true) => self.files += 1,
-            (true, false) => self.files -= 1,
-            _ => {}
-        }
-    }
-
     /// The inode linked as `name` in `parent`.
     pub fn child(&self, parent: u64, name: &str) -> Option<&Inode> {
         let id = self.children.get(&parent)?.get(name)?;
@@ -462,7 +446,7 @@ mod tests {
         for b in [7, 8] {
             t.apply(Change::SetBlockOwner { block: b, inode: 2 });
         }
-        assert_eq!((t.files, t.child_count(ROOT_ID)), (1, 1));
+        assert_eq!((t.totals(ROOT_ID).files, t.child_count(ROOT_ID)), (1, 1));
         assert_eq!(t.child(ROOT_ID, "f").map(|i| i.id), Some(2));
         t.dirty = Dirty::default();
         t.apply(Change::Unlink {
@@ -470,7 +454,7 @@ mod tests {
             name: "f".into(),
         });
         t.apply(Change::RemoveInode(2));
-        assert_eq!((t.files, t.child_count(ROOT_ID)), (0, 0));
+        assert_eq!((t.totals(ROOT_ID).files, t.child_count(ROOT_ID)), (0, 0));
         assert!(t.block_owner.is_empty());
         assert!(t.child(ROOT_ID, "f").is_none());
         // Each removal is marked, so the checkpoint deletes the keys.
@@ -482,12 +466,17 @@ mod tests {
     fn replacing_a_file_with_a_directory_keeps_the_file_count_right() {
         let mut t = Tree::default();
         t.apply(Change::PutInode(inode(2, ROOT_ID, "x", &[])));
+        t.apply(Change::Link {
+            parent: ROOT_ID,
+            name: "x".into(),
+            id: 2,
+        });
         t.apply(Change::PutInode(inode(2, ROOT_ID, "x", &[])));
-        assert_eq!(t.files, 1);
+        assert_eq!(t.totals(ROOT_ID).files, 1);
         let mut dir = inode(2, ROOT_ID, "x", &[]);
         dir.file = None;
         t.apply(Change::PutInode(dir));
-        assert_eq!(t.files, 0);
+        assert_eq!(t.totals(ROOT_ID).files, 0);
     }
 
     fn dir(id: u64, parent: u64, name: &str) -> Inode {
