@@ -484,30 +484,9 @@ async fn namespace_rules_and_error_texts() {
     nn.stop().await;
 }
 
-/// A `List` page's entry as the full status `GetFileInfo` gives, with the
-/// page's path and tables.
-fn full_status(page: &ListResponse, e: &ListEntry) -> FileStatus {
-    let path = match (e.name.as_str(), page.path.as_str()) {
-        ("", dir) => dir.to_string(),
-        (name, "/") => format!("/{name}"),
-        (name, dir) => format!("{dir}/{name}"),
-    };
-    FileStatus {
-        path,
-        file_type: e.file_type,
-        length: e.length,
-        owner: page.owners[e.owner as usize].clone(),
-        group: page.groups[e.group as usize].clone(),
-        mode: e.mode,
-        mtime_ms: e.mtime_ms,
-        atime_ms: e.atime_ms,
-        replication: e.replication,
-        block_size: e.block_size,
-        inode_id: e.inode_id,
-        under_construction: e.under_construction,
-        children: e.children,
-        writer: e.writer.clone(),
-    }
+/// A `List` page's entries as the full statuses `GetFileInfo` gives.
+fn full_statuses(page: &ListResponse) -> Vec<FileStatus> {
+    rfs_proto::listing::statuses(page.clone()).unwrap().0
 }
 
 impl Namenode {
@@ -563,8 +542,7 @@ async fn list_pages_carry_names_and_each_owner_and_group_once() {
     assert_eq!(owned, [(0, 0), (1, 0), (0, 1), (2, 0)]);
     // Entry by entry, what GetFileInfo says of the same path: entry counts
     // of directories, the writer of a file being written.
-    for e in &page.items {
-        let full = full_status(&page, e);
+    for full in full_statuses(&page) {
         assert_eq!(full, nn.info(&full.path).await);
     }
     assert_eq!(page.items[0].children, 1);
@@ -586,10 +564,10 @@ async fn list_pages_carry_names_and_each_owner_and_group_once() {
 
     // Under the root, and a file listed as itself.
     let root = nn.list_page("/", "", 0).await;
-    assert_eq!(full_status(&root, &root.items[0]).path, "/m");
+    assert_eq!(full_statuses(&root)[0].path, "/m");
     let file = nn.list_page("/m/f", "", 0).await;
     assert_eq!((file.path.as_str(), file.items.len()), ("/m/f", 1));
-    assert_eq!(full_status(&file, &file.items[0]), nn.info("/m/f").await);
+    assert_eq!(full_statuses(&file)[0], nn.info("/m/f").await);
     nn.stop().await;
 }
 
@@ -618,7 +596,7 @@ async fn a_page_of_1000_files_leaves_out_paths_owners_and_groups() {
     let page = nn.list_page("/user/alice/data", "", 1000).await;
     assert_eq!(page.items.len(), 1000);
     let full = FullListResponse {
-        entries: page.items.iter().map(|e| full_status(&page, e)).collect(),
+        entries: full_statuses(&page),
         has_more: page.has_more,
     };
     let (compact, before) = (page.encoded_len(), full.encoded_len());

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rfs_proto::common::{DatanodeInfo, ExtendedBlock, LocatedBlock};
+use rfs_proto::listing::PageNames;
 use rfs_proto::namenode::client_protocol_server::{ClientProtocol, ClientProtocolServer};
 use rfs_proto::namenode::*;
 use rfs_proto::rpc_error::{self, RpcErrorKind};
@@ -170,22 +171,15 @@ fn entries_in(s: &NnState, dir: &str) -> Vec<FileStatus> {
 /// A `List` page as the namenode sends it: entries by name, owners and
 /// groups in tables.
 fn compact_page(dir: &str, entries: Vec<FileStatus>, has_more: bool) -> ListResponse {
-    fn index(table: &mut Vec<String>, name: String) -> u32 {
-        let i = table.iter().position(|n| *n == name).unwrap_or_else(|| {
-            table.push(name);
-            table.len() - 1
-        });
-        i as u32
-    }
-    let (mut owners, mut groups) = (Vec::new(), Vec::new());
+    let mut names = PageNames::default();
     let items = entries
         .into_iter()
         .map(|e| ListEntry {
             name: name_of(&e.path).to_string(),
             file_type: e.file_type,
             length: e.length,
-            owner: index(&mut owners, e.owner),
-            group: index(&mut groups, e.group),
+            owner: names.owner(&e.owner),
+            group: names.group(&e.group),
             mode: e.mode,
             mtime_ms: e.mtime_ms,
             atime_ms: e.atime_ms,
@@ -197,13 +191,7 @@ fn compact_page(dir: &str, entries: Vec<FileStatus>, has_more: bool) -> ListResp
             writer: e.writer,
         })
         .collect();
-    ListResponse {
-        has_more,
-        path: dir.to_string(),
-        items,
-        owners,
-        groups,
-    }
+    names.page(dir.to_string(), items, has_more)
 }
 
 /// The last component of `path`.

@@ -4,8 +4,7 @@
 //! read of the namespace ([`Namespace::children_with`]): no path is
 //! resolved, no inode cloned and no directory counted per entry.
 
-use std::collections::HashMap;
-
+use rfs_proto::listing::PageNames;
 use rfs_proto::namenode::{ListEntry, ListResponse};
 
 use crate::error::Result;
@@ -35,11 +34,11 @@ pub(super) fn file_page(path: String, inode: &Inode) -> ListResponse {
     page.response(path, vec![item], false)
 }
 
-/// The owner and group tables of a page being built.
+/// A page being built: the shared owner and group tables
+/// ([`PageNames`]) and this namenode's view of an inode as an entry.
 #[derive(Default)]
 struct Page {
-    owners: Names,
-    groups: Names,
+    names: PageNames,
 }
 
 impl Page {
@@ -49,8 +48,8 @@ impl Page {
             name,
             file_type: file_type as i32,
             length,
-            owner: self.owners.index(&inode.owner),
-            group: self.groups.index(&inode.group),
+            owner: self.names.owner(&inode.owner),
+            group: self.names.group(&inode.group),
             mode: inode.mode,
             mtime_ms: inode.mtime_ms,
             atime_ms: inode.atime_ms,
@@ -64,50 +63,6 @@ impl Page {
     }
 
     fn response(self, path: String, items: Vec<ListEntry>, has_more: bool) -> ListResponse {
-        ListResponse {
-            has_more,
-            path,
-            items,
-            owners: self.owners.names,
-            groups: self.groups.names,
-        }
-    }
-}
-
-/// Names in order of first use, each once.
-#[derive(Default)]
-struct Names {
-    names: Vec<String>,
-    index: HashMap<String, u32>,
-}
-
-impl Names {
-    /// The index of `name`, added at the end when new.
-    fn index(&mut self, name: &str) -> u32 {
-        if let Some(&i) = self.index.get(name) {
-            return i;
-        }
-        // A page holds at most MAX_LIST_LIMIT entries, so far fewer names
-        // than u32 counts.
-        let i = u32::try_from(self.names.len()).expect("a page's names fit u32");
-        self.names.push(name.to_string());
-        self.index.insert(name.to_string(), i);
-        i
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_indexed_in_order_of_first_use_once_each() {
-        let mut names = Names::default();
-        let got: Vec<u32> = ["bob", "alice", "bob", "carol", "alice"]
-            .iter()
-            .map(|n| names.index(n))
-            .collect();
-        assert_eq!(got, [0, 1, 0, 2, 1]);
-        assert_eq!(names.names, ["bob", "alice", "carol"]);
+        self.names.page(path, items, has_more)
     }
 }
