@@ -619,14 +619,17 @@ impl Node {
         // covers every earlier write too.
         let inline = !rd.snapshot().is_empty();
         self.raw.advance_append_async(rd);
-        if inline {
-            self.raw.store().sync()?;
-            self.syncs += 1;
-            self.peers.send(messages);
-            self.raw.on_persist_ready(number);
-        } else if !must_sync && self.syncer.idle() {
-            self.peers.send(messages);
-            self.raw.on_persist_ready(number);
+        if inline || (!must_sync && self.syncer.idle()) {
+            // Durable now: nothing to wait for behind the syncer.
+            if inline {
+                self.raw.store().sync()?;
+            }
+            let persisted = Persisted {
+                number,
+                messages,
+                synced: inline,
+            };
+            self.on_persisted(persisted, 0);
         } else {
             let file = self.raw.store().sync_handle();
             self.syncer.submit(Job {
@@ -643,6 +646,8 @@ impl Node {
         Ok(())
     }
 
+    /// Ready `p.number` and those before it are durable; `jobs` of them
+    /// went through the syncer.
     fn on_persisted(&mut self, p: Persisted, jobs: usize) {
         self.syncer.done(jobs);
         if p.synced {
