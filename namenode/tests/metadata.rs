@@ -626,16 +626,26 @@ async fn submit_checked(
     Ok(result)
 }
 
+/// What [`write_open`] left.
+enum Opened {
+    /// The create was refused.
+    Refused,
+    /// Open, with its last block and that block's length (none when no
+    /// block was asked for).
+    Written(Option<BlockMeta>),
+    /// Open, holding the first block its create handed out, never written.
+    Unwritten(BlockMeta),
+}
+
 /// Creates `path` for writer "c" (replacing a file there when
-/// `overwrite`) and writes blocks of `lens`, leaving it open; returns
-/// whether the create succeeded and the last block with its length.
+/// `overwrite`) and writes blocks of `lens`, leaving it open.
 async fn write_open(
     log: &Meta,
     path: &str,
     lens: &[u64],
     replication: u32,
     overwrite: bool,
-) -> Result<(bool, Option<BlockMeta>), TestCaseError> {
+) -> Result<Opened, TestCaseError> {
     let op = MetaOp::Create {
         path: path.into(),
         client_id: "c".into(),
@@ -659,24 +669,15 @@ async fn write_open(
             create: Box::new(op),
         };
         match submit_checked(log, op).await? {
-            Err(_) => return Ok((false, None)),
+            Err(_) => return Ok(Opened::Refused),
             Ok(MetaResult::CreatedWithBlock { block, .. }) => match lens.next() {
                 Some(len) => last = Some(BlockMeta { len, ..block }),
-                // Never written: the caller closes it dropping the block.
-                None => {
-                    return Ok((
-                        true,
-                        Some(BlockMeta {
-                            len: u64::MAX,
-                            ..block
-                        }),
-                    ))
-                }
+                None => return Ok(Opened::Unwritten(block)),
             },
             Ok(other) => panic!("create with block: {other:?}"),
         }
     } else if submit_checked(log, op).await?.is_err() {
-        return Ok((false, None));
+        return Ok(Opened::Refused);
     }
     for len in lens {
         let op = MetaOp::AddBlock {
@@ -690,7 +691,7 @@ async fn write_open(
             other => panic!("add_block: {other:?}"),
         }
     }
-    Ok((true, last))
+    Ok(Opened::Written(last))
 }
 
 /// Steps [`Step::Write`]: returns whether the create succeeded.
@@ -702,20 +703,21 @@ async fn write_closed(
     overwrite: bool,
     abandon: bool,
 ) -> Result<bool, TestCaseError> {
-    let (created, mut last) = write_open(log, path, lens, replication, overwrite).await?;
-    if !created {
-        return Ok(false);
-    }
-    if let Some(unwritten) = last.filter(|b| b.len == u64::MAX) {
-        let done = MetaOp::CompleteDroppingBlock {
-            path: path.into(),
-            client_id: "c".into(),
-            block_id: unwritten.id,
-            now_ms: 3,
-        };
-        submit_checked(log, done).await?.unwrap();
-        return Ok(true);
-    }
+    let mut last = match write_open(log, path, lens, replication, overwrite).await? {
+        Opened::Refused => return Ok(false),
+        Opened::Written(last) => last,
+        // Closed as the client closes an empty file: dropping the block.
+        Opened::Unwritten(block) => {
+            let done = MetaOp::CompleteDroppingBlock {
+                path: path.into(),
+                client_id: "c".into(),
+                block_id: block.id,
+                now_ms: 3,
+            };
+            submit_checked(log, done).await?.unwrap();
+            return Ok(true);
+        }
+    };
     if abandon {
         let op = MetaOp::AddBlock {
             path: path.into(),
@@ -750,9 +752,10 @@ async fn write_recovered(
     len: u64,
     how: Recover,
 ) -> Result<bool, TestCaseError> {
-    let (created, last) = write_open(log, path, &[len], 3, false).await?;
-    let Some(block) = last.filter(|_| created) else {
-        return Ok(created);
+    let block = match write_open(log, path, &[len], 3, false).await? {
+        Opened::Refused => return Ok(false),
+        Opened::Written(Some(block)) => block,
+        Opened::Written(None) | Opened::Unwritten(_) => unreachable!("one block was written"),
     };
     if !matches!(how, Recover::DropLast) {
         let op = MetaOp::RecoverPipeline {
