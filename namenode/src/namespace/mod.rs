@@ -247,31 +247,9 @@ impl Namespace {
     /// Walks `components` from the root; a file met before the last
     /// component is `NotDirectory`.
     pub fn resolve(&self, components: &[&str]) -> Result<Resolved> {
-        let tree = self.read();
-        let root = tree
-            .inodes
-            .get(&ROOT_ID)
-            .ok_or_else(|| NamenodeError::Internal("root inode missing".into()))?;
-        let mut inodes = vec![root.clone()];
-        for (i, name) in components.iter().enumerate() {
-            let cur = inodes.last().expect("root is always there");
-            if !cur.is_dir() {
-                return Err(NamenodeError::NotDirectory(path::join(&components[..i])));
-            }
-            match tree.child(cur.id, name) {
-                Some(next) => inodes.push(next.clone()),
-                None => {
-                    return Ok(Resolved {
-                        inodes,
-                        complete: false,
-                    })
-                }
-            }
-        }
-        Ok(Resolved {
-            inodes,
-            complete: true,
-        })
+        let mut inodes = Vec::with_capacity(components.len() + 1);
+        let complete = walk(&self.read(), components, |inode| inodes.push(inode.clone()))?;
+        Ok(Resolved { inodes, complete })
     }
 
     /// The inode at `path`, or `None`.
@@ -448,20 +426,31 @@ impl Namespace {
 /// The inode at `comps` in `tree`; a file met before the last component
 /// is `NotDirectory`.
 fn find<'t>(tree: &'t Tree, comps: &[&str]) -> Result<Option<&'t Inode>> {
+    let mut last = None;
+    let complete = walk(tree, comps, |inode| last = Some(inode))?;
+    Ok(last.filter(|_| complete))
+}
+
+/// Walks `comps` from the root, handing `visit` the root and each inode
+/// found; whether every component exists. A file met before the last
+/// component is `NotDirectory`.
+fn walk<'t>(tree: &'t Tree, comps: &[&str], mut visit: impl FnMut(&'t Inode)) -> Result<bool> {
     let mut cur = tree
         .inodes
         .get(&ROOT_ID)
         .ok_or_else(|| NamenodeError::Internal("root inode missing".into()))?;
+    visit(cur);
     for (i, name) in comps.iter().enumerate() {
         if !cur.is_dir() {
             return Err(NamenodeError::NotDirectory(path::join(&comps[..i])));
         }
         match tree.child(cur.id, name) {
             Some(next) => cur = next,
-            None => return Ok(None),
+            None => return Ok(false),
         }
+        visit(cur);
     }
-    Ok(Some(cur))
+    Ok(true)
 }
 
 /// See [`Namespace::files_after`].
