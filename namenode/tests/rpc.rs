@@ -9,6 +9,8 @@ use rfs_proto::common::{DatanodeInfo, ExtendedBlock, LocatedBlock};
 use rfs_proto::datanode::datanode_command::Command;
 use rfs_proto::datanode::datanode_protocol_client::DatanodeProtocolClient;
 use rfs_proto::datanode::*;
+use rfs_proto::ha::raft_peer_client::RaftPeerClient;
+use rfs_proto::ha::RaftBatch;
 use rfs_proto::namenode::client_protocol_client::ClientProtocolClient;
 use rfs_proto::namenode::*;
 use rfs_proto::rpc_error::{kind_of, RpcErrorKind};
@@ -17,6 +19,7 @@ use tonic::transport::Channel;
 struct Namenode {
     client: ClientProtocolClient<Channel>,
     datanode: DatanodeProtocolClient<Channel>,
+    peer: RaftPeerClient<Channel>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<rfs_namenode::Result<()>>,
     /// Each fake datanode's registration epoch and the highest command
@@ -49,7 +52,8 @@ impl Namenode {
             .unwrap();
         Namenode {
             client: ClientProtocolClient::new(channel.clone()),
-            datanode: DatanodeProtocolClient::new(channel),
+            datanode: DatanodeProtocolClient::new(channel.clone()),
+            peer: RaftPeerClient::new(channel),
             stop: Some(stop),
             task,
             epochs: HashMap::new(),
@@ -1252,5 +1256,50 @@ async fn a_namenode_without_ha_names_itself_as_its_group_and_leader() {
             member_id: "solo".into(),
         }
     );
+    nn.stop().await;
+}
+
+/// What a raft stream opened by a stranger gets back for `batches`: the
+/// error that ends it, or None if the namenode took them all.
+async fn stream_reply(nn: &mut Namenode, batches: Vec<RaftBatch>) -> Option<tonic::Status> {
+    let (tx, rx) = tokio::sync::mpsc::channel(batches.len().max(1));
+    for b in batches {
+        tx.send(b).await.unwrap();
+    }
+    drop(tx);
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let mut acks = nn.peer.stream(stream).await.unwrap().into_inner();
+    tokio::time::timeout(Duration::from_secs(5), acks.message())
+        .await
+        .expect("the stream ends")
+        .err()
+}
+
+#[tokio::test]
+async fn the_raft_stream_refuses_strangers_and_garbage_and_ends_with_the_reason() {
+    let mut nn = Namenode::start(|_| {}).await;
+    let from_stranger = RaftBatch {
+        from: 7,
+        messages: vec![],
+        low_on_disk: false,
+    };
+    let e = stream_reply(&mut nn, vec![from_stranger])
+        .await
+        .expect("refused");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    assert_eq!(
+        e.message(),
+        "raft batch from 7 which is not a member of this group"
+    );
+    let garbage = RaftBatch {
+        from: 1,
+        messages: vec![vec![0xff; 16]],
+        low_on_disk: false,
+    };
+    let e = stream_reply(&mut nn, vec![garbage]).await.expect("refused");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().starts_with("bad raft message"), "{e:?}");
+    // The namenode goes on serving.
+    assert!(nn.mkdirs("/after", false).await.unwrap());
     nn.stop().await;
 }
