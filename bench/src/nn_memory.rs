@@ -21,14 +21,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use rfs_integration::{MiniCluster, MiniClusterBuilder};
+use rfs_integration::{fetch_metrics, metric_value, MiniCluster, MiniClusterBuilder};
 use rfs_proto::common::DatanodeInfo;
 use rfs_proto::datanode::datanode_protocol_client::DatanodeProtocolClient;
 use rfs_proto::datanode::{
     BlockReceivedAndDeletedRequest, HeartbeatRequest, RegisterRequest, StorageReport,
 };
 use rfs_proto::namenode::client_protocol_client::ClientProtocolClient;
-use rfs_proto::namenode::{AddBlockRequest, CallId, CompleteRequest, CreateRequest};
+use rfs_proto::namenode::{
+    AddBlockRequest, CallId, CompleteRequest, CreateRequest, DeleteRequest, GetFileInfoRequest,
+};
 use tokio::task::JoinSet;
 use tonic::transport::Channel;
 
@@ -49,6 +51,11 @@ pub struct NnMemoryArgs {
     /// again and its RSS per file after loading the namespace back.
     #[arg(long)]
     restart: bool,
+    /// Then `rm -r` everything written, with a client statting `/` all the
+    /// while: reports how long the call took, how long until every inode
+    /// was freed, the slowest stat meanwhile, and the RSS after.
+    #[arg(long)]
+    rm_r: bool,
 }
 
 const FAKE_DATANODES: usize = 3;
@@ -315,5 +322,81 @@ async fn measure(cluster: &mut MiniCluster, args: &NnMemoryArgs) -> Result<Vec<F
             "bytes",
         ));
     }
+    if args.rm_r {
+        figures.extend(remove_all(cluster, files, args.per_dir.max(1)).await?);
+    }
     Ok(figures)
+}
+
+/// `rm -r /nn-memory` while one client stats `/` in a loop; waits until
+/// the namenode has freed every inode (`rfs_namenode_reclaimed_inodes_total`).
+async fn remove_all(cluster: &MiniCluster, files: u64, per_dir: u64) -> Result<Vec<Figure>> {
+    let addr = cluster.namenode_addr();
+    let http = cluster.namenode_http_addr();
+    let pid = cluster
+        .namenode_pid()
+        .context("the namenode is not running")?;
+    let inodes = files + files.div_ceil(per_dir) + 1;
+    // None: a build that frees everything within the call (before
+    // `DeleteInSteps`), or nothing freed yet.
+    let reclaimed = || async {
+        let text = fetch_metrics(http).await?;
+        Ok::<Option<f64>, anyhow::Error>(metric_value(&text, "rfs_namenode_reclaimed_inodes_total"))
+    };
+    let before = reclaimed().await?.unwrap_or(0.0);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let prober = {
+        let stop = stop.clone();
+        let mut nn = ClientProtocolClient::connect(format!("http://{addr}")).await?;
+        tokio::spawn(async move {
+            let mut slowest = Duration::ZERO;
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                nn.get_file_info(GetFileInfoRequest { path: "/".into() })
+                    .await?;
+                slowest = slowest.max(t.elapsed());
+            }
+            Ok::<Duration, tonic::Status>(slowest)
+        })
+    };
+    let mut nn = ClientProtocolClient::connect(format!("http://{addr}")).await?;
+    let t = Instant::now();
+    nn.delete(DeleteRequest {
+        path: "/nn-memory".into(),
+        recursive: true,
+        client_id: "nn-memory-rm".into(),
+        call: Some(CallId {
+            client_id: "nn-memory-rm".into(),
+            call_id: 1,
+        }),
+    })
+    .await?;
+    let call = t.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut waited = false;
+    while let Some(n) = reclaimed().await? {
+        if n - before >= inodes as f64 {
+            break;
+        }
+        waited = true;
+        if Instant::now() > deadline {
+            bail!("the namenode did not free the removed inodes within 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let freed = if waited { t.elapsed() } else { call };
+    stop.store(true, Ordering::Relaxed);
+    let slowest = prober.await.context("the stat prober panicked")??;
+    // The allocator hands freed memory back lazily; give it a moment.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok(vec![
+        Figure::new("nn_rm_r_call", call.as_secs_f64() * 1e3, "ms"),
+        Figure::new("nn_rm_r_all_freed", freed.as_secs_f64(), "s"),
+        Figure::new("nn_rm_r_slowest_stat", slowest.as_secs_f64() * 1e3, "ms"),
+        Figure::new(
+            "nn_rss_after_rm_r_mib",
+            rss_bytes(pid)? as f64 / (1 << 20) as f64,
+            "MiB",
+        ),
+    ])
 }

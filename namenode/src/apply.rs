@@ -464,28 +464,14 @@ fn apply_op(t: &mut Txn, op: &MetaOp) -> Result<MetaResult> {
             path: p,
             recursive,
             now_ms,
-        } => {
-            let comps = path::components(p)?;
-            if comps.is_empty() {
-                return Err(NamenodeError::InvalidArgument(
-                    "cannot delete the root directory".into(),
-                ));
-            }
-            let inode = t.ns.get(p)?;
-            if inode.is_dir() && !recursive && !t.ns.children(inode.id, "", 1)?.0.is_empty() {
-                return Err(NamenodeError::NotEmpty(p.clone()));
-            }
-            let mut blocks = Vec::new();
-            for n in t.ns.subtree(&inode)? {
-                if let Some(f) = &n.file {
-                    blocks.extend(f.blocks.iter().copied());
-                }
-                t.unlink(&n);
-                t.remove_inode(&n);
-            }
-            touch_dir(t, inode.parent, *now_ms)?;
-            Ok(MetaResult::Deleted { blocks })
-        }
+        } => delete(t, p, *recursive, *now_ms, None),
+        MetaOp::DeleteInSteps {
+            path: p,
+            recursive,
+            now_ms,
+            step,
+        } => delete(t, p, *recursive, *now_ms, Some(*step)),
+        MetaOp::Reclaim { limit } => reclaim(t, *limit),
         MetaOp::CreateWithBlock { create } => create_with_block(t, create),
         MetaOp::Rename { src, dst, now_ms } => rename(t, src, dst, *now_ms),
         MetaOp::RenameOverwrite { src, dst, now_ms } => rename_overwrite(t, src, dst, *now_ms),
@@ -821,6 +807,65 @@ fn touch_dir(t: &mut Txn, id: u64, now_ms: u64) -> Result<()> {
         t.put_inode(&d);
     }
     Ok(())
+}
+
+/// Removes `p` (all of it when `recursive`). With `step`, a subtree of
+/// more than `step` inodes is only unlinked here: it is detached, and
+/// [`reclaim`] steps free it (`namespace/tree.rs`).
+fn delete(
+    t: &mut Txn,
+    p: &str,
+    recursive: bool,
+    now_ms: u64,
+    step: Option<u32>,
+) -> Result<MetaResult> {
+    let comps = path::components(p)?;
+    if comps.is_empty() {
+        return Err(NamenodeError::InvalidArgument(
+            "cannot delete the root directory".into(),
+        ));
+    }
+    let inode = t.ns.get(p)?;
+    if inode.is_dir() && !recursive && t.ns.child_count(inode.id)? > 0 {
+        return Err(NamenodeError::NotEmpty(p.to_string()));
+    }
+    let mut blocks = Vec::new();
+    let below = t.ns.dir_totals(inode.id);
+    if step.is_some_and(|step| below.files + below.dirs >= u64::from(step)) {
+        t.unlink(&inode);
+    } else {
+        for n in t.ns.subtree(&inode)? {
+            if let Some(f) = &n.file {
+                blocks.extend(f.blocks.iter().copied());
+            }
+            t.unlink(&n);
+            t.remove_inode(&n);
+        }
+    }
+    touch_dir(t, inode.parent, now_ms)?;
+    Ok(MetaResult::Deleted { blocks })
+}
+
+/// One step freeing detached subtrees: at most `limit` inodes, children
+/// before their directory, each unlinked from its parent (a detached root
+/// is unlinked already, and its name may since have been taken).
+fn reclaim(t: &mut Txn, limit: u32) -> Result<MetaResult> {
+    let (batch, roots_left) = t.ns.reclaim_batch(limit.max(1) as usize);
+    let mut blocks = Vec::new();
+    for (n, root) in &batch {
+        if let Some(f) = &n.file {
+            blocks.extend(f.blocks.iter().copied());
+        }
+        if !root {
+            t.unlink(n);
+        }
+        t.remove_inode(n);
+    }
+    Ok(MetaResult::Reclaimed {
+        freed: batch.len() as u64,
+        blocks,
+        more: roots_left > 0,
+    })
 }
 
 /// HDFS rename rules: into an existing directory as `dst/<name>`; never

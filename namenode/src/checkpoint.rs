@@ -267,7 +267,7 @@ impl Store {
                 load_pair(&mut tree, &k, &v)?;
             }
         }
-        tree.rebuild_totals();
+        tree.rebuild_derived();
         let store = Store {
             tree: sled_tree,
             writing: Mutex::new(()),
@@ -336,7 +336,7 @@ impl Store {
             batch.insert(k, v);
         }
         fresh.counters.applied = index;
-        fresh.rebuild_totals();
+        fresh.rebuild_derived();
         batch.insert(counter::APPLIED_INDEX, &index.to_be_bytes());
         for (k, v) in extra {
             batch.insert(k, v);

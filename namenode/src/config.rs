@@ -38,6 +38,11 @@ pub struct Config {
     /// `dfs.namenode.fs-limits.max-blocks-per-file`): a file's inode holds
     /// its whole block list.
     pub max_blocks_per_file: u64,
+    /// Most inodes one entry of a recursive delete frees (HDFS's
+    /// `dfs.namenode.block.deletion.increment`): a larger subtree is
+    /// detached in one entry and freed in steps of this many, so no entry
+    /// holds the raft loop for long.
+    pub delete_step: u32,
     /// A datanode silent this long is dead.
     pub datanode_dead_ms: u64,
     /// After this long without renewal another client may take a file over.
@@ -130,6 +135,7 @@ impl Default for Config {
             replication: defaults::REPLICATION,
             min_block_size: 1 << 20,
             max_blocks_per_file: 10_000,
+            delete_step: 1000,
             datanode_dead_ms: 30_000,
             lease_soft_limit_ms: 60_000,
             lease_hard_limit_ms: 20 * 60_000,
@@ -264,6 +270,9 @@ impl Config {
         }
         if self.min_block_size == 0 || self.max_blocks_per_file == 0 {
             return bad("min_block_size and max_blocks_per_file must be positive".into());
+        }
+        if self.delete_step == 0 {
+            return bad("delete_step must be positive".into());
         }
         if self.block_size < self.min_block_size {
             return bad(format!(
@@ -410,10 +419,11 @@ mod tests {
         let path = dir.path().join("rfs.toml");
         std::fs::write(
             &path,
-            "[namenode]\nmin_block_size = 4096\nmax_blocks_per_file = 3\n",
+            "[namenode]\nmin_block_size = 4096\nmax_blocks_per_file = 3\ndelete_step = 7\n",
         )
         .unwrap();
         let c = Config::from_file(&path).unwrap();
         assert_eq!((c.min_block_size, c.max_blocks_per_file), (4096, 3));
+        assert_eq!(c.delete_step, 7);
     }
 }

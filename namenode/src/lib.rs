@@ -23,6 +23,7 @@ pub mod namespace;
 pub mod path;
 pub mod placement;
 pub mod raft;
+pub mod reclaim;
 pub mod recovery_check;
 pub mod replication;
 pub mod reported;
@@ -106,6 +107,7 @@ pub async fn serve(
     let leader_watch = tokio::spawn(on_election(state.clone()));
     let replication_monitor = tokio::spawn(replication::monitor(state.clone()));
     let lease_monitor = tokio::spawn(lease_recovery::monitor(state.clone()));
+    let reclaimer = tokio::spawn(reclaim::monitor(state.clone()));
     tracing::info!(
         "namenode {} ({}) serving RPC on {rpc_addr}, HTTP on {}, metadata in {}",
         state
@@ -168,6 +170,7 @@ pub async fn serve(
     leader_watch.abort();
     replication_monitor.abort();
     lease_monitor.abort();
+    reclaimer.abort();
     if let Err(e) = tokio::task::spawn_blocking(move || group.stop()).await {
         tracing::error!("stopping the raft loop failed: {e}");
     }

@@ -57,6 +57,10 @@ struct Args {
     /// Most blocks one file may have [default: 10000].
     #[arg(long)]
     max_blocks_per_file: Option<u64>,
+    /// Most inodes one raft entry of a recursive delete frees; a larger
+    /// subtree is unlinked at once and freed in steps [default: 1000].
+    #[arg(long)]
+    delete_step: Option<u32>,
     /// Milliseconds without a heartbeat after which a datanode is dead [default: 30000].
     #[arg(long)]
     datanode_dead_ms: Option<u64>,
@@ -100,6 +104,7 @@ fn config(args: Args) -> Result<Config, rfs_namenode::NamenodeError> {
         replication,
         min_block_size,
         max_blocks_per_file,
+        delete_step,
         datanode_dead_ms,
         lease_soft_limit_ms,
         lease_hard_limit_ms,

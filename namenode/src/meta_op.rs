@@ -171,6 +171,23 @@ pub enum MetaOp {
         block_id: u64,
         now_ms: u64,
     },
+    /// [`MetaOp::Delete`], except that a subtree of more than `step`
+    /// inodes is only unlinked (detached, in this one entry) and then
+    /// freed by [`MetaOp::Reclaim`] steps; its blocks are deleted as they
+    /// are freed. A new variant rather than a change of `Delete`, so that
+    /// an old log replays as it applied.
+    DeleteInSteps {
+        path: String,
+        recursive: bool,
+        now_ms: u64,
+        step: u32,
+    },
+    /// Frees at most `limit` inodes of the detached subtrees
+    /// ([`crate::namespace::Namespace::reclaim_batch`]): proposed by the
+    /// leader while any are left.
+    Reclaim {
+        limit: u32,
+    },
 }
 
 /// Names one non-idempotent client call: a retry carries the same key and
@@ -273,6 +290,13 @@ pub enum MetaResult {
         inode: Inode,
         replaced_blocks: Vec<BlockMeta>,
         block: BlockMeta,
+    },
+    /// A [`MetaOp::Reclaim`] step: inodes freed, their blocks (to delete
+    /// from the datanodes), and whether detached subtrees are left.
+    Reclaimed {
+        freed: u64,
+        blocks: Vec<BlockMeta>,
+        more: bool,
     },
 }
 

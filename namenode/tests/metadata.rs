@@ -490,7 +490,12 @@ enum Step {
     /// A file left open with one block of `len` bytes acknowledged by a
     /// pipeline recovery, then closed by lease recovery: see [`Recover`].
     Recover(String, u64, Recover),
-    Delete(String),
+    /// `rm -r`; with a step, as the client service proposes it
+    /// ([`MetaOp::DeleteInSteps`]): a subtree of more inodes than that is
+    /// detached, and freed by [`Step::Reclaim`] steps.
+    Delete(String, Option<u32>),
+    /// One step freeing at most this many detached inodes.
+    Reclaim(u32),
     Rename(String, String),
     RenameOverwrite(String, String),
     Restart,
@@ -545,7 +550,8 @@ fn arb_step() -> impl Strategy<Value = Step> {
             }),
         2 => (arb_path(), 1..4u32).prop_map(|(p, r)| Step::SetReplication(p, r)),
         2 => (arb_path(), 0..4096u64, arb_recover()).prop_map(|(p, l, how)| Step::Recover(p, l, how)),
-        2 => arb_path().prop_map(Step::Delete),
+        2 => (arb_path(), prop::option::of(1..4u32)).prop_map(|(p, step)| Step::Delete(p, step)),
+        2 => (1..4u32).prop_map(Step::Reclaim),
         3 => (arb_path(), arb_path()).prop_map(|(a, b)| Step::Rename(a, b)),
         2 => (arb_path(), arb_path()).prop_map(|(a, b)| Step::RenameOverwrite(a, b)),
         1 => Just(Step::Restart),
@@ -590,6 +596,12 @@ fn memory_pairs(ns: &Namespace) -> Pairs {
 /// live or gone, whose kept totals differ from a recount.
 fn check_totals(ns: &Namespace, after: &str) -> Result<(), TestCaseError> {
     prop_assert_eq!(ns.totals_mismatch(), None, "after {}", after);
+    prop_assert_eq!(
+        ns.detached_mismatch(),
+        None,
+        "detached roots after {}",
+        after
+    );
     let root = ns.root().unwrap();
     for node in ns.subtree(&root).unwrap() {
         let mut want = Totals::default();
@@ -880,16 +892,34 @@ async fn run_steps(steps: Vec<Step>) -> Result<(), TestCaseError> {
             Step::Recover(p, len, how) => {
                 (model.create(p), write_recovered(&log, p, *len, *how).await?)
             }
-            Step::Delete(p) => (
-                model.delete(p),
-                log.submit(MetaOp::Delete {
-                    path: p.clone(),
-                    recursive: true,
-                    now_ms: 1,
-                })
-                .await
-                .is_ok(),
-            ),
+            Step::Delete(p, step) => {
+                let op = match step {
+                    None => MetaOp::Delete {
+                        path: p.clone(),
+                        recursive: true,
+                        now_ms: 1,
+                    },
+                    Some(step) => MetaOp::DeleteInSteps {
+                        path: p.clone(),
+                        recursive: true,
+                        now_ms: 1,
+                        step: *step,
+                    },
+                };
+                (model.delete(p), log.submit(op).await.is_ok())
+            }
+            Step::Reclaim(limit) => {
+                let before = inode_count(&log.ns);
+                match log.submit(MetaOp::Reclaim { limit: *limit }).await {
+                    Ok(MetaResult::Reclaimed { freed, more, .. }) => {
+                        prop_assert!(freed <= u64::from(*limit));
+                        prop_assert_eq!(inode_count(&log.ns), before - freed as usize);
+                        prop_assert_eq!(more, log.ns.detached() > 0);
+                    }
+                    other => panic!("reclaim: {other:?}"),
+                }
+                (true, true)
+            }
             Step::Rename(a, b) => (
                 model.rename(a, b),
                 log.submit(MetaOp::Rename {
@@ -922,8 +952,34 @@ async fn run_steps(steps: Vec<Step>) -> Result<(), TestCaseError> {
         prop_assert_eq!(snapshot(&log.ns), model.0.clone(), "after {:?}", step);
         check_totals(&log.ns, &format!("{step:?}"))?;
     }
+    // Once every detached subtree is freed, nothing is left of them: no
+    // inode, no block owner.
+    loop {
+        match log.submit(MetaOp::Reclaim { limit: 3 }).await {
+            Ok(MetaResult::Reclaimed { more: true, .. }) => {}
+            Ok(MetaResult::Reclaimed { more: false, .. }) => break,
+            other => panic!("reclaim: {other:?}"),
+        }
+    }
+    prop_assert_eq!(
+        inode_count(&log.ns),
+        model.0.len() + 1,
+        "root + live inodes"
+    );
+    let live_blocks: usize = log
+        .ns
+        .files()
+        .map(|f| f.unwrap().file.unwrap().blocks.len())
+        .sum();
+    prop_assert_eq!(log.ns.totals().1 as usize, live_blocks);
+    check_totals(&log.ns, "the last reclaim")?;
     log.close();
     Ok(())
+}
+
+/// Inodes held in memory, live or detached.
+fn inode_count(ns: &Namespace) -> usize {
+    ns.snapshot().1.iter().filter(|(k, _)| k[0] == b'i').count()
 }
 
 proptest! {

@@ -1,11 +1,14 @@
 //! Namespace operations and their error cases, over real RPC.
 
 use rfs_client::{CreateOptions, FileType};
-use rfs_integration::MiniCluster;
+use std::time::Duration;
+
+use rfs_integration::load::wait_for;
+use rfs_integration::{fetch_metrics, find_replicas, metric_value, MiniCluster};
 use rfs_proto::rpc_error::RpcErrorKind;
 use tokio::io::AsyncWriteExt;
 
-use super::common::{payload, read_file, write_file, MIB};
+use super::common::{block_ids, payload, read_file, write_file, MIB};
 use super::dfs::Dfs;
 
 fn assert_kind<T>(r: Result<T, rfs_client::Error>, kind: RpcErrorKind, text: &str) {
@@ -320,4 +323,73 @@ async fn fs_limits_refuse_small_blocks_long_files_and_too_deep_moves() -> anyhow
         Ok(())
     })
     .await?
+}
+
+/// `rm -r` of a directory larger than `delete_step` (lowered to 4 here):
+/// gone for every client as soon as the call returns, with the totals
+/// above it; its inodes are then freed in steps of at most 4 and its
+/// blocks deleted from the datanodes, while a sibling stays untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_rm_r_is_gone_at_once_and_freed_in_bounded_steps() -> anyhow::Result<()> {
+    let mut builder = MiniCluster::builder().datanodes(1);
+    builder.replication = 1;
+    builder.extra_namenode_args = vec!["--delete-step".into(), "4".into()];
+    let cluster = builder.start().await?;
+    let c = cluster.client().await?;
+    let mut blocks = Vec::new();
+    for d in 0..3 {
+        for f in 0..5 {
+            let path = format!("/big/d{d}/f{f}");
+            write_file(&c, &path, &payload(100, f)).await?;
+            blocks.extend(block_ids(&c, &path).await?);
+        }
+    }
+    write_file(&c, "/keep", b"kept").await?;
+    let data_dir = cluster.datanode_dirs(0)[0].clone();
+    let on_disk = |id: u64| find_replicas(&data_dir, id).map(|r| !r.is_empty());
+    assert!(on_disk(blocks[0])?, "the replicas are where the test looks");
+    let http = cluster.namenode_http_addr();
+    let metric = |text: &str, name: &str| metric_value(text, name).unwrap_or(-1.0);
+
+    assert!(c.delete("/big", true).await?);
+    assert!(c.get_file_info("/big").await?.is_none());
+    assert!(c.get_file_info("/big/d0/f0").await?.is_none());
+    let summary = c.content_summary("/").await?;
+    assert_eq!((summary.file_count, summary.directory_count), (1, 1));
+    assert_eq!(read_file(&c, "/keep").await?, b"kept");
+
+    // 15 files, 3 directories and /big itself: 19 inodes, at most 4 a
+    // step.
+    let text = wait_for(
+        "every removed inode freed",
+        Duration::from_secs(20),
+        || async {
+            let text = fetch_metrics(http).await?;
+            Ok((metric(&text, "rfs_namenode_reclaimed_inodes_total") >= 19.0).then_some(text))
+        },
+    )
+    .await?;
+    assert_eq!(metric(&text, "rfs_namenode_reclaimed_inodes_total"), 19.0);
+    assert!(
+        metric(&text, "rfs_namenode_reclaim_steps_total") >= 5.0,
+        "{text}"
+    );
+    wait_for(
+        "the removed blocks deleted",
+        Duration::from_secs(20),
+        || async {
+            for &id in &blocks {
+                if on_disk(id)? {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(()))
+        },
+    )
+    .await?;
+    assert_eq!(read_file(&c, "/keep").await?, b"kept");
+    // The name is free again at once, and a new tree there is whole.
+    write_file(&c, "/big/d0/f0", b"new").await?;
+    assert_eq!(read_file(&c, "/big/d0/f0").await?, b"new");
+    Ok(())
 }

@@ -351,6 +351,45 @@ impl Namespace {
         Ok(out)
     }
 
+    /// The totals of directory `dir`'s subtree, `dir` itself left out
+    /// (zero for a file).
+    pub fn dir_totals(&self, dir: u64) -> Totals {
+        self.read().totals(dir)
+    }
+
+    /// What the next `Reclaim` step of at most `limit` inodes frees
+    /// ([`Tree::reclaim_batch`]), each with whether it is a detached root;
+    /// and how many detached roots that step leaves.
+    pub fn reclaim_batch(&self, limit: usize) -> (Vec<(Inode, bool)>, usize) {
+        let tree = self.read();
+        let detached = tree.detached();
+        let batch: Vec<(Inode, bool)> = tree
+            .reclaim_batch(limit)
+            .into_iter()
+            .map(|i| (i.clone(), detached.contains(&i.id)))
+            .collect();
+        let freed_roots = batch.iter().filter(|(_, root)| *root).count();
+        (batch, detached.len() - freed_roots)
+    }
+
+    /// Roots of detached subtrees not yet freed.
+    pub fn detached(&self) -> usize {
+        self.read().detached().len()
+    }
+
+    /// Whether the kept detached roots differ from those found by
+    /// looking at every inode; both, if so. For tests.
+    pub fn detached_mismatch(&self) -> Option<(Vec<u64>, Vec<u64>)> {
+        let tree = self.read();
+        let found = tree.find_detached();
+        (found != *tree.detached()).then(|| {
+            (
+                tree.detached().iter().copied().collect(),
+                found.into_iter().collect(),
+            )
+        })
+    }
+
     /// Owning inode of a block.
     pub fn block_owner(&self, block_id: u64) -> Result<Option<Inode>> {
         let tree = self.read();

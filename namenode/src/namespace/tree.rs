@@ -11,7 +11,14 @@
 //! the ancestor chain by every change, so that `du`, `dfs count` and `df`
 //! read one entry instead of walking a subtree (HDFS keeps the same
 //! counts for its quotas). They are derived: never checkpointed, rebuilt
-//! from the loaded tree ([`Tree::rebuild_totals`]).
+//! from the loaded tree ([`Tree::rebuild_derived`]).
+//!
+//! So is the set of **detached** subtrees: a recursive delete of a large
+//! directory only unlinks it (one entry, atomic for every client, as
+//! HDFS's `FSDirDeleteOp`), and the leader's `Reclaim` steps free what
+//! hangs below it, at most a bounded number of inodes per entry
+//! ([`Tree::reclaim_batch`]). A detached root is an inode (not the root)
+//! that its parent does not link under its name.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -156,6 +163,9 @@ pub struct Tree {
     /// the sum of its children's contributions ([`Tree::contribution`]).
     /// A directory with nothing under it has no entry.
     totals: HashMap<u64, Totals>,
+    /// Roots of subtrees unlinked but not yet freed, in the order
+    /// `Reclaim` steps free them.
+    detached: BTreeSet<u64>,
 }
 
 impl Tree {
@@ -201,9 +211,11 @@ impl Tree {
                 }
                 self.children.remove(&id);
                 self.totals.remove(&id);
+                self.detached.remove(&id);
                 self.dirty.inodes.insert(id);
             }
             Change::Link { parent, name, id } => {
+                self.detached.remove(&id);
                 let replaced = self
                     .children
                     .entry(parent)
@@ -237,6 +249,15 @@ impl Tree {
                         .get(&id)
                         .map_or(Totals::default(), |i| self.contribution(i));
                     self.carry(parent, Totals::default(), was);
+                    // Unlinked from where it says it lives: detached until
+                    // it is linked again (a rename) or removed.
+                    if self
+                        .inodes
+                        .get(&id)
+                        .is_some_and(|i| i.parent == parent && i.name == name)
+                    {
+                        self.detached.insert(id);
+                    }
                 }
                 self.dirty.links.insert((parent, name));
             }
@@ -321,10 +342,68 @@ impl Tree {
         }
     }
 
-    /// Computes every directory's totals from the tree, in one post-order
-    /// pass: after a checkpoint or a snapshot is loaded.
-    pub fn rebuild_totals(&mut self) {
+    /// Computes what is derived from the inodes and links (every
+    /// directory's totals, the detached roots): after a checkpoint or a
+    /// snapshot is loaded.
+    pub fn rebuild_derived(&mut self) {
         self.totals = self.recount_totals();
+        self.detached = self.find_detached();
+    }
+
+    /// Every inode but the root that its parent does not link under its
+    /// name (what [`Tree::apply`] keeps in `detached`: tests compare).
+    pub fn find_detached(&self) -> BTreeSet<u64> {
+        self.inodes
+            .values()
+            .filter(|i| i.id != ROOT_ID && !self.links_to(i.parent, &i.name, i.id))
+            .map(|i| i.id)
+            .collect()
+    }
+
+    /// The roots of subtrees detached and not yet freed.
+    pub fn detached(&self) -> &BTreeSet<u64> {
+        &self.detached
+    }
+
+    /// The next at most `limit` inodes a `Reclaim` step frees: the
+    /// detached subtrees in order of their roots, each in post-order
+    /// (children before their directory), so that what a step leaves is
+    /// still a tree under its root. Deterministic: every member frees the
+    /// same inodes for the same step.
+    pub fn reclaim_batch(&self, limit: usize) -> Vec<&Inode> {
+        let mut out: Vec<&Inode> = Vec::new();
+        for &root in &self.detached {
+            let Some(top) = self.inodes.get(&root) else {
+                continue;
+            };
+            let mut stack = vec![(top, self.children.get(&root).map(|k| k.values()))];
+            while let Some((dir, kids)) = stack.last_mut() {
+                if out.len() >= limit {
+                    return out;
+                }
+                let dir = *dir;
+                match kids.as_mut().and_then(|k| k.next()) {
+                    Some(id) => {
+                        if let Some(child) = self.inodes.get(id) {
+                            let below = self.children.get(id).map(|k| k.values());
+                            if below.is_some() {
+                                stack.push((child, below));
+                            } else {
+                                out.push(child);
+                            }
+                        }
+                    }
+                    None => {
+                        out.push(dir);
+                        stack.pop();
+                    }
+                }
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        out
     }
 
     /// Every directory's totals, counted from `children` and `inodes`
@@ -695,7 +774,7 @@ mod tests {
         let mut t = sample();
         let kept = t.totals.clone();
         t.totals.clear();
-        t.rebuild_totals();
+        t.rebuild_derived();
         assert_eq!(t.totals, kept);
         unlink(&mut t, ROOT_ID, "c");
         t.apply(Change::RemoveInode(6));

@@ -594,10 +594,11 @@ impl ClientProtocol for ClientService {
         rpc("delete");
         self.leading()?;
         let r = req.into_inner();
-        let op = MetaOp::Delete {
+        let op = MetaOp::DeleteInSteps {
             path: path::normalize(&r.path)?,
             recursive: r.recursive,
             now_ms: now_ms(),
+            step: self.state.config.delete_step,
         };
         match self.submit(call_key(&r.call)?, op).await? {
             MetaResult::Deleted { blocks } => {
