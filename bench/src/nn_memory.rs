@@ -387,8 +387,19 @@ async fn remove_all(cluster: &MiniCluster, files: u64, per_dir: u64) -> Result<V
     let freed = if waited { t.elapsed() } else { call };
     stop.store(true, Ordering::Relaxed);
     let slowest = prober.await.context("the stat prober panicked")??;
-    // The allocator hands freed memory back lazily; give it a moment.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The memory is handed back a few seconds after a checkpoint holds the
+    // freed state (`checkpoint.rs`, TRIM_AFTER_TICKS).
+    let text = fetch_metrics(http).await?;
+    let applied = metric_value(&text, "rfs_namenode_raft_applied_index").unwrap_or(0.0);
+    while metric_value(&fetch_metrics(http).await?, "rfs_namenode_checkpoint_index")
+        .is_some_and(|c| c < applied)
+    {
+        if Instant::now() > deadline {
+            bail!("no checkpoint of the freed state within 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(6)).await;
     Ok(vec![
         Figure::new("nn_rm_r_call", call.as_secs_f64() * 1e3, "ms"),
         Figure::new("nn_rm_r_all_freed", freed.as_secs_f64(), "s"),

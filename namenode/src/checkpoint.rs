@@ -204,46 +204,72 @@ pub fn pairs(tree: &Tree) -> Pairs {
     out
 }
 
-/// The batch writing `dirty` with `tree`'s current values.
-fn dirty_batch(tree: &Tree, dirty: &Dirty) -> Result<sled::Batch> {
-    let mut batch = sled::Batch::default();
+/// A dirty key's value, captured under the tree's lock: a removal costs
+/// nothing there, and the keys are built after the lock is released.
+enum Captured {
+    Gone,
+    Id(u64),
+    Encoded(Vec<u8>),
+    Present,
+}
+
+/// `dirty`'s values in `tree` now, in the order [`dirty_batch`] walks
+/// `dirty` (a set not changed in between iterates the same way).
+fn capture(tree: &Tree, dirty: &Dirty) -> Result<Vec<Captured>> {
+    let mut out = Vec::with_capacity(dirty.len());
     for id in &dirty.inodes {
-        match tree.inodes.get(id) {
-            Some(inode) => batch.insert(&inode_key(*id), bincode::serialize(inode)?),
-            None => batch.remove(&inode_key(*id)),
-        }
+        out.push(match tree.inodes.get(id) {
+            Some(inode) => Captured::Encoded(bincode::serialize(inode)?),
+            None => Captured::Gone,
+        });
     }
     for (parent, name) in &dirty.links {
-        let key = child_key(*parent, name);
-        match tree.children.get(parent).and_then(|k| k.get(name)) {
-            Some(id) => batch.insert(key, &id.to_be_bytes()),
-            None => batch.remove(key),
-        }
+        out.push(match tree.children.get(parent).and_then(|k| k.get(name)) {
+            Some(id) => Captured::Id(*id),
+            None => Captured::Gone,
+        });
     }
     for block in &dirty.blocks {
-        match tree.block_owner.get(block) {
-            Some(inode) => batch.insert(&block_key(*block), &inode.to_be_bytes()),
-            None => batch.remove(&block_key(*block)),
-        }
+        out.push(match tree.block_owner.get(block) {
+            Some(inode) => Captured::Id(*inode),
+            None => Captured::Gone,
+        });
     }
     for key in &dirty.retry {
-        match tree.retry.get(key) {
-            Some(e) => batch.insert(key.as_slice(), bincode::serialize(e)?),
-            None => batch.remove(key.as_slice()),
-        }
+        out.push(match tree.retry.get(key) {
+            Some(e) => Captured::Encoded(bincode::serialize(e)?),
+            None => Captured::Gone,
+        });
     }
     for id in &dirty.decommissioning {
-        let key = decommission_key(id);
-        if tree.decommissioning.contains(id) {
-            batch.insert(key, &[]);
-        } else {
-            batch.remove(key);
+        out.push(match tree.decommissioning.contains(id) {
+            true => Captured::Present,
+            false => Captured::Gone,
+        });
+    }
+    Ok(out)
+}
+
+/// The batch writing `dirty` with the `captured` values and `counters`.
+fn dirty_batch(dirty: &Dirty, captured: Vec<Captured>, counters: &Counters) -> sled::Batch {
+    let keys = (dirty.inodes.iter().map(|id| inode_key(*id).to_vec()))
+        .chain(dirty.links.iter().map(|(p, name)| child_key(*p, name)))
+        .chain(dirty.blocks.iter().map(|b| block_key(*b).to_vec()))
+        .chain(dirty.retry.iter().cloned())
+        .chain(dirty.decommissioning.iter().map(|d| decommission_key(d)));
+    let mut batch = sled::Batch::default();
+    for (key, value) in keys.zip(captured) {
+        match value {
+            Captured::Gone => batch.remove(key),
+            Captured::Id(id) => batch.insert(key, &id.to_be_bytes()),
+            Captured::Encoded(v) => batch.insert(key, v),
+            Captured::Present => batch.insert(key, &[]),
         }
     }
-    for (k, v) in counter_pairs(&tree.counters) {
+    for (k, v) in counter_pairs(counters) {
         batch.insert(k, &v.to_be_bytes());
     }
-    Ok(batch)
+    batch
 }
 
 /// The sled side of the namespace.
@@ -254,6 +280,27 @@ pub struct Store {
     writing: Mutex<()>,
     /// Applied index of the last checkpoint made durable.
     durable: AtomicU64,
+    /// Keys the last checkpoint wrote.
+    last_keys: std::sync::atomic::AtomicUsize,
+}
+
+/// A checkpoint of at least this many keys follows a large change (a bulk
+/// load, or the steps freeing a large `rm -r`): some ticks later the memory
+/// the change and the batch freed is handed back to the OS.
+const TRIM_AFTER_KEYS: usize = 10_000;
+/// sled frees a batch's memory only once its epochs move on, a little
+/// after the batch is written.
+const TRIM_AFTER_TICKS: u32 = 3;
+
+/// glibc keeps freed memory in its arenas, so without this a namenode's
+/// RSS after a large delete stays at its peak.
+fn return_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free pages of the allocator's own
+    // arenas; it is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 impl Store {
@@ -272,6 +319,7 @@ impl Store {
             tree: sled_tree,
             writing: Mutex::new(()),
             durable: AtomicU64::new(tree.counters.applied),
+            last_keys: Default::default(),
         };
         Ok((store, tree))
     }
@@ -285,18 +333,41 @@ impl Store {
         self.durable.load(Ordering::Acquire)
     }
 
+    /// The last durable checkpoint as key/value pairs, with the applied
+    /// index it holds: read from sled under the checkpoint lock (no
+    /// checkpoint or install lands meanwhile), never from memory, so
+    /// neither the raft loop nor apply waits for it. A raft snapshot.
+    pub fn checkpoint_pairs(&self) -> Result<(u64, Pairs)> {
+        let _writing = self.writing.lock().expect("checkpoint lock poisoned");
+        let mut pairs = Vec::new();
+        for prefix in STATE_PREFIXES {
+            for kv in self.tree.scan_prefix([*prefix]) {
+                let (k, v) = kv?;
+                pairs.push((k.to_vec(), v.to_vec()));
+            }
+        }
+        Ok((self.checkpointed(), pairs))
+    }
+
+    /// Whether the last checkpoint was a large one; clears it.
+    fn take_large(&self) -> bool {
+        self.last_keys.swap(0, Ordering::Relaxed) >= TRIM_AFTER_KEYS
+    }
+
     /// See [`crate::namespace::Namespace::checkpoint`].
     pub fn checkpoint(&self, tree: &RwLock<Tree>) -> Result<u64> {
         let _writing = self.writing.lock().expect("checkpoint lock poisoned");
-        let (applied, dirty, batch) = {
+        let (counters, dirty, captured) = {
             let mut t = tree.write().expect("namespace lock poisoned");
             if t.dirty.is_empty() && t.counters.applied == self.checkpointed() {
                 return Ok(t.counters.applied);
             }
             let dirty = std::mem::take(&mut t.dirty);
-            let batch = dirty_batch(&t, &dirty);
-            (t.counters.applied, dirty, batch)
+            let captured = capture(&t, &dirty);
+            (t.counters, dirty, captured)
         };
+        let applied = counters.applied;
+        let batch = captured.map(|c| dirty_batch(&dirty, c, &counters));
         let written = batch.and_then(|b| {
             self.tree.apply_batch(b)?;
             self.tree.flush()?;
@@ -311,6 +382,8 @@ impl Store {
             return Err(NamenodeError::Store(format!("writing a checkpoint: {e}")));
         }
         self.durable.store(applied, Ordering::Release);
+        metrics::gauge!("rfs_namenode_checkpoint_index").set(applied as f64);
+        self.last_keys.store(dirty.len(), Ordering::Relaxed);
         Ok(applied)
     }
 
@@ -364,6 +437,9 @@ impl Checkpointer {
             .spawn(move || {
                 let (lock, cv) = &*signal;
                 let mut stopped = lock.lock().expect("checkpointer lock poisoned");
+                // Ticks until the memory freed around a large checkpoint is
+                // handed back.
+                let mut trim_in: Option<u32> = None;
                 while !*stopped {
                     stopped = cv
                         .wait_timeout(stopped, every)
@@ -378,6 +454,16 @@ impl Checkpointer {
                         // nothing is lost; it only cannot be compacted.
                         tracing::error!("{e}; retrying in {every:?}");
                     }
+                    if ns.store().take_large() {
+                        trim_in = Some(TRIM_AFTER_TICKS);
+                    }
+                    trim_in = match trim_in {
+                        Some(0) => {
+                            return_free_memory();
+                            None
+                        }
+                        other => other.map(|n| n - 1),
+                    };
                     stopped = lock.lock().expect("checkpointer lock poisoned");
                 }
             })
