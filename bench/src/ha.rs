@@ -62,6 +62,18 @@ pub struct FailoverArgs {
 }
 
 #[derive(clap::Args)]
+pub struct RebuildArgs {
+    #[command(flatten)]
+    group: GroupArgs,
+    /// Files created before the member is wiped.
+    #[arg(long, default_value_t = 100_000)]
+    files: u64,
+    /// Creates started per second by the steady stream meanwhile.
+    #[arg(long, default_value_t = 200)]
+    rate: u64,
+}
+
+#[derive(clap::Args)]
 pub struct CreatesArgs {
     #[command(flatten)]
     group: GroupArgs,
@@ -272,6 +284,105 @@ pub async fn failover(args: FailoverArgs) -> Result<()> {
     println!("failover_median_ms {median:.0} ms");
     println!("failover_max_ms {:.0} ms", times[times.len() - 1]);
     println!("failover_errors_surfaced {total_errors} errors");
+    Ok(())
+}
+
+/// Wipes a follower holding N files and restarts it empty while a steady
+/// stream of creates runs: how long until it has caught up (from a
+/// snapshot plus the log), and the slowest create and the longest gap
+/// between acknowledgements before and during the rebuild (the issue's
+/// "no commit pause > 100 ms").
+pub async fn rebuild(args: RebuildArgs) -> Result<()> {
+    let mut cluster = start_group(&args.group).await?;
+    let client = cluster.client().await?;
+    let leader = cluster.leader().await?;
+    let follower = [rfs_integration::NN1, rfs_integration::NN2]
+        .into_iter()
+        .find(|&m| m != leader)
+        .context("no full member besides the leader")?;
+    let t = Instant::now();
+    let mut writers = JoinSet::new();
+    let tasks = 16;
+    for task in 0..tasks {
+        let client = client.clone();
+        let files = args.files;
+        writers.spawn(async move {
+            let mut k = task;
+            while k < files {
+                let path = format!("/bench/rebuild/d{}/f{k}", k / 10_000);
+                let mut w = client.create(&path, CreateOptions::default()).await?;
+                w.shutdown().await?;
+                k += tasks;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(r) = writers.join_next().await {
+        r??;
+    }
+    println!(
+        "rebuild: {} files created in {:.1} s; wiping {} ({} leads), then a stream of {} creates/s",
+        args.files,
+        t.elapsed().as_secs_f64(),
+        cluster.member_id(follower),
+        cluster.member_id(leader),
+        args.rate
+    );
+    cluster.kill_member(follower);
+    cluster.wipe_member(follower)?;
+    let stream = Stream::start(client.clone(), "/bench/rebuild/stream".into(), args.rate);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let restarted = Instant::now();
+    cluster.start_member(follower).await?;
+    cluster.wait_caught_up(follower).await?;
+    let caught_up = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let acks = stream.acks.lock().expect("acks").clone();
+    let errors = stream.stop().await?;
+    let window = |from: Instant, to: Instant| {
+        let mut acked: Vec<(Instant, Instant)> = acks
+            .iter()
+            .filter(|(sent, _)| *sent >= from && *sent < to)
+            .copied()
+            .collect();
+        acked.sort_by_key(|(_, a)| *a);
+        let slowest = acked.iter().map(|(s, a)| *a - *s).max().unwrap_or_default();
+        let gap = acked
+            .windows(2)
+            .map(|w| w[1].1 - w[0].1)
+            .max()
+            .unwrap_or_default();
+        (acked.len(), slowest, gap)
+    };
+    let (n_before, slow_before, gap_before) = window(restarted - Duration::from_secs(3), restarted);
+    let (n_during, slow_during, gap_during) = window(restarted, caught_up);
+    let log = cluster.member_log(leader).unwrap_or_default();
+    let built = log
+        .lines()
+        .filter(|l| l.contains("raft snapshot at index"))
+        .last()
+        .unwrap_or("(no snapshot line in the leader's log)");
+    println!("leader: {}", built.trim());
+    println!("restarted at +0 ms; the rebuilt member's log:");
+    for l in cluster
+        .member_log(follower)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("snapshot") || l.contains("serving") || l.contains("leader"))
+    {
+        println!("  {}", l.trim());
+    }
+    println!(
+        "rebuild_to_caught_up {:.2} s",
+        (caught_up - restarted).as_secs_f64()
+    );
+    println!("rebuild_creates_before {n_before} creates");
+    println!("rebuild_slowest_create_before {:.1} ms", ms(slow_before));
+    println!("rebuild_longest_ack_gap_before {:.1} ms", ms(gap_before));
+    println!("rebuild_creates_during {n_during} creates");
+    println!("rebuild_slowest_create_during {:.1} ms", ms(slow_during));
+    println!("rebuild_longest_ack_gap_during {:.1} ms", ms(gap_during));
+    println!("rebuild_errors_surfaced {} errors", errors.len());
     Ok(())
 }
 

@@ -63,6 +63,10 @@ enum Cmd {
     Failover(ha::FailoverArgs),
     /// Committed creates per second on an HA group, for each client count.
     Creates(ha::CreatesArgs),
+    /// Wipe a follower of an HA group holding N files and restart it empty
+    /// under a steady stream of creates: time to catch up (snapshot + log)
+    /// and the longest commit pause meanwhile.
+    Rebuild(ha::RebuildArgs),
     /// Namenode resident memory per file after N one-block files (fake
     /// datanodes; no data moves).
     NnMemory(nn_memory::NnMemoryArgs),
@@ -81,6 +85,7 @@ async fn main() -> Result<()> {
         Cmd::Report(a) => return report::run(&a),
         Cmd::Failover(a) => return ha::failover(a).await,
         Cmd::Creates(a) => return ha::creates(a).await,
+        Cmd::Rebuild(a) => return ha::rebuild(a).await,
     };
     figures::print(&figures);
     Ok(())

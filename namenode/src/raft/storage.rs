@@ -44,10 +44,6 @@ const SNAPSHOT_META: &[u8] = b"rs";
 const OLD_ENTRY_PREFIX: &[u8] = b"re";
 const OLD_HARD_STATE: &[u8] = b"rh";
 
-fn store_err(e: impl std::fmt::Display) -> raft::Error {
-    raft::Error::Store(StorageError::Other(e.to_string().into()))
-}
-
 fn decode<M: protobuf::Message>(bytes: &[u8]) -> Result<M> {
     M::parse_from_bytes(bytes)
         .map_err(|e| NamenodeError::Store(format!("corrupt raft record: {e}")))
@@ -70,6 +66,7 @@ pub struct RaftStorage {
     log: LogFile,
     conf: ConfState,
     snap: SnapshotMetadata,
+    maker: SnapshotMaker,
 }
 
 impl RaftStorage {
@@ -131,6 +128,7 @@ impl RaftStorage {
             log,
             conf,
             snap,
+            maker: SnapshotMaker::new(),
         })
     }
 
@@ -214,6 +212,7 @@ impl RaftStorage {
             .and_then(|_| raw.flush())
             .map_err(|e| self.state_write_failed("cannot record the snapshot point in", e))?;
         self.snap = meta;
+        self.maker.forget_before(upto);
         self.log.compact(upto)
     }
 
@@ -221,7 +220,7 @@ impl RaftStorage {
     /// snapshot's and the log restarts after it.
     pub fn install(&mut self, snapshot: &Snapshot) -> Result<()> {
         let meta = snapshot.get_metadata();
-        let data: SnapshotData = bincode::deserialize(&snapshot.data)?;
+        let data = decode_snapshot(&snapshot.data)?;
         let conf = meta.get_conf_state().clone();
         let extra = vec![(CONF_STATE, encode(&conf)), (SNAPSHOT_META, encode(meta))];
         self.ns
@@ -338,22 +337,152 @@ impl raft::Storage for RaftStorage {
         Ok(self.last())
     }
 
-    /// The current state machine as a snapshot. Called on the raft task,
-    /// which also applies entries, so the state cannot move meanwhile.
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        let (applied, pairs) = self.ns.snapshot();
-        let term = self.term(applied)?;
+    /// A snapshot for a member that needs entries compacted away: the last
+    /// durable checkpoint, read from sled and LZ4-compressed on a thread of
+    /// its own ([`SnapshotMaker`]). Until it is ready raft-rs is told the
+    /// snapshot is temporarily unavailable and asks again on a later
+    /// heartbeat, so neither the raft loop nor apply waits for it. The
+    /// entries after the checkpoint are still in the log (it is compacted
+    /// only up to a checkpoint), so the member catches up from there.
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let wanted = request_index.max(self.snap.index);
+        let Some(built) = self.maker.take_or_start(&self.ns, wanted) else {
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
+        };
         let mut snapshot = Snapshot {
-            data: bincode::serialize(&SnapshotData { pairs })
-                .map_err(store_err)?
-                .into(),
+            data: built.data.clone(),
             ..Default::default()
         };
         let meta = snapshot.mut_metadata();
-        meta.index = applied;
-        meta.term = term;
+        meta.index = built.index;
+        meta.term = self.term(built.index)?;
         meta.set_conf_state(self.conf.clone());
         Ok(snapshot)
+    }
+}
+
+/// A snapshot built off the raft thread: the checkpoint at `index`,
+/// encoded ([`encode_snapshot`]).
+#[derive(Clone)]
+struct Built {
+    index: u64,
+    data: bytes::Bytes,
+}
+
+enum Making {
+    Idle,
+    Building(std::thread::JoinHandle<Result<Built>>),
+    Ready(Built),
+}
+
+/// Builds snapshots on a thread of its own and keeps the last one for the
+/// next member that needs it, while it is recent enough.
+struct SnapshotMaker {
+    making: std::sync::Mutex<Making>,
+}
+
+impl SnapshotMaker {
+    fn new() -> SnapshotMaker {
+        SnapshotMaker {
+            making: std::sync::Mutex::new(Making::Idle),
+        }
+    }
+
+    /// A snapshot at `wanted` or later if one is ready; else starts
+    /// building one (unless a build runs) and returns None.
+    fn take_or_start(&self, ns: &Namespace, wanted: u64) -> Option<Built> {
+        let mut making = self.making.lock().expect("snapshot maker lock poisoned");
+        if let Making::Building(h) = &*making {
+            if !h.is_finished() {
+                return None;
+            }
+            let Making::Building(h) = std::mem::replace(&mut *making, Making::Idle) else {
+                unreachable!("checked above");
+            };
+            match h.join() {
+                Ok(Ok(built)) => *making = Making::Ready(built),
+                Ok(Err(e)) => tracing::error!("building a raft snapshot failed: {e}"),
+                Err(_) => tracing::error!("building a raft snapshot panicked"),
+            }
+        }
+        if let Making::Ready(built) = &*making {
+            if built.index >= wanted {
+                return Some(built.clone());
+            }
+        }
+        let ns = ns.clone();
+        let started = std::thread::Builder::new()
+            .name("raft-snapshot".into())
+            .spawn(move || build_snapshot(&ns));
+        match started {
+            Ok(h) => *making = Making::Building(h),
+            Err(e) => tracing::error!("cannot start building a raft snapshot: {e}"),
+        }
+        None
+    }
+
+    /// Drops a kept snapshot the log no longer continues.
+    fn forget_before(&self, index: u64) {
+        let mut making = self.making.lock().expect("snapshot maker lock poisoned");
+        if matches!(&*making, Making::Ready(b) if b.index < index) {
+            *making = Making::Idle;
+        }
+    }
+}
+
+fn build_snapshot(ns: &Namespace) -> Result<Built> {
+    let started = std::time::Instant::now();
+    let (index, pairs) = ns.store().checkpoint_pairs()?;
+    let data = encode_snapshot(&SnapshotData { pairs })?;
+    tracing::info!(
+        "raft snapshot at index {index} built from the checkpoint: {} bytes in {:?}",
+        data.len(),
+        started.elapsed()
+    );
+    Ok(Built {
+        index,
+        data: data.into(),
+    })
+}
+
+/// The first bytes of an LZ4 frame (what [`encode_snapshot`] writes); a
+/// snapshot without them is plain bincode, as leaders before LZ4 sent.
+const LZ4_FRAME_MAGIC: [u8; 4] = [0x04, 0x22, 0x4d, 0x18];
+
+/// bincode, in an LZ4 frame with its content checksum (fast level: the
+/// namespace's keys and names repeat a lot).
+fn encode_snapshot(data: &SnapshotData) -> Result<Vec<u8>> {
+    use std::io::Write as _;
+    let snapshot_err =
+        |e: std::io::Error| NamenodeError::Store(format!("encoding a snapshot: {e}"));
+    let mut encoder = lz4::EncoderBuilder::new()
+        .level(1)
+        .checksum(lz4::ContentChecksum::ChecksumEnabled)
+        .build(Vec::new())
+        .map_err(snapshot_err)?;
+    bincode::serialize_into(&mut encoder, data)?;
+    encoder.flush().map_err(snapshot_err)?;
+    let (out, finished) = encoder.finish();
+    finished.map_err(snapshot_err)?;
+    Ok(out)
+}
+
+/// The state a snapshot carries; a clear error for one that is torn or
+/// corrupt, which is then never installed.
+fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotData> {
+    let corrupt = |e: &dyn std::fmt::Display| {
+        NamenodeError::Store(format!(
+            "refusing a corrupt raft snapshot ({} bytes): {e}",
+            bytes.len()
+        ))
+    };
+    if bytes.starts_with(&LZ4_FRAME_MAGIC) {
+        let decoder = lz4::Decoder::new(bytes).map_err(|e| corrupt(&e))?;
+        bincode::deserialize_from(decoder).map_err(|e| corrupt(&e))
+    } else {
+        bincode::deserialize(bytes).map_err(|e| corrupt(&e))
     }
 }
 
@@ -410,6 +539,59 @@ mod tests {
         assert_eq!(state.conf_state.voters, vec![1, 2, 3]);
     }
 
+    /// Asks for a snapshot until the maker has one.
+    fn snapshot_when_ready(s: &RaftStorage, request_index: u64) -> Snapshot {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match s.snapshot(request_index, 2) {
+                Ok(snap) => return snap,
+                Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable)) => {
+                    assert!(std::time::Instant::now() < deadline, "no snapshot built");
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_torn_or_corrupt_snapshot_is_refused_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(dir.path());
+        s.append(&[entry(1, 1), entry(2, 1)]).unwrap();
+        s.ns.commit(put_linked_dir(7, "kept"), counters_at(2));
+        s.ns.checkpoint().unwrap();
+        let good = snapshot_when_ready(&s, 2);
+        let other = tempfile::tempdir().unwrap();
+        let mut t = open(other.path());
+        t.ns.commit(put_linked_dir(9, "mine"), counters_at(0));
+        for (what, data) in [
+            ("torn", good.data[..good.data.len() / 2].to_vec()),
+            ("flipped", {
+                let mut d = good.data.to_vec();
+                let mid = d.len() / 2;
+                d[mid] ^= 0xff;
+                d
+            }),
+            ("garbage", vec![7u8; 64]),
+        ] {
+            let mut bad = good.clone();
+            bad.data = data.into();
+            let e = t.install(&bad).unwrap_err().to_string();
+            assert!(
+                e.contains("refusing a corrupt raft snapshot"),
+                "{what}: {e}"
+            );
+            assert!(t.ns.inode(9).unwrap().is_some(), "{what}: own state kept");
+            assert!(
+                t.ns.inode(7).unwrap().is_none(),
+                "{what}: nothing installed"
+            );
+        }
+        t.install(&good).unwrap();
+        assert!(t.ns.inode(7).unwrap().is_some());
+    }
+
     #[test]
     fn compaction_waits_for_a_checkpoint_and_snapshots_carry_the_state() {
         let dir = tempfile::tempdir().unwrap();
@@ -433,8 +615,21 @@ mod tests {
             Err(raft::Error::Store(StorageError::Compacted))
         ));
         assert_eq!(get(&s, 5, 7).unwrap(), vec![5, 6]);
-        let snap = s.snapshot(4, 2).unwrap();
+        // Applied past the checkpoint: the snapshot is the checkpoint (the
+        // log holds what follows), built off the raft thread.
+        s.ns.commit(put_linked_dir(8, "later"), counters_at(5));
+        assert!(matches!(
+            s.snapshot(4, 2),
+            Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable
+            ))
+        ));
+        let snap = snapshot_when_ready(&s, 4);
         assert_eq!(snap.get_metadata().index, 4);
+        assert_eq!(snap.get_metadata().term, 1);
+        assert!(snap.data.starts_with(&LZ4_FRAME_MAGIC), "LZ4-compressed");
+        // Kept for the next member that needs one.
+        assert_eq!(s.snapshot(4, 3).unwrap().data, snap.data);
 
         // A wiped member installs it: state replaced in memory and in
         // sled, log restarted after it.
