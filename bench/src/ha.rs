@@ -359,8 +359,7 @@ pub async fn rebuild(args: RebuildArgs) -> Result<()> {
     let log = cluster.member_log(leader).unwrap_or_default();
     let built = log
         .lines()
-        .filter(|l| l.contains("raft snapshot at index"))
-        .last()
+        .rfind(|l| l.contains("raft snapshot at index"))
         .unwrap_or("(no snapshot line in the leader's log)");
     println!("leader: {}", built.trim());
     println!("restarted at +0 ms; the rebuilt member's log:");
