@@ -1276,7 +1276,7 @@ async fn stream_reply(nn: &mut Namenode, batches: Vec<RaftBatch>) -> Option<toni
 }
 
 #[tokio::test]
-async fn the_raft_stream_refuses_strangers_and_garbage_and_ends_with_the_reason() {
+async fn raft_streams_and_snapshot_pieces_refuse_strangers_and_garbage_with_the_reason() {
     let mut nn = Namenode::start(|_| {}).await;
     let from_stranger = RaftBatch {
         from: 7,
@@ -1299,6 +1299,37 @@ async fn the_raft_stream_refuses_strangers_and_garbage_and_ends_with_the_reason(
     let e = stream_reply(&mut nn, vec![garbage]).await.expect("refused");
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     assert!(e.message().starts_with("bad raft message"), "{e:?}");
+    // Snapshot pieces: the same rules.
+    let piece = |from: u64, message: Vec<u8>| rfs_proto::ha::SnapshotChunk {
+        from,
+        message,
+        data: vec![1; 64],
+    };
+    let install = |pieces: Vec<rfs_proto::ha::SnapshotChunk>| {
+        let mut peer = nn.peer.clone();
+        async move {
+            peer.install_snapshot(tokio_stream::iter(pieces))
+                .await
+                .expect_err("refused")
+        }
+    };
+    let e = install(vec![piece(7, vec![1, 2, 3])]).await;
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    assert_eq!(
+        e.message(),
+        "raft snapshot from 7 which is not a member of this group"
+    );
+    let e = install(vec![piece(1, vec![0xff; 16])]).await;
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(
+        e.message().starts_with("bad raft snapshot message"),
+        "{e:?}"
+    );
+    let e = install(vec![piece(1, vec![])]).await;
+    assert_eq!(
+        e.message(),
+        "a snapshot stream must begin with its raft message"
+    );
     // The namenode goes on serving.
     assert!(nn.mkdirs("/after", false).await.unwrap());
     nn.stop().await;

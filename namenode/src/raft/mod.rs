@@ -22,6 +22,7 @@ pub mod name_dir_space;
 pub mod node;
 pub mod read_lease;
 pub mod retry_sweep;
+pub mod snapshot_chunks;
 pub mod storage;
 pub mod syncer;
 pub mod transport;

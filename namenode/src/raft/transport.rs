@@ -9,7 +9,8 @@
 //! or a stream that is still (re)connecting drops the batch and reports the
 //! peer unreachable instead of stalling the raft loop. Snapshots are large
 //! and their sender must learn whether they arrived, so they go one at a
-//! time as unary `Send` RPCs on a task of their own. Every batch also says
+//! time on a task of their own, each as one `InstallSnapshot` stream of
+//! 1 MiB pieces (`snapshot_chunks.rs`). Every batch also says
 //! whether the sender's name dir is below its reserve (`name_dir_space.rs`).
 
 use std::collections::HashMap;
@@ -22,7 +23,7 @@ use protobuf::Message as _;
 use raft::prelude::{Message, MessageType};
 use rfs_proto::ha::raft_peer_client::RaftPeerClient;
 use rfs_proto::ha::raft_peer_server::RaftPeer;
-use rfs_proto::ha::{RaftBatch, RaftBatchAck};
+use rfs_proto::ha::{RaftBatch, RaftBatchAck, SnapshotChunk};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
@@ -30,6 +31,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::name_dir_space::NameDirSpace;
 use super::node::Inbox;
+use super::snapshot_chunks::{self, Assembler};
 use crate::config::Member;
 
 /// Batches queued on a peer's stream before new ones are dropped.
@@ -93,14 +95,7 @@ impl Peers {
                 stream.clone(),
                 inbox.clone(),
             ));
-            rt.spawn(send_snapshots(
-                me,
-                id,
-                client,
-                snapshot_rx,
-                inbox.clone(),
-                space.clone(),
-            ));
+            rt.spawn(send_snapshots(me, id, client, snapshot_rx, inbox.clone()));
             links.insert(id, Link { stream, snapshots });
         }
         Peers {
@@ -252,14 +247,10 @@ async fn send_snapshots(
     mut client: RaftPeerClient<Channel>,
     mut snapshots: mpsc::Receiver<Message>,
     inbox: InboxSender<Inbox>,
-    space: Arc<NameDirSpace>,
 ) {
     while let Some(m) = snapshots.recv().await {
-        let request = client.send(RaftBatch {
-            from: me,
-            messages: vec![m.write_to_bytes().expect("raft messages always encode")],
-            low_on_disk: space.low(),
-        });
+        let pieces = snapshot_chunks::split(me, m, snapshot_chunks::CHUNK_BYTES);
+        let request = client.install_snapshot(tokio_stream::iter(pieces));
         let ok = match tokio::time::timeout(SNAPSHOT_TIMEOUT, request).await {
             Ok(Ok(_)) => true,
             Ok(Err(e)) => {
@@ -327,6 +318,22 @@ impl PeerService {
 impl RaftPeer for PeerService {
     async fn send(&self, req: Request<RaftBatch>) -> Result<Response<RaftBatchAck>, Status> {
         self.deliver(req.into_inner())?;
+        Ok(Response::new(RaftBatchAck {}))
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<RaftBatchAck>, Status> {
+        let mut pieces = req.into_inner();
+        let mut whole = Assembler::new(self.members, snapshot_chunks::MAX_SNAPSHOT_BYTES);
+        while let Some(piece) = pieces.message().await? {
+            whole.push(piece)?;
+        }
+        let m = whole.finish()?;
+        if self.inbox.send(Inbox::Peer(Box::new(m))).is_err() {
+            return Err(Status::unavailable("this namenode is shutting down"));
+        }
         Ok(Response::new(RaftBatchAck {}))
     }
 
