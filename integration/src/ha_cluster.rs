@@ -27,8 +27,8 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::netns::NetNs;
 use crate::process::{
-    check_datanodes_alive, exited, fetch_metrics, free_port_on, kill, pause, replicas_in, Daemons,
-    DatanodeSettings, DatanodeSlot,
+    check_datanodes_alive, exited, fetch_metrics, free_port_on, kill, pause, replicas_in, signal,
+    Daemons, DatanodeSettings, DatanodeSlot,
 };
 use crate::replica_files::ReplicaFiles;
 use crate::tmpfs::Tmpfs;
@@ -455,6 +455,16 @@ impl HaCluster {
     /// misses traffic without dying or losing its connections.
     pub fn pause_member(&mut self, i: usize, paused: bool) -> Result<()> {
         pause(&self.members[i].child, paused, &format!("member {i}"))
+    }
+
+    /// Asks member `i` to stop (SIGTERM), as `quickstart.sh stop` does;
+    /// see [`Self::wait_member_exit`].
+    pub fn terminate_member(&mut self, i: usize) -> Result<()> {
+        signal(
+            &self.members[i].child,
+            libc::SIGTERM,
+            &format!("member {i}"),
+        )
     }
 
     /// kill -9 every member at once.

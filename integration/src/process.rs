@@ -245,12 +245,20 @@ pub(crate) fn kill(child: &mut Option<Child>) {
 /// Freezes (SIGSTOP) or thaws (SIGCONT) `child`: a process that stalls
 /// without dying or losing its connections. `what` names it in errors.
 pub(crate) fn pause(child: &Option<Child>, paused: bool, what: &str) -> Result<()> {
+    signal(
+        child,
+        if paused { libc::SIGSTOP } else { libc::SIGCONT },
+        what,
+    )
+}
+
+/// Sends `child` signal `sig`. `what` names it in errors.
+pub(crate) fn signal(child: &Option<Child>, sig: i32, what: &str) -> Result<()> {
     let Some(child) = child else {
         bail!("{what} is not running");
     };
-    let signal = if paused { libc::SIGSTOP } else { libc::SIGCONT };
     // SAFETY: kill(2) on a child process we started and still own.
-    if unsafe { libc::kill(child.id() as i32, signal) } != 0 {
+    if unsafe { libc::kill(child.id() as i32, sig) } != 0 {
         bail!("signalling {what}: {}", std::io::Error::last_os_error());
     }
     Ok(())

@@ -130,17 +130,18 @@ pub async fn serve(
     })
     .max_decoding_message_size(MAX_RPC_MESSAGE)
     .max_encoding_message_size(MAX_RPC_MESSAGE);
-    let peer_service = std::mem::replace(
-        &mut group.peer_service,
-        raft::transport::PeerService::closed(),
-    );
-    let peer = RaftPeerServer::new(peer_service)
-        .max_decoding_message_size(MAX_RPC_MESSAGE)
-        .max_encoding_message_size(MAX_RPC_MESSAGE);
     let ha = HaAdminServer::new(service::ha::HaService { state });
 
     // Shutdown first stops new RPCs; those in flight get a grace period.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut peer_service = std::mem::replace(
+        &mut group.peer_service,
+        raft::transport::PeerService::closed(),
+    );
+    peer_service.stopping = stop_rx.clone();
+    let peer = RaftPeerServer::new(peer_service)
+        .max_decoding_message_size(MAX_RPC_MESSAGE)
+        .max_encoding_message_size(MAX_RPC_MESSAGE);
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: no new RPCs");

@@ -90,6 +90,32 @@ async fn restart_of_every_member_at_once_keeps_the_namespace() -> Result<()> {
     Ok(())
 }
 
+/// SIGTERM, as `quickstart.sh stop` sends it, stops a member at once and
+/// cleanly: the long-lived raft streams its peers keep open to it end with
+/// the shutdown instead of holding it for the whole grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_asked_to_stop_exits_cleanly_without_waiting_out_its_grace() -> Result<()> {
+    let _serial = serial().await;
+    let mut cluster = HaCluster::start().await?;
+    let client = cluster.client().await?;
+    write_files(&client).await?;
+    let leader = cluster.leader().await?;
+    let follower = if leader == NN1 { NN2 } else { NN1 };
+    for member in [follower, leader] {
+        cluster.terminate_member(member)?;
+        let status = cluster
+            .wait_member_exit(member, Duration::from_secs(30))
+            .await?;
+        let log = cluster.member_log(member)?;
+        ensure!(status.success(), "{member}: {status}\n{log}");
+        ensure!(
+            log.contains("namenode stopped cleanly") && !log.contains("RPCs still running"),
+            "member {member} did not stop at once:\n{log}"
+        );
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wiped_member_is_rebuilt_from_a_snapshot_plus_the_log() -> Result<()> {
     let _serial = serial().await;

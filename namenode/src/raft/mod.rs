@@ -183,6 +183,7 @@ impl RaftGroup {
                 inbox: tx,
                 members: members.len(),
                 space,
+                stopping: transport::never_stopping(),
             },
             thread: Some(thread),
             checkpointer,

@@ -276,6 +276,9 @@ pub struct PeerService {
     pub members: usize,
     /// Where what each sender says of its name dir is kept.
     pub space: Arc<NameDirSpace>,
+    /// Turns true when the server shuts down: incoming streams then end,
+    /// or the server's graceful shutdown would wait for them in vain.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl PeerService {
@@ -286,7 +289,21 @@ impl PeerService {
             inbox: std::sync::mpsc::channel().0,
             members: 0,
             space: Arc::new(NameDirSpace::new(PathBuf::new(), 0, 0)),
+            stopping: never_stopping(),
         }
+    }
+}
+
+/// A stop signal that never fires, until the server's own is set.
+pub fn never_stopping() -> tokio::sync::watch::Receiver<bool> {
+    tokio::sync::watch::channel(false).1
+}
+
+/// Completes once `stopping` turns true; never if its sender is gone
+/// without that.
+async fn stopped(mut stopping: tokio::sync::watch::Receiver<bool>) {
+    if stopping.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -348,8 +365,17 @@ impl RaftPeer for PeerService {
         let service = self.clone();
         // The response stays open while this task holds `end`: it ends
         // with the sender's stream, or with the reason a batch was refused.
+        let stop = stopped(self.stopping.clone());
         tokio::spawn(async move {
-            while let Ok(Some(batch)) = batches.message().await {
+            tokio::pin!(stop);
+            loop {
+                let batch = tokio::select! {
+                    b = batches.message() => b,
+                    () = &mut stop => return,
+                };
+                let Ok(Some(batch)) = batch else {
+                    return;
+                };
                 if let Err(refused) = service.deliver(batch) {
                     let _ = end.send(Err(refused)).await;
                     return;
