@@ -590,6 +590,16 @@ mod tests {
         }
         t.install(&good).unwrap();
         assert!(t.ns.inode(7).unwrap().is_some());
+        // A leader from before LZ4 sent plain bincode: still installed.
+        let mut plain = good.clone();
+        plain.data = bincode::serialize(&decode_snapshot(&good.data).unwrap())
+            .unwrap()
+            .into();
+        assert!(!plain.data.starts_with(&LZ4_FRAME_MAGIC));
+        let third = tempfile::tempdir().unwrap();
+        let mut u = open(third.path());
+        u.install(&plain).unwrap();
+        assert!(u.ns.inode(7).unwrap().is_some());
     }
 
     #[test]
