@@ -41,7 +41,9 @@ pub async fn monitor(state: Arc<State>) {
                     metrics::counter!("rfs_namenode_reclaimed_inodes_total").increment(freed);
                     metrics::counter!("rfs_namenode_reclaim_steps_total").increment(1);
                     state.invalidate(&blocks);
-                    if !more {
+                    // A step that freed nothing would be proposed again
+                    // and again: wait for the next look instead.
+                    if !more || freed == 0 {
                         break;
                     }
                 }
