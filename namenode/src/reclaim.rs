@@ -28,6 +28,8 @@ pub async fn monitor(state: Arc<State>) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
+        // On every member: the deletion backlog an operator can watch.
+        metrics::gauge!("rfs_namenode_detached_subtrees").set(state.ns.detached() as f64);
         while state.raft.is_leader() && state.ns.detached() > 0 {
             let op = MetaOp::Reclaim {
                 limit: state.config.delete_step,
