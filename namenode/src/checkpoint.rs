@@ -121,13 +121,16 @@ fn u64_of(v: &[u8]) -> Result<u64> {
     Ok(u64::from_be_bytes(a))
 }
 
-fn counter_pairs(c: &Counters) -> [(&'static [u8], u64); 4] {
+/// The counters as checkpoint pairs.
+fn counter_values(c: &Counters) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> {
     [
         (counter::APPLIED_INDEX, c.applied),
         (counter::NEXT_INODE, c.next_inode),
         (counter::NEXT_BLOCK, c.next_block),
         (counter::NEXT_GEN_STAMP, c.next_gen_stamp),
     ]
+    .into_iter()
+    .map(|(k, v)| (k.to_vec(), v.to_be_bytes().to_vec()))
 }
 
 /// Adds one checkpoint entry to `tree`. Unknown keys are refused: the
@@ -176,31 +179,23 @@ fn load_pair(tree: &mut Tree, k: &[u8], v: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// The whole of `tree` as checkpoint key/value pairs (a raft snapshot).
+/// The whole of `tree` as checkpoint key/value pairs, encoded as a
+/// checkpoint writes them (tests compare it with what sled holds).
 pub fn pairs(tree: &Tree) -> Pairs {
-    let mut out = Vec::with_capacity(tree.inodes.len() * 2 + tree.block_owner.len() + 8);
-    for inode in tree.inodes.values() {
-        let v = bincode::serialize(inode).expect("an inode always encodes");
-        out.push((inode_key(inode.id).to_vec(), v));
-    }
-    for (parent, kids) in &tree.children {
-        for (name, id) in kids {
-            out.push((child_key(*parent, name), id.to_be_bytes().to_vec()));
-        }
-    }
-    for (block, inode) in &tree.block_owner {
-        out.push((block_key(*block).to_vec(), inode.to_be_bytes().to_vec()));
-    }
-    for (k, v) in counter_pairs(&tree.counters) {
-        out.push((k.to_vec(), v.to_be_bytes().to_vec()));
-    }
-    for (k, e) in &tree.retry {
-        let v = bincode::serialize(e).expect("a retry entry always encodes");
-        out.push((k.clone(), v));
-    }
-    for id in &tree.decommissioning {
-        out.push((decommission_key(id), Vec::new()));
-    }
+    let everything = Dirty {
+        inodes: tree.inodes.keys().copied().collect(),
+        links: (tree.children.iter())
+            .flat_map(|(parent, kids)| kids.keys().map(|name| (*parent, name.clone())))
+            .collect(),
+        blocks: tree.block_owner.keys().copied().collect(),
+        retry: tree.retry.keys().cloned().collect(),
+        decommissioning: tree.decommissioning.iter().cloned().collect(),
+    };
+    let captured = capture(tree, &everything).expect("the namespace always encodes");
+    let mut out: Pairs = keyed(&everything, captured)
+        .filter_map(|(key, value)| Some((key, value.into_value()?)))
+        .collect();
+    out.extend(counter_values(&tree.counters));
     out
 }
 
@@ -211,6 +206,18 @@ enum Captured {
     Id(u64),
     Encoded(Vec<u8>),
     Present,
+}
+
+impl Captured {
+    /// The value written, or None for a removed key.
+    fn into_value(self) -> Option<Vec<u8>> {
+        match self {
+            Captured::Gone => None,
+            Captured::Id(id) => Some(id.to_be_bytes().to_vec()),
+            Captured::Encoded(v) => Some(v),
+            Captured::Present => Some(Vec::new()),
+        }
+    }
 }
 
 /// `dirty`'s values in `tree` now, in the order [`dirty_batch`] walks
@@ -250,24 +257,27 @@ fn capture(tree: &Tree, dirty: &Dirty) -> Result<Vec<Captured>> {
     Ok(out)
 }
 
-/// The batch writing `dirty` with the `captured` values and `counters`.
-fn dirty_batch(dirty: &Dirty, captured: Vec<Captured>, counters: &Counters) -> sled::Batch {
+/// `dirty`'s keys, each with its `captured` value.
+fn keyed(dirty: &Dirty, captured: Vec<Captured>) -> impl Iterator<Item = (Vec<u8>, Captured)> + '_ {
     let keys = (dirty.inodes.iter().map(|id| inode_key(*id).to_vec()))
         .chain(dirty.links.iter().map(|(p, name)| child_key(*p, name)))
         .chain(dirty.blocks.iter().map(|b| block_key(*b).to_vec()))
         .chain(dirty.retry.iter().cloned())
         .chain(dirty.decommissioning.iter().map(|d| decommission_key(d)));
+    keys.zip(captured)
+}
+
+/// The batch writing `dirty` with the `captured` values and `counters`.
+fn dirty_batch(dirty: &Dirty, captured: Vec<Captured>, counters: &Counters) -> sled::Batch {
     let mut batch = sled::Batch::default();
-    for (key, value) in keys.zip(captured) {
-        match value {
-            Captured::Gone => batch.remove(key),
-            Captured::Id(id) => batch.insert(key, &id.to_be_bytes()),
-            Captured::Encoded(v) => batch.insert(key, v),
-            Captured::Present => batch.insert(key, &[]),
+    for (key, value) in keyed(dirty, captured) {
+        match value.into_value() {
+            Some(v) => batch.insert(key, v),
+            None => batch.remove(key),
         }
     }
-    for (k, v) in counter_pairs(counters) {
-        batch.insert(k, &v.to_be_bytes());
+    for (k, v) in counter_values(counters) {
+        batch.insert(k, v);
     }
     batch
 }

@@ -169,7 +169,8 @@ impl Namespace {
     }
 
     /// The whole state as checkpoint key/value pairs, at the applied index
-    /// returned with them (a raft snapshot).
+    /// returned with them: what a checkpoint of everything would write
+    /// (tests compare it with sled; raft snapshots are read from sled).
     pub fn snapshot(&self) -> (u64, Pairs) {
         let tree = self.read();
         (tree.counters.applied, crate::checkpoint::pairs(&tree))
