@@ -1,6 +1,7 @@
 //! One measured figure, printed as a `name value unit` line that scripts
 //! read (and `rfs-bench report` turns into tables).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +34,14 @@ impl Figure {
         }
         Some(Figure::new(name, value.parse().ok()?, unit))
     }
+}
+
+/// The figures among `text`'s lines, by name (a later line wins).
+pub fn by_name(text: &str) -> BTreeMap<String, Figure> {
+    text.lines()
+        .filter_map(Figure::parse)
+        .map(|f| (f.name.clone(), f))
+        .collect()
 }
 
 pub fn mbps(bytes: u64, d: Duration) -> f64 {

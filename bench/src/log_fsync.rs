@@ -605,14 +605,7 @@ pub fn rows_json(figures: &BTreeMap<String, Figure>) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn figs(lines: &str) -> BTreeMap<String, Figure> {
-        lines
-            .lines()
-            .filter_map(Figure::parse)
-            .map(|f| (f.name.clone(), f))
-            .collect()
-    }
+    use crate::figures::by_name;
 
     #[test]
     fn figure_names_are_figure_lines() {
@@ -716,7 +709,7 @@ mod tests {
 
     #[test]
     fn table_rows_and_ratios_to_appending() {
-        let md = markdown(&figs(RUN)).unwrap();
+        let md = markdown(&by_name(RUN)).unwrap();
         assert!(
             md.contains("| appending | 3 | 512 B | 400 | 900 | 333 | 1000 | 1.00× | — |"),
             "{md}"
@@ -730,8 +723,8 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| appending | 1 | 16 KiB |"), "{md}");
-        assert!(markdown(&figs("rfs_put_r1 1 MB/s\n")).is_none());
-        let js = rows_json(&figs(RUN));
+        assert!(markdown(&by_name("rfs_put_r1 1 MB/s\n")).is_none());
+        let js = rows_json(&by_name(RUN));
         assert_eq!(js["rows"].as_array().unwrap().len(), 6);
         assert_eq!(js["rows"][2]["layout"], "zeroed");
         assert_eq!(js["rows"][2]["over_append"], 2.5);
@@ -739,7 +732,7 @@ mod tests {
 
     #[test]
     fn the_finding_names_the_fastest_layout_at_three_writers() {
-        let f = finding(&figs(RUN)).unwrap();
+        let f = finding(&by_name(RUN)).unwrap();
         assert_eq!(
             f,
             "**Finding:** raft log, 3 concurrent writers (nn1, nn2, witness) on this \
@@ -752,7 +745,7 @@ mod tests {
             "log_fsync_prealloc_3w_512b_syncs_per_s 1500",
             "log_fsync_prealloc_3w_512b_syncs_per_s 3000",
         );
-        let f = finding(&figs(&run)).unwrap();
+        let f = finding(&by_name(&run)).unwrap();
         assert!(
             f.contains(
                 "the fastest layout differs by record size. 512 B: preallocated (fallocate) \
@@ -765,7 +758,7 @@ mod tests {
             "log_fsync_prealloc_3w_512b_syncs_per_s 1500",
             "log_fsync_prealloc_3w_512b_syncs_per_s 2400",
         );
-        let f = finding(&figs(&run)).unwrap();
+        let f = finding(&by_name(&run)).unwrap();
         assert!(
             f.contains(
                 "512 B: zero-filled at 2500 syncs/s, 2.50× appending, fdatasync p99 600 µs; \
@@ -773,6 +766,6 @@ mod tests {
             ),
             "{f}"
         );
-        assert!(finding(&figs("log_fsync_append_1w_16k_syncs_per_s 9 syncs/s\n")).is_none());
+        assert!(finding(&by_name("log_fsync_append_1w_16k_syncs_per_s 9 syncs/s\n")).is_none());
     }
 }

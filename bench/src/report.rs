@@ -167,9 +167,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     for input in &args.inputs {
         let text = std::fs::read_to_string(input)
             .with_context(|| format!("reading {}", input.display()))?;
-        for f in text.lines().filter_map(Figure::parse) {
-            figures.insert(f.name.clone(), f);
-        }
+        figures.extend(crate::figures::by_name(&text));
         fio_jobs.extend(text.lines().filter_map(fio_job));
         log_fsync_dirs.extend(text.lines().filter_map(log_fsync_dir));
     }
@@ -575,18 +573,11 @@ fn replace_table(text: &str, table: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn figs(lines: &str) -> BTreeMap<String, Figure> {
-        lines
-            .lines()
-            .filter_map(Figure::parse)
-            .map(|f| (f.name.clone(), f))
-            .collect()
-    }
+    use crate::figures::by_name;
 
     #[test]
     fn ratios_against_the_limit_and_the_peer() {
-        let f = figs(
+        let f = by_name(
             "disk_write_fsync 100 MB/s\ndisk_fio_3writers 300 MB/s\nrfs_put_r3 90 MB/s\n\
              moosefs_put_goal3 60 MB/s\n",
         );
@@ -608,7 +599,7 @@ mod tests {
                     disk_fio_1writer 200 MB/s\nrfs_put_r1 250 MB/s\n\
                     disk_fio_clients 300 MB/s\nrfs_put_4clients 240 MB/s\n";
         let jobs: Vec<String> = text.lines().filter_map(fio_job).collect();
-        let md = markdown(&figs(text), &jobs, &[]);
+        let md = markdown(&by_name(text), &jobs, &[]);
         assert!(
             md.contains("- `disk_fio_1writer: fio --name=disk_fio_1writer --numjobs=1`"),
             "{md}"
@@ -679,7 +670,7 @@ mod tests {
 
     #[test]
     fn chart_groups_come_from_the_rows() {
-        let f = figs(
+        let f = by_name(
             "disk_fio_1writer 270 MB/s\nrfs_put_r1 210 MB/s\nrfs_get_r1 530 MB/s\n\
              moosefs_get 340 MB/s\nrfs_create_1 145 ops/s\nmoosefs_create 2600 ops/s\n\
              rfs_list_1 1000 entries/s\nfailover_median_ms 866 ms\n",
@@ -717,7 +708,7 @@ mod tests {
 
     #[test]
     fn latency_groups_take_the_percentile_figures() {
-        let f = figs(
+        let f = by_name(
             "rfs_create_1 145 ops/s\nrfs_create_1_p50 400 us\nrfs_create_1_p90 900 us\n\
              rfs_create_1_p99 5000 us\nmoosefs_create_p50 300 us\n\
              rfs_stat_16_p99 70 us\nrfs_stat_1 1000 ops/s\n",
