@@ -39,6 +39,21 @@ impl Meta {
         self.group.handle.submit(Proposal::new(op)).await
     }
 
+    /// Submits `op` as call `call` of client `client` (retry-cached).
+    async fn submit_as(
+        &self,
+        client: &str,
+        call: u64,
+        op: MetaOp,
+    ) -> Result<MetaResult, NamenodeError> {
+        let key = CallKey {
+            client: client.into(),
+            call,
+        };
+        let proposal = Proposal::new(op).with_call(Some(key));
+        self.group.handle.submit(proposal).await
+    }
+
     fn close(mut self) {
         self.group.stop();
     }
@@ -143,32 +158,30 @@ fn create_with(path: &str, client: &str, overwrite: bool, take_over_from: Option
 async fn a_retried_call_gets_its_recorded_result_and_applies_once() {
     let dir = tempfile::tempdir().unwrap();
     let meta = Meta::open(dir.path()).await;
-    let call = |n| {
-        Some(CallKey {
-            client: "c1".into(),
-            call: n,
-        })
-    };
-    let submit = |op: MetaOp, n| {
-        let p = Proposal::new(op).with_call(call(n));
-        let h = meta.group.handle.clone();
-        async move { h.submit(p).await }
-    };
-    let first = submit(create("/f", "c1"), 1).await.unwrap();
+    let first = meta.submit_as("c1", 1, create("/f", "c1")).await.unwrap();
     let next_inode = meta.ns.counter(counter::NEXT_INODE).unwrap();
-    assert_eq!(submit(create("/f", "c1"), 1).await.unwrap(), first);
+    assert_eq!(
+        meta.submit_as("c1", 1, create("/f", "c1")).await.unwrap(),
+        first
+    );
     assert_eq!(meta.ns.counter(counter::NEXT_INODE).unwrap(), next_inode);
     // A new call id is a new call: now the file exists.
-    let again = submit(create("/f", "c1"), 2).await.unwrap_err();
+    let again = meta
+        .submit_as("c1", 2, create("/f", "c1"))
+        .await
+        .unwrap_err();
     assert!(matches!(again, NamenodeError::AlreadyExists(_)), "{again}");
     // Its error is recorded too, and survives a restart with the result.
     meta.close();
     let meta = Meta::open(dir.path()).await;
-    let h = meta.group.handle.clone();
-    let retry = |op: MetaOp, n| h.submit(Proposal::new(op).with_call(call(n)));
-    assert_eq!(retry(create("/f", "c1"), 1).await.unwrap(), first);
+    assert_eq!(
+        meta.submit_as("c1", 1, create("/f", "c1")).await.unwrap(),
+        first
+    );
     assert!(matches!(
-        retry(create("/f", "c1"), 2).await.unwrap_err(),
+        meta.submit_as("c1", 2, create("/f", "c1"))
+            .await
+            .unwrap_err(),
         NamenodeError::AlreadyExists(_)
     ));
     // Expiry forgets old entries: the same call id then applies afresh.
@@ -180,7 +193,9 @@ async fn a_retried_call_gets_its_recorded_result_and_applies_once() {
         MetaResult::RetryCacheExpired { removed: 2 }
     );
     assert!(matches!(
-        retry(create("/f", "c1"), 1).await.unwrap_err(),
+        meta.submit_as("c1", 1, create("/f", "c1"))
+            .await
+            .unwrap_err(),
         NamenodeError::AlreadyExists(_)
     ));
     meta.close();
@@ -267,18 +282,15 @@ async fn an_overwriting_rename_replaces_in_one_entry_and_a_retry_gets_its_first_
     let log = Meta::open(dir.path()).await;
     let old = closed_file(&log, "/f", 10).await;
     let new = closed_file(&log, "/f._COPYING_", 20).await;
-    let call = Some(CallKey {
-        client: "w".into(),
-        call: 1,
-    });
     let rename = |src: &str, dst: &str| MetaOp::RenameOverwrite {
         src: src.into(),
         dst: dst.into(),
         now_ms: 3,
     };
-    let h = log.group.handle.clone();
-    let submit = |op: MetaOp| h.submit(Proposal::new(op).with_call(call.clone()));
-    let first = submit(rename("/f._COPYING_", "/f")).await.unwrap();
+    let first = log
+        .submit_as("w", 1, rename("/f._COPYING_", "/f"))
+        .await
+        .unwrap();
     assert_eq!(
         first,
         MetaResult::RenamedOverwriting {
@@ -295,7 +307,12 @@ async fn an_overwriting_rename_replaces_in_one_entry_and_a_retry_gets_its_first_
     // A retry of the same call gets the same answer and moves nothing,
     // though a new source stands ready.
     let again = closed_file(&log, "/f._COPYING_", 30).await;
-    assert_eq!(submit(rename("/f._COPYING_", "/f")).await.unwrap(), first);
+    assert_eq!(
+        log.submit_as("w", 1, rename("/f._COPYING_", "/f"))
+            .await
+            .unwrap(),
+        first
+    );
     assert_eq!(file_of(&log, "/f").1.blocks, vec![new]);
     assert_eq!(file_of(&log, "/f._COPYING_").1.blocks, vec![again]);
 
@@ -1098,20 +1115,10 @@ fn allocation_counters(log: &Meta) -> [u64; 3] {
 async fn a_create_with_its_first_block_is_one_entry_and_a_retry_gets_both_back() {
     let dir = tempfile::tempdir().unwrap();
     let log = Meta::open(dir.path()).await;
-    let call = |n| {
-        Some(CallKey {
-            client: "w".into(),
-            call: n,
-        })
-    };
-    let submit = |log: &Meta, op: MetaOp, n| {
-        let p = Proposal::new(op).with_call(call(n));
-        let h = log.group.handle.clone();
-        async move { h.submit(p).await }
-    };
     let before = allocation_counters(&log);
     let applied = log.ns.counter(counter::APPLIED_INDEX).unwrap();
-    let first = submit(&log, with_block(create("/f", "w")), 1)
+    let first = log
+        .submit_as("w", 1, with_block(create("/f", "w")))
         .await
         .unwrap();
     let MetaResult::CreatedWithBlock {
@@ -1149,7 +1156,7 @@ async fn a_create_with_its_first_block_is_one_entry_and_a_retry_gets_both_back()
     // and the same block, and allocates nothing.
     let counters = allocation_counters(&log);
     assert_eq!(
-        submit(&log, with_block(create("/f", "w")), 1)
+        log.submit_as("w", 1, with_block(create("/f", "w")))
             .await
             .unwrap(),
         first
@@ -1158,7 +1165,7 @@ async fn a_create_with_its_first_block_is_one_entry_and_a_retry_gets_both_back()
     log.close();
     let log = Meta::open(dir.path()).await;
     assert_eq!(
-        submit(&log, with_block(create("/f", "w")), 1)
+        log.submit_as("w", 1, with_block(create("/f", "w")))
             .await
             .unwrap(),
         first
