@@ -59,12 +59,7 @@ impl Assembler {
     }
 
     pub fn push(&mut self, piece: SnapshotChunk) -> Result<(), Status> {
-        if piece.from == 0 || piece.from as usize > self.members {
-            return Err(Status::permission_denied(format!(
-                "raft snapshot from {} which is not a member of this group",
-                piece.from
-            )));
-        }
+        super::transport::check_member("snapshot", piece.from, self.members)?;
         match &self.message {
             None => {
                 if piece.message.is_empty() {

@@ -294,6 +294,17 @@ impl PeerService {
     }
 }
 
+/// Refuses a raft `what` ("batch", "snapshot") from `from` unless it is
+/// one of the group's `members` (raft ids 1 to `members`).
+pub(super) fn check_member(what: &str, from: u64, members: usize) -> Result<(), Status> {
+    if from == 0 || from as usize > members {
+        return Err(Status::permission_denied(format!(
+            "raft {what} from {from} which is not a member of this group"
+        )));
+    }
+    Ok(())
+}
+
 /// A stop signal that never fires, until the server's own is set.
 pub fn never_stopping() -> tokio::sync::watch::Receiver<bool> {
     tokio::sync::watch::channel(false).1
@@ -310,12 +321,7 @@ async fn stopped(mut stopping: tokio::sync::watch::Receiver<bool>) {
 impl PeerService {
     /// Hands one batch's messages to the raft loop, or says why not.
     fn deliver(&self, batch: RaftBatch) -> Result<(), Status> {
-        if batch.from == 0 || batch.from as usize > self.members {
-            return Err(Status::permission_denied(format!(
-                "raft batch from {} which is not a member of this group",
-                batch.from
-            )));
-        }
+        check_member("batch", batch.from, self.members)?;
         self.space.set_peer_low(batch.from, batch.low_on_disk);
         for bytes in batch.messages {
             let m = Message::parse_from_bytes(&bytes)
