@@ -394,19 +394,24 @@ impl SnapshotMaker {
     /// building one (unless a build runs) and returns None.
     fn take_or_start(&self, ns: &Namespace, wanted: u64) -> Option<Built> {
         let mut making = self.making.lock().expect("snapshot maker lock poisoned");
-        if let Making::Building(h) = &*making {
-            if !h.is_finished() {
+        *making = match std::mem::replace(&mut *making, Making::Idle) {
+            Making::Building(h) if !h.is_finished() => {
+                *making = Making::Building(h);
                 return None;
             }
-            let Making::Building(h) = std::mem::replace(&mut *making, Making::Idle) else {
-                unreachable!("checked above");
-            };
-            match h.join() {
-                Ok(Ok(built)) => *making = Making::Ready(built),
-                Ok(Err(e)) => tracing::error!("building a raft snapshot failed: {e}"),
-                Err(_) => tracing::error!("building a raft snapshot panicked"),
-            }
-        }
+            Making::Building(h) => match h.join() {
+                Ok(Ok(built)) => Making::Ready(built),
+                Ok(Err(e)) => {
+                    tracing::error!("building a raft snapshot failed: {e}");
+                    Making::Idle
+                }
+                Err(_) => {
+                    tracing::error!("building a raft snapshot panicked");
+                    Making::Idle
+                }
+            },
+            other => other,
+        };
         if let Making::Ready(built) = &*making {
             if built.index >= wanted {
                 return Some(built.clone());
