@@ -655,6 +655,24 @@ async fn submit_checked(
     Ok(result)
 }
 
+/// The model test's create of `path` by writer "c", parents made as
+/// needed.
+fn model_create(path: &str, replication: u32, overwrite: bool) -> MetaOp {
+    MetaOp::Create {
+        path: path.into(),
+        client_id: "c".into(),
+        overwrite,
+        replication,
+        block_size: 1 << 20,
+        mode: 0o644,
+        create_parent: true,
+        owner: "u".into(),
+        group: "g".into(),
+        now_ms: 1,
+        take_over_from: None,
+    }
+}
+
 /// What [`write_open`] left.
 enum Opened {
     /// The create was refused.
@@ -675,19 +693,7 @@ async fn write_open(
     replication: u32,
     overwrite: bool,
 ) -> Result<Opened, TestCaseError> {
-    let op = MetaOp::Create {
-        path: path.into(),
-        client_id: "c".into(),
-        overwrite,
-        replication,
-        block_size: 1 << 20,
-        mode: 0o644,
-        create_parent: true,
-        owner: "u".into(),
-        group: "g".into(),
-        now_ms: 1,
-        take_over_from: None,
-    };
+    let op = model_create(path, replication, overwrite);
     // Paths of even length are created with their first block in the same
     // entry (`CreateWithBlock`), as the client library does; the others
     // get every block from `AddBlock`.
@@ -859,20 +865,7 @@ async fn run_steps(steps: Vec<Step>) -> Result<(), TestCaseError> {
             }
             Step::Mkdirs(p) => (model.mkdirs(p), log.submit(mkdirs(p)).await.is_ok()),
             Step::Create(p) => {
-                let op = MetaOp::Create {
-                    path: p.clone(),
-                    client_id: "c".into(),
-                    overwrite: false,
-                    replication: 3,
-                    block_size: 1 << 20,
-                    mode: 0o644,
-                    create_parent: true,
-                    owner: "u".into(),
-                    group: "g".into(),
-                    now_ms: 1,
-                    take_over_from: None,
-                };
-                let ok = log.submit(op).await.is_ok();
+                let ok = log.submit(model_create(p, 3, false)).await.is_ok();
                 if ok {
                     let done = MetaOp::Complete {
                         path: p.clone(),
