@@ -1,8 +1,8 @@
 //! The state machine: applies one [`MetaOp`] to the namespace in memory,
 //! all its changes at once, with the op's log index.
 //!
-//! Knows nothing of where ops come from (the raft log) nor of sled (the
-//! checkpoint writer stores what changed, `checkpoint.rs`). Validation
+//! Knows nothing of where ops come from (the raft log) nor of disks (the
+//! checkpoint writer stores what changed, `checkpoint/`). Validation
 //! happens here, deterministically, so an op that fails (the file
 //! appeared meanwhile, the directory is no longer empty) applies as a
 //! no-op apart from the index and returns its error. Callers apply ops

@@ -17,11 +17,10 @@ pub use rfs_proto::defaults::MAX_REPLICATION;
 pub struct Config {
     pub rpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
-    /// Metadata directory: the sled store and the raft log.
+    /// Metadata directory: the checkpoint (`checkpoint/`) and the raft log.
     pub name_dir: PathBuf,
-    /// Memory the metadata store may cache, in MiB: with the block map,
-    /// what bounds the namenode's resident size (the rest is read back
-    /// from disk, usually from the OS page cache).
+    /// Cache for reading a sled store an older rfs left in the name dir,
+    /// once, when it is moved into the checkpoint image, in MiB.
     pub cache_mib: u64,
     /// Free space the name dir must keep, in MiB (HDFS's
     /// `dfs.namenode.resource.du.reserved`; 0: no check). A leader below

@@ -1,5 +1,5 @@
-//! The rfs namenode: the namespace (inode tree in sled, replicated by a
-//! raft group whose log is the write-ahead log), the block map, the
+//! The rfs namenode: the namespace (inode tree in memory, checkpointed
+//! behind a raft group's log, which is the write-ahead log), the block map, the
 //! datanode registry, leases and block placement, served over gRPC. It
 //! never touches block bytes.
 //!
@@ -24,6 +24,7 @@ pub mod path;
 pub mod placement;
 pub mod raft;
 pub mod reclaim;
+pub mod records;
 pub mod recovery_check;
 pub mod replication;
 pub mod reported;
@@ -190,14 +191,8 @@ pub fn open_metadata(
     std::fs::create_dir_all(dir).map_err(|e| {
         NamenodeError::Store(format!("cannot create name dir {}: {e}", dir.display()))
     })?;
-    let db = checkpoint::open_db(dir, config.cache_mib.saturating_mul(1 << 20)).map_err(|e| {
-        NamenodeError::Store(format!(
-            "cannot open metadata store in {}: {e}",
-            dir.display()
-        ))
-    })?;
-    let ns =
-        Namespace::open(&db).map_err(|e| NamenodeError::Store(format!("metadata store: {e}")))?;
+    let ns = Namespace::open(dir, config.cache_mib.saturating_mul(1 << 20))
+        .map_err(|e| NamenodeError::Store(format!("metadata store: {e}")))?;
     // Every member formats identically (no clock), so their states match.
     apply::format_if_new(&ns, 0)
         .map_err(|e| NamenodeError::Store(format!("formatting the metadata store: {e}")))?;

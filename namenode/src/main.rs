@@ -37,7 +37,8 @@ struct Args {
     /// Directory for the metadata store and raft log [default: .rfs/name].
     #[arg(long)]
     name_dir: Option<PathBuf>,
-    /// Memory the metadata store may cache, in MiB [default: 16].
+    /// Cache for moving an older rfs's sled store (meta.sled/) into the
+    /// checkpoint image, once, in MiB [default: 16].
     #[arg(long)]
     cache_mib: Option<u64>,
     /// Free space the name dir must keep, in MiB (0: no check). Below it a

@@ -516,8 +516,11 @@ enum Step {
     Rename(String, String),
     RenameOverwrite(String, String),
     Restart,
-    /// A checkpoint to sled now (the background writer's job).
+    /// A checkpoint now (the background writer's job).
     Checkpoint,
+    /// The deltas folded into a new image now (the background writer's
+    /// job once they have grown).
+    Merge,
     /// kill -9: no final checkpoint; reopening replays the log since the
     /// last one.
     Crash,
@@ -573,6 +576,7 @@ fn arb_step() -> impl Strategy<Value = Step> {
         2 => (arb_path(), arb_path()).prop_map(|(a, b)| Step::RenameOverwrite(a, b)),
         1 => Just(Step::Restart),
         2 => Just(Step::Checkpoint),
+        2 => Just(Step::Merge),
         2 => Just(Step::Crash),
     ]
 }
@@ -587,18 +591,15 @@ fn snapshot(ns: &Namespace) -> BTreeMap<String, bool> {
         .collect()
 }
 
-/// The state keys sled holds, sorted.
+/// The state keys the checkpoint files hold, sorted.
 fn checkpoint_pairs(ns: &Namespace) -> Pairs {
-    let raw = ns.store().raw();
-    let mut out = Vec::new();
-    for p in rfs_namenode::checkpoint::STATE_PREFIXES {
-        for kv in raw.scan_prefix([*p]) {
-            let (k, v) = kv.unwrap();
-            out.push((k.to_vec(), v.to_vec()));
-        }
-    }
-    out.sort();
-    out
+    let (at, pairs) = ns.store().checkpoint_pairs().unwrap();
+    assert_eq!(at, ns.checkpointed());
+    assert!(
+        pairs.windows(2).all(|w| w[0].0 < w[1].0),
+        "sorted, each key once"
+    );
+    pairs
 }
 
 /// The in-memory state as checkpoint pairs, sorted.
@@ -861,6 +862,16 @@ async fn run_steps(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 let at = log.ns.checkpoint().unwrap();
                 prop_assert_eq!(at, log.ns.counter(counter::APPLIED_INDEX).unwrap());
                 prop_assert_eq!(checkpoint_pairs(&log.ns), memory_pairs(&log.ns));
+                continue;
+            }
+            Step::Merge => {
+                let before = checkpoint_pairs(&log.ns);
+                log.ns.store().merge().unwrap();
+                prop_assert_eq!(
+                    checkpoint_pairs(&log.ns),
+                    before,
+                    "a merge changed the state"
+                );
                 continue;
             }
             Step::Mkdirs(p) => (model.mkdirs(p), log.submit(mkdirs(p)).await.is_ok()),

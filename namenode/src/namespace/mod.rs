@@ -1,8 +1,8 @@
 //! The namespace: inodes, directories, the block → file index, the id
 //! counters and the retry cache, held in memory on every member
 //! ([`tree`]) and read through [`Namespace`]. Only `apply.rs` changes it,
-//! one op's [`Change`]s at a time; sled holds checkpoints of it behind the
-//! raft log (`checkpoint.rs`), never touched per op.
+//! one op's [`Change`]s at a time; `checkpoint/` keeps checkpoints of it behind the
+//! raft log (an image and deltas), never touched per op.
 //!
 //! The root directory is inode [`ROOT_ID`].
 
@@ -102,8 +102,8 @@ impl Inode {
     }
 }
 
-/// The namespace of this member: the tree in memory and the sled store
-/// its checkpoints go to. Clones share both.
+/// The namespace of this member: the tree in memory and the store on
+/// disk its checkpoints go to. Clones share both.
 #[derive(Clone)]
 pub struct Namespace {
     tree: Arc<RwLock<Tree>>,
@@ -122,9 +122,10 @@ pub struct Resolved {
 const FILES_PER_READ: usize = 1024;
 
 impl Namespace {
-    /// Loads the last checkpoint in `db` into memory.
-    pub fn open(db: &sled::Db) -> Result<Namespace> {
-        let (store, tree) = Store::open(db)?;
+    /// Loads the last checkpoint in `name_dir` into memory (moving an
+    /// older rfs's sled store over first, with `sled_cache_bytes`).
+    pub fn open(name_dir: &std::path::Path, sled_cache_bytes: u64) -> Result<Namespace> {
+        let (store, tree) = Store::open(name_dir, sled_cache_bytes)?;
         Ok(Namespace {
             tree: Arc::new(RwLock::new(tree)),
             store: Arc::new(store),
@@ -156,7 +157,7 @@ impl Namespace {
         tree.counters = counters;
     }
 
-    /// Writes what changed since the last checkpoint to sled, as the state
+    /// Writes what changed since the last checkpoint to disk, as the state
     /// at the applied index now, and makes it durable. Returns that index.
     pub fn checkpoint(&self) -> Result<u64> {
         self.store.checkpoint(&self.tree)
@@ -170,10 +171,13 @@ impl Namespace {
 
     /// The whole state as checkpoint key/value pairs, at the applied index
     /// returned with them: what a checkpoint of everything would write
-    /// (tests compare it with sled; raft snapshots are read from sled).
+    /// (tests compare it with the files; raft snapshots are read from them).
     pub fn snapshot(&self) -> (u64, Pairs) {
         let tree = self.read();
-        (tree.counters.applied, crate::checkpoint::pairs(&tree))
+        (
+            tree.counters.applied,
+            crate::checkpoint::encoding::pairs(&tree),
+        )
     }
 
     /// Replaces the whole state with a snapshot's `pairs` at `index`,

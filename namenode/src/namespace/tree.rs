@@ -1,8 +1,8 @@
 //! The namespace in memory, as HDFS's FSDirectory and the MooseFS master
 //! keep it: inodes by id, each directory's children sorted by name, the
 //! block → file index, the id counters and the retry cache. Serving and
-//! applying read and change only this; sled is the checkpoint behind the
-//! raft log (`checkpoint.rs`).
+//! applying read and change only this; `checkpoint/` keeps it on disk
+//! behind the raft log.
 //!
 //! Every change marks what it touched as dirty, so that a checkpoint
 //! writes just that, with the values of one applied index.

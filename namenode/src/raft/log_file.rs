@@ -2,8 +2,8 @@
 //! name dir): what makes an entry durable is one `write` and one
 //! `fdatasync` of a file, not a flush of the whole metadata store.
 //!
-//! The file is a sequence of records, each `len (u32 LE) | crc32c of body
-//! (u32 LE) | body`, where the body is a kind byte and a protobuf message:
+//! The file is a sequence of checksummed records (`records.rs`), each body
+//! a kind byte and a protobuf message:
 //! - `E`: an `Entry`. An entry at an index the log already holds replaces
 //!   that index and everything after it (a new leader overwrote the tail);
 //! - `H`: a `HardState` (term, vote, commit), replacing the previous one.
@@ -25,13 +25,10 @@ use std::sync::Arc;
 use raft::prelude::{Entry, HardState};
 
 use crate::error::{NamenodeError, Result};
+use crate::records::{frame, records};
 
 const KIND_ENTRY: u8 = b'E';
 const KIND_HARD_STATE: u8 = b'H';
-const HEADER: usize = 8;
-/// No record is this large (entries are bounded by the RPC message size);
-/// a longer length is a torn or corrupt header.
-const MAX_RECORD: usize = 256 * 1024 * 1024;
 
 pub struct LogFile {
     path: PathBuf,
@@ -50,36 +47,10 @@ fn io_err(path: &Path, what: &str, e: std::io::Error) -> NamenodeError {
 }
 
 fn encode_record(out: &mut Vec<u8>, kind: u8, msg: &impl protobuf::Message) {
-    let start = out.len();
-    out.extend_from_slice(&[0u8; HEADER]);
-    out.push(kind);
-    msg.write_to_vec(out).expect("raft messages always encode");
-    let body = &out[start + HEADER..];
-    let len = body.len() as u32;
-    let crc = crc32c::crc32c(body);
-    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
-    out[start + 4..start + HEADER].copy_from_slice(&crc.to_le_bytes());
-}
-
-/// Whole, checksummed records from the start of `bytes`: their bodies and
-/// the length of the valid prefix.
-fn records(bytes: &[u8]) -> (Vec<&[u8]>, usize) {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while bytes.len() - at >= HEADER {
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes"));
-        if len == 0 || len > MAX_RECORD || bytes.len() - at - HEADER < len {
-            break;
-        }
-        let body = &bytes[at + HEADER..at + HEADER + len];
-        if crc32c::crc32c(body) != crc {
-            break;
-        }
-        out.push(body);
-        at += HEADER + len;
-    }
-    (out, at)
+    frame(out, |body| {
+        body.push(kind);
+        msg.write_to_vec(body).expect("raft messages always encode");
+    });
 }
 
 impl LogFile {

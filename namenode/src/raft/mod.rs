@@ -2,7 +2,7 @@
 //! namenode's write-ahead log.
 //!
 //! - `log_file.rs`: the raft log and hard state as an append-only file;
-//! - `storage.rs`: raft-rs's `Storage` over that file and the state in sled;
+//! - `storage.rs`: raft-rs's `Storage` over that file and the checkpoint;
 //! - `node.rs`: the one thread that drives `RawNode` and applies
 //!   committed entries to the state machine (`apply.rs`, which knows
 //!   nothing of raft);
@@ -70,7 +70,7 @@ pub struct RaftGroup {
     checkpointer: Checkpointer,
 }
 
-/// How often the namespace's changes are checkpointed to sled: what a
+/// How often the namespace's changes are checkpointed: what a
 /// restart replays at most, and how far the log trails compaction.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 

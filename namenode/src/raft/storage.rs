@@ -1,12 +1,13 @@
 //! raft-rs's `Storage`: the log and hard state in an append-only file
 //! ([`LogFile`], `raft.log` in the name dir), the group's voters and the
-//! last compaction point in sled beside the state machine they describe.
+//! last compaction point in the checkpoint beside the state machine they
+//! describe (`checkpoint/`).
 //!
 //! | where                | what                                       |
 //! |----------------------|--------------------------------------------|
 //! | `raft.log`           | entries after the compaction point, hard state |
-//! | sled `rc`            | `ConfState` (the voters)                   |
-//! | sled `rs`            | `SnapshotMetadata` of the last compaction  |
+//! | checkpoint `rc`      | `ConfState` (the voters)                   |
+//! | checkpoint `rs`      | `SnapshotMetadata` of the last compaction  |
 //!
 //! To ensure correctness, writers uphold raft-rs's contract:
 //! - the log has no holes: entries run from `first_index` to `last_index`
@@ -16,12 +17,12 @@
 //!   `fdatasync` of the log file) before any message that depends on them
 //!   leaves (`persisted_messages`), and the vote before a vote is answered;
 //! - the state machine is NOT flushed per entry: the applied index lives
-//!   beside the state it describes (`apply.rs`), sled recovers a prefix of
-//!   its writes, and after a crash the entries past the recovered applied
+//!   beside the state it describes (`apply.rs`), a checkpoint holds the
+//!   state at one applied index, and after a crash the entries past the recovered applied
 //!   index are applied again from the log. So the log is compacted only up
 //!   to a state flushed first (in [`RaftStorage::compact`]);
 //! - installing a snapshot replaces the state machine and records the
-//!   snapshot point in ONE atomic sled batch, flushed before the log is
+//!   snapshot point in ONE image renamed into place, before the log is
 //!   emptied. A crash between the two leaves log entries that
 //!   [`RaftStorage::open`] keeps only if they continue the snapshot.
 
@@ -31,7 +32,6 @@ use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError};
 
 use super::log_file::LogFile;
-use crate::checkpoint::STORE_DIR;
 use crate::error::{NamenodeError, Result};
 use crate::namespace::Namespace;
 
@@ -40,7 +40,8 @@ pub const LOG_FILE: &str = "raft.log";
 const CONF_STATE: &[u8] = b"rc";
 const SNAPSHOT_META: &[u8] = b"rs";
 /// Where rfs before the log file kept entries (`re` index) and the hard
-/// state (`rh`) in sled; moved into the log file on first open.
+/// state (`rh`), among the checkpoint's keys; moved into the log file on
+/// first open.
 const OLD_ENTRY_PREFIX: &[u8] = b"re";
 const OLD_HARD_STATE: &[u8] = b"rh";
 
@@ -74,19 +75,19 @@ impl RaftStorage {
     /// (kept in `name_dir` too). A new store starts with `voters` as the
     /// group; an existing one must hold the same group.
     pub fn open(ns: Namespace, name_dir: &Path, voters: &[u64]) -> Result<RaftStorage> {
-        let tree = ns.store().raw();
-        let snap: SnapshotMetadata = match tree.get(SNAPSHOT_META)? {
+        let store = ns.store();
+        let snap: SnapshotMetadata = match store.raft_key(SNAPSHOT_META) {
             Some(v) => decode(&v)?,
             None => SnapshotMetadata::default(),
         };
-        let conf: ConfState = match tree.get(CONF_STATE)? {
+        let conf: ConfState = match store.raft_key(CONF_STATE) {
             Some(v) => decode(&v)?,
             None => {
                 let c = ConfState {
                     voters: voters.to_vec(),
                     ..Default::default()
                 };
-                tree.insert(CONF_STATE, encode(&c))?;
+                store.put_raft_keys(vec![(CONF_STATE.to_vec(), Some(encode(&c)))])?;
                 c
             }
         };
@@ -103,7 +104,7 @@ impl RaftStorage {
             )));
         }
         let mut log = LogFile::open(&name_dir.join(LOG_FILE))?;
-        migrate_from_sled(&ns, &mut log)?;
+        migrate_old_log(&ns, &mut log)?;
         let continues = match (log.first_index(), log.entry(snap.index)) {
             (None, _) => true,
             (Some(_), Some(at_snap)) => at_snap.term == snap.term,
@@ -123,8 +124,8 @@ impl RaftStorage {
             log.compact(snap.index)?;
         }
         Ok(RaftStorage {
+            store_dir: ns.store().dir().to_path_buf(),
             ns,
-            store_dir: name_dir.join(STORE_DIR),
             log,
             conf,
             snap,
@@ -207,9 +208,9 @@ impl RaftStorage {
             ..Default::default()
         };
         meta.set_conf_state(self.conf.clone());
-        let raw = self.ns.store().raw();
-        raw.insert(SNAPSHOT_META, encode(&meta))
-            .and_then(|_| raw.flush())
+        self.ns
+            .store()
+            .put_raft_keys(vec![(SNAPSHOT_META.to_vec(), Some(encode(&meta)))])
             .map_err(|e| self.state_write_failed("cannot record the snapshot point in", e))?;
         self.snap = meta;
         self.maker.forget_before(upto);
@@ -237,13 +238,13 @@ impl RaftStorage {
     }
 }
 
-/// Moves a log kept in sled by an older rfs into the (new, empty) log file,
-/// durably, then removes it from sled.
-fn migrate_from_sled(ns: &Namespace, log: &mut LogFile) -> Result<()> {
-    let tree = ns.store().raw();
-    let hard = tree.get(OLD_HARD_STATE)?;
-    let mut old = tree.scan_prefix(OLD_ENTRY_PREFIX).peekable();
-    if hard.is_none() && old.peek().is_none() {
+/// Moves a log kept among the checkpoint's keys by an older rfs into the
+/// (new, empty) log file, durably, then removes it from there.
+fn migrate_old_log(ns: &Namespace, log: &mut LogFile) -> Result<()> {
+    let store = ns.store();
+    let hard = store.raft_key(OLD_HARD_STATE);
+    let old = store.raft_keys(OLD_ENTRY_PREFIX);
+    if hard.is_none() && old.is_empty() {
         return Ok(());
     }
     if log.last_index().is_some() {
@@ -254,20 +255,18 @@ fn migrate_from_sled(ns: &Namespace, log: &mut LogFile) -> Result<()> {
         ));
     }
     let mut entries = Vec::new();
-    let mut batch = sled::Batch::default();
-    for kv in old {
-        let (k, v) = kv?;
+    let mut removed = Vec::new();
+    for (k, v) in old {
         entries.push(decode::<Entry>(&v)?);
-        batch.remove(k);
+        removed.push((k, None));
     }
     log.append(&entries)?;
     if let Some(hs) = hard {
         log.set_hard_state(&decode(&hs)?)?;
     }
     log.sync()?;
-    batch.remove(OLD_HARD_STATE);
-    tree.apply_batch(batch)?;
-    tree.flush()?;
+    removed.push((OLD_HARD_STATE.to_vec(), None));
+    store.put_raft_keys(removed)?;
     tracing::info!(
         "moved {} raft log entries from the metadata store into the log file",
         entries.len()
@@ -338,7 +337,7 @@ impl raft::Storage for RaftStorage {
     }
 
     /// A snapshot for a member that needs entries compacted away: the last
-    /// durable checkpoint, read from sled and LZ4-compressed on a thread of
+    /// durable checkpoint, read from its files and LZ4-compressed on a thread of
     /// its own ([`SnapshotMaker`]). Until it is ready raft-rs is told the
     /// snapshot is temporarily unavailable and asks again on a later
     /// heartbeat, so neither the raft loop nor apply waits for it. The
@@ -500,8 +499,7 @@ mod tests {
     use crate::raft::log_file::tests::entry;
 
     fn open(dir: &std::path::Path) -> RaftStorage {
-        let db = crate::checkpoint::open_db(dir, 1 << 20).unwrap();
-        RaftStorage::open(Namespace::open(&db).unwrap(), dir, &[1, 2, 3]).unwrap()
+        RaftStorage::open(Namespace::open(dir, 1 << 20).unwrap(), dir, &[1, 2, 3]).unwrap()
     }
 
     fn get(s: &RaftStorage, low: u64, high: u64) -> raft::Result<Vec<u64>> {
@@ -646,8 +644,8 @@ mod tests {
         // Kept for the next member that needs one.
         assert_eq!(s.snapshot(4, 3).unwrap().data, snap.data);
 
-        // A wiped member installs it: state replaced in memory and in
-        // sled, log restarted after it.
+        // A wiped member installs it: state replaced in memory and on
+        // disk, log restarted after it.
         let other = tempfile::tempdir().unwrap();
         let mut t = open(other.path());
         t.append(&[entry(1, 1)]).unwrap();
@@ -701,7 +699,7 @@ mod tests {
 
     #[test]
     fn after_a_crash_mid_install_only_entries_continuing_the_snapshot_stay() {
-        // The sled half of an install landed, the log reset did not: what
+        // The checkpoint half of an install landed, the log reset did not: what
         // the log holds past the snapshot stays only if it continues it.
         for (snap_term, kept) in [(1, vec![5, 6]), (2, vec![])] {
             let dir = tempfile::tempdir().unwrap();
@@ -714,9 +712,9 @@ mod tests {
                 term: snap_term,
                 ..Default::default()
             };
-            let raw = s.ns.store().raw();
-            raw.insert(SNAPSHOT_META, encode(&meta)).unwrap();
-            raw.flush().unwrap();
+            s.ns.store()
+                .put_raft_keys(vec![(SNAPSHOT_META.to_vec(), Some(encode(&meta)))])
+                .unwrap();
             drop(s);
             let s = open(dir.path());
             let held: Vec<u64> = s.log.entries().iter().map(|e| e.index).collect();
@@ -730,15 +728,16 @@ mod tests {
     }
 
     #[test]
-    fn a_log_kept_in_sled_by_an_older_rfs_moves_into_the_file() {
+    fn a_store_kept_in_sled_by_an_older_rfs_moves_into_the_image_and_the_log_file() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let db = crate::checkpoint::open_db(dir.path(), 1 << 20).unwrap();
-            let ns = Namespace::open(&db).unwrap();
+            // As an older rfs left it: the state and its raft log in sled.
+            let db = sled::open(dir.path().join("meta.sled")).unwrap();
+            let tree = db.open_tree("namespace").unwrap();
             for i in 1..=3u64 {
                 let mut k = OLD_ENTRY_PREFIX.to_vec();
                 k.extend_from_slice(&i.to_be_bytes());
-                ns.store().raw().insert(k, encode(&entry(i, 1))).unwrap();
+                tree.insert(k, encode(&entry(i, 1))).unwrap();
             }
             let hs = HardState {
                 term: 1,
@@ -746,32 +745,40 @@ mod tests {
                 commit: 3,
                 ..Default::default()
             };
-            ns.store()
-                .raw()
-                .insert(OLD_HARD_STATE, encode(&hs))
-                .unwrap();
-            ns.store().raw().flush().unwrap();
+            tree.insert(OLD_HARD_STATE, encode(&hs)).unwrap();
+            let scratch = tempfile::tempdir().unwrap();
+            let state = Namespace::open(scratch.path(), 1 << 20).unwrap();
+            state.commit(put_linked_dir(7, "kept"), counters_at(3));
+            for (k, v) in state.snapshot().1 {
+                tree.insert(k, v).unwrap();
+            }
+            tree.flush().unwrap();
         }
         let s = open(dir.path());
         assert_eq!(get(&s, 1, 4).unwrap(), vec![1, 2, 3]);
         assert_eq!(s.hard_state().vote, 2);
-        assert!(s.ns.store().raw().scan_prefix(b"r").all(|kv| {
-            let k = kv.unwrap().0;
-            k.as_ref() == CONF_STATE
-        }));
+        assert!(s.ns.inode(7).unwrap().is_some(), "the state moved over");
+        assert_eq!(s.ns.counter(counter::APPLIED_INDEX).unwrap(), 3);
+        assert!(s.ns.store().raft_keys(OLD_ENTRY_PREFIX).is_empty());
+        assert!(s.ns.store().raft_key(OLD_HARD_STATE).is_none());
+        assert!(!dir.path().join("meta.sled").exists(), "moved aside");
         drop(s);
         let s = open(dir.path());
         assert_eq!((s.last_index().unwrap(), s.hard_state().commit), (3, 3));
+        assert!(s.ns.inode(7).unwrap().is_some());
     }
 
     #[test]
     fn a_store_of_another_group_size_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         drop(open(dir.path()));
-        let db = crate::checkpoint::open_db(dir.path(), 1 << 20).unwrap();
-        let err = RaftStorage::open(Namespace::open(&db).unwrap(), dir.path(), &[1])
-            .err()
-            .unwrap();
+        let err = RaftStorage::open(
+            Namespace::open(dir.path(), 1 << 20).unwrap(),
+            dir.path(),
+            &[1],
+        )
+        .err()
+        .unwrap();
         assert!(err.to_string().contains("membership"), "{err}");
     }
 }

@@ -1,0 +1,263 @@
+//! The checkpoint's keys and values: how the namespace in memory becomes
+//! key/value pairs (a checkpoint's ops, a raft snapshot, an image) and
+//! back. Keys carry a one-byte prefix:
+//!
+//! | key                                  | value                      |
+//! |--------------------------------------|----------------------------|
+//! | `i` inode id (u64 BE)                | [`Inode`] (bincode)        |
+//! | `c` parent id (u64 BE) ++ name       | child inode id (u64 BE)    |
+//! | `b` block id (u64 BE)                | owning inode id (u64 BE)   |
+//! | `m` counter name                     | u64 BE                     |
+//! | `x` client id ++ 0 ++ call id (u64 BE) | `RetryEntry` (bincode)   |
+//! | `d` datanode id                      | empty: being decommissioned |
+//! | `r…`                                 | the raft log's own keys (`raft/storage.rs`) |
+
+use crate::error::{NamenodeError, Result};
+use crate::meta_op::CallKey;
+use crate::namespace::tree::{Dirty, Tree};
+use crate::namespace::{counter, Counters, Inode};
+
+/// Checkpoint keys and values: what a raft snapshot carries.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// One key's new value, or None where the key is removed: what a
+/// checkpoint writes.
+pub type Op = (Vec<u8>, Option<Vec<u8>>);
+
+/// Key prefixes of the state machine (everything but the raft log's
+/// keys): what a snapshot carries.
+pub const STATE_PREFIXES: &[u8] = b"bcdimx";
+
+/// The prefix of the raft log's keys.
+pub const RAFT_PREFIX: u8 = b'r';
+
+pub fn is_state_key(key: &[u8]) -> bool {
+    key.first().is_some_and(|p| STATE_PREFIXES.contains(p))
+}
+
+pub fn inode_key(id: u64) -> [u8; 9] {
+    let mut k = [b'i'; 9];
+    k[1..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
+pub fn child_key(parent: u64, name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + name.len());
+    k.push(b'c');
+    k.extend_from_slice(&parent.to_be_bytes());
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+pub fn block_key(id: u64) -> [u8; 9] {
+    let mut k = [b'b'; 9];
+    k[1..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
+pub fn retry_key(call: &CallKey) -> Vec<u8> {
+    let mut k = Vec::with_capacity(10 + call.client.len());
+    k.push(b'x');
+    k.extend_from_slice(call.client.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&call.call.to_be_bytes());
+    k
+}
+
+pub fn decommission_key(datanode_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + datanode_id.len());
+    k.push(b'd');
+    k.extend_from_slice(datanode_id.as_bytes());
+    k
+}
+
+fn u64_of(v: &[u8]) -> Result<u64> {
+    let a: [u8; 8] = v
+        .try_into()
+        .map_err(|_| NamenodeError::Store("corrupt u64 value in the checkpoint".into()))?;
+    Ok(u64::from_be_bytes(a))
+}
+
+/// The counters as checkpoint pairs.
+fn counter_values(c: &Counters) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> {
+    [
+        (counter::APPLIED_INDEX, c.applied),
+        (counter::NEXT_INODE, c.next_inode),
+        (counter::NEXT_BLOCK, c.next_block),
+        (counter::NEXT_GEN_STAMP, c.next_gen_stamp),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_vec(), v.to_be_bytes().to_vec()))
+}
+
+/// Sets one state key of `tree` to `value`, or removes it. Unknown keys
+/// are refused: the store was written by something else.
+pub fn set_pair(tree: &mut Tree, k: &[u8], value: Option<&[u8]>) -> Result<()> {
+    let bad = || NamenodeError::Store(format!("corrupt checkpoint key {k:?}"));
+    match (k.first(), value) {
+        (Some(b'i'), Some(v)) => {
+            let inode: Inode = bincode::deserialize(v)?;
+            if inode_key(inode.id) != k {
+                return Err(bad());
+            }
+            tree.inodes.insert(inode.id, inode);
+        }
+        (Some(b'i'), None) if k.len() == 9 => {
+            tree.inodes.remove(&u64_of(&k[1..])?);
+        }
+        (Some(b'c'), _) if k.len() >= 9 => {
+            let parent = u64_of(&k[1..9])?;
+            let name = std::str::from_utf8(&k[9..]).map_err(|_| bad())?;
+            match value {
+                Some(v) => {
+                    let id = u64_of(v)?;
+                    tree.children
+                        .entry(parent)
+                        .or_default()
+                        .insert(name.to_string(), id);
+                }
+                // As an unlink does: a directory without children has no
+                // entry.
+                None => {
+                    if let Some(kids) = tree.children.get_mut(&parent) {
+                        kids.remove(name);
+                        if kids.is_empty() {
+                            tree.children.remove(&parent);
+                        }
+                    }
+                }
+            }
+        }
+        (Some(b'b'), _) if k.len() == 9 => {
+            let block = u64_of(&k[1..])?;
+            match value {
+                Some(v) => tree.block_owner.insert(block, u64_of(v)?),
+                None => tree.block_owner.remove(&block),
+            };
+        }
+        (Some(b'm'), Some(v)) => {
+            let value = u64_of(v)?;
+            let c = &mut tree.counters;
+            match k {
+                counter::APPLIED_INDEX => c.applied = value,
+                counter::NEXT_INODE => c.next_inode = value,
+                counter::NEXT_BLOCK => c.next_block = value,
+                counter::NEXT_GEN_STAMP => c.next_gen_stamp = value,
+                _ => return Err(bad()),
+            }
+        }
+        (Some(b'x'), Some(v)) => {
+            tree.retry.insert(k.to_vec(), bincode::deserialize(v)?);
+        }
+        (Some(b'x'), None) => {
+            tree.retry.remove(k);
+        }
+        (Some(b'd'), _) => {
+            let id = std::str::from_utf8(&k[1..]).map_err(|_| bad())?;
+            match value {
+                Some(_) => tree.decommissioning.insert(id.to_string()),
+                None => tree.decommissioning.remove(id),
+            };
+        }
+        _ => return Err(bad()),
+    }
+    Ok(())
+}
+
+/// The whole of `tree` as checkpoint key/value pairs, encoded as a
+/// checkpoint writes them (tests compare it with what the files hold).
+pub fn pairs(tree: &Tree) -> Pairs {
+    let everything = Dirty {
+        inodes: tree.inodes.keys().copied().collect(),
+        links: (tree.children.iter())
+            .flat_map(|(parent, kids)| kids.keys().map(|name| (*parent, name.clone())))
+            .collect(),
+        blocks: tree.block_owner.keys().copied().collect(),
+        retry: tree.retry.keys().cloned().collect(),
+        decommissioning: tree.decommissioning.iter().cloned().collect(),
+    };
+    let captured = capture(tree, &everything).expect("the namespace always encodes");
+    let mut out: Pairs = keyed(&everything, captured)
+        .filter_map(|(key, value)| Some((key, value.into_value()?)))
+        .collect();
+    out.extend(counter_values(&tree.counters));
+    out
+}
+
+/// A dirty key's value, captured under the tree's lock: a removal costs
+/// nothing there, and the keys are built after the lock is released.
+pub enum Captured {
+    Gone,
+    Id(u64),
+    Encoded(Vec<u8>),
+    Present,
+}
+
+impl Captured {
+    /// The value written, or None for a removed key.
+    fn into_value(self) -> Option<Vec<u8>> {
+        match self {
+            Captured::Gone => None,
+            Captured::Id(id) => Some(id.to_be_bytes().to_vec()),
+            Captured::Encoded(v) => Some(v),
+            Captured::Present => Some(Vec::new()),
+        }
+    }
+}
+
+/// `dirty`'s values in `tree` now, in the order [`ops`] walks
+/// `dirty` (a set not changed in between iterates the same way).
+pub fn capture(tree: &Tree, dirty: &Dirty) -> Result<Vec<Captured>> {
+    let mut out = Vec::with_capacity(dirty.len());
+    for id in &dirty.inodes {
+        out.push(match tree.inodes.get(id) {
+            Some(inode) => Captured::Encoded(bincode::serialize(inode)?),
+            None => Captured::Gone,
+        });
+    }
+    for (parent, name) in &dirty.links {
+        out.push(match tree.children.get(parent).and_then(|k| k.get(name)) {
+            Some(id) => Captured::Id(*id),
+            None => Captured::Gone,
+        });
+    }
+    for block in &dirty.blocks {
+        out.push(match tree.block_owner.get(block) {
+            Some(inode) => Captured::Id(*inode),
+            None => Captured::Gone,
+        });
+    }
+    for key in &dirty.retry {
+        out.push(match tree.retry.get(key) {
+            Some(e) => Captured::Encoded(bincode::serialize(e)?),
+            None => Captured::Gone,
+        });
+    }
+    for id in &dirty.decommissioning {
+        out.push(match tree.decommissioning.contains(id) {
+            true => Captured::Present,
+            false => Captured::Gone,
+        });
+    }
+    Ok(out)
+}
+
+/// `dirty`'s keys, each with its `captured` value.
+fn keyed(dirty: &Dirty, captured: Vec<Captured>) -> impl Iterator<Item = (Vec<u8>, Captured)> + '_ {
+    let keys = (dirty.inodes.iter().map(|id| inode_key(*id).to_vec()))
+        .chain(dirty.links.iter().map(|(p, name)| child_key(*p, name)))
+        .chain(dirty.blocks.iter().map(|b| block_key(*b).to_vec()))
+        .chain(dirty.retry.iter().cloned())
+        .chain(dirty.decommissioning.iter().map(|d| decommission_key(d)));
+    keys.zip(captured)
+}
+
+/// A checkpoint's ops: `dirty`'s keys with their `captured` values, and
+/// `counters`.
+pub fn ops(dirty: &Dirty, captured: Vec<Captured>, counters: &Counters) -> Vec<Op> {
+    let mut out: Vec<Op> = keyed(dirty, captured)
+        .map(|(key, value)| (key, value.into_value()))
+        .collect();
+    out.extend(counter_values(counters).map(|(k, v)| (k, Some(v))));
+    out
+}

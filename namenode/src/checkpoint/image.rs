@@ -1,0 +1,316 @@
+//! The checkpoint image: every key of the store with its value at one
+//! point, sorted by key, in one file written sequentially and read back
+//! in one pass, as HDFS's fsimage.
+//!
+//! Layout, inside an LZ4 frame with its content checksum: [`MAGIC`], then
+//! per pair `key len (u32 LE) | value len (u32 LE) | key | value`, then an
+//! end mark (a key length of `u32::MAX`), the pair count (u64 LE) and the
+//! CRC32C of every byte before it. A file cut short or changed anywhere
+//! fails one of these and is refused, never loaded in part.
+//!
+//! An image is written to a temporary file, synced, renamed over the old
+//! one and the directory synced: a crash leaves the old image or the new.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{NamenodeError, Result};
+
+/// The image's file name in the checkpoint directory.
+pub const IMAGE: &str = "image";
+const TEMPORARY: &str = "image.tmp";
+const MAGIC: &[u8; 8] = b"RFSIMG01";
+const END: u32 = u32::MAX;
+/// Longer keys or values are a corrupt length.
+const MAX_FIELD: u32 = 64 * 1024 * 1024;
+
+fn corrupt(path: &Path, why: impl std::fmt::Display) -> NamenodeError {
+    NamenodeError::Store(format!(
+        "refusing the corrupt checkpoint image {}: {why}",
+        path.display()
+    ))
+}
+
+fn io_err(path: &Path, what: &str, e: std::io::Error) -> NamenodeError {
+    NamenodeError::Store(format!("{what} checkpoint image {}: {e}", path.display()))
+}
+
+/// Syncs `dir`, so that a rename or a new file in it survives a crash.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| NamenodeError::Store(format!("cannot sync {}: {e}", dir.display())))
+}
+
+/// Removes a temporary image a crash left behind.
+pub fn remove_temporary(dir: &Path) -> Result<()> {
+    match std::fs::remove_file(dir.join(TEMPORARY)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(
+            &dir.join(TEMPORARY),
+            "cannot remove the temporary",
+            e,
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Writes the image of `pairs` (sorted by key, each key once) in `dir`
+/// durably, replacing the old one when `install` is called.
+pub struct Writer {
+    dir: PathBuf,
+    encoder: lz4::Encoder<BufWriter<File>>,
+    crc: u32,
+    count: u64,
+    /// Keys and values written, uncompressed.
+    pub bytes: u64,
+}
+
+impl Writer {
+    pub fn create(dir: &Path) -> Result<Writer> {
+        let path = dir.join(TEMPORARY);
+        let file = File::create(&path).map_err(|e| io_err(&path, "cannot create", e))?;
+        let encoder = lz4::EncoderBuilder::new()
+            .level(1)
+            .checksum(lz4::ContentChecksum::ChecksumEnabled)
+            .build(BufWriter::with_capacity(1 << 20, file))
+            .map_err(|e| io_err(&path, "cannot start", e))?;
+        let mut w = Writer {
+            dir: dir.to_path_buf(),
+            encoder,
+            crc: 0,
+            count: 0,
+            bytes: 0,
+        };
+        w.put(MAGIC)?;
+        Ok(w)
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        self.crc = crc32c::crc32c_append(self.crc, bytes);
+        self.encoder
+            .write_all(bytes)
+            .map_err(|e| io_err(&self.dir.join(TEMPORARY), "cannot write", e))
+    }
+
+    pub fn pair(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        let (k, v) = (key.len() as u32, value.len() as u32);
+        if k >= MAX_FIELD || v >= MAX_FIELD {
+            return Err(NamenodeError::Store(format!(
+                "checkpoint key {:?} or its value is too large ({} bytes)",
+                &key[..key.len().min(16)],
+                value.len()
+            )));
+        }
+        self.put(&k.to_le_bytes())?;
+        self.put(&v.to_le_bytes())?;
+        self.put(key)?;
+        self.put(value)?;
+        self.count += 1;
+        self.bytes += u64::from(k) + u64::from(v);
+        Ok(())
+    }
+
+    /// Ends the image, makes it durable and puts it in place of the old.
+    pub fn install(mut self) -> Result<()> {
+        let path = self.dir.join(TEMPORARY);
+        self.put(&END.to_le_bytes())?;
+        let count = self.count.to_le_bytes();
+        self.put(&count)?;
+        let crc = self.crc;
+        self.encoder
+            .write_all(&crc.to_le_bytes())
+            .map_err(|e| io_err(&path, "cannot write", e))?;
+        let (buffered, finished) = self.encoder.finish();
+        finished.map_err(|e| io_err(&path, "cannot finish", e))?;
+        let file = buffered
+            .into_inner()
+            .map_err(|e| io_err(&path, "cannot write", e.into_error()))?;
+        file.sync_all()
+            .map_err(|e| io_err(&path, "cannot sync", e))?;
+        std::fs::rename(&path, self.dir.join(IMAGE))
+            .map_err(|e| io_err(&path, "cannot rename", e))?;
+        sync_dir(&self.dir)
+    }
+}
+
+/// Reads an image's pairs in key order; the end is checked (count and
+/// checksum) before the last pair is handed out, so a caller that reads
+/// to the end never acts on a corrupt image.
+pub struct Reader {
+    path: PathBuf,
+    /// Taken at the end, to check the frame is whole.
+    decoder: Option<BufReader<lz4::Decoder<File>>>,
+    crc: u32,
+    count: u64,
+    /// The pair read ahead, handed out once the next is known to be
+    /// well formed (or the end checked).
+    ahead: Option<(Vec<u8>, Vec<u8>)>,
+    done: bool,
+}
+
+impl Reader {
+    /// The image in `dir`, or None if there is none yet.
+    pub fn open(dir: &Path) -> Result<Option<Reader>> {
+        let path = dir.join(IMAGE);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&path, "cannot open", e)),
+        };
+        Reader::from_file(path, file).map(Some)
+    }
+
+    /// Reads an image already opened (it may have been replaced since).
+    pub fn from_file(path: PathBuf, file: File) -> Result<Reader> {
+        let decoder = lz4::Decoder::new(file).map_err(|e| corrupt(&path, e))?;
+        let mut r = Reader {
+            path,
+            decoder: Some(BufReader::with_capacity(1 << 20, decoder)),
+            crc: 0,
+            count: 0,
+            ahead: None,
+            done: false,
+        };
+        let mut magic = [0u8; 8];
+        r.take(&mut magic)?;
+        if &magic != MAGIC {
+            return Err(corrupt(&r.path, "it does not start as an rfs image"));
+        }
+        r.ahead = r.read_pair()?;
+        Ok(r)
+    }
+
+    fn input(&mut self) -> Result<&mut BufReader<lz4::Decoder<File>>> {
+        match self.decoder.as_mut() {
+            Some(input) => Ok(input),
+            None => Err(corrupt(&self.path, "read past its end")),
+        }
+    }
+
+    /// Reads exactly `buf` from the frame, outside the checksum.
+    fn read_raw(&mut self, buf: &mut [u8]) -> Result<()> {
+        let read = self.input()?.read_exact(buf);
+        read.map_err(|e| corrupt(&self.path, e))
+    }
+
+    fn take(&mut self, buf: &mut [u8]) -> Result<()> {
+        self.read_raw(buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, buf);
+        Ok(())
+    }
+
+    fn take_u32(&mut self) -> Result<u32> {
+        let mut b = [0u8; 4];
+        self.take(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    /// The next pair, or None at a checked end.
+    fn read_pair(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let k = self.take_u32()?;
+        if k == END {
+            let mut count = [0u8; 8];
+            self.take(&mut count)?;
+            let want = self.crc;
+            let mut crc = [0u8; 4];
+            self.read_raw(&mut crc)?;
+            if u32::from_le_bytes(crc) != want {
+                return Err(corrupt(&self.path, "its checksum does not match"));
+            }
+            if u64::from_le_bytes(count) != self.count {
+                return Err(corrupt(&self.path, "its pair count does not match"));
+            }
+            let probe = self.input()?.read(&mut [0u8; 1]);
+            if probe.map_err(|e| corrupt(&self.path, e))? != 0 {
+                return Err(corrupt(&self.path, "bytes follow its end"));
+            }
+            // The decoder reports a frame cut short only when finished.
+            if let Some(decoder) = self.decoder.take() {
+                let (_, finished) = decoder.into_inner().finish();
+                finished.map_err(|e| corrupt(&self.path, e))?;
+            }
+            self.done = true;
+            return Ok(None);
+        }
+        let v = self.take_u32()?;
+        if k >= MAX_FIELD || v >= MAX_FIELD {
+            return Err(corrupt(&self.path, "a length is out of range"));
+        }
+        let mut key = vec![0u8; k as usize];
+        self.take(&mut key)?;
+        let mut value = vec![0u8; v as usize];
+        self.take(&mut value)?;
+        self.count += 1;
+        Ok(Some((key, value)))
+    }
+
+    /// The next pair in key order, or None after the last.
+    pub fn next_pair(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        if self.done && self.ahead.is_none() {
+            return Ok(None);
+        }
+        let next = if self.done { None } else { self.read_pair()? };
+        Ok(std::mem::replace(&mut self.ahead, next))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, pairs: &[(&[u8], &[u8])]) {
+        let mut w = Writer::create(dir).unwrap();
+        for (k, v) in pairs {
+            w.pair(k, v).unwrap();
+        }
+        w.install().unwrap();
+    }
+
+    fn read_all(dir: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut r = Reader::open(dir)?.expect("an image");
+        let mut out = Vec::new();
+        while let Some(p) = r.next_pair()? {
+            out.push(p);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn an_image_reads_back_as_written_and_none_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Reader::open(dir.path()).unwrap().is_none());
+        write(dir.path(), &[(b"a", b"1"), (b"b", b""), (b"c", &[7; 3000])]);
+        let got = read_all(dir.path()).unwrap();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[2], (b"c".to_vec(), vec![7; 3000]));
+        write(dir.path(), &[]);
+        assert!(read_all(dir.path()).unwrap().is_empty());
+        assert!(!dir.path().join(TEMPORARY).exists());
+    }
+
+    #[test]
+    fn a_torn_or_changed_image_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0u32..2000)
+            .map(|i| (i.to_be_bytes().to_vec(), format!("value {i}").into_bytes()))
+            .collect();
+        let refs: Vec<(&[u8], &[u8])> = pairs.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+        write(dir.path(), &refs);
+        let good = std::fs::read(dir.path().join(IMAGE)).unwrap();
+        for cut in [good.len() - 1, good.len() / 2, 10] {
+            std::fs::write(dir.path().join(IMAGE), &good[..cut]).unwrap();
+            let err = read_all(dir.path()).unwrap_err().to_string();
+            assert!(
+                err.contains("refusing the corrupt checkpoint image"),
+                "{err}"
+            );
+        }
+        let mut flipped = good.clone();
+        flipped[good.len() / 2] ^= 0x10;
+        std::fs::write(dir.path().join(IMAGE), &flipped).unwrap();
+        assert!(read_all(dir.path()).is_err());
+        std::fs::write(dir.path().join(IMAGE), b"not an image at all").unwrap();
+        assert!(read_all(dir.path()).is_err());
+    }
+}
