@@ -159,10 +159,7 @@ pub fn apply(ns: &Namespace, index: u64, p: &Proposal) -> Result<Result<MetaResu
         t = Txn::new(ns);
     }
     if let Some(call) = &p.call {
-        let entry = namespace::RetryEntry {
-            at_ms: p.now_ms,
-            result: result.clone(),
-        };
+        let entry = namespace::RetryEntry::new(p.now_ms, &result);
         t.changes.push(Change::PutRetry(retry_key(call), entry));
     }
     t.commit(index);

@@ -8,14 +8,14 @@
 //! | `c` parent id (u64 BE) ++ name       | child inode id (u64 BE)    |
 //! | `b` block id (u64 BE)                | owning inode id (u64 BE)   |
 //! | `m` counter name                     | u64 BE                     |
-//! | `x` client id ++ 0 ++ call id (u64 BE) | `RetryEntry` (bincode)   |
+//! | `x` client id ++ 0 ++ call id (u64 BE) | `RetryEntry::to_value`   |
 //! | `d` datanode id                      | empty: being decommissioned |
 //! | `r…`                                 | the raft log's own keys (`raft/storage.rs`) |
 
 use crate::error::{NamenodeError, Result};
 use crate::meta_op::CallKey;
 use crate::namespace::tree::{Dirty, Tree};
-use crate::namespace::{counter, Counters, Inode};
+use crate::namespace::{counter, Counters, Inode, RetryEntry};
 
 /// Checkpoint keys and values: what a raft snapshot carries.
 pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
@@ -147,7 +147,7 @@ pub fn set_pair(tree: &mut Tree, k: &[u8], value: Option<&[u8]>) -> Result<()> {
             }
         }
         (Some(b'x'), Some(v)) => {
-            tree.retry.insert(k.to_vec(), bincode::deserialize(v)?);
+            tree.retry.insert(k.to_vec(), RetryEntry::from_value(v)?);
         }
         (Some(b'x'), None) => {
             tree.retry.remove(k);
@@ -229,7 +229,7 @@ pub fn capture(tree: &Tree, dirty: &Dirty) -> Result<Vec<Captured>> {
     }
     for key in &dirty.retry {
         out.push(match tree.retry.get(key) {
-            Some(e) => Captured::Encoded(bincode::serialize(e)?),
+            Some(e) => Captured::Encoded(e.to_value()),
             None => Captured::Gone,
         });
     }

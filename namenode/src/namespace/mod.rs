@@ -21,10 +21,60 @@ use tree::Tree;
 pub use tree::{Change, Counters, Totals};
 
 /// A retry-cache entry: the result a call got, and when.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+///
+/// The result is kept encoded: it is read back only when the call is
+/// retried, while every file's create, add-block and complete leave one
+/// each (a whole inode in two of them). Encoded, an entry is one
+/// allocation instead of a result's strings and vectors, and loading a
+/// checkpoint copies it instead of decoding it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryEntry {
     pub at_ms: u64,
-    pub result: Result<MetaResult>,
+    /// bincode of the call's `Result<MetaResult>`.
+    encoded: Box<[u8]>,
+}
+
+impl RetryEntry {
+    pub fn new(at_ms: u64, result: &Result<MetaResult>) -> RetryEntry {
+        RetryEntry {
+            at_ms,
+            encoded: bincode::serialize(result)
+                .expect("results always encode")
+                .into_boxed_slice(),
+        }
+    }
+
+    /// The result the call got.
+    pub fn result(&self) -> Result<Result<MetaResult>> {
+        bincode::deserialize(&self.encoded)
+            .map_err(|e| NamenodeError::Store(format!("corrupt retry-cache entry: {e}")))
+    }
+
+    /// As the checkpoint stores it: bincode of `(at_ms, result)`, the
+    /// layout of the decoded entry rfs stored before (bincode writes a
+    /// u64 as 8 bytes, little-endian, then the next field).
+    pub fn to_value(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(8 + self.encoded.len());
+        v.extend_from_slice(&self.at_ms.to_le_bytes());
+        v.extend_from_slice(&self.encoded);
+        v
+    }
+
+    /// Reads [`RetryEntry::to_value`]'s layout back, without decoding
+    /// the result.
+    pub fn from_value(v: &[u8]) -> Result<RetryEntry> {
+        if v.len() < 9 {
+            return Err(NamenodeError::Store(format!(
+                "corrupt retry-cache entry of {} bytes",
+                v.len()
+            )));
+        }
+        let (at, encoded) = v.split_at(8);
+        Ok(RetryEntry {
+            at_ms: u64::from_le_bytes(at.try_into().expect("8 bytes")),
+            encoded: encoded.into(),
+        })
+    }
 }
 
 pub const ROOT_ID: u64 = 1;
@@ -199,7 +249,11 @@ impl Namespace {
     /// The recorded result of `call`, if it was applied and not expired.
     pub fn retry_cached(&self, call: &CallKey) -> Result<Option<Result<MetaResult>>> {
         let key = crate::checkpoint::retry_key(call);
-        Ok(self.read().retry.get(&key).map(|e| e.result.clone()))
+        self.read()
+            .retry
+            .get(&key)
+            .map(RetryEntry::result)
+            .transpose()
     }
 
     /// Datanodes marked for decommissioning.
@@ -527,5 +581,40 @@ impl Iterator for FilesAfter<'_> {
             }
         }
         self.batch.pop_front().map(Ok)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retry_entry_is_stored_as_rfs_stored_it_decoded() {
+        /// The entry as rfs kept it before results stayed encoded.
+        #[derive(Serialize)]
+        struct Decoded {
+            at_ms: u64,
+            result: Result<MetaResult>,
+        }
+        let results = [
+            Ok(MetaResult::Mkdirs { created: true }),
+            Err(NamenodeError::NotFound("/a/b".into())),
+        ];
+        for result in results {
+            let old = bincode::serialize(&Decoded {
+                at_ms: 1234,
+                result: result.clone(),
+            })
+            .unwrap();
+            let entry = RetryEntry::new(1234, &result);
+            assert_eq!(entry.to_value(), old);
+            let back = RetryEntry::from_value(&old).unwrap();
+            assert_eq!(back, entry);
+            assert_eq!(
+                format!("{:?}", back.result().unwrap()),
+                format!("{result:?}")
+            );
+        }
+        assert!(RetryEntry::from_value(&[1, 2, 3]).is_err());
     }
 }
