@@ -42,40 +42,45 @@ pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
-/// The checkpoints in `file` (its first `len` bytes, or all of it) and
-/// the length of its whole records. Only the newest file's tail may be
-/// torn (a crash during an append, never acknowledged); anywhere else a
-/// bad record is corruption.
+/// Calls `each` with every op of the checkpoints in `file` (its first
+/// `len` bytes, or all of it), in order, borrowed from the bytes read;
+/// returns the length of its whole records. Only the newest file's tail
+/// may be torn (a crash during an append, never acknowledged); anywhere
+/// else a bad record is corruption.
 pub fn read(
     path: &Path,
     mut file: &File,
     len: Option<u64>,
     tail_may_be_torn: bool,
-) -> Result<(Vec<Vec<Op>>, u64)> {
+    mut each: impl FnMut(&[u8], Option<&[u8]>) -> Result<()>,
+) -> Result<u64> {
     let mut bytes = Vec::new();
     match len {
         Some(n) => file.take(n).read_to_end(&mut bytes),
         None => file.read_to_end(&mut bytes),
     }
     .map_err(|e| io_err(path, "cannot read", e))?;
-    let (bodies, valid) = records(&bytes);
-    let mut out = Vec::with_capacity(bodies.len());
-    for body in bodies {
-        out.push(bincode::deserialize(body).map_err(|e| {
-            NamenodeError::Store(format!(
-                "refusing the corrupt checkpoint delta {}: {e}",
-                path.display()
-            ))
-        })?);
-    }
-    if valid < bytes.len() && !tail_may_be_torn {
-        return Err(NamenodeError::Store(format!(
-            "refusing the corrupt checkpoint delta {}: a record at offset {valid} fails its \
-             checksum",
+    let corrupt = |why: String| {
+        NamenodeError::Store(format!(
+            "refusing the corrupt checkpoint delta {}: {why}",
             path.display()
+        ))
+    };
+    let (bodies, valid) = records(&bytes);
+    if valid < bytes.len() && !tail_may_be_torn {
+        return Err(corrupt(format!(
+            "a record at offset {valid} fails its checksum"
         )));
     }
-    Ok((out, valid as u64))
+    for body in bodies {
+        // The layout of `Vec<Op>`, read without copying keys and values.
+        let ops: Vec<(&[u8], Option<&[u8]>)> =
+            bincode::deserialize(body).map_err(|e| corrupt(e.to_string()))?;
+        for (k, v) in ops {
+            each(k, v)?;
+        }
+    }
+    Ok(valid as u64)
 }
 
 /// The delta file checkpoints append to.

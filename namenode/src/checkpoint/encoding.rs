@@ -12,6 +12,8 @@
 //! | `d` datanode id                      | empty: being decommissioned |
 //! | `r…`                                 | the raft log's own keys (`raft/storage.rs`) |
 
+use std::collections::BTreeMap;
+
 use crate::error::{NamenodeError, Result};
 use crate::meta_op::CallKey;
 use crate::namespace::tree::{Dirty, Tree};
@@ -162,6 +164,65 @@ pub fn set_pair(tree: &mut Tree, k: &[u8], value: Option<&[u8]>) -> Result<()> {
         _ => return Err(bad()),
     }
     Ok(())
+}
+
+/// Loads an image's state keys, which come sorted, into an empty tree:
+/// the sorted runs (inodes by id, each directory's children by name, the
+/// retry cache by key) are collected and built into their maps in one
+/// pass each, instead of one descent of the map per key.
+#[derive(Default)]
+pub struct SortedLoad {
+    inodes: Vec<(u64, Inode)>,
+    retry: Vec<(Vec<u8>, RetryEntry)>,
+    /// The directory whose children are being collected.
+    parent: Option<u64>,
+    kids: Vec<(String, u64)>,
+}
+
+impl SortedLoad {
+    pub fn add(&mut self, tree: &mut Tree, k: &[u8], v: &[u8]) -> Result<()> {
+        match k.first() {
+            Some(b'i') => {
+                let inode: Inode = bincode::deserialize(v)?;
+                if inode_key(inode.id) != k {
+                    return Err(NamenodeError::Store(format!(
+                        "corrupt checkpoint key {k:?}"
+                    )));
+                }
+                self.inodes.push((inode.id, inode));
+            }
+            Some(b'x') => self.retry.push((k.to_vec(), RetryEntry::from_value(v)?)),
+            Some(b'c') if k.len() >= 9 => {
+                let parent = u64_of(&k[1..9])?;
+                let name = std::str::from_utf8(&k[9..])
+                    .map_err(|_| NamenodeError::Store(format!("corrupt checkpoint key {k:?}")))?;
+                if self.parent != Some(parent) {
+                    self.flush_children(tree);
+                    self.parent = Some(parent);
+                }
+                self.kids.push((name.to_string(), u64_of(v)?));
+            }
+            _ => set_pair(tree, k, Some(v))?,
+        }
+        Ok(())
+    }
+
+    fn flush_children(&mut self, tree: &mut Tree) {
+        if let Some(parent) = self.parent.take() {
+            let mut kids: BTreeMap<String, u64> =
+                std::mem::take(&mut self.kids).into_iter().collect();
+            tree.children.entry(parent).or_default().append(&mut kids);
+        }
+    }
+
+    /// Builds the collected runs into `tree`'s maps.
+    pub fn finish(mut self, tree: &mut Tree) {
+        self.flush_children(tree);
+        let mut inodes: BTreeMap<u64, Inode> = self.inodes.into_iter().collect();
+        tree.inodes.append(&mut inodes);
+        let mut retry: BTreeMap<Vec<u8>, RetryEntry> = self.retry.into_iter().collect();
+        tree.retry.append(&mut retry);
+    }
 }
 
 /// The whole of `tree` as checkpoint key/value pairs, encoded as a

@@ -2,7 +2,7 @@
 //! point, sorted by key, in one file written sequentially and read back
 //! in one pass, as HDFS's fsimage.
 //!
-//! Layout, inside an LZ4 frame with its content checksum: [`MAGIC`], then
+//! Layout, inside an LZ4 frame: [`MAGIC`], then
 //! per pair `key len (u32 LE) | value len (u32 LE) | key | value`, then an
 //! end mark (a key length of `u32::MAX`), the pair count (u64 LE) and the
 //! CRC32C of every byte before it. A file cut short or changed anywhere
@@ -70,9 +70,11 @@ impl Writer {
     pub fn create(dir: &Path) -> Result<Writer> {
         let path = dir.join(TEMPORARY);
         let file = File::create(&path).map_err(|e| io_err(&path, "cannot create", e))?;
+        // No LZ4 content checksum: the image's own CRC32C covers every
+        // byte, and a second hash would cost the load its time again.
         let encoder = lz4::EncoderBuilder::new()
             .level(1)
-            .checksum(lz4::ContentChecksum::ChecksumEnabled)
+            .checksum(lz4::ContentChecksum::NoChecksum)
             .build(BufWriter::with_capacity(1 << 20, file))
             .map_err(|e| io_err(&path, "cannot start", e))?;
         let mut w = Writer {
@@ -134,18 +136,16 @@ impl Writer {
     }
 }
 
-/// Reads an image's pairs in key order; the end is checked (count and
-/// checksum) before the last pair is handed out, so a caller that reads
-/// to the end never acts on a corrupt image.
+/// Reads an image's pairs in key order. The end (count, checksum, a
+/// whole frame) is checked after the last pair, so every caller reads to
+/// the end before it acts on what it read: a load, a merge and a raft
+/// snapshot all fail whole on a corrupt image.
 pub struct Reader {
     path: PathBuf,
     /// Taken at the end, to check the frame is whole.
     decoder: Option<BufReader<lz4::Decoder<File>>>,
     crc: u32,
     count: u64,
-    /// The pair read ahead, handed out once the next is known to be
-    /// well formed (or the end checked).
-    ahead: Option<(Vec<u8>, Vec<u8>)>,
     done: bool,
 }
 
@@ -169,7 +169,6 @@ impl Reader {
             decoder: Some(BufReader::with_capacity(1 << 20, decoder)),
             crc: 0,
             count: 0,
-            ahead: None,
             done: false,
         };
         let mut magic = [0u8; 8];
@@ -177,7 +176,6 @@ impl Reader {
         if &magic != MAGIC {
             return Err(corrupt(&r.path, "it does not start as an rfs image"));
         }
-        r.ahead = r.read_pair()?;
         Ok(r)
     }
 
@@ -206,8 +204,12 @@ impl Reader {
         Ok(u32::from_le_bytes(b))
     }
 
-    /// The next pair, or None at a checked end.
-    fn read_pair(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    /// Reads the next pair into `key` and `value` (buffers reused from
+    /// pair to pair); false at the checked end.
+    pub fn next_into(&mut self, key: &mut Vec<u8>, value: &mut Vec<u8>) -> Result<bool> {
+        if self.done {
+            return Ok(false);
+        }
         let k = self.take_u32()?;
         if k == END {
             let mut count = [0u8; 8];
@@ -231,27 +233,26 @@ impl Reader {
                 finished.map_err(|e| corrupt(&self.path, e))?;
             }
             self.done = true;
-            return Ok(None);
+            return Ok(false);
         }
         let v = self.take_u32()?;
         if k >= MAX_FIELD || v >= MAX_FIELD {
             return Err(corrupt(&self.path, "a length is out of range"));
         }
-        let mut key = vec![0u8; k as usize];
-        self.take(&mut key)?;
-        let mut value = vec![0u8; v as usize];
-        self.take(&mut value)?;
+        key.resize(k as usize, 0);
+        self.take(key)?;
+        value.resize(v as usize, 0);
+        self.take(value)?;
         self.count += 1;
-        Ok(Some((key, value)))
+        Ok(true)
     }
 
-    /// The next pair in key order, or None after the last.
+    /// The next pair in key order, or None at the checked end.
     pub fn next_pair(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        if self.done && self.ahead.is_none() {
-            return Ok(None);
-        }
-        let next = if self.done { None } else { self.read_pair()? };
-        Ok(std::mem::replace(&mut self.ahead, next))
+        let (mut key, mut value) = (Vec::new(), Vec::new());
+        Ok(self
+            .next_into(&mut key, &mut value)?
+            .then_some((key, value)))
     }
 }
 

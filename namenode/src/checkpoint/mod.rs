@@ -151,25 +151,25 @@ fn load_op(
     tree: &mut Tree,
     raft: &mut BTreeMap<Vec<u8>, Vec<u8>>,
     next_delta: &mut u64,
-    key: Vec<u8>,
-    value: Option<Vec<u8>>,
+    key: &[u8],
+    value: Option<&[u8]>,
 ) -> Result<()> {
     if key == NEXT_DELTA {
         let v =
             value.ok_or_else(|| NamenodeError::Store("the image lost its next delta".into()))?;
-        *next_delta = u64::from_be_bytes(v.as_slice().try_into().map_err(|_| {
+        *next_delta = u64::from_be_bytes(v.try_into().map_err(|_| {
             NamenodeError::Store("corrupt next delta in the checkpoint image".into())
         })?);
         return Ok(());
     }
     if key.first() == Some(&encoding::RAFT_PREFIX) {
         match value {
-            Some(v) => raft.insert(key, v),
-            None => raft.remove(&key),
+            Some(v) => raft.insert(key.to_vec(), v.to_vec()),
+            None => raft.remove(key),
         };
         return Ok(());
     }
-    encoding::set_pair(tree, &key, value.as_deref())
+    encoding::set_pair(tree, key, value)
 }
 
 /// Everything a checkpoint holds at one point, opened under the lock so
@@ -185,10 +185,10 @@ impl Frozen {
     fn folded_deltas(&self) -> Result<BTreeMap<Vec<u8>, Option<Vec<u8>>>> {
         let mut folded = BTreeMap::new();
         for (path, file, len) in &self.deltas {
-            let (checkpoints, _) = deltas::read(path, file, Some(*len), false)?;
-            for (k, v) in checkpoints.into_iter().flatten() {
-                folded.insert(k, v);
-            }
+            deltas::read(path, file, Some(*len), false, |k, v| {
+                folded.insert(k.to_vec(), v.map(<[u8]>::to_vec));
+                Ok(())
+            })?;
         }
         Ok(folded)
     }
@@ -252,16 +252,27 @@ impl Store {
         let lock = lock_dir(&dir)?;
         image::remove_temporary(&dir)?;
         migrate::from_sled(name_dir, &dir, sled_cache_bytes)?;
+        let started = std::time::Instant::now();
         let mut tree = Tree::default();
         let mut raft = BTreeMap::new();
         let mut next_delta = 0;
         let mut image_bytes = 0;
+        let mut image_keys = 0u64;
         if let Some(mut r) = image::Reader::open(&dir)? {
-            while let Some((k, v)) = r.next_pair()? {
+            let mut load = encoding::SortedLoad::default();
+            let (mut k, mut v) = (Vec::new(), Vec::new());
+            while r.next_into(&mut k, &mut v)? {
                 image_bytes += (k.len() + v.len()) as u64;
-                load_op(&mut tree, &mut raft, &mut next_delta, k, Some(v))?;
+                image_keys += 1;
+                if encoding::is_state_key(&k) {
+                    load.add(&mut tree, &k, &v)?;
+                } else {
+                    load_op(&mut tree, &mut raft, &mut next_delta, &k, Some(&v))?;
+                }
             }
+            load.finish(&mut tree);
         }
+        let image_loaded = started.elapsed();
         let mut pending = Vec::new();
         let mut delta_bytes = 0;
         let mut current = None;
@@ -279,11 +290,10 @@ impl Store {
                 NamenodeError::Store(format!("cannot open {}: {e}", path.display()))
             })?;
             let last = Some(seq) == newest;
-            let (checkpoints, valid) = deltas::read(&path, &file, None, last)?;
-            for (k, v) in checkpoints.into_iter().flatten() {
-                delta_bytes += (k.len() + v.as_ref().map_or(0, Vec::len)) as u64;
-                load_op(&mut tree, &mut raft, &mut next_delta, k, v)?;
-            }
+            let valid = deltas::read(&path, &file, None, last, |k, v| {
+                delta_bytes += (k.len() + v.map_or(0, <[u8]>::len)) as u64;
+                load_op(&mut tree, &mut raft, &mut next_delta, k, v)
+            })?;
             pending.push(seq);
             if last {
                 current = Some(DeltaFile::reopen(path, seq, valid)?);
@@ -296,7 +306,17 @@ impl Store {
                 DeltaFile::create(&dir, next_delta)?
             }
         };
+        let deltas_loaded = started.elapsed();
         tree.rebuild_derived();
+        tracing::info!(
+            "checkpoint at index {} loaded from {} in {:?}: image {image_keys} keys in {image_loaded:?}, \
+             deltas {delta_bytes} bytes in {:?}, directory totals in {:?}",
+            tree.counters.applied,
+            dir.display(),
+            started.elapsed(),
+            deltas_loaded - image_loaded,
+            started.elapsed() - deltas_loaded,
+        );
         let store = Store {
             dir,
             files: Mutex::new(Files {
@@ -537,7 +557,7 @@ impl Store {
         let mut o = over.into_iter().peekable();
         let mut put = |k: Vec<u8>, v: Vec<u8>| -> Result<()> {
             writer.pair(&k, &v)?;
-            load_op(&mut fresh, &mut raft, &mut ignored, k, Some(v))
+            load_op(&mut fresh, &mut raft, &mut ignored, &k, Some(&v))
         };
         for (k, v) in pairs {
             if !encoding::is_state_key(&k) {
@@ -666,7 +686,8 @@ impl Drop for Checkpointer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::namespace::{Change, Counters, Inode, Namespace, ROOT_ID};
+    use crate::namespace::test_changes::{counters_at, put_linked_dir};
+    use crate::namespace::{Change, Namespace, ROOT_ID};
 
     fn open(dir: &Path) -> Result<Namespace> {
         Namespace::open(dir, 1 << 20)
@@ -674,27 +695,7 @@ mod tests {
 
     /// Links directory `id` under the root as `name` at applied `index`.
     fn mkdir(ns: &Namespace, id: u64, name: &str, index: u64) {
-        let inode = Inode {
-            id,
-            parent: ROOT_ID,
-            name: name.into(),
-            owner: "u".into(),
-            group: "g".into(),
-            mode: 0o755,
-            mtime_ms: 0,
-            atime_ms: 0,
-            file: None,
-        };
-        let link = Change::Link {
-            parent: ROOT_ID,
-            name: name.into(),
-            id,
-        };
-        let counters = Counters {
-            applied: index,
-            ..Default::default()
-        };
-        ns.commit(vec![Change::PutInode(inode), link], counters);
+        ns.commit(put_linked_dir(id, name), counters_at(index));
     }
 
     fn names(ns: &Namespace) -> Vec<String> {
@@ -810,10 +811,7 @@ mod tests {
                 },
                 Change::RemoveInode(2),
             ],
-            Counters {
-                applied: 3,
-                ..Default::default()
-            },
+            counters_at(3),
         );
         ns.checkpoint().unwrap();
         ns.store().merge().unwrap();

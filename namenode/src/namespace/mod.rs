@@ -584,6 +584,41 @@ impl Iterator for FilesAfter<'_> {
     }
 }
 
+/// Changes the unit tests of the checkpoint and the raft storage build
+/// state from.
+#[cfg(test)]
+pub(crate) mod test_changes {
+    use super::{Change, Counters, Inode, ROOT_ID};
+
+    /// A directory under the root, linked there.
+    pub fn put_linked_dir(id: u64, name: &str) -> Vec<Change> {
+        let dir = Inode {
+            id,
+            parent: ROOT_ID,
+            name: name.into(),
+            owner: "u".into(),
+            group: "g".into(),
+            mode: 0o755,
+            mtime_ms: 0,
+            atime_ms: 0,
+            file: None,
+        };
+        let link = Change::Link {
+            parent: ROOT_ID,
+            name: name.into(),
+            id,
+        };
+        vec![Change::PutInode(dir), link]
+    }
+
+    pub fn counters_at(applied: u64) -> Counters {
+        Counters {
+            applied,
+            ..Default::default()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,6 +56,7 @@ fn encode_record(out: &mut Vec<u8>, kind: u8, msg: &impl protobuf::Message) {
 impl LogFile {
     /// Opens (creating if absent) and replays the log at `path`.
     pub fn open(path: &Path) -> Result<LogFile> {
+        let started = std::time::Instant::now();
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -87,6 +88,13 @@ impl LogFile {
                 .and_then(|()| log.file.sync_all())
                 .map_err(|e| io_err(path, "cannot cut the torn tail of", e))?;
         }
+        tracing::info!(
+            "raft log {} read in {:?}: {} bytes, {} entries",
+            path.display(),
+            started.elapsed(),
+            valid,
+            log.entries.len()
+        );
         Ok(log)
     }
 

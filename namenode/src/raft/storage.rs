@@ -496,6 +496,7 @@ mod tests {
 
     use super::*;
     use crate::namespace::counter;
+    use crate::namespace::test_changes::{counters_at, put_linked_dir};
     use crate::raft::log_file::tests::entry;
 
     fn open(dir: &std::path::Path) -> RaftStorage {
@@ -664,37 +665,6 @@ mod tests {
         let t = open(other.path());
         assert!(matches!(held(&t.ns), (Some(_), None)));
         assert_eq!(t.ns.counter(counter::APPLIED_INDEX).unwrap(), 4);
-    }
-
-    /// A directory under the root, linked there.
-    fn put_linked_dir(id: u64, name: &str) -> Vec<crate::namespace::Change> {
-        let link = crate::namespace::Change::Link {
-            parent: crate::namespace::ROOT_ID,
-            name: name.into(),
-            id,
-        };
-        vec![put_dir(id, name), link]
-    }
-
-    fn put_dir(id: u64, name: &str) -> crate::namespace::Change {
-        crate::namespace::Change::PutInode(crate::namespace::Inode {
-            id,
-            parent: crate::namespace::ROOT_ID,
-            name: name.into(),
-            owner: "u".into(),
-            group: "g".into(),
-            mode: 0o755,
-            mtime_ms: 0,
-            atime_ms: 0,
-            file: None,
-        })
-    }
-
-    fn counters_at(applied: u64) -> crate::namespace::Counters {
-        crate::namespace::Counters {
-            applied,
-            ..Default::default()
-        }
     }
 
     #[test]
