@@ -12,7 +12,7 @@
 //! one and the directory synced: a crash leaves the old image or the new.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{NamenodeError, Result};
@@ -22,6 +22,8 @@ pub const IMAGE: &str = "image";
 const TEMPORARY: &str = "image.tmp";
 const MAGIC: &[u8; 8] = b"RFSIMG01";
 const END: u32 = u32::MAX;
+/// Bytes checksummed, compressed or read at a time.
+const CHUNK: usize = 1 << 20;
 /// Longer keys or values are a corrupt length.
 const MAX_FIELD: u32 = 64 * 1024 * 1024;
 
@@ -60,6 +62,9 @@ pub fn remove_temporary(dir: &Path) -> Result<()> {
 pub struct Writer {
     dir: PathBuf,
     encoder: lz4::Encoder<BufWriter<File>>,
+    /// Bytes not yet checksummed and compressed: both run over large
+    /// chunks, not per field.
+    pending: Vec<u8>,
     crc: u32,
     count: u64,
     /// Keys and values written, uncompressed.
@@ -80,19 +85,21 @@ impl Writer {
         let mut w = Writer {
             dir: dir.to_path_buf(),
             encoder,
+            pending: Vec::with_capacity(CHUNK + 4096),
             crc: 0,
             count: 0,
             bytes: 0,
         };
-        w.put(MAGIC)?;
+        w.pending.extend_from_slice(MAGIC);
         Ok(w)
     }
 
-    fn put(&mut self, bytes: &[u8]) -> Result<()> {
-        self.crc = crc32c::crc32c_append(self.crc, bytes);
-        self.encoder
-            .write_all(bytes)
-            .map_err(|e| io_err(&self.dir.join(TEMPORARY), "cannot write", e))
+    /// Checksums and compresses what is pending.
+    fn flush_pending(&mut self) -> Result<()> {
+        self.crc = crc32c::crc32c_append(self.crc, &self.pending);
+        let written = self.encoder.write_all(&self.pending);
+        self.pending.clear();
+        written.map_err(|e| io_err(&self.dir.join(TEMPORARY), "cannot write", e))
     }
 
     pub fn pair(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
@@ -104,21 +111,24 @@ impl Writer {
                 value.len()
             )));
         }
-        self.put(&k.to_le_bytes())?;
-        self.put(&v.to_le_bytes())?;
-        self.put(key)?;
-        self.put(value)?;
+        self.pending.extend_from_slice(&k.to_le_bytes());
+        self.pending.extend_from_slice(&v.to_le_bytes());
+        self.pending.extend_from_slice(key);
+        self.pending.extend_from_slice(value);
         self.count += 1;
         self.bytes += u64::from(k) + u64::from(v);
+        if self.pending.len() >= CHUNK {
+            self.flush_pending()?;
+        }
         Ok(())
     }
 
     /// Ends the image, makes it durable and puts it in place of the old.
     pub fn install(mut self) -> Result<()> {
         let path = self.dir.join(TEMPORARY);
-        self.put(&END.to_le_bytes())?;
-        let count = self.count.to_le_bytes();
-        self.put(&count)?;
+        self.pending.extend_from_slice(&END.to_le_bytes());
+        self.pending.extend_from_slice(&self.count.to_le_bytes());
+        self.flush_pending()?;
         let crc = self.crc;
         self.encoder
             .write_all(&crc.to_le_bytes())
@@ -143,8 +153,14 @@ impl Writer {
 pub struct Reader {
     path: PathBuf,
     /// Taken at the end, to check the frame is whole.
-    decoder: Option<BufReader<lz4::Decoder<File>>>,
+    decoder: Option<lz4::Decoder<File>>,
+    /// Decompressed bytes: `buf[pos..end]` not read yet; `buf[..crc_pos]`
+    /// already in `crc` (checksummed in chunks as the buffer is reused).
+    buf: Vec<u8>,
+    pos: usize,
+    end: usize,
     crc: u32,
+    crc_pos: usize,
     count: u64,
     done: bool,
 }
@@ -166,93 +182,112 @@ impl Reader {
         let decoder = lz4::Decoder::new(file).map_err(|e| corrupt(&path, e))?;
         let mut r = Reader {
             path,
-            decoder: Some(BufReader::with_capacity(1 << 20, decoder)),
+            decoder: Some(decoder),
+            buf: vec![0; CHUNK],
+            pos: 0,
+            end: 0,
             crc: 0,
+            crc_pos: 0,
             count: 0,
             done: false,
         };
-        let mut magic = [0u8; 8];
-        r.take(&mut magic)?;
-        if &magic != MAGIC {
+        r.fill(MAGIC.len())?;
+        if &r.buf[..MAGIC.len()] != MAGIC {
             return Err(corrupt(&r.path, "it does not start as an rfs image"));
         }
+        r.pos = MAGIC.len();
         Ok(r)
     }
 
-    fn input(&mut self) -> Result<&mut BufReader<lz4::Decoder<File>>> {
-        match self.decoder.as_mut() {
-            Some(input) => Ok(input),
-            None => Err(corrupt(&self.path, "read past its end")),
+    /// Makes at least `n` unread bytes available at `buf[pos..]`.
+    fn fill(&mut self, n: usize) -> Result<()> {
+        while self.end - self.pos < n {
+            self.crc = crc32c::crc32c_append(self.crc, &self.buf[self.crc_pos..self.pos]);
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
+            (self.pos, self.crc_pos) = (0, 0);
+            if self.buf.len() < n {
+                self.buf.resize(n, 0);
+            }
+            let Some(input) = self.decoder.as_mut() else {
+                return Err(corrupt(&self.path, "read past its end"));
+            };
+            let got = input
+                .read(&mut self.buf[self.end..])
+                .map_err(|e| corrupt(&self.path, e))?;
+            if got == 0 {
+                return Err(corrupt(&self.path, "it ends early"));
+            }
+            self.end += got;
         }
-    }
-
-    /// Reads exactly `buf` from the frame, outside the checksum.
-    fn read_raw(&mut self, buf: &mut [u8]) -> Result<()> {
-        let read = self.input()?.read_exact(buf);
-        read.map_err(|e| corrupt(&self.path, e))
-    }
-
-    fn take(&mut self, buf: &mut [u8]) -> Result<()> {
-        self.read_raw(buf)?;
-        self.crc = crc32c::crc32c_append(self.crc, buf);
         Ok(())
     }
 
-    fn take_u32(&mut self) -> Result<u32> {
-        let mut b = [0u8; 4];
-        self.take(&mut b)?;
-        Ok(u32::from_le_bytes(b))
+    fn u32_at(&self, at: usize) -> u32 {
+        u32::from_le_bytes(self.buf[at..at + 4].try_into().expect("4 bytes"))
     }
 
-    /// Reads the next pair into `key` and `value` (buffers reused from
-    /// pair to pair); false at the checked end.
-    pub fn next_into(&mut self, key: &mut Vec<u8>, value: &mut Vec<u8>) -> Result<bool> {
+    /// The next pair in key order, borrowed until the next call; None at
+    /// the checked end.
+    pub fn next(&mut self) -> Result<Option<(&[u8], &[u8])>> {
         if self.done {
-            return Ok(false);
+            return Ok(None);
         }
-        let k = self.take_u32()?;
-        if k == END {
-            let mut count = [0u8; 8];
-            self.take(&mut count)?;
-            let want = self.crc;
-            let mut crc = [0u8; 4];
-            self.read_raw(&mut crc)?;
-            if u32::from_le_bytes(crc) != want {
-                return Err(corrupt(&self.path, "its checksum does not match"));
-            }
-            if u64::from_le_bytes(count) != self.count {
-                return Err(corrupt(&self.path, "its pair count does not match"));
-            }
-            let probe = self.input()?.read(&mut [0u8; 1]);
-            if probe.map_err(|e| corrupt(&self.path, e))? != 0 {
-                return Err(corrupt(&self.path, "bytes follow its end"));
-            }
-            // The decoder reports a frame cut short only when finished.
-            if let Some(decoder) = self.decoder.take() {
-                let (_, finished) = decoder.into_inner().finish();
-                finished.map_err(|e| corrupt(&self.path, e))?;
-            }
-            self.done = true;
-            return Ok(false);
+        self.fill(4)?;
+        if self.u32_at(self.pos) == END {
+            self.check_end()?;
+            return Ok(None);
         }
-        let v = self.take_u32()?;
+        self.fill(8)?;
+        let (k, v) = (self.u32_at(self.pos), self.u32_at(self.pos + 4));
         if k >= MAX_FIELD || v >= MAX_FIELD {
             return Err(corrupt(&self.path, "a length is out of range"));
         }
-        key.resize(k as usize, 0);
-        self.take(key)?;
-        value.resize(v as usize, 0);
-        self.take(value)?;
+        let (k, v) = (k as usize, v as usize);
+        self.fill(8 + k + v)?;
+        let key = self.pos + 8;
+        self.pos = key + k + v;
         self.count += 1;
-        Ok(true)
+        Ok(Some((
+            &self.buf[key..key + k],
+            &self.buf[key + k..key + k + v],
+        )))
     }
 
-    /// The next pair in key order, or None at the checked end.
+    /// The next pair in key order, owned; None at the checked end.
     pub fn next_pair(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        let (mut key, mut value) = (Vec::new(), Vec::new());
-        Ok(self
-            .next_into(&mut key, &mut value)?
-            .then_some((key, value)))
+        Ok(self.next()?.map(|(k, v)| (k.to_vec(), v.to_vec())))
+    }
+
+    /// Checks the end mark, pair count and checksum at `pos`, and that the
+    /// frame ends right after them, whole.
+    fn check_end(&mut self) -> Result<()> {
+        // The end mark, the count, then the checksum of all before it.
+        self.fill(16)?;
+        let counted = self.pos + 12;
+        let crc = crc32c::crc32c_append(self.crc, &self.buf[self.crc_pos..counted]);
+        let count = u64::from_le_bytes(self.buf[self.pos + 4..counted].try_into().expect("8"));
+        if self.u32_at(counted) != crc {
+            return Err(corrupt(&self.path, "its checksum does not match"));
+        }
+        if count != self.count {
+            return Err(corrupt(&self.path, "its pair count does not match"));
+        }
+        if self.end > counted + 4 {
+            return Err(corrupt(&self.path, "bytes follow its end"));
+        }
+        let Some(mut decoder) = self.decoder.take() else {
+            return Err(corrupt(&self.path, "read past its end"));
+        };
+        let probe = decoder.read(&mut [0u8; 1]);
+        if probe.map_err(|e| corrupt(&self.path, e))? != 0 {
+            return Err(corrupt(&self.path, "bytes follow its end"));
+        }
+        // The decoder reports a frame cut short only when finished.
+        let (_, finished) = decoder.finish();
+        finished.map_err(|e| corrupt(&self.path, e))?;
+        self.done = true;
+        Ok(())
     }
 }
 

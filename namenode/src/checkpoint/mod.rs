@@ -260,14 +260,13 @@ impl Store {
         let mut image_keys = 0u64;
         if let Some(mut r) = image::Reader::open(&dir)? {
             let mut load = encoding::SortedLoad::default();
-            let (mut k, mut v) = (Vec::new(), Vec::new());
-            while r.next_into(&mut k, &mut v)? {
+            while let Some((k, v)) = r.next()? {
                 image_bytes += (k.len() + v.len()) as u64;
                 image_keys += 1;
-                if encoding::is_state_key(&k) {
-                    load.add(&mut tree, &k, &v)?;
+                if encoding::is_state_key(k) {
+                    load.add(&mut tree, k, v)?;
                 } else {
-                    load_op(&mut tree, &mut raft, &mut next_delta, &k, Some(&v))?;
+                    load_op(&mut tree, &mut raft, &mut next_delta, k, Some(v))?;
                 }
             }
             load.finish(&mut tree);

@@ -346,8 +346,59 @@ impl Tree {
     /// directory's totals, the detached roots): after a checkpoint or a
     /// snapshot is loaded.
     pub fn rebuild_derived(&mut self) {
-        self.totals = self.recount_totals();
-        self.detached = self.find_detached();
+        // One pass over the inodes (in id order, no lookup of one by id):
+        // each linked inode adds itself to its parent's own sum, each
+        // unlinked one is a detached root. Then every directory's totals
+        // are its own sum plus those of the directories linked below it,
+        // summed children first. Tests compare the result with
+        // `recount_totals` and `find_detached`.
+        let mut own: HashMap<u64, Totals> = HashMap::new();
+        let mut subdirs: HashMap<u64, Vec<u64>> = HashMap::new();
+        let mut detached = BTreeSet::new();
+        for inode in self.inodes.values() {
+            if inode.id == ROOT_ID {
+                continue;
+            }
+            if !self.links_to(inode.parent, &inode.name, inode.id) {
+                detached.insert(inode.id);
+                continue;
+            }
+            let sum = own.entry(inode.parent).or_default();
+            if inode.is_dir() {
+                *sum = sum.plus(Totals {
+                    dirs: 1,
+                    ..Totals::default()
+                });
+                subdirs.entry(inode.parent).or_default().push(inode.id);
+            } else {
+                *sum = sum.plus(self.contribution(inode));
+            }
+        }
+        let mut totals: HashMap<u64, Totals> = HashMap::with_capacity(own.len());
+        for &top in own.keys() {
+            // Post-order over the directories below `top` not summed yet.
+            let mut stack = vec![(top, false)];
+            while let Some((dir, below_done)) = stack.pop() {
+                if totals.contains_key(&dir) {
+                    continue;
+                }
+                let below = subdirs.get(&dir).map(Vec::as_slice).unwrap_or_default();
+                if !below_done {
+                    stack.push((dir, true));
+                    stack.extend(below.iter().map(|d| (*d, false)));
+                    continue;
+                }
+                let sum = below
+                    .iter()
+                    .fold(own.get(&dir).copied().unwrap_or_default(), |s, d| {
+                        s.plus(totals.get(d).copied().unwrap_or_default())
+                    });
+                totals.insert(dir, sum);
+            }
+        }
+        totals.retain(|_, t| !t.is_zero());
+        self.totals = totals;
+        self.detached = detached;
     }
 
     /// Every inode but the root that its parent does not link under its
