@@ -19,7 +19,12 @@ use crate::error::{NamenodeError, Result};
 
 /// The image's file name in the checkpoint directory.
 pub const IMAGE: &str = "image";
-const TEMPORARY: &str = "image.tmp";
+/// The temporary file each writer of images uses: a merge may still be
+/// writing when a snapshot install starts, so they never share one.
+pub const MERGING: &str = "image.merge.tmp";
+pub const INSTALLING: &str = "image.install.tmp";
+pub const MIGRATING: &str = "image.migrate.tmp";
+const TEMPORARIES: [&str; 3] = [MERGING, INSTALLING, MIGRATING];
 const MAGIC: &[u8; 8] = b"RFSIMG01";
 const END: u32 = u32::MAX;
 /// Bytes checksummed, compressed or read at a time.
@@ -45,22 +50,27 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| NamenodeError::Store(format!("cannot sync {}: {e}", dir.display())))
 }
 
-/// Removes a temporary image a crash left behind.
-pub fn remove_temporary(dir: &Path) -> Result<()> {
-    match std::fs::remove_file(dir.join(TEMPORARY)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(
-            &dir.join(TEMPORARY),
-            "cannot remove the temporary",
-            e,
-        )),
+fn remove_if_there(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(io_err(path, "cannot remove the temporary", e))
+        }
         _ => Ok(()),
     }
+}
+
+/// Removes the temporary images a crash left behind.
+pub fn remove_temporaries(dir: &Path) -> Result<()> {
+    TEMPORARIES
+        .iter()
+        .try_for_each(|name| remove_if_there(&dir.join(name)))
 }
 
 /// Writes the image of `pairs` (sorted by key, each key once) in `dir`
 /// durably, replacing the old one when `install` is called.
 pub struct Writer {
     dir: PathBuf,
+    temporary: PathBuf,
     encoder: lz4::Encoder<BufWriter<File>>,
     /// Bytes not yet checksummed and compressed: both run over large
     /// chunks, not per field.
@@ -72,8 +82,10 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn create(dir: &Path) -> Result<Writer> {
-        let path = dir.join(TEMPORARY);
+    /// Starts an image in `dir`'s temporary file `temporary` (one of
+    /// [`MERGING`], [`INSTALLING`], [`MIGRATING`]).
+    pub fn create(dir: &Path, temporary: &str) -> Result<Writer> {
+        let path = dir.join(temporary);
         let file = File::create(&path).map_err(|e| io_err(&path, "cannot create", e))?;
         // No LZ4 content checksum: the image's own CRC32C covers every
         // byte, and a second hash would cost the load its time again.
@@ -84,6 +96,7 @@ impl Writer {
             .map_err(|e| io_err(&path, "cannot start", e))?;
         let mut w = Writer {
             dir: dir.to_path_buf(),
+            temporary: path,
             encoder,
             pending: Vec::with_capacity(CHUNK + 4096),
             crc: 0,
@@ -99,7 +112,7 @@ impl Writer {
         self.crc = crc32c::crc32c_append(self.crc, &self.pending);
         let written = self.encoder.write_all(&self.pending);
         self.pending.clear();
-        written.map_err(|e| io_err(&self.dir.join(TEMPORARY), "cannot write", e))
+        written.map_err(|e| io_err(&self.temporary, "cannot write", e))
     }
 
     pub fn pair(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
@@ -123,9 +136,16 @@ impl Writer {
         Ok(())
     }
 
+    /// Drops the image being written.
+    pub fn discard(self) -> Result<()> {
+        let path = self.temporary.clone();
+        drop(self);
+        remove_if_there(&path)
+    }
+
     /// Ends the image, makes it durable and puts it in place of the old.
     pub fn install(mut self) -> Result<()> {
-        let path = self.dir.join(TEMPORARY);
+        let path = self.temporary.clone();
         self.pending.extend_from_slice(&END.to_le_bytes());
         self.pending.extend_from_slice(&self.count.to_le_bytes());
         self.flush_pending()?;
@@ -296,7 +316,7 @@ mod tests {
     use super::*;
 
     fn write(dir: &Path, pairs: &[(&[u8], &[u8])]) {
-        let mut w = Writer::create(dir).unwrap();
+        let mut w = Writer::create(dir, MERGING).unwrap();
         for (k, v) in pairs {
             w.pair(k, v).unwrap();
         }
@@ -322,7 +342,7 @@ mod tests {
         assert_eq!(got[2], (b"c".to_vec(), vec![7; 3000]));
         write(dir.path(), &[]);
         assert!(read_all(dir.path()).unwrap().is_empty());
-        assert!(!dir.path().join(TEMPORARY).exists());
+        assert!(!dir.path().join(MERGING).exists());
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub fn from_sled(name_dir: &Path, dir: &Path, cache_bytes: u64) -> Result<()> {
         };
         let db = open_sled(&old, cache_bytes).map_err(failed)?;
         let tree = db.open_tree("namespace").map_err(failed)?;
-        let mut writer = image::Writer::create(dir)?;
+        let mut writer = image::Writer::create(dir, image::MIGRATING)?;
         writer.pair(NEXT_DELTA, &0u64.to_be_bytes())?;
         let mut keys = 0u64;
         for kv in tree.iter() {

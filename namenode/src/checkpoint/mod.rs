@@ -250,7 +250,7 @@ impl Store {
         std::fs::create_dir_all(&dir)
             .map_err(|e| NamenodeError::Store(format!("cannot create {}: {e}", dir.display())))?;
         let lock = lock_dir(&dir)?;
-        image::remove_temporary(&dir)?;
+        image::remove_temporaries(&dir)?;
         migrate::from_sled(name_dir, &dir, sled_cache_bytes)?;
         let started = std::time::Instant::now();
         let mut tree = Tree::default();
@@ -495,14 +495,13 @@ impl Store {
         };
         let mut over = frozen.folded_deltas()?;
         over.insert(NEXT_DELTA.to_vec(), None);
-        let mut writer = image::Writer::create(&self.dir)?;
+        let mut writer = image::Writer::create(&self.dir, image::MERGING)?;
         writer.pair(NEXT_DELTA, &next.to_be_bytes())?;
         frozen.merged(over, |k, v| writer.pair(&k, &v))?;
         let mut files = self.files();
         if files.generation != generation {
-            drop(writer);
-            image::remove_temporary(&self.dir)?;
-            return Ok(());
+            // A snapshot was installed meanwhile: this state is older.
+            return writer.discard();
         }
         let image_bytes = writer.bytes;
         writer.install()?;
@@ -549,7 +548,7 @@ impl Store {
             Some(index.to_be_bytes().to_vec()),
         );
         let next = files.current.seq + 1;
-        let mut writer = image::Writer::create(&self.dir)?;
+        let mut writer = image::Writer::create(&self.dir, image::INSTALLING)?;
         writer.pair(NEXT_DELTA, &next.to_be_bytes())?;
         let mut raft = BTreeMap::new();
         let mut ignored = 0;
@@ -796,12 +795,12 @@ mod tests {
         ns.checkpoint().unwrap();
         drop(ns);
         // Before the rename: a temporary image is left, and ignored.
-        std::fs::write(store_dir.join("image.tmp"), b"half an image").unwrap();
+        std::fs::write(store_dir.join(image::MERGING), b"half an image").unwrap();
         // After the rename, before the merged deltas went: a delta older
         // than the image is ignored (it would bring "b" back otherwise,
         // after the removal below).
         let ns = open(dir.path()).unwrap();
-        assert!(!store_dir.join("image.tmp").exists());
+        assert!(!store_dir.join(image::MERGING).exists());
         ns.commit(
             vec![
                 Change::Unlink {
