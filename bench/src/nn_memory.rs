@@ -56,6 +56,11 @@ pub struct NnMemoryArgs {
     /// was freed, the slowest stat meanwhile, and the RSS after.
     #[arg(long)]
     rm_r: bool,
+    /// Then wait until the retry cache has expired (10 minutes after the
+    /// last call) and a checkpoint holds that, and report the RSS per file
+    /// then: the namespace's own memory, as the issue asks it measured.
+    #[arg(long)]
+    after_expiry: bool,
 }
 
 const FAKE_DATANODES: usize = 3;
@@ -322,10 +327,64 @@ async fn measure(cluster: &mut MiniCluster, args: &NnMemoryArgs) -> Result<Vec<F
             "bytes",
         ));
     }
+    if args.after_expiry {
+        let rss = rss_after_expiry(cluster).await?;
+        figures.push(Figure::new(
+            "nn_rss_per_file_after_expiry",
+            per_file(rss),
+            "bytes",
+        ));
+    }
     if args.rm_r {
         figures.extend(remove_all(cluster, files, args.per_dir.max(1)).await?);
     }
     Ok(figures)
+}
+
+/// The namenode's RSS once its retry cache is empty
+/// (`rfs_namenode_retry_cache_entries`), a checkpoint holds that, and the
+/// freed memory has been handed back.
+async fn rss_after_expiry(cluster: &MiniCluster) -> Result<u64> {
+    let http = cluster.namenode_http_addr();
+    let pid = cluster
+        .namenode_pid()
+        .context("the namenode is not running")?;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(20 * 60);
+    loop {
+        let text = fetch_metrics(http).await?;
+        if metric_value(&text, "rfs_namenode_retry_cache_entries") == Some(0.0) {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the retry cache did not empty within 20 minutes");
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    eprintln!(
+        "nn-memory: retry cache empty after {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    wait_for_checkpoint(http, deadline).await?;
+    rss_bytes(pid)
+}
+
+/// Waits until a checkpoint holds everything applied now, then a few
+/// seconds more: the memory is handed back a few ticks after a large
+/// checkpoint (`checkpoint/mod.rs`, TRIM_AFTER_TICKS).
+async fn wait_for_checkpoint(http: std::net::SocketAddr, deadline: Instant) -> Result<()> {
+    let text = fetch_metrics(http).await?;
+    let applied = metric_value(&text, "rfs_namenode_raft_applied_index").unwrap_or(0.0);
+    while metric_value(&fetch_metrics(http).await?, "rfs_namenode_checkpoint_index")
+        .is_some_and(|c| c < applied)
+    {
+        if Instant::now() > deadline {
+            bail!("no checkpoint of the state applied within the deadline");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    Ok(())
 }
 
 /// `rm -r /nn-memory` while one client stats `/` in a loop; waits until
@@ -387,19 +446,7 @@ async fn remove_all(cluster: &MiniCluster, files: u64, per_dir: u64) -> Result<V
     let freed = if waited { t.elapsed() } else { call };
     stop.store(true, Ordering::Relaxed);
     let slowest = prober.await.context("the stat prober panicked")??;
-    // The memory is handed back a few seconds after a checkpoint holds the
-    // freed state (`checkpoint.rs`, TRIM_AFTER_TICKS).
-    let text = fetch_metrics(http).await?;
-    let applied = metric_value(&text, "rfs_namenode_raft_applied_index").unwrap_or(0.0);
-    while metric_value(&fetch_metrics(http).await?, "rfs_namenode_checkpoint_index")
-        .is_some_and(|c| c < applied)
-    {
-        if Instant::now() > deadline {
-            bail!("no checkpoint of the freed state within 10 minutes");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    wait_for_checkpoint(http, deadline).await?;
     Ok(vec![
         Figure::new("nn_rm_r_call", call.as_secs_f64() * 1e3, "ms"),
         Figure::new("nn_rm_r_all_freed", freed.as_secs_f64(), "s"),

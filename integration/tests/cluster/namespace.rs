@@ -220,6 +220,34 @@ async fn listing_pages_through_a_large_directory() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `/metrics` shows how many calls the retry cache holds (what memory
+/// per file is measured after, once they expire): every create and close
+/// of a file adds its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retry_cache_size_is_on_metrics() -> anyhow::Result<()> {
+    let cluster = MiniCluster::start().await?;
+    let client = cluster.client().await?;
+    let http = cluster.namenode_http_addr();
+    let entries = || async {
+        let text = fetch_metrics(http).await?;
+        anyhow::Ok(metric_value(&text, "rfs_namenode_retry_cache_entries"))
+    };
+    let before = wait_for("the retry-cache gauge", Duration::from_secs(10), entries).await?;
+    for i in 0..3 {
+        let mut w = client
+            .create(&format!("/r{i}"), CreateOptions::default())
+            .await?;
+        w.shutdown().await?;
+    }
+    wait_for(
+        "three creates and closes in the gauge",
+        Duration::from_secs(10),
+        || async { Ok(entries().await?.filter(|n| *n >= before + 6.0)) },
+    )
+    .await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_writer_gets_a_lease_conflict() -> anyhow::Result<()> {
     let cluster = MiniCluster::start().await?;

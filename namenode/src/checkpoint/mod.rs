@@ -640,6 +640,8 @@ impl Checkpointer {
                         }
                         trim_in = Some(TRIM_AFTER_TICKS);
                     }
+                    metrics::gauge!("rfs_namenode_retry_cache_entries")
+                        .set(ns.retry_entries() as f64);
                     if let Err(e) = checkpointed {
                         // The log keeps everything since the last one, so
                         // nothing is lost; it only cannot be compacted.

@@ -261,6 +261,11 @@ impl Namespace {
         Ok(self.read().decommissioning.iter().cloned().collect())
     }
 
+    /// Calls in the retry cache.
+    pub fn retry_entries(&self) -> usize {
+        self.read().retry.len()
+    }
+
     /// Up to `limit` retry-cache entries after key `after` (from the first
     /// when it is empty), in key order, with when each was recorded.
     pub fn retry_entries_after(&self, after: &[u8], limit: usize) -> Vec<(Vec<u8>, u64)> {
