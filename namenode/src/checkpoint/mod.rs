@@ -65,6 +65,9 @@ const NEXT_DELTA: &[u8] = b"#next_delta";
 /// times, and a small namespace is not rewritten every second.
 const MERGE_MIN_BYTES: u64 = 8 << 20;
 
+/// Checkpoint ticks between a failed merge and the next try.
+const MERGE_RETRY_TICKS: u32 = 60;
+
 /// How long [`Store::open`] waits for another holder of the name dir to
 /// let go (a member restarted in the same process).
 const LOCK_WAIT: Duration = Duration::from_secs(3);
@@ -622,6 +625,8 @@ impl Checkpointer {
                 // Ticks until the memory freed around a large checkpoint is
                 // handed back.
                 let mut trim_in: Option<u32> = None;
+                // Ticks until a merge may be tried again after one failed.
+                let mut merge_wait = 0u32;
                 while !*stopped {
                     stopped = cv
                         .wait_timeout(stopped, every)
@@ -632,11 +637,16 @@ impl Checkpointer {
                     }
                     drop(stopped);
                     let checkpointed = ns.checkpoint();
-                    if checkpointed.is_ok() && ns.store().merge_due() {
+                    merge_wait = merge_wait.saturating_sub(1);
+                    if checkpointed.is_ok() && merge_wait == 0 && ns.store().merge_due() {
                         if let Err(e) = ns.store().merge() {
-                            // The deltas stay and are read at restart;
-                            // the next tick tries again.
-                            tracing::error!("merging the checkpoint: {e}");
+                            // The deltas stay and are read at restart. A
+                            // merge reads the whole image: a failing one
+                            // (a full disk) is not retried every second.
+                            tracing::error!(
+                                "merging the checkpoint: {e}; retrying in {MERGE_RETRY_TICKS} ticks"
+                            );
+                            merge_wait = MERGE_RETRY_TICKS;
                         }
                         trim_in = Some(TRIM_AFTER_TICKS);
                     }
