@@ -202,13 +202,13 @@ impl Frozen {
     fn merged(
         self,
         over: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-        mut each: impl FnMut(Vec<u8>, Vec<u8>) -> Result<()>,
+        each: impl FnMut(Vec<u8>, Vec<u8>) -> Result<()>,
     ) -> Result<()> {
         let mut base = match self.image {
             Some((path, file)) => Some(image::Reader::from_file(path, file)?),
             None => None,
         };
-        let mut next_base = || -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let next_base = || -> Result<Option<(Vec<u8>, Vec<u8>)>> {
             loop {
                 let Some(r) = base.as_mut() else {
                     return Ok(None);
@@ -219,28 +219,40 @@ impl Frozen {
                 }
             }
         };
-        let mut b = next_base()?;
-        let mut o = over.into_iter().filter(|(k, _)| k != NEXT_DELTA).peekable();
-        loop {
-            let take_over = match (&b, o.peek()) {
-                (None, None) => return Ok(()),
-                (Some(_), None) => false,
-                (None, Some(_)) => true,
-                (Some((bk, _)), Some((ok, _))) => ok <= bk,
-            };
-            if take_over {
-                let (k, v) = o.next().expect("peeked");
-                if b.as_ref().is_some_and(|(bk, _)| *bk == k) {
-                    b = next_base()?;
-                }
-                if let Some(v) = v {
-                    each(k, v)?;
-                }
-            } else {
-                let (k, v) = b.take().expect("checked");
-                each(k, v)?;
-                b = next_base()?;
+        let over = over.into_iter().filter(|(k, _)| k != NEXT_DELTA);
+        merge_sorted(next_base, over, each)
+    }
+}
+
+/// Merges two streams sorted by key, each key once per stream, calling
+/// `each` in key order: an entry of `over` takes the place of `base`'s
+/// with the same key, and one without a value removes it.
+fn merge_sorted(
+    mut base: impl FnMut() -> Result<Option<(Vec<u8>, Vec<u8>)>>,
+    over: impl IntoIterator<Item = (Vec<u8>, Option<Vec<u8>>)>,
+    mut each: impl FnMut(Vec<u8>, Vec<u8>) -> Result<()>,
+) -> Result<()> {
+    let mut b = base()?;
+    let mut o = over.into_iter().peekable();
+    loop {
+        let take_over = match (&b, o.peek()) {
+            (None, None) => return Ok(()),
+            (Some(_), None) => false,
+            (None, Some(_)) => true,
+            (Some((bk, _)), Some((ok, _))) => ok <= bk,
+        };
+        if take_over {
+            let (k, v) = o.next().expect("peeked");
+            if b.as_ref().is_some_and(|(bk, _)| *bk == k) {
+                b = base()?;
             }
+            if let Some(v) = v {
+                each(k, v)?;
+            }
+        } else {
+            let (k, v) = b.take().expect("checked");
+            each(k, v)?;
+            b = base()?;
         }
     }
 }
@@ -496,8 +508,7 @@ impl Store {
             files.pending.push(next);
             (frozen, folded, files.generation, next)
         };
-        let mut over = frozen.folded_deltas()?;
-        over.insert(NEXT_DELTA.to_vec(), None);
+        let over = frozen.folded_deltas()?;
         let mut writer = image::Writer::create(&self.dir, image::MERGING)?;
         writer.pair(NEXT_DELTA, &next.to_be_bytes())?;
         frozen.merged(over, |k, v| writer.pair(&k, &v))?;
@@ -535,6 +546,11 @@ impl Store {
         mut pairs: Pairs,
         extra: Vec<(&'static [u8], Vec<u8>)>,
     ) -> Result<()> {
+        if let Some((k, _)) = pairs.iter().find(|(k, _)| !encoding::is_state_key(k)) {
+            return Err(NamenodeError::Store(format!(
+                "refusing a snapshot holding the key {k:?}, which is not namespace state"
+            )));
+        }
         let mut files = self.files();
         let mut fresh = Tree::default();
         pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -555,29 +571,15 @@ impl Store {
         writer.pair(NEXT_DELTA, &next.to_be_bytes())?;
         let mut raft = BTreeMap::new();
         let mut ignored = 0;
-        let mut o = over.into_iter().peekable();
-        let mut put = |k: Vec<u8>, v: Vec<u8>| -> Result<()> {
-            writer.pair(&k, &v)?;
-            load_op(&mut fresh, &mut raft, &mut ignored, &k, Some(&v))
-        };
-        for (k, v) in pairs {
-            if !encoding::is_state_key(&k) {
-                return Err(NamenodeError::Store(format!(
-                    "refusing a snapshot holding the key {k:?}, which is not namespace state"
-                )));
-            }
-            while o.peek().is_some_and(|(ok, _)| *ok < k) {
-                let (ok, ov) = o.next().expect("peeked");
-                put(ok, ov.expect("set"))?;
-            }
-            if o.peek().is_some_and(|(ok, _)| *ok == k) {
-                continue;
-            }
-            put(k, v)?;
-        }
-        for (ok, ov) in o {
-            put(ok, ov.expect("set"))?;
-        }
+        let mut pairs = pairs.into_iter();
+        merge_sorted(
+            || Ok(pairs.next()),
+            over,
+            |k, v| {
+                writer.pair(&k, &v)?;
+                load_op(&mut fresh, &mut raft, &mut ignored, &k, Some(&v))
+            },
+        )?;
         let image_bytes = writer.bytes;
         writer.install()?;
         for seq in std::mem::take(&mut files.pending) {
@@ -831,6 +833,25 @@ mod tests {
         assert_eq!(names(&ns), ["b"]);
         assert_eq!(ns.counters().applied, 3);
         assert!(!merged.exists(), "the stale delta is removed at open");
+    }
+
+    #[test]
+    fn a_snapshot_with_keys_outside_the_namespace_is_refused_and_nothing_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let ns = open(dir.path()).unwrap();
+        mkdir(&ns, 2, "a", 1);
+        ns.checkpoint().unwrap();
+        let mut pairs = ns.snapshot().1;
+        pairs.push((b"rs".to_vec(), vec![1]));
+        let err = ns.install(5, pairs, Vec::new()).unwrap_err().to_string();
+        assert!(err.contains("not namespace state"), "{err}");
+        assert_eq!(names(&ns), ["a"]);
+        drop(ns);
+        let ns = open(dir.path()).unwrap();
+        assert_eq!(
+            (names(&ns), ns.counters().applied),
+            (vec!["a".to_string()], 1)
+        );
     }
 
     #[test]
