@@ -92,24 +92,42 @@ fn counter_values(c: &Counters) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> {
     .map(|(k, v)| (k.to_vec(), v.to_be_bytes().to_vec()))
 }
 
+fn corrupt_key(k: &[u8]) -> NamenodeError {
+    NamenodeError::Store(format!("corrupt checkpoint key {k:?}"))
+}
+
+/// The inode stored under `k`, which must be its own key.
+fn inode_of(k: &[u8], v: &[u8]) -> Result<Inode> {
+    let inode: Inode = bincode::deserialize(v)?;
+    if inode_key(inode.id) != k {
+        return Err(corrupt_key(k));
+    }
+    Ok(inode)
+}
+
+/// The directory and name of a child key.
+fn link_of(k: &[u8]) -> Result<(u64, &str)> {
+    if k.len() < 9 {
+        return Err(corrupt_key(k));
+    }
+    let name = std::str::from_utf8(&k[9..]).map_err(|_| corrupt_key(k))?;
+    Ok((u64_of(&k[1..9])?, name))
+}
+
 /// Sets one state key of `tree` to `value`, or removes it. Unknown keys
 /// are refused: the store was written by something else.
 pub fn set_pair(tree: &mut Tree, k: &[u8], value: Option<&[u8]>) -> Result<()> {
-    let bad = || NamenodeError::Store(format!("corrupt checkpoint key {k:?}"));
+    let bad = || corrupt_key(k);
     match (k.first(), value) {
         (Some(b'i'), Some(v)) => {
-            let inode: Inode = bincode::deserialize(v)?;
-            if inode_key(inode.id) != k {
-                return Err(bad());
-            }
+            let inode = inode_of(k, v)?;
             tree.inodes.insert(inode.id, inode);
         }
         (Some(b'i'), None) if k.len() == 9 => {
             tree.inodes.remove(&u64_of(&k[1..])?);
         }
-        (Some(b'c'), _) if k.len() >= 9 => {
-            let parent = u64_of(&k[1..9])?;
-            let name = std::str::from_utf8(&k[9..]).map_err(|_| bad())?;
+        (Some(b'c'), _) => {
+            let (parent, name) = link_of(k)?;
             match value {
                 Some(v) => {
                     let id = u64_of(v)?;
@@ -183,19 +201,12 @@ impl SortedLoad {
     pub fn add(&mut self, tree: &mut Tree, k: &[u8], v: &[u8]) -> Result<()> {
         match k.first() {
             Some(b'i') => {
-                let inode: Inode = bincode::deserialize(v)?;
-                if inode_key(inode.id) != k {
-                    return Err(NamenodeError::Store(format!(
-                        "corrupt checkpoint key {k:?}"
-                    )));
-                }
+                let inode = inode_of(k, v)?;
                 self.inodes.push((inode.id, inode));
             }
             Some(b'x') => self.retry.push((k.to_vec(), RetryEntry::from_value(v)?)),
-            Some(b'c') if k.len() >= 9 => {
-                let parent = u64_of(&k[1..9])?;
-                let name = std::str::from_utf8(&k[9..])
-                    .map_err(|_| NamenodeError::Store(format!("corrupt checkpoint key {k:?}")))?;
+            Some(b'c') => {
+                let (parent, name) = link_of(k)?;
                 if self.parent != Some(parent) {
                     self.flush_children(tree);
                     self.parent = Some(parent);
