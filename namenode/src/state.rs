@@ -16,7 +16,7 @@ use crate::blockmap::{BlockInfo, BlockMap};
 use crate::config::Config;
 use crate::datanodes::Registry;
 use crate::leases::Leases;
-use crate::namespace::{BlockMeta, Inode, Namespace};
+use crate::namespace::{BlockMeta, FileMeta, FileRef, Inode, Namespace};
 use crate::raft::RaftHandle;
 
 pub struct State {
@@ -195,7 +195,8 @@ pub fn status_with_children(
 
 /// The status of `inode` at `path` (a directory's `children` left 0).
 pub fn file_status(path: String, inode: &Inode) -> FileStatus {
-    let (file_type, length, replication, block_size, writer) = type_fields(inode);
+    let (file_type, length, replication, block_size, writer) =
+        type_fields(inode.file.as_ref().map(FileMeta::as_ref));
     FileStatus {
         path,
         file_type: file_type as i32,
@@ -214,17 +215,17 @@ pub fn file_status(path: String, inode: &Inode) -> FileStatus {
     }
 }
 
-/// What a status says of `inode` as a file or a directory: its type,
+/// What a status says of an inode as a file (`file`) or a directory: its type,
 /// readable length, replication, block size and writer (all 0 or `None`
 /// for a directory).
-pub fn type_fields(inode: &Inode) -> (FileType, u64, u32, u64, Option<String>) {
-    match &inode.file {
+pub fn type_fields(file: Option<FileRef<'_>>) -> (FileType, u64, u32, u64, Option<String>) {
+    match file {
         Some(f) => (
             FileType::File,
             f.length(),
             f.replication,
             f.block_size,
-            f.writer.clone(),
+            f.writer.map(str::to_string),
         ),
         None => (FileType::Directory, 0, 0, 0, None),
     }

@@ -14,6 +14,8 @@
 
 use std::collections::BTreeMap;
 
+use compact_str::CompactString;
+
 use crate::error::{NamenodeError, Result};
 use crate::meta_op::CallKey;
 use crate::namespace::tree::{Dirty, Tree};
@@ -120,11 +122,10 @@ pub fn set_pair(tree: &mut Tree, k: &[u8], value: Option<&[u8]>) -> Result<()> {
     let bad = || corrupt_key(k);
     match (k.first(), value) {
         (Some(b'i'), Some(v)) => {
-            let inode = inode_of(k, v)?;
-            tree.inodes.insert(inode.id, inode);
+            tree.inodes.insert(&inode_of(k, v)?.as_ref());
         }
         (Some(b'i'), None) if k.len() == 9 => {
-            tree.inodes.remove(&u64_of(&k[1..])?);
+            tree.inodes.remove(u64_of(&k[1..])?);
         }
         (Some(b'c'), _) => {
             let (parent, name) = link_of(k)?;
@@ -134,7 +135,7 @@ pub fn set_pair(tree: &mut Tree, k: &[u8], value: Option<&[u8]>) -> Result<()> {
                     tree.children
                         .entry(parent)
                         .or_default()
-                        .insert(name.to_string(), id);
+                        .insert(name.into(), id);
                 }
                 // As an unlink does: a directory without children has no
                 // entry.
@@ -185,25 +186,20 @@ pub fn set_pair(tree: &mut Tree, k: &[u8], value: Option<&[u8]>) -> Result<()> {
 }
 
 /// Loads an image's state keys, which come sorted, into an empty tree:
-/// the sorted runs (inodes by id, each directory's children by name, the
-/// retry cache by key) are collected and built into their maps in one
-/// pass each, instead of one descent of the map per key.
+/// the sorted runs (each directory's children by name, the retry cache
+/// by key) are collected and built into their maps in one pass each,
+/// instead of one descent of the map per key.
 #[derive(Default)]
 pub struct SortedLoad {
-    inodes: Vec<(u64, Inode)>,
     retry: Vec<(Vec<u8>, RetryEntry)>,
     /// The directory whose children are being collected.
     parent: Option<u64>,
-    kids: Vec<(String, u64)>,
+    kids: Vec<(CompactString, u64)>,
 }
 
 impl SortedLoad {
     pub fn add(&mut self, tree: &mut Tree, k: &[u8], v: &[u8]) -> Result<()> {
         match k.first() {
-            Some(b'i') => {
-                let inode = inode_of(k, v)?;
-                self.inodes.push((inode.id, inode));
-            }
             Some(b'x') => self.retry.push((k.to_vec(), RetryEntry::from_value(v)?)),
             Some(b'c') => {
                 let (parent, name) = link_of(k)?;
@@ -211,7 +207,7 @@ impl SortedLoad {
                     self.flush_children(tree);
                     self.parent = Some(parent);
                 }
-                self.kids.push((name.to_string(), u64_of(v)?));
+                self.kids.push((name.into(), u64_of(v)?));
             }
             _ => set_pair(tree, k, Some(v))?,
         }
@@ -220,7 +216,7 @@ impl SortedLoad {
 
     fn flush_children(&mut self, tree: &mut Tree) {
         if let Some(parent) = self.parent.take() {
-            let mut kids: BTreeMap<String, u64> =
+            let mut kids: BTreeMap<CompactString, u64> =
                 std::mem::take(&mut self.kids).into_iter().collect();
             tree.children.entry(parent).or_default().append(&mut kids);
         }
@@ -229,8 +225,6 @@ impl SortedLoad {
     /// Builds the collected runs into `tree`'s maps.
     pub fn finish(mut self, tree: &mut Tree) {
         self.flush_children(tree);
-        let mut inodes: BTreeMap<u64, Inode> = self.inodes.into_iter().collect();
-        tree.inodes.append(&mut inodes);
         let mut retry: BTreeMap<Vec<u8>, RetryEntry> = self.retry.into_iter().collect();
         tree.retry.append(&mut retry);
     }
@@ -240,9 +234,9 @@ impl SortedLoad {
 /// checkpoint writes them (tests compare it with what the files hold).
 pub fn pairs(tree: &Tree) -> Pairs {
     let everything = Dirty {
-        inodes: tree.inodes.keys().copied().collect(),
+        inodes: tree.inodes.iter().map(|i| i.id).collect(),
         links: (tree.children.iter())
-            .flat_map(|(parent, kids)| kids.keys().map(|name| (*parent, name.clone())))
+            .flat_map(|(parent, kids)| kids.keys().map(|name| (*parent, name.to_string())))
             .collect(),
         blocks: tree.block_owner.keys().copied().collect(),
         retry: tree.retry.keys().cloned().collect(),
@@ -282,16 +276,18 @@ impl Captured {
 pub fn capture(tree: &Tree, dirty: &Dirty) -> Result<Vec<Captured>> {
     let mut out = Vec::with_capacity(dirty.len());
     for id in &dirty.inodes {
-        out.push(match tree.inodes.get(id) {
-            Some(inode) => Captured::Encoded(bincode::serialize(inode)?),
+        out.push(match tree.inodes.get(*id) {
+            Some(inode) => Captured::Encoded(bincode::serialize(&inode)?),
             None => Captured::Gone,
         });
     }
     for (parent, name) in &dirty.links {
-        out.push(match tree.children.get(parent).and_then(|k| k.get(name)) {
-            Some(id) => Captured::Id(*id),
-            None => Captured::Gone,
-        });
+        out.push(
+            match tree.children.get(parent).and_then(|k| k.get(name.as_str())) {
+                Some(id) => Captured::Id(*id),
+                None => Captured::Gone,
+            },
+        );
     }
     for block in &dirty.blocks {
         out.push(match tree.block_owner.get(block) {

@@ -15,8 +15,10 @@ use crate::error::{NamenodeError, Result};
 use crate::meta_op::{CallKey, MetaResult};
 use crate::path;
 
+pub mod inodes;
 pub mod tree;
 
+pub use inodes::{FileRef, InodeRef};
 use tree::Tree;
 pub use tree::{Change, Counters, Totals};
 
@@ -88,7 +90,7 @@ pub mod counter {
     pub const NEXT_GEN_STAMP: &[u8] = b"mnext_gen_stamp";
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockMeta {
     pub id: u64,
     pub gen_stamp: u64,
@@ -105,30 +107,14 @@ pub struct FileMeta {
 }
 
 impl FileMeta {
-    /// The length readers see: see [`FileMeta::readable_blocks`].
+    /// The length readers see: see [`FileRef::readable_blocks`].
     pub fn length(&self) -> u64 {
-        self.readable_blocks()
-            .fold(0, |n, b| n.saturating_add(b.len))
+        self.as_ref().length()
     }
 
-    /// The blocks as readers see them. While the file is under
-    /// construction its last block counts 0 bytes: its replicas are not
-    /// served until finalized, and the length recorded there is only what
-    /// a pipeline recovery acknowledged ([`crate::meta_op::MetaOp::RecoverPipeline`]),
-    /// kept to check the datanodes' recoveries against.
+    /// The blocks as readers see them: see [`FileRef::readable_blocks`].
     pub fn readable_blocks(&self) -> impl Iterator<Item = BlockMeta> + '_ {
-        let open = if self.writer.is_some() {
-            self.blocks.len().checked_sub(1)
-        } else {
-            None
-        };
-        self.blocks.iter().enumerate().map(move |(i, b)| {
-            if Some(i) == open {
-                BlockMeta { len: 0, ..*b }
-            } else {
-                *b
-            }
-        })
+        self.as_ref().readable_blocks()
     }
 }
 
@@ -296,7 +282,7 @@ impl Namespace {
     }
 
     pub fn inode(&self, id: u64) -> Result<Option<Inode>> {
-        Ok(self.read().inodes.get(&id).cloned())
+        Ok(self.read().inodes.get(id).map(|i| i.to_inode()))
     }
 
     pub fn root(&self) -> Result<Inode> {
@@ -305,21 +291,23 @@ impl Namespace {
     }
 
     pub fn child(&self, parent: u64, name: &str) -> Result<Option<Inode>> {
-        Ok(self.read().child(parent, name).cloned())
+        Ok(self.read().child(parent, name).map(|i| i.to_inode()))
     }
 
     /// Walks `components` from the root; a file met before the last
     /// component is `NotDirectory`.
     pub fn resolve(&self, components: &[&str]) -> Result<Resolved> {
         let mut inodes = Vec::with_capacity(components.len() + 1);
-        let complete = walk(&self.read(), components, |inode| inodes.push(inode.clone()))?;
+        let complete = walk(&self.read(), components, |inode| {
+            inodes.push(inode.to_inode())
+        })?;
         Ok(Resolved { inodes, complete })
     }
 
     /// The inode at `path`, or `None`.
     pub fn lookup(&self, path: &str) -> Result<Option<Inode>> {
         let comps = path::components(path)?;
-        Ok(find(&self.read(), &comps)?.cloned())
+        Ok(find(&self.read(), &comps)?.map(|i| i.to_inode()))
     }
 
     /// What the subtree at `path` holds, `path` itself counted (a file is
@@ -330,7 +318,7 @@ impl Namespace {
         let tree = self.read();
         let inode =
             find(&tree, &comps)?.ok_or_else(|| NamenodeError::NotFound(path.to_string()))?;
-        Ok(tree.contribution(inode))
+        Ok(tree.contribution(&inode))
     }
 
     /// The inode at `path`, or `NotFound`.
@@ -346,19 +334,19 @@ impl Namespace {
         start_after: &str,
         limit: usize,
     ) -> Result<(Vec<Inode>, bool)> {
-        self.children_with(dir, start_after, limit, |inode, _| inode.clone())
+        self.children_with(dir, start_after, limit, |inode, _| inode.to_inode())
     }
 
     /// What `f` makes of each child [`Namespace::children`] would return,
     /// in name order, and whether more follow. `f` gets the inode in place
     /// and its entry count (0 for a file), all under one read lock: a
-    /// listing page costs no inode clones and no lookup per entry.
+    /// listing page costs no inode copies.
     pub fn children_with<T>(
         &self,
         dir: u64,
         start_after: &str,
         limit: usize,
-        mut f: impl FnMut(&Inode, u64) -> T,
+        mut f: impl FnMut(InodeRef<'_>, u64) -> T,
     ) -> Result<(Vec<T>, bool)> {
         use std::ops::Bound;
         let tree = self.read();
@@ -375,7 +363,7 @@ impl Namespace {
             if out.len() == limit {
                 return Ok((out, true));
             }
-            let child = tree.inodes.get(id).ok_or_else(|| {
+            let child = tree.inodes.get(*id).ok_or_else(|| {
                 NamenodeError::Internal(format!("dangling child entry under inode {dir}"))
             })?;
             let count = if child.is_dir() {
@@ -401,13 +389,13 @@ impl Namespace {
         while i < out.len() {
             if let Some(kids) = tree.children.get(&out[i].id) {
                 for id in kids.values() {
-                    let child = tree.inodes.get(id).ok_or_else(|| {
+                    let child = tree.inodes.get(*id).ok_or_else(|| {
                         NamenodeError::Internal(format!(
                             "dangling child entry under inode {}",
                             out[i].id
                         ))
                     })?;
-                    out.push(child.clone());
+                    out.push(child.to_inode());
                 }
             }
             i += 1;
@@ -430,7 +418,7 @@ impl Namespace {
         let batch: Vec<(Inode, bool)> = tree
             .reclaim_batch(limit)
             .into_iter()
-            .map(|i| (i.clone(), detached.contains(&i.id)))
+            .map(|i| (i.to_inode(), detached.contains(&i.id)))
             .collect();
         let freed_roots = batch.iter().filter(|(_, root)| *root).count();
         (batch, detached.len() - freed_roots)
@@ -460,8 +448,8 @@ impl Namespace {
         Ok(tree
             .block_owner
             .get(&block_id)
-            .and_then(|id| tree.inodes.get(id))
-            .cloned())
+            .and_then(|id| tree.inodes.get(*id))
+            .map(|i| i.to_inode()))
     }
 
     /// Block `block_id` as its file records it; `None` when no file
@@ -471,8 +459,8 @@ impl Namespace {
         let file = tree
             .block_owner
             .get(&block_id)
-            .and_then(|id| tree.inodes.get(id))
-            .and_then(|i| i.file.as_ref());
+            .and_then(|id| tree.inodes.get(*id))
+            .and_then(|i| i.file);
         Ok(file.and_then(|f| f.blocks.iter().find(|b| b.id == block_id).copied()))
     }
 
@@ -485,10 +473,10 @@ impl Namespace {
             names.clear();
         }
         while parent != ROOT_ID && parent != 0 {
-            let p = tree.inodes.get(&parent).ok_or_else(|| {
+            let p = tree.inodes.get(parent).ok_or_else(|| {
                 NamenodeError::Internal(format!("inode {parent} is missing from a path"))
             })?;
-            names.push(p.name.as_str());
+            names.push(p.name);
             parent = p.parent;
         }
         names.reverse();
@@ -528,7 +516,7 @@ impl Namespace {
 
 /// The inode at `comps` in `tree`; a file met before the last component
 /// is `NotDirectory`.
-fn find<'t>(tree: &'t Tree, comps: &[&str]) -> Result<Option<&'t Inode>> {
+fn find<'t>(tree: &'t Tree, comps: &[&str]) -> Result<Option<InodeRef<'t>>> {
     let mut last = None;
     let complete = walk(tree, comps, |inode| last = Some(inode))?;
     Ok(last.filter(|_| complete))
@@ -537,10 +525,10 @@ fn find<'t>(tree: &'t Tree, comps: &[&str]) -> Result<Option<&'t Inode>> {
 /// Walks `comps` from the root, handing `visit` the root and each inode
 /// found; whether every component exists. A file met before the last
 /// component is `NotDirectory`.
-fn walk<'t>(tree: &'t Tree, comps: &[&str], mut visit: impl FnMut(&'t Inode)) -> Result<bool> {
+fn walk<'t>(tree: &'t Tree, comps: &[&str], mut visit: impl FnMut(InodeRef<'t>)) -> Result<bool> {
     let mut cur = tree
         .inodes
-        .get(&ROOT_ID)
+        .get(ROOT_ID)
         .ok_or_else(|| NamenodeError::Internal("root inode missing".into()))?;
     visit(cur);
     for (i, name) in comps.iter().enumerate() {
@@ -571,11 +559,11 @@ impl Iterator for FilesAfter<'_> {
         while self.batch.is_empty() && !self.done {
             let tree = self.ns.read();
             let mut seen = 0;
-            for (id, inode) in tree.inodes.range(self.after.saturating_add(1)..) {
+            for inode in tree.inodes.range_from(self.after.saturating_add(1)) {
                 seen += 1;
-                self.after = *id;
+                self.after = inode.id;
                 if !inode.is_dir() {
-                    self.batch.push_back(inode.clone());
+                    self.batch.push_back(inode.to_inode());
                 }
                 if seen == FILES_PER_READ * 4 || self.batch.len() == FILES_PER_READ {
                     break;

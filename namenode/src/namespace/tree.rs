@@ -22,6 +22,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use compact_str::CompactString;
+
+use super::inodes::{InodeRef, Inodes};
 use super::{Inode, RetryEntry, ROOT_ID};
 
 /// The id counters and the applied index: the replicated scalars.
@@ -150,8 +153,9 @@ impl Totals {
 
 #[derive(Debug, Default)]
 pub struct Tree {
-    pub inodes: BTreeMap<u64, Inode>,
-    pub children: HashMap<u64, BTreeMap<String, u64>>,
+    pub inodes: Inodes,
+    /// Names inline up to 24 bytes, as in [`Inodes`].
+    pub children: HashMap<u64, BTreeMap<CompactString, u64>>,
     pub block_owner: HashMap<u64, u64>,
     pub counters: Counters,
     /// Keyed by `checkpoint::retry_key`, whose order the sweep's cursor
@@ -178,36 +182,39 @@ impl Tree {
                 // linked inode's parent or name without unlinking it, but
                 // the old record is looked at too, to be safe), its new
                 // contribution replaces the old one up the chain.
-                let now = self.contribution(&inode);
+                let now = self.contribution(&inode.as_ref());
                 let linked_new = self.links_to(inode.parent, &inode.name, id);
                 let new_parent = inode.parent;
-                let old = self.inodes.insert(id, inode);
-                let was = old
-                    .as_ref()
-                    .map_or(Totals::default(), |o| self.contribution(o));
+                let old = (self.inodes.get(id)).map(|o| {
+                    let linked = self.links_to(o.parent, o.name, id);
+                    (o.parent, linked, self.contribution(&o))
+                });
+                self.inodes.insert(&inode.as_ref());
+                let was = old.map_or(Totals::default(), |(_, _, was)| was);
                 if linked_new {
                     self.carry(new_parent, now, was);
-                } else if let Some(o) = old.filter(|o| self.links_to(o.parent, &o.name, id)) {
-                    self.carry(o.parent, now, was);
+                } else if let Some((old_parent, true, _)) = old {
+                    self.carry(old_parent, now, was);
                 }
                 self.dirty.inodes.insert(id);
             }
             Change::RemoveInode(id) => {
                 // A linked inode leaves its link pointing at nothing,
                 // which counts nothing (apply.rs unlinks first).
-                let linked = self
-                    .inodes
-                    .get(&id)
-                    .filter(|o| self.links_to(o.parent, &o.name, id))
-                    .map(|o| (o.parent, self.contribution(o)));
+                let linked = (self.inodes.get(id))
+                    .filter(|o| self.links_to(o.parent, o.name, id))
+                    .map(|o| (o.parent, self.contribution(&o)));
                 if let Some((parent, was)) = linked {
                     self.carry(parent, Totals::default(), was);
                 }
-                if let Some(f) = self.inodes.remove(&id).and_then(|old| old.file) {
-                    for b in &f.blocks {
-                        self.block_owner.remove(&b.id);
-                        self.dirty.blocks.insert(b.id);
-                    }
+                let blocks: Vec<u64> = (self.inodes.get(id))
+                    .and_then(|old| old.file)
+                    .map(|f| f.blocks.iter().map(|b| b.id).collect())
+                    .unwrap_or_default();
+                self.inodes.remove(id);
+                for b in blocks {
+                    self.block_owner.remove(&b);
+                    self.dirty.blocks.insert(b);
                 }
                 self.children.remove(&id);
                 self.totals.remove(&id);
@@ -220,15 +227,13 @@ impl Tree {
                     .children
                     .entry(parent)
                     .or_default()
-                    .insert(name.clone(), id);
+                    .insert(name.as_str().into(), id);
                 if replaced != Some(id) {
                     let was = replaced
-                        .and_then(|r| self.inodes.get(&r))
-                        .map_or(Totals::default(), |r| self.contribution(r));
-                    let now = self
-                        .inodes
-                        .get(&id)
-                        .map_or(Totals::default(), |i| self.contribution(i));
+                        .and_then(|r| self.inodes.get(r))
+                        .map_or(Totals::default(), |r| self.contribution(&r));
+                    let now =
+                        (self.inodes.get(id)).map_or(Totals::default(), |i| self.contribution(&i));
                     self.carry(parent, now, was);
                 }
                 self.dirty.links.insert((parent, name));
@@ -236,7 +241,7 @@ impl Tree {
             Change::Unlink { parent, name } => {
                 let mut removed = None;
                 if let Some(kids) = self.children.get_mut(&parent) {
-                    removed = kids.remove(&name);
+                    removed = kids.remove(name.as_str());
                     if kids.is_empty() {
                         self.children.remove(&parent);
                     }
@@ -244,18 +249,12 @@ impl Tree {
                 // Under a directory removed already (a recursive delete
                 // removes the top first), there is nothing to take from.
                 if let Some(id) = removed {
-                    let was = self
-                        .inodes
-                        .get(&id)
-                        .map_or(Totals::default(), |i| self.contribution(i));
+                    let was =
+                        (self.inodes.get(id)).map_or(Totals::default(), |i| self.contribution(&i));
                     self.carry(parent, Totals::default(), was);
                     // Unlinked from where it says it lives: detached until
                     // it is linked again (a rename) or removed.
-                    if self
-                        .inodes
-                        .get(&id)
-                        .is_some_and(|i| i.parent == parent && i.name == name)
-                    {
+                    if (self.inodes.get(id)).is_some_and(|i| i.parent == parent && i.name == name) {
                         self.detached.insert(id);
                     }
                 }
@@ -290,7 +289,7 @@ impl Tree {
 
     /// What `inode` adds to its parent's totals: a file itself, a
     /// directory its totals and itself.
-    pub fn contribution(&self, inode: &Inode) -> Totals {
+    pub fn contribution(&self, inode: &InodeRef<'_>) -> Totals {
         match &inode.file {
             Some(f) => {
                 let bytes = f.length();
@@ -335,8 +334,8 @@ impl Tree {
             if t.is_zero() {
                 self.totals.remove(&dir);
             }
-            match self.inodes.get(&dir) {
-                Some(d) if d.is_dir() && self.links_to(d.parent, &d.name, dir) => dir = d.parent,
+            match self.inodes.get(dir) {
+                Some(d) if d.is_dir() && self.links_to(d.parent, d.name, dir) => dir = d.parent,
                 _ => return,
             }
         }
@@ -355,11 +354,11 @@ impl Tree {
         let mut own: HashMap<u64, Totals> = HashMap::new();
         let mut subdirs: HashMap<u64, Vec<u64>> = HashMap::new();
         let mut detached = BTreeSet::new();
-        for inode in self.inodes.values() {
+        for inode in self.inodes.iter() {
             if inode.id == ROOT_ID {
                 continue;
             }
-            if !self.links_to(inode.parent, &inode.name, inode.id) {
+            if !self.links_to(inode.parent, inode.name, inode.id) {
                 detached.insert(inode.id);
                 continue;
             }
@@ -371,7 +370,7 @@ impl Tree {
                 });
                 subdirs.entry(inode.parent).or_default().push(inode.id);
             } else {
-                *sum = sum.plus(self.contribution(inode));
+                *sum = sum.plus(self.contribution(&inode));
             }
         }
         let mut totals: HashMap<u64, Totals> = HashMap::with_capacity(own.len());
@@ -405,8 +404,8 @@ impl Tree {
     /// name (what [`Tree::apply`] keeps in `detached`: tests compare).
     pub fn find_detached(&self) -> BTreeSet<u64> {
         self.inodes
-            .values()
-            .filter(|i| i.id != ROOT_ID && !self.links_to(i.parent, &i.name, i.id))
+            .iter()
+            .filter(|i| i.id != ROOT_ID && !self.links_to(i.parent, i.name, i.id))
             .map(|i| i.id)
             .collect()
     }
@@ -421,10 +420,10 @@ impl Tree {
     /// (children before their directory), so that what a step leaves is
     /// still a tree under its root. Deterministic: every member frees the
     /// same inodes for the same step.
-    pub fn reclaim_batch(&self, limit: usize) -> Vec<&Inode> {
-        let mut out: Vec<&Inode> = Vec::new();
+    pub fn reclaim_batch(&self, limit: usize) -> Vec<InodeRef<'_>> {
+        let mut out: Vec<InodeRef<'_>> = Vec::new();
         for &root in &self.detached {
-            let Some(top) = self.inodes.get(&root) else {
+            let Some(top) = self.inodes.get(root) else {
                 continue;
             };
             let mut stack = vec![(top, self.children.get(&root).map(|k| k.values()))];
@@ -435,7 +434,7 @@ impl Tree {
                 let dir = *dir;
                 match kids.as_mut().and_then(|k| k.next()) {
                     Some(id) => {
-                        if let Some(child) = self.inodes.get(id) {
+                        if let Some(child) = self.inodes.get(*id) {
                             let below = self.children.get(id).map(|k| k.values());
                             if below.is_some() {
                                 stack.push((child, below));
@@ -483,9 +482,9 @@ impl Tree {
                 }
                 let mut sum = Totals::default();
                 for id in kids.values() {
-                    if let Some(child) = self.inodes.get(id) {
+                    if let Some(child) = self.inodes.get(*id) {
                         sum = sum.plus(match &child.file {
-                            Some(_) => self.contribution(child),
+                            Some(_) => self.contribution(&child),
                             None => totals.get(id).copied().unwrap_or_default().plus(Totals {
                                 dirs: 1,
                                 ..Totals::default()
@@ -523,9 +522,9 @@ impl Tree {
     }
 
     /// The inode linked as `name` in `parent`.
-    pub fn child(&self, parent: u64, name: &str) -> Option<&Inode> {
+    pub fn child(&self, parent: u64, name: &str) -> Option<InodeRef<'_>> {
         let id = self.children.get(&parent)?.get(name)?;
-        self.inodes.get(id)
+        self.inodes.get(*id)
     }
 
     pub fn child_count(&self, dir: u64) -> u64 {
@@ -689,7 +688,7 @@ mod tests {
         assert_eq!(t.totals(2), totals(2, 1, 107, 307));
         assert_eq!(t.totals(ROOT_ID), totals(2, 3, 107, 307));
         assert_eq!(
-            t.contribution(&t.inodes[&2].clone()),
+            t.contribution(&t.inodes.get(2).expect("/a")),
             totals(2, 2, 107, 307)
         );
         // Complete: the last block counts, in /a/b, /a and the root.

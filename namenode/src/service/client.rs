@@ -579,7 +579,7 @@ impl ClientProtocol for ClientService {
         let p = path::normalize(&r.path)?;
         let inode = self.state.ns.get(&p)?;
         if !inode.is_dir() {
-            return Ok(Response::new(listing::file_page(p, &inode)));
+            return Ok(Response::new(listing::file_page(p, inode.as_ref())));
         }
         let limit = match r.limit {
             0 => DEFAULT_LIST_LIMIT,

@@ -8,7 +8,7 @@ use rfs_proto::listing::PageNames;
 use rfs_proto::namenode::{ListEntry, ListResponse};
 
 use crate::error::Result;
-use crate::namespace::{Inode, Namespace};
+use crate::namespace::{InodeRef, Namespace};
 use crate::state::type_fields;
 
 /// Up to `limit` entries of directory `dir`, listed as `path`, with names
@@ -22,13 +22,13 @@ pub(super) fn directory_page(
 ) -> Result<ListResponse> {
     let mut page = Page::default();
     let (items, has_more) = ns.children_with(dir, start_after, limit, |inode, children| {
-        page.entry(inode.name.clone(), inode, children)
+        page.entry(inode.name.to_string(), inode, children)
     })?;
     Ok(page.response(path, items, has_more))
 }
 
 /// The listing of a file: the file itself, as one entry with no name.
-pub(super) fn file_page(path: String, inode: &Inode) -> ListResponse {
+pub(super) fn file_page(path: String, inode: InodeRef<'_>) -> ListResponse {
     let mut page = Page::default();
     let item = page.entry(String::new(), inode, 0);
     page.response(path, vec![item], false)
@@ -42,14 +42,14 @@ struct Page {
 }
 
 impl Page {
-    fn entry(&mut self, name: String, inode: &Inode, children: u64) -> ListEntry {
-        let (file_type, length, replication, block_size, writer) = type_fields(inode);
+    fn entry(&mut self, name: String, inode: InodeRef<'_>, children: u64) -> ListEntry {
+        let (file_type, length, replication, block_size, writer) = type_fields(inode.file);
         ListEntry {
             name,
             file_type: file_type as i32,
             length,
-            owner: self.names.owner(&inode.owner),
-            group: self.names.group(&inode.group),
+            owner: self.names.owner(inode.owner),
+            group: self.names.group(inode.group),
             mode: inode.mode,
             mtime_ms: inode.mtime_ms,
             atime_ms: inode.atime_ms,
