@@ -176,14 +176,7 @@ impl Client {
             first_block: true,
             client_host: cfg.client_host.clone(),
         };
-        let resp = self
-            .rpc()
-            .call(
-                "create",
-                req,
-                |mut c, req| async move { c.create(req).await },
-            )
-            .await?;
+        let resp = self.rpc().batched("create", req).await?;
         let status = resp.status.ok_or_else(|| {
             Error::Protocol(format!("{path}: namenode answered create without a status"))
         })?;
@@ -226,14 +219,7 @@ impl Client {
             owner: self.inner.owner.clone(),
             group: String::new(),
         };
-        let r = self
-            .rpc()
-            .call(
-                "mkdirs",
-                req,
-                |mut c, req| async move { c.mkdirs(req).await },
-            )
-            .await?;
+        let r = self.rpc().batched("mkdirs", req).await?;
         Ok(r.created)
     }
 
@@ -242,12 +228,7 @@ impl Client {
         let req = GetFileInfoRequest {
             path: path.to_string(),
         };
-        let r = self
-            .rpc()
-            .call("get_file_info", req, |mut c, req| async move {
-                c.get_file_info(req).await
-            })
-            .await?;
+        let r = self.rpc().batched("get_file_info", req).await?;
         Ok(r.status)
     }
 
@@ -296,14 +277,7 @@ impl Client {
             recursive,
             client_id: self.inner.client_id.clone(),
         };
-        let r = self
-            .rpc()
-            .call(
-                "delete",
-                req,
-                |mut c, req| async move { c.delete(req).await },
-            )
-            .await?;
+        let r = self.rpc().batched("delete", req).await?;
         Ok(r.deleted)
     }
 

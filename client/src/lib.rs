@@ -22,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+mod batch;
 mod client;
 mod config;
 mod datanode;

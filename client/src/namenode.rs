@@ -42,6 +42,7 @@ use rfs_proto::rpc_error::{self, RpcErrorKind};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
+use crate::batch::{Batchable, Batcher};
 use crate::error::{chain, one_line, status_reason, Error, Result};
 use crate::namenode_group::{self, NamenodeGroup};
 
@@ -80,6 +81,8 @@ struct Member {
     /// Made on first use, dropped after a timeout so the next use dials
     /// afresh.
     channel: Option<Channel>,
+    /// The queue of batched calls over `channel`, made and dropped with it.
+    batcher: Option<Arc<Batcher>>,
 }
 
 impl Member {
@@ -88,6 +91,7 @@ impl Member {
             addr: addr.to_string(),
             endpoint: endpoint(addr, timeout)?,
             channel: None,
+            batcher: None,
         })
     }
 
@@ -96,6 +100,20 @@ impl Member {
         self.channel
             .get_or_insert_with(|| self.endpoint.connect_lazy())
             .clone()
+    }
+
+    /// Its batcher, over its channel.
+    fn batcher(&mut self) -> Arc<Batcher> {
+        if self.batcher.is_none() {
+            self.batcher = Some(Arc::new(Batcher::new(self.channel())));
+        }
+        self.batcher.clone().expect("set above")
+    }
+
+    /// Forgets the connection (after a timeout): the next use dials afresh.
+    fn disconnect(&mut self) {
+        self.channel = None;
+        self.batcher = None;
     }
 }
 
@@ -295,6 +313,34 @@ impl NamenodeRpc {
         F: Fn(ClientProtocolClient<Channel>, Req) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>>,
     {
+        self.failover(call, |target| {
+            let attempt = f(ClientProtocolClient::new(self.channel(target)), req.clone());
+            async move { attempt.await.map(tonic::Response::into_inner) }
+        })
+        .await
+    }
+
+    /// [`NamenodeRpc::call`] for a call that rides in a batch with the
+    /// others queued for the same member ([`crate::batch`]).
+    pub(crate) async fn batched<Req: Batchable>(
+        &self,
+        call: &'static str,
+        req: Req,
+    ) -> Result<Req::Response> {
+        self.failover(call, |target| {
+            let batcher = self.members().list[target].batcher();
+            let req = req.clone();
+            async move { batcher.call(req).await }
+        })
+        .await
+    }
+
+    /// The failover loop: `attempt(member)` once per attempt.
+    async fn failover<T, F, Fut>(&self, call: &'static str, attempt: F) -> Result<T>
+    where
+        F: Fn(usize) -> Fut,
+        Fut: Future<Output = std::result::Result<T, Status>>,
+    {
         let timeout = self.shared.timeout;
         let deadline = self.shared.failover_deadline;
         let start = Instant::now();
@@ -303,19 +349,18 @@ impl NamenodeRpc {
         let mut tried: Vec<(usize, String)> = Vec::new();
         let mut target = self.members().leader;
         loop {
-            let (addr, channel) = self.channel(target);
-            let attempt = f(ClientProtocolClient::new(channel), req.clone());
-            let failure = match tokio::time::timeout(timeout, attempt).await {
+            let addr = self.members().list[target].addr.clone();
+            let failure = match tokio::time::timeout(timeout, attempt(target)).await {
                 Ok(Ok(resp)) => {
                     self.members().leader = target;
-                    return Ok(resp.into_inner());
+                    return Ok(resp);
                 }
                 Ok(Err(status)) => match Failure::of(&status) {
                     Some(failure) => failure,
                     None => return Err(Error::from_status(&addr, &status)),
                 },
                 Err(_) => {
-                    self.members().list[target].channel = None;
+                    self.members().list[target].disconnect();
                     Failure::Timeout
                 }
             };
@@ -367,11 +412,9 @@ impl NamenodeRpc {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The address and channel of member `i`, connecting lazily.
-    fn channel(&self, i: usize) -> (String, Channel) {
-        let mut members = self.members();
-        let m = &mut members.list[i];
-        (m.addr.clone(), m.channel())
+    /// The channel of member `i`, connecting lazily.
+    fn channel(&self, i: usize) -> Channel {
+        self.members().list[i].channel()
     }
 
     /// The index of the member at `addr`, added when a leader hint names
@@ -551,6 +594,7 @@ mod tests {
                     endpoint: endpoint(&addr, timeout).unwrap(),
                     addr,
                     channel: None,
+                    batcher: None,
                 }
             })
             .collect();

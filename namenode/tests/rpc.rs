@@ -1334,3 +1334,150 @@ async fn raft_streams_and_snapshot_pieces_refuse_strangers_and_garbage_with_the_
     assert!(nn.mkdirs("/after", false).await.unwrap());
     nn.stop().await;
 }
+
+/// One batched call's answer: its response, or its error as a status.
+fn batched(a: &Answer) -> Result<&answer::Answer, tonic::Status> {
+    match a.answer.as_ref().expect("every call is answered") {
+        answer::Answer::Error(e) => Err(rfs_proto::rpc_error::from_call_error(e)),
+        other => Ok(other),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_answers_each_call_as_its_own_rpc_would_in_order() {
+    let mut nn = Namenode::start(|_| {}).await;
+    let create = |path: &str, call_id: u64| {
+        call::Call::Create(CreateRequest {
+            path: path.into(),
+            client_id: "w".into(),
+            create_parent: true,
+            call: Some(CallId {
+                client_id: "w".into(),
+                call_id,
+            }),
+            ..Default::default()
+        })
+    };
+    let calls = vec![
+        create("/b/one", 1),
+        create("/b/two", 2),
+        // The same path under a new call id: one of the two wins.
+        create("/b/one", 3),
+        create("relative", 4),
+        call::Call::GetFileInfo(GetFileInfoRequest {
+            path: "/nothing".into(),
+        }),
+        call::Call::Mkdirs(MkdirsRequest {
+            path: "/b/dir".into(),
+            create_parent: true,
+            ..Default::default()
+        }),
+    ];
+    let request = |calls: &[call::Call]| BatchRequest {
+        calls: calls
+            .iter()
+            .map(|c| Call {
+                call: Some(c.clone()),
+            })
+            .collect(),
+    };
+    let answers = nn
+        .client
+        .batch(request(&calls))
+        .await
+        .unwrap()
+        .into_inner()
+        .answers;
+    assert_eq!(answers.len(), calls.len());
+    let created = |a: &Answer| match batched(a) {
+        Ok(answer::Answer::Create(r)) => Ok(r.status.clone().unwrap()),
+        Ok(other) => panic!("a create answered {other:?}"),
+        Err(e) => Err(e),
+    };
+    let two = created(&answers[1]).unwrap();
+    assert_eq!((two.path.as_str(), two.writer.as_str()), ("/b/two", "w"));
+    // Exactly one of the two creates of /b/one made the file.
+    let (first, third) = (created(&answers[0]), created(&answers[2]));
+    assert!(first.is_ok() != third.is_ok(), "{first:?} {third:?}");
+    let lost = first.err().or(third.err()).unwrap();
+    assert_err::<()>(
+        Err(lost),
+        RpcErrorKind::AlreadyExists,
+        "/b/one: File exists",
+    );
+    assert_eq!(
+        kind_of(&batched(&answers[3]).unwrap_err()),
+        RpcErrorKind::InvalidPath
+    );
+    assert!(matches!(
+        batched(&answers[4]),
+        Ok(answer::Answer::GetFileInfo(GetFileInfoResponse {
+            status: None
+        }))
+    ));
+    assert!(matches!(
+        batched(&answers[5]),
+        Ok(answer::Answer::Mkdirs(MkdirsResponse { created: true }))
+    ));
+
+    // A retry of a batched call, batched or not, gets the recorded result.
+    let again = nn
+        .client
+        .batch(request(&calls[1..2]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(created(&again.answers[0]).unwrap().inode_id, two.inode_id);
+    let CreateResponse { status, .. } = nn
+        .client
+        .create(match create("/b/two", 2) {
+            call::Call::Create(r) => r,
+            _ => unreachable!(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.unwrap().inode_id, two.inode_id);
+
+    // What a buggy or hostile client may send: a call naming no
+    // operation, an empty batch, and one past the limit.
+    let empty = nn
+        .client
+        .batch(BatchRequest {
+            calls: vec![Call { call: None }],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        kind_of(&batched(&empty.answers[0]).unwrap_err()),
+        RpcErrorKind::InvalidArgument
+    );
+    let none = nn
+        .client
+        .batch(BatchRequest { calls: vec![] })
+        .await
+        .unwrap();
+    assert!(none.into_inner().answers.is_empty());
+    let too_many = vec![call::Call::GetFileInfo(GetFileInfoRequest { path: "/".into() }); 1025];
+    assert_err(
+        nn.client.batch(request(&too_many)).await,
+        RpcErrorKind::InvalidArgument,
+        "a batch holds at most 1024 calls, not 1025",
+    );
+    // Nothing stored was lost on the way.
+    let listing = nn.client.list(ListRequest {
+        path: "/b".into(),
+        ..Default::default()
+    });
+    let names: Vec<String> = listing
+        .await
+        .unwrap()
+        .into_inner()
+        .items
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, ["dir", "one", "two"]);
+    nn.stop().await;
+}

@@ -182,13 +182,7 @@ impl Blocks {
             excluded_datanodes: self.excluded.clone(),
             client_host: self.client.config().client_host.clone(),
         };
-        let resp = self
-            .client
-            .rpc()
-            .call("add_block", req, |mut c, req| async move {
-                c.add_block(req).await
-            })
-            .await?;
+        let resp = self.client.rpc().batched("add_block", req).await?;
         resp.block.ok_or_else(|| {
             Error::Protocol(format!(
                 "{}: the namenode answered add_block without a block",
@@ -236,12 +230,7 @@ async fn complete(
             last,
             unwritten,
         };
-        let resp = client
-            .rpc()
-            .call("complete", req, |mut c, req| async move {
-                c.complete(req).await
-            })
-            .await?;
+        let resp = client.rpc().batched("complete", req).await?;
         if resp.completed {
             return Ok(());
         }
