@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use rfs_proto::common::ExtendedBlock;
 use rfs_proto::namenode::{
     CallId, ContentSummaryRequest, CreateRequest, DeleteRequest, FileStatus, FsStatsRequest,
-    GetBlockLocationsRequest, GetFileInfoRequest, ListRequest, MkdirsRequest, RenameRequest,
-    ReportBadBlocksRequest, SetReplicationRequest,
+    GetBlockLocationsRequest, GetFileInfoRequest, ListRequest, ListResponse, MkdirsRequest,
+    RenameRequest, ReportBadBlocksRequest, SetReplicationRequest,
 };
 use rfs_transport::BlockTransport;
 
@@ -258,16 +258,24 @@ impl Client {
         start_after: &str,
         limit: u32,
     ) -> Result<(Vec<FileStatus>, bool)> {
+        crate::listing::statuses(self.list_compact(path, start_after, limit).await?)
+    }
+
+    /// [`Client::list_page`]'s page as the namenode sends it (compact).
+    pub(crate) async fn list_compact(
+        &self,
+        path: &str,
+        start_after: &str,
+        limit: u32,
+    ) -> Result<ListResponse> {
         let req = ListRequest {
             path: path.to_string(),
             start_after: start_after.to_string(),
             limit,
         };
-        let r = self
-            .rpc()
+        self.rpc()
             .call("list", req, |mut c, req| async move { c.list(req).await })
-            .await?;
-        crate::listing::statuses(r)
+            .await
     }
 
     pub async fn delete(&self, path: &str, recursive: bool) -> Result<bool> {
@@ -435,14 +443,6 @@ impl Client {
     }
 }
 
-/// The last component of a path.
-pub(crate) fn base_name(path: &str) -> &str {
-    path.trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .unwrap_or(path)
-}
-
 trait PathOr {
     fn path_or(&self, fallback: &str) -> String;
 }
@@ -465,12 +465,5 @@ mod tests {
     fn create_options_default_creates_parents() {
         let o = CreateOptions::default();
         assert!(o.create_parent && !o.overwrite);
-    }
-
-    #[test]
-    fn base_names() {
-        assert_eq!(base_name("/a/b"), "b");
-        assert_eq!(base_name("/a/b/"), "b");
-        assert_eq!(base_name("b"), "b");
     }
 }

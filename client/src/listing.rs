@@ -5,18 +5,24 @@
 
 use rfs_proto::namenode::{FileStatus, ListResponse};
 
-use crate::client::{base_name, Client};
+use tokio::task::JoinHandle;
+
+use crate::client::Client;
 use crate::error::{Error, Result};
 
 /// Entries asked for per `List` page (the namenode may send fewer).
 const LIST_PAGE: u32 = 1000;
 
 /// The entries of one directory in name order, a `List` call per page.
+/// Each page is asked for as soon as the one before arrived (its last
+/// name is where the next starts), so the namenode builds a page while
+/// the caller turns the one before into statuses and uses it.
 pub struct ListPages {
     client: Client,
     path: String,
-    /// The name of the last entry handed out.
-    start_after: String,
+    /// The next page, on its way.
+    next: Option<JoinHandle<Result<ListResponse>>>,
+    started: bool,
     done: bool,
 }
 
@@ -25,7 +31,8 @@ impl ListPages {
         ListPages {
             client,
             path: path.to_string(),
-            start_after: String::new(),
+            next: None,
+            started: false,
             done: false,
         }
     }
@@ -37,17 +44,40 @@ impl ListPages {
         if self.done {
             return Ok(None);
         }
-        let (page, more) = self
-            .client
-            .list_page(&self.path, &self.start_after, LIST_PAGE)
-            .await?;
-        let Some(last) = page.last() else {
-            self.done = true;
-            return Ok(None);
+        let page = match self.next.take() {
+            Some(next) => next.await.map_err(|e| {
+                Error::Io(format!("{}: listing the next page failed: {e}", self.path))
+            })??,
+            None if !self.started => {
+                self.started = true;
+                self.client.list_compact(&self.path, "", LIST_PAGE).await?
+            }
+            None => return Ok(None),
         };
-        self.start_after = base_name(&last.path).to_string();
-        self.done = !more;
-        Ok(Some(page))
+        match page.items.last() {
+            None => {
+                self.done = true;
+                return Ok(None);
+            }
+            Some(last) if page.has_more => {
+                let (client, path, after) =
+                    (self.client.clone(), self.path.clone(), last.name.clone());
+                self.next = Some(tokio::spawn(async move {
+                    client.list_compact(&path, &after, LIST_PAGE).await
+                }));
+            }
+            Some(_) => self.done = true,
+        }
+        Ok(Some(statuses(page)?.0))
+    }
+}
+
+impl Drop for ListPages {
+    /// A caller that stops early leaves no page on its way.
+    fn drop(&mut self) {
+        if let Some(next) = self.next.take() {
+            next.abort();
+        }
     }
 }
 

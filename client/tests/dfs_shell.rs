@@ -227,7 +227,7 @@ async fn ls_escapes_control_characters_in_names_already_stored() {
 /// mid-listing): `ls` and `ls -R` have printed the first page's entries
 /// before the failure, then say what failed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ls_prints_each_page_before_asking_for_the_next() {
+async fn ls_prints_the_pages_before_the_one_that_failed() {
     let nn = FakeNamenode::default();
     {
         let mut s = nn.state();
