@@ -29,6 +29,7 @@ mod ha;
 mod limits;
 mod log_fsync;
 mod meta;
+mod nn_image;
 mod nn_memory;
 mod plot;
 mod put_get;
@@ -70,6 +71,9 @@ enum Cmd {
     /// Namenode resident memory per file after N one-block files (fake
     /// datanodes; no data moves).
     NnMemory(nn_memory::NnMemoryArgs),
+    /// A namenode loading N one-block files written offline into its
+    /// checkpoint image (default 10M): time to serving and RSS per file.
+    NnImage(nn_image::NnImageArgs),
 }
 
 #[tokio::main]
@@ -82,6 +86,7 @@ async fn main() -> Result<()> {
         Cmd::PutGet(a) => put_get::run(&a).await?,
         Cmd::Meta(a) => meta::run(&a).await?,
         Cmd::NnMemory(a) => nn_memory::run(&a).await?,
+        Cmd::NnImage(a) => nn_image::run(&a).await?,
         Cmd::Report(a) => return report::run(&a),
         Cmd::Failover(a) => return ha::failover(a).await,
         Cmd::Creates(a) => return ha::creates(a).await,

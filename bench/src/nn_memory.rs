@@ -72,7 +72,7 @@ fn fake_id(i: usize) -> String {
 }
 
 /// Resident memory of `pid` in bytes (VmRSS).
-fn rss_bytes(pid: u32) -> Result<u64> {
+pub(crate) fn rss_bytes(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading the memory of process {pid}"))?;
     let kib: u64 = status
@@ -83,7 +83,7 @@ fn rss_bytes(pid: u32) -> Result<u64> {
     Ok(kib * 1024)
 }
 
-fn dir_bytes(path: &Path) -> u64 {
+pub(crate) fn dir_bytes(path: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(path) else {
         return 0;
     };

@@ -35,6 +35,7 @@
 
 mod deltas;
 pub mod encoding;
+pub mod generate;
 mod image;
 mod migrate;
 
