@@ -152,8 +152,11 @@ pub fn set_pair(tree: &mut Tree, k: &[u8], value: Option<&[u8]>) -> Result<()> {
         (Some(b'b'), _) if k.len() == 9 => {
             let block = u64_of(&k[1..])?;
             match value {
-                Some(v) => tree.block_owner.insert(block, u64_of(v)?),
-                None => tree.block_owner.remove(&block),
+                Some(v) => {
+                    let owner = std::num::NonZeroU64::new(u64_of(v)?).ok_or_else(bad)?;
+                    tree.block_owner.insert(block, owner)
+                }
+                None => tree.block_owner.remove(block),
             };
         }
         (Some(b'm'), Some(v)) => {
@@ -238,7 +241,7 @@ pub fn pairs(tree: &Tree) -> Pairs {
         links: (tree.children.iter())
             .flat_map(|(parent, kids)| kids.keys().map(|name| (*parent, name.to_string())))
             .collect(),
-        blocks: tree.block_owner.keys().copied().collect(),
+        blocks: tree.block_owner.iter().map(|(block, _)| block).collect(),
         retry: tree.retry.keys().cloned().collect(),
         decommissioning: tree.decommissioning.iter().cloned().collect(),
     };
@@ -290,8 +293,8 @@ pub fn capture(tree: &Tree, dirty: &Dirty) -> Result<Vec<Captured>> {
         );
     }
     for block in &dirty.blocks {
-        out.push(match tree.block_owner.get(block) {
-            Some(inode) => Captured::Id(*inode),
+        out.push(match tree.block_owner.get(*block) {
+            Some(inode) => Captured::Id(inode.get()),
             None => Captured::Gone,
         });
     }

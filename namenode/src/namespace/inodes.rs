@@ -1,39 +1,32 @@
 //! The inodes, compact: a file with one block is one 104-byte slot.
 //!
 //! Inode ids come from a counter and are never reused, so the inodes live
-//! in pages of [`PAGE`] consecutive ids, slots addressed by id (no key
-//! stored, no hash slack, and id order for free); a page goes when its
-//! last inode does. A slot holds the name inline (up to 24 bytes, no
-//! allocation), the owner and group as indexes into a table of the
-//! names seen ([`Interned`]), and a file's first block inline. What few
-//! inodes have (a second block, a writer while the file is open) lives in
-//! side maps. Readers get an [`InodeRef`] in place, or an owned
-//! [`Inode`] from [`InodeRef::to_inode`].
+//! in slots addressed by id ([`Pages`]). A slot holds the name inline (up
+//! to 24 bytes, no allocation), the owner and group as indexes into a
+//! table of the names seen ([`Interned`]), and a file's first block
+//! inline. What few inodes have (a second block, a writer while the file
+//! is open) lives in side maps. Readers get an [`InodeRef`] in place, or
+//! an owned [`Inode`] from [`InodeRef::to_inode`].
 //!
 //! HDFS's FSDirectory keeps inodes in a hash set by id, with names as
 //! byte arrays and owner and group packed through its serial-number
 //! table; this is the same shape with ids dense enough to page.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use compact_str::CompactString;
 use serde::Serialize;
 
+use super::pages::Pages;
 use super::{BlockMeta, FileMeta, Inode};
 
-/// Ids per page: a page costs `PAGE` slots however few of them are
-/// live, so small enough that scattered survivors of a large delete keep
-/// little, big enough that the page index stays small.
-const PAGE: u64 = 64;
-
 /// A slot's flags.
-const LIVE: u8 = 1;
-const DIR: u8 = 2;
+const DIR: u8 = 1;
 /// The file's blocks are in [`Inodes::blocks`] (more than one), not
 /// in the slot.
-const MANY: u8 = 4;
+const MANY: u8 = 2;
 /// The file has exactly one block, in [`Node::first`].
-const ONE: u8 = 8;
+const ONE: u8 = 4;
 
 #[derive(Default)]
 struct Node {
@@ -50,10 +43,8 @@ struct Node {
     flags: u8,
 }
 
-struct Page {
-    slots: [Node; PAGE as usize],
-    live: u32,
-}
+/// An empty slot costs no more than a full one (the name's niche).
+const _: () = assert!(std::mem::size_of::<Option<Node>>() == std::mem::size_of::<Node>());
 
 /// Names stored once, by index: owners and groups, a handful per
 /// cluster. Never shrinks (as HDFS's serial-number table).
@@ -81,8 +72,7 @@ impl Interned {
 
 #[derive(Default)]
 pub struct Inodes {
-    pages: BTreeMap<u64, Box<Page>>,
-    len: usize,
+    nodes: Pages<Node>,
     interned: Interned,
     /// The blocks of files with more than one.
     blocks: HashMap<u64, Box<[BlockMeta]>>,
@@ -197,35 +187,25 @@ impl FileMeta {
 
 impl std::fmt::Debug for Inodes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inodes").field("len", &self.len).finish()
+        f.debug_struct("Inodes").field("len", &self.len()).finish()
     }
-}
-
-fn page_of(id: u64) -> (u64, usize) {
-    (id / PAGE, (id % PAGE) as usize)
 }
 
 impl Inodes {
     pub fn len(&self) -> usize {
-        self.len
+        self.nodes.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    fn node(&self, id: u64) -> Option<&Node> {
-        let (page, slot) = page_of(id);
-        let node = &self.pages.get(&page)?.slots[slot];
-        (node.flags & LIVE != 0).then_some(node)
+        self.nodes.is_empty()
     }
 
     pub fn contains(&self, id: u64) -> bool {
-        self.node(id).is_some()
+        self.nodes.get(id).is_some()
     }
 
     pub fn get(&self, id: u64) -> Option<InodeRef<'_>> {
-        self.node(id).map(|node| self.view(id, node))
+        self.nodes.get(id).map(|node| self.view(id, node))
     }
 
     fn view<'a>(&'a self, id: u64, node: &'a Node) -> InodeRef<'a> {
@@ -267,7 +247,6 @@ impl Inodes {
             mode: inode.mode,
             owner: self.interned.of(inode.owner),
             group: self.interned.of(inode.group),
-            flags: LIVE,
             ..Node::default()
         };
         match &inode.file {
@@ -291,54 +270,19 @@ impl Inodes {
                 }
             }
         }
-        let (page, slot) = page_of(id);
-        let page = self.pages.entry(page).or_insert_with(|| {
-            Box::new(Page {
-                slots: std::array::from_fn(|_| Node::default()),
-                live: 0,
-            })
-        });
-        let slot = &mut page.slots[slot];
-        if slot.flags & LIVE == 0 {
-            page.live += 1;
-            self.len += 1;
-        }
-        *slot = node;
+        self.nodes.insert(id, node);
     }
 
     /// Empties inode `id`'s slot; whether it held one.
     pub fn remove(&mut self, id: u64) -> bool {
-        let (page_no, slot) = page_of(id);
-        let Some(page) = self.pages.get_mut(&page_no) else {
-            return false;
-        };
-        if page.slots[slot].flags & LIVE == 0 {
-            return false;
-        }
-        page.slots[slot] = Node::default();
-        page.live -= 1;
-        if page.live == 0 {
-            self.pages.remove(&page_no);
-        }
-        self.len -= 1;
         self.blocks.remove(&id);
         self.writers.remove(&id);
-        true
+        self.nodes.remove(id).is_some()
     }
 
     /// The inodes with ids from `from` on, in id order.
     pub fn range_from(&self, from: u64) -> impl Iterator<Item = InodeRef<'_>> + '_ {
-        let (first_page, _) = page_of(from);
-        self.pages
-            .range(first_page..)
-            .flat_map(move |(&page, p)| {
-                p.slots
-                    .iter()
-                    .enumerate()
-                    .map(move |(slot, node)| (page * PAGE + slot as u64, node))
-            })
-            .filter(move |(id, node)| *id >= from && node.flags & LIVE != 0)
-            .map(|(id, node)| self.view(id, node))
+        (self.nodes.range_from(from)).map(|(id, node)| self.view(id, node))
     }
 
     /// Every inode, in id order.
@@ -423,6 +367,6 @@ mod tests {
         assert!(inodes.blocks.is_empty() && inodes.writers.is_empty());
         assert!(inodes.get(4).is_none() && inodes.contains(3));
         assert!(inodes.remove(3));
-        assert!(inodes.pages.is_empty() && inodes.is_empty());
+        assert!(inodes.is_empty());
     }
 }

@@ -16,6 +16,7 @@ use crate::meta_op::{CallKey, MetaResult};
 use crate::path;
 
 pub mod inodes;
+pub mod pages;
 pub mod tree;
 
 pub use inodes::{FileRef, InodeRef};
@@ -447,8 +448,8 @@ impl Namespace {
         let tree = self.read();
         Ok(tree
             .block_owner
-            .get(&block_id)
-            .and_then(|id| tree.inodes.get(*id))
+            .get(block_id)
+            .and_then(|id| tree.inodes.get(id.get()))
             .map(|i| i.to_inode()))
     }
 
@@ -458,8 +459,8 @@ impl Namespace {
         let tree = self.read();
         let file = tree
             .block_owner
-            .get(&block_id)
-            .and_then(|id| tree.inodes.get(*id))
+            .get(block_id)
+            .and_then(|id| tree.inodes.get(id.get()))
             .and_then(|i| i.file);
         Ok(file.and_then(|f| f.blocks.iter().find(|b| b.id == block_id).copied()))
     }

@@ -21,10 +21,12 @@
 //! that its parent does not link under its name.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::num::NonZeroU64;
 
 use compact_str::CompactString;
 
 use super::inodes::{InodeRef, Inodes};
+use super::pages::Pages;
 use super::{Inode, RetryEntry, ROOT_ID};
 
 /// The id counters and the applied index: the replicated scalars.
@@ -156,7 +158,8 @@ pub struct Tree {
     pub inodes: Inodes,
     /// Names inline up to 24 bytes, as in [`Inodes`].
     pub children: HashMap<u64, BTreeMap<CompactString, u64>>,
-    pub block_owner: HashMap<u64, u64>,
+    /// Each block's file, by block id (ids come from a counter too).
+    pub block_owner: Pages<NonZeroU64>,
     pub counters: Counters,
     /// Keyed by `checkpoint::retry_key`, whose order the sweep's cursor
     /// follows.
@@ -213,7 +216,7 @@ impl Tree {
                     .unwrap_or_default();
                 self.inodes.remove(id);
                 for b in blocks {
-                    self.block_owner.remove(&b);
+                    self.block_owner.remove(b);
                     self.dirty.blocks.insert(b);
                 }
                 self.children.remove(&id);
@@ -261,11 +264,15 @@ impl Tree {
                 self.dirty.links.insert((parent, name));
             }
             Change::SetBlockOwner { block, inode } => {
-                self.block_owner.insert(block, inode);
+                match NonZeroU64::new(inode) {
+                    Some(owner) => self.block_owner.insert(block, owner),
+                    // Inode ids start at 1: no file owns a block as 0.
+                    None => self.block_owner.remove(block),
+                };
                 self.dirty.blocks.insert(block);
             }
             Change::RemoveBlockOwner(block) => {
-                self.block_owner.remove(&block);
+                self.block_owner.remove(block);
                 self.dirty.blocks.insert(block);
             }
             Change::PutRetry(key, entry) => {
