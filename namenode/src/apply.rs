@@ -12,6 +12,7 @@
 use crate::error::{NamenodeError, Result};
 use crate::leases::RECOVERY_HOLDER;
 use crate::meta_op::{CallKey, MetaOp, MetaResult, Proposal};
+use crate::namespace::retry_cache::RetryKey;
 use crate::namespace::{self, BlockMeta, Change, Counters, FileMeta, Inode, Namespace, ROOT_ID};
 use crate::path;
 
@@ -160,7 +161,7 @@ pub fn apply(ns: &Namespace, index: u64, p: &Proposal) -> Result<Result<MetaResu
     }
     if let Some(call) = &p.call {
         let entry = namespace::RetryEntry::new(p.now_ms, &result);
-        t.changes.push(Change::PutRetry(retry_key(call), entry));
+        t.changes.push(Change::PutRetry(RetryKey::of(call), entry));
     }
     t.commit(index);
     Ok(result)
@@ -187,7 +188,7 @@ fn drop_retry_entries(
 ) -> Result<(u64, Option<Vec<u8>>)> {
     let mut removed = 0;
     let mut seen = 0;
-    for (key, at_ms) in t.ns.retry_entries_after(after, limit) {
+    for (key, at_ms) in t.ns.retry_entries_after(after, limit)? {
         seen += 1;
         let last = seen == limit;
         if at_ms < before_ms {
@@ -195,7 +196,7 @@ fn drop_retry_entries(
             removed += 1;
         }
         if last {
-            return Ok((removed, Some(key)));
+            return Ok((removed, Some(key.to_bytes())));
         }
     }
     Ok((removed, None))

@@ -18,6 +18,7 @@ use compact_str::CompactString;
 
 use crate::error::{NamenodeError, Result};
 use crate::meta_op::CallKey;
+use crate::namespace::retry_cache::RetryKey;
 use crate::namespace::tree::{Dirty, Tree};
 use crate::namespace::{counter, Counters, Inode, RetryEntry};
 
@@ -60,12 +61,27 @@ pub fn block_key(id: u64) -> [u8; 9] {
 }
 
 pub fn retry_key(call: &CallKey) -> Vec<u8> {
-    let mut k = Vec::with_capacity(10 + call.client.len());
+    retry_key_bytes(&call.client, call.call)
+}
+
+/// `x` ++ client ++ 0 ++ call (big-endian).
+pub fn retry_key_bytes(client: &str, call: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(10 + client.len());
     k.push(b'x');
-    k.extend_from_slice(call.client.as_bytes());
+    k.extend_from_slice(client.as_bytes());
     k.push(0);
-    k.extend_from_slice(&call.call.to_be_bytes());
+    k.extend_from_slice(&call.to_be_bytes());
     k
+}
+
+/// The client and call of a retry key ([`retry_key_bytes`]).
+pub fn parse_retry_key(k: &[u8]) -> Result<(&str, u64)> {
+    let bad = || corrupt_key(k);
+    if k.len() < 10 || k[0] != b'x' || k[k.len() - 9] != 0 {
+        return Err(bad());
+    }
+    let client = std::str::from_utf8(&k[1..k.len() - 9]).map_err(|_| bad())?;
+    Ok((client, u64_of(&k[k.len() - 8..])?))
 }
 
 pub fn decommission_key(datanode_id: &str) -> Vec<u8> {
@@ -171,10 +187,11 @@ pub fn set_pair(tree: &mut Tree, k: &[u8], value: Option<&[u8]>) -> Result<()> {
             }
         }
         (Some(b'x'), Some(v)) => {
-            tree.retry.insert(k.to_vec(), RetryEntry::from_value(v)?);
+            tree.retry
+                .insert(RetryKey::from_bytes(k)?, RetryEntry::from_value(v)?);
         }
         (Some(b'x'), None) => {
-            tree.retry.remove(k);
+            tree.retry.remove(&RetryKey::from_bytes(k)?);
         }
         (Some(b'd'), _) => {
             let id = std::str::from_utf8(&k[1..]).map_err(|_| bad())?;
@@ -194,7 +211,7 @@ pub fn set_pair(tree: &mut Tree, k: &[u8], value: Option<&[u8]>) -> Result<()> {
 /// instead of one descent of the map per key.
 #[derive(Default)]
 pub struct SortedLoad {
-    retry: Vec<(Vec<u8>, RetryEntry)>,
+    retry: Vec<(RetryKey, RetryEntry)>,
     /// The directory whose children are being collected.
     parent: Option<u64>,
     kids: Vec<(CompactString, u64)>,
@@ -203,7 +220,9 @@ pub struct SortedLoad {
 impl SortedLoad {
     pub fn add(&mut self, tree: &mut Tree, k: &[u8], v: &[u8]) -> Result<()> {
         match k.first() {
-            Some(b'x') => self.retry.push((k.to_vec(), RetryEntry::from_value(v)?)),
+            Some(b'x') => self
+                .retry
+                .push((RetryKey::from_bytes(k)?, RetryEntry::from_value(v)?)),
             Some(b'c') => {
                 let (parent, name) = link_of(k)?;
                 if self.parent != Some(parent) {
@@ -228,8 +247,9 @@ impl SortedLoad {
     /// Builds the collected runs into `tree`'s maps.
     pub fn finish(mut self, tree: &mut Tree) {
         self.flush_children(tree);
-        let mut retry: BTreeMap<Vec<u8>, RetryEntry> = self.retry.into_iter().collect();
-        tree.retry.append(&mut retry);
+        for (key, entry) in self.retry {
+            tree.retry.insert(key, entry);
+        }
     }
 }
 
@@ -299,7 +319,7 @@ pub fn capture(tree: &Tree, dirty: &Dirty) -> Result<Vec<Captured>> {
         });
     }
     for key in &dirty.retry {
-        out.push(match tree.retry.get(key) {
+        out.push(match tree.retry.get_key(key) {
             Some(e) => Captured::Encoded(e.to_value()),
             None => Captured::Gone,
         });
@@ -318,7 +338,7 @@ fn keyed(dirty: &Dirty, captured: Vec<Captured>) -> impl Iterator<Item = (Vec<u8
     let keys = (dirty.inodes.iter().map(|id| inode_key(*id).to_vec()))
         .chain(dirty.links.iter().map(|(p, name)| child_key(*p, name)))
         .chain(dirty.blocks.iter().map(|b| block_key(*b).to_vec()))
-        .chain(dirty.retry.iter().cloned())
+        .chain(dirty.retry.iter().map(RetryKey::to_bytes))
         .chain(dirty.decommissioning.iter().map(|d| decommission_key(d)));
     keys.zip(captured)
 }

@@ -17,9 +17,11 @@ use crate::path;
 
 pub mod inodes;
 pub mod pages;
+pub mod retry_cache;
 pub mod tree;
 
 pub use inodes::{FileRef, InodeRef};
+use retry_cache::RetryKey;
 use tree::Tree;
 pub use tree::{Change, Counters, Totals};
 
@@ -235,10 +237,9 @@ impl Namespace {
 
     /// The recorded result of `call`, if it was applied and not expired.
     pub fn retry_cached(&self, call: &CallKey) -> Result<Option<Result<MetaResult>>> {
-        let key = crate::checkpoint::retry_key(call);
         self.read()
             .retry
-            .get(&key)
+            .get(&call.client, call.call)
             .map(RetryEntry::result)
             .transpose()
     }
@@ -253,21 +254,19 @@ impl Namespace {
         self.read().retry.len()
     }
 
-    /// Up to `limit` retry-cache entries after key `after` (from the first
-    /// when it is empty), in key order, with when each was recorded.
-    pub fn retry_entries_after(&self, after: &[u8], limit: usize) -> Vec<(Vec<u8>, u64)> {
-        use std::ops::Bound;
-        let tree = self.read();
-        let from = if after.is_empty() {
-            Bound::Unbounded
-        } else {
-            Bound::Excluded(after.to_vec())
+    /// Up to `limit` retry-cache entries after the one whose checkpoint
+    /// key is `after` (from the first when it is empty), in key order,
+    /// with when each was recorded.
+    pub fn retry_entries_after(&self, after: &[u8], limit: usize) -> Result<Vec<(RetryKey, u64)>> {
+        let after = match after {
+            [] => None,
+            k => Some(RetryKey::from_bytes(k)?),
         };
-        tree.retry
-            .range((from, Bound::Unbounded))
+        let tree = self.read();
+        Ok((tree.retry.after(after.as_ref()))
             .take(limit)
             .map(|(k, e)| (k.clone(), e.at_ms))
-            .collect()
+            .collect())
     }
 
     /// A counter by its name in [`counter`]; 0 for an unknown name.

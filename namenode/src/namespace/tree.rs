@@ -27,6 +27,7 @@ use compact_str::CompactString;
 
 use super::inodes::{InodeRef, Inodes};
 use super::pages::Pages;
+use super::retry_cache::{RetryCache, RetryKey};
 use super::{Inode, RetryEntry, ROOT_ID};
 
 /// The id counters and the applied index: the replicated scalars.
@@ -71,8 +72,8 @@ pub enum Change {
         inode: u64,
     },
     RemoveBlockOwner(u64),
-    PutRetry(Vec<u8>, RetryEntry),
-    RemoveRetry(Vec<u8>),
+    PutRetry(RetryKey, RetryEntry),
+    RemoveRetry(RetryKey),
     Decommission {
         datanode: String,
         on: bool,
@@ -86,7 +87,7 @@ pub struct Dirty {
     pub inodes: HashSet<u64>,
     pub links: HashSet<(u64, String)>,
     pub blocks: HashSet<u64>,
-    pub retry: HashSet<Vec<u8>>,
+    pub retry: HashSet<RetryKey>,
     pub decommissioning: HashSet<String>,
 }
 
@@ -161,9 +162,7 @@ pub struct Tree {
     /// Each block's file, by block id (ids come from a counter too).
     pub block_owner: Pages<NonZeroU64>,
     pub counters: Counters,
-    /// Keyed by `checkpoint::retry_key`, whose order the sweep's cursor
-    /// follows.
-    pub retry: BTreeMap<Vec<u8>, RetryEntry>,
+    pub retry: RetryCache,
     pub decommissioning: BTreeSet<String>,
     pub dirty: Dirty,
     /// Each directory's [`Totals`], by id: for every key of `children`,
@@ -276,7 +275,7 @@ impl Tree {
                 self.dirty.blocks.insert(block);
             }
             Change::PutRetry(key, entry) => {
-                self.retry.insert(key.clone(), entry);
+                let key = self.retry.insert(key, entry);
                 self.dirty.retry.insert(key);
             }
             Change::RemoveRetry(key) => {

@@ -1,0 +1,183 @@
+//! The retry cache in memory: each named call's recorded result by its
+//! key, with each client id stored once however many calls it has in
+//! the cache (three per file it writes: create, add-block, complete).
+//! A key was a byte string of `x`, the client id, a 0 and the call
+//! number, one allocation per entry; the checkpoint still stores that
+//! form ([`RetryKey::to_bytes`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::sync::Arc;
+
+use super::RetryEntry;
+use crate::checkpoint::encoding::{parse_retry_key, retry_key_bytes};
+use crate::error::Result;
+use crate::meta_op::CallKey;
+
+/// A call's key: its client id and call number. Keys order as their
+/// checkpoint bytes do (client ids hold no control characters, so none
+/// holds the 0 that ends it there), which the sweep's cursor relies on.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RetryKey {
+    client: Arc<str>,
+    call: u64,
+}
+
+impl RetryKey {
+    pub fn of(call: &CallKey) -> RetryKey {
+        RetryKey {
+            client: call.client.as_str().into(),
+            call: call.call,
+        }
+    }
+
+    /// The checkpoint's key of this call.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        retry_key_bytes(&self.client, self.call)
+    }
+
+    pub fn from_bytes(k: &[u8]) -> Result<RetryKey> {
+        let (client, call) = parse_retry_key(k)?;
+        Ok(RetryKey {
+            client: client.into(),
+            call,
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct RetryCache {
+    entries: BTreeMap<RetryKey, RetryEntry>,
+    /// Each client id in `entries`, once, with its number of entries.
+    clients: HashMap<Arc<str>, usize>,
+}
+
+impl RetryCache {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entry of `client`'s call `call`.
+    pub fn get(&self, client: &str, call: u64) -> Option<&RetryEntry> {
+        let (client, _) = self.clients.get_key_value(client)?;
+        self.entries.get(&RetryKey {
+            client: client.clone(),
+            call,
+        })
+    }
+
+    pub fn get_key(&self, key: &RetryKey) -> Option<&RetryEntry> {
+        self.entries.get(key)
+    }
+
+    /// Records `entry` under `key`, storing its client id once; the key
+    /// as stored.
+    pub fn insert(&mut self, key: RetryKey, entry: RetryEntry) -> RetryKey {
+        let client = match self.clients.get_key_value(&*key.client) {
+            Some((c, _)) => c.clone(),
+            None => key.client,
+        };
+        let key = RetryKey {
+            client: client.clone(),
+            call: key.call,
+        };
+        if self.entries.insert(key.clone(), entry).is_none() {
+            *self.clients.entry(client).or_default() += 1;
+        }
+        key
+    }
+
+    pub fn remove(&mut self, key: &RetryKey) {
+        if self.entries.remove(key).is_none() {
+            return;
+        }
+        if let Some(n) = self.clients.get_mut(&*key.client) {
+            *n -= 1;
+            if *n == 0 {
+                self.clients.remove(&*key.client);
+            }
+        }
+    }
+
+    /// The entries after `after` (from the first when `None`), in key
+    /// order.
+    pub fn after(
+        &self,
+        after: Option<&RetryKey>,
+    ) -> impl Iterator<Item = (&RetryKey, &RetryEntry)> {
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.entries.range((from, Bound::Unbounded))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &RetryKey> {
+        self.entries.keys()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(client: &str, call: u64) -> RetryKey {
+        RetryKey::of(&CallKey {
+            client: client.into(),
+            call,
+        })
+    }
+
+    #[test]
+    fn keys_order_as_their_checkpoint_bytes_and_survive_them() {
+        let clients = [
+            "",
+            "a",
+            "a-b",
+            "ab",
+            "b",
+            "rfs-client-0f",
+            "rfs-client-0f0",
+            "é",
+        ];
+        let calls = [0, 1, 255, 256, 1 << 40, u64::MAX];
+        let mut keys: Vec<RetryKey> = clients
+            .iter()
+            .flat_map(|c| calls.iter().map(move |n| key(c, *n)))
+            .collect();
+        keys.sort();
+        let bytes: Vec<Vec<u8>> = keys.iter().map(RetryKey::to_bytes).collect();
+        let mut sorted = bytes.clone();
+        sorted.sort();
+        assert_eq!(bytes, sorted);
+        for (k, b) in keys.iter().zip(&bytes) {
+            assert_eq!(RetryKey::from_bytes(b).unwrap(), *k);
+        }
+        assert!(RetryKey::from_bytes(b"xshort").is_err());
+        assert!(RetryKey::from_bytes(b"x\xff\xfe\0\0\0\0\0\0\0\0\x01").is_err());
+    }
+
+    #[test]
+    fn a_client_id_is_stored_once_and_forgotten_with_its_last_entry() {
+        let mut cache = RetryCache::default();
+        let entry = || RetryEntry::new(5, &Ok(crate::meta_op::MetaResult::Abandoned));
+        let a1 = cache.insert(key("a", 1), entry());
+        let a2 = cache.insert(key("a", 2), entry());
+        cache.insert(key("a", 2), entry());
+        cache.insert(key("b", 1), entry());
+        assert!(Arc::ptr_eq(&a1.client, &a2.client));
+        assert_eq!(
+            (cache.len(), cache.clients["a"], cache.clients["b"]),
+            (3, 2, 1)
+        );
+        assert!(cache.get("a", 2).is_some() && cache.get("c", 1).is_none());
+        let after: Vec<u64> = cache.after(Some(&a1)).map(|(k, _)| k.call).collect();
+        assert_eq!(after, [2, 1]);
+        cache.remove(&key("a", 1));
+        cache.remove(&key("a", 1));
+        assert_eq!(cache.clients["a"], 1);
+        cache.remove(&key("a", 2));
+        assert!(!cache.clients.contains_key("a") && cache.len() == 1);
+    }
+}
