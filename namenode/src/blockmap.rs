@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 
+use rfs_proto::interner::Interner;
 use smallvec::SmallVec;
 
 /// A datanode, as an index into [`BlockMap`]'s table of ids.
@@ -145,24 +146,17 @@ pub struct BlockMap {
     corrupt: HashMap<u64, Nodes>,
     expected: HashMap<u64, Nodes>,
     /// Datanode ids by index, each stored once.
-    ids: Vec<Box<str>>,
-    index: HashMap<Box<str>, Node>,
+    ids: Interner,
 }
 
 impl BlockMap {
     fn intern(&mut self, node: &str) -> Node {
-        if let Some(n) = self.index.get(node) {
-            return *n;
-        }
-        let n = Node::try_from(self.ids.len()).expect("fewer than 2^32 datanodes");
-        self.ids.push(node.into());
-        self.index.insert(node.into(), n);
-        n
+        self.ids.index(node)
     }
 
     /// `node`'s index, if the map has ever named it.
     fn known(&self, node: &str) -> Option<Node> {
-        self.index.get(node).copied()
+        self.ids.get(node)
     }
 
     /// A block was allocated (or its pipeline rebuilt) at `gen_stamp`
@@ -188,7 +182,7 @@ impl BlockMap {
     pub fn get(&self, id: u64) -> Option<BlockInfo<'_>> {
         let entry = self.blocks.get(&id)?;
         Some(BlockInfo {
-            ids: &self.ids,
+            ids: self.ids.names(),
             gen_stamp: entry.gen_stamp,
             replicas: entry.replicas(id, &self.wide),
             corrupt: side(&self.corrupt, id),
@@ -271,7 +265,7 @@ impl BlockMap {
         }
         nodes
             .into_iter()
-            .map(|n| self.ids[n as usize].to_string())
+            .map(|n| self.ids.name(n).to_string())
             .collect()
     }
 
@@ -298,13 +292,16 @@ impl BlockMap {
 
     /// How many good replicas each datanode holds (one scan).
     pub fn replica_counts(&self) -> HashMap<&str, u64> {
-        let mut per_node = vec![0u64; self.ids.len()];
+        let mut per_node = vec![0u64; self.ids.names().len()];
         for (id, e) in &self.blocks {
             for n in e.replicas(*id, &self.wide) {
                 per_node[*n as usize] += 1;
             }
         }
-        self.ids.iter().map(|id| &**id).zip(per_node).collect()
+        (self.ids.names().iter())
+            .map(|id| &**id)
+            .zip(per_node)
+            .collect()
     }
 
     /// Every block with its generation stamp.
@@ -359,7 +356,7 @@ mod tests {
         let info = map.get(1).unwrap();
         assert_eq!(sorted(info.replicas()), vec!["a", "b"], "no duplicates");
         assert_eq!(sorted(info.expected()), vec!["c"], "reported targets leave");
-        assert_eq!(map.ids.len(), 3, "each datanode id stored once");
+        assert_eq!(map.ids.names().len(), 3, "each datanode id stored once");
 
         // A corrupt replica leaves replicas and targets, and is never
         // counted again until removed.

@@ -28,6 +28,7 @@ pub mod ha {
     tonic::include_proto!("rfs.ha");
 }
 pub mod defaults;
+pub mod interner;
 pub mod listing;
 pub mod names;
 pub mod rpc_error;

@@ -4,37 +4,14 @@
 //! statuses `GetFileInfo` gives. One definition of the format for the
 //! namenode, the client and the tests' fakes.
 
-use std::collections::HashMap;
-
+use crate::interner::Interner;
 use crate::namenode::{FileStatus, ListEntry, ListResponse};
-
-/// Names in order of first use, each once.
-#[derive(Debug, Default)]
-struct Names {
-    names: Vec<String>,
-    index: HashMap<String, u32>,
-}
-
-impl Names {
-    /// The index of `name`, added at the end when new.
-    fn index(&mut self, name: &str) -> u32 {
-        if let Some(&i) = self.index.get(name) {
-            return i;
-        }
-        // A page holds at most MAX_LIST_LIMIT entries, so far fewer names
-        // than u32 counts.
-        let i = u32::try_from(self.names.len()).expect("a page's names fit u32");
-        self.names.push(name.to_string());
-        self.index.insert(name.to_string(), i);
-        i
-    }
-}
 
 /// The owner and group tables of a page being built.
 #[derive(Debug, Default)]
 pub struct PageNames {
-    owners: Names,
-    groups: Names,
+    owners: Interner,
+    groups: Interner,
 }
 
 impl PageNames {
@@ -54,8 +31,8 @@ impl PageNames {
             has_more,
             path,
             items,
-            owners: self.owners.names,
-            groups: self.groups.names,
+            owners: self.owners.into_names(),
+            groups: self.groups.into_names(),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! Inode ids come from a counter and are never reused, so the inodes live
 //! in slots addressed by id ([`Pages`]). A slot holds the name inline (up
 //! to 24 bytes, no allocation), the owner and group as indexes into a
-//! table of the names seen ([`Interned`]), and a file's first block
+//! table of the names seen ([`Interner`]), and a file's first block
 //! inline. What few inodes have (a second block, a writer while the file
 //! is open) lives in side maps. Readers get an [`InodeRef`] in place, or
 //! an owned [`Inode`] from [`InodeRef::to_inode`].
@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 
 use compact_str::CompactString;
+use rfs_proto::interner::Interner;
 use serde::Serialize;
 
 use super::pages::Pages;
@@ -46,34 +47,12 @@ struct Node {
 /// An empty slot costs no more than a full one (the name's niche).
 const _: () = assert!(std::mem::size_of::<Option<Node>>() == std::mem::size_of::<Node>());
 
-/// Names stored once, by index: owners and groups, a handful per
-/// cluster. Never shrinks (as HDFS's serial-number table).
-#[derive(Default)]
-struct Interned {
-    names: Vec<Box<str>>,
-    index: HashMap<Box<str>, u32>,
-}
-
-impl Interned {
-    fn of(&mut self, name: &str) -> u32 {
-        if let Some(&i) = self.index.get(name) {
-            return i;
-        }
-        let i = u32::try_from(self.names.len()).expect("fewer than 2^32 owner and group names");
-        self.names.push(name.into());
-        self.index.insert(name.into(), i);
-        i
-    }
-
-    fn name(&self, i: u32) -> &str {
-        &self.names[i as usize]
-    }
-}
-
 #[derive(Default)]
 pub struct Inodes {
     nodes: Pages<Node>,
-    interned: Interned,
+    /// Owners and groups, a handful per cluster, each stored once (as
+    /// HDFS's serial-number table).
+    interned: Interner,
     /// The blocks of files with more than one.
     blocks: HashMap<u64, Box<[BlockMeta]>>,
     /// The writer of each file under construction.
@@ -245,8 +224,8 @@ impl Inodes {
             atime_ms: inode.atime_ms,
             name: CompactString::new(inode.name),
             mode: inode.mode,
-            owner: self.interned.of(inode.owner),
-            group: self.interned.of(inode.group),
+            owner: self.interned.index(inode.owner),
+            group: self.interned.index(inode.group),
             ..Node::default()
         };
         match &inode.file {
