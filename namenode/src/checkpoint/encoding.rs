@@ -220,9 +220,10 @@ pub struct SortedLoad {
 impl SortedLoad {
     pub fn add(&mut self, tree: &mut Tree, k: &[u8], v: &[u8]) -> Result<()> {
         match k.first() {
-            Some(b'x') => self
-                .retry
-                .push((RetryKey::from_bytes(k)?, RetryEntry::from_value(v)?)),
+            Some(b'x') => {
+                let key = RetryKey::from_bytes_after(k, self.retry.last().map(|(k, _)| k))?;
+                self.retry.push((key, RetryEntry::from_value(v)?));
+            }
             Some(b'c') => {
                 let (parent, name) = link_of(k)?;
                 if self.parent != Some(parent) {
@@ -247,9 +248,7 @@ impl SortedLoad {
     /// Builds the collected runs into `tree`'s maps.
     pub fn finish(mut self, tree: &mut Tree) {
         self.flush_children(tree);
-        for (key, entry) in self.retry {
-            tree.retry.insert(key, entry);
-        }
+        tree.retry.load_sorted(self.retry);
     }
 }
 

@@ -37,11 +37,18 @@ impl RetryKey {
     }
 
     pub fn from_bytes(k: &[u8]) -> Result<RetryKey> {
+        RetryKey::from_bytes_after(k, None)
+    }
+
+    /// [`RetryKey::from_bytes`] sharing `previous`'s client id when it is
+    /// the same (keys read in order come grouped by client).
+    pub fn from_bytes_after(k: &[u8], previous: Option<&RetryKey>) -> Result<RetryKey> {
         let (client, call) = parse_retry_key(k)?;
-        Ok(RetryKey {
-            client: client.into(),
-            call,
-        })
+        let client = match previous {
+            Some(p) if *p.client == *client => p.client.clone(),
+            _ => client.into(),
+        };
+        Ok(RetryKey { client, call })
     }
 }
 
@@ -89,6 +96,27 @@ impl RetryCache {
             *self.clients.entry(client).or_default() += 1;
         }
         key
+    }
+
+    /// Adds `sorted` (in key order, each key once, client ids shared
+    /// within a client as [`RetryKey::from_bytes_after`] reads them) to
+    /// an empty cache in one bulk build: a load's.
+    pub fn load_sorted(&mut self, sorted: Vec<(RetryKey, RetryEntry)>) {
+        if !self.is_empty() {
+            for (key, entry) in sorted {
+                self.insert(key, entry);
+            }
+            return;
+        }
+        for (key, _) in &sorted {
+            match self.clients.get_mut(&*key.client) {
+                Some(n) => *n += 1,
+                None => {
+                    self.clients.insert(key.client.clone(), 1);
+                }
+            }
+        }
+        self.entries = sorted.into_iter().collect();
     }
 
     pub fn remove(&mut self, key: &RetryKey) {
@@ -179,5 +207,22 @@ mod tests {
         assert_eq!(cache.clients["a"], 1);
         cache.remove(&key("a", 2));
         assert!(!cache.clients.contains_key("a") && cache.len() == 1);
+
+        // A load: keys read in order share their client id, and the bulk
+        // build counts them as inserts would.
+        let mut loaded = RetryCache::default();
+        let mut sorted: Vec<(RetryKey, RetryEntry)> = Vec::new();
+        for (c, n) in [("a", 1), ("a", 2), ("b", 1)] {
+            let previous = sorted.last().map(|(k, _)| k);
+            let k = RetryKey::from_bytes_after(&key(c, n).to_bytes(), previous).unwrap();
+            sorted.push((k, entry()));
+        }
+        assert!(Arc::ptr_eq(&sorted[0].0.client, &sorted[1].0.client));
+        loaded.load_sorted(sorted);
+        assert_eq!(
+            (loaded.len(), loaded.clients["a"], loaded.clients["b"]),
+            (3, 2, 1)
+        );
+        assert!(loaded.get("a", 2).is_some());
     }
 }
