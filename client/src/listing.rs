@@ -20,9 +20,10 @@ const LIST_PAGE: u32 = 1000;
 pub struct ListPages {
     client: Client,
     path: String,
-    /// The next page, on its way.
+    /// Where the next page starts (the last name handed out).
+    start_after: String,
+    /// That page, asked for already.
     next: Option<JoinHandle<Result<ListResponse>>>,
-    started: bool,
     done: bool,
 }
 
@@ -31,15 +32,16 @@ impl ListPages {
         ListPages {
             client,
             path: path.to_string(),
+            start_after: String::new(),
             next: None,
-            started: false,
             done: false,
         }
     }
 
     /// The next page (never empty), or `None` after the last. A page
     /// starts after the last name of the page before, so entries created
-    /// or deleted meanwhile show up (or not) once, never twice.
+    /// or deleted meanwhile show up (or not) once, never twice. After an
+    /// error the same page is asked for again by the next call.
     pub async fn next_page(&mut self) -> Result<Option<Vec<FileStatus>>> {
         if self.done {
             return Ok(None);
@@ -48,11 +50,11 @@ impl ListPages {
             Some(next) => next.await.map_err(|e| {
                 Error::Io(format!("{}: listing the next page failed: {e}", self.path))
             })??,
-            None if !self.started => {
-                self.started = true;
-                self.client.list_compact(&self.path, "", LIST_PAGE).await?
+            None => {
+                (self.client)
+                    .list_compact(&self.path, &self.start_after, LIST_PAGE)
+                    .await?
             }
-            None => return Ok(None),
         };
         match page.items.last() {
             None => {
@@ -60,8 +62,12 @@ impl ListPages {
                 return Ok(None);
             }
             Some(last) if page.has_more => {
-                let (client, path, after) =
-                    (self.client.clone(), self.path.clone(), last.name.clone());
+                self.start_after = last.name.clone();
+                let (client, path, after) = (
+                    self.client.clone(),
+                    self.path.clone(),
+                    self.start_after.clone(),
+                );
                 self.next = Some(tokio::spawn(async move {
                     client.list_compact(&path, &after, LIST_PAGE).await
                 }));

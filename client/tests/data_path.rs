@@ -417,6 +417,34 @@ async fn namenode_errors_keep_their_text_and_kind() {
     assert_eq!(err.to_string(), "/x: File exists");
 }
 
+/// A listing whose second page fails: the next call asks for that page
+/// again, so a caller that retries gets every entry, none twice.
+#[tokio::test]
+async fn a_failed_list_page_is_asked_for_again_by_the_next_call() {
+    let s = setup(0, true).await;
+    for name in ["a", "b", "c", "d", "e"] {
+        write(&s.client, &format!("/d/{name}"), b"1", 1).await;
+    }
+    {
+        let mut st = s.nn.state();
+        st.dirs.insert("/d".into());
+        st.list_page_cap = Some(2);
+        st.list_pages_before_failure = Some(1);
+    }
+    let mut pages = s.client.list_pages("/d");
+    let mut next = async || -> rfs_client::Result<Vec<String>> {
+        let page = pages.next_page().await?.unwrap_or_default();
+        Ok(page.into_iter().map(|st| st.path).collect())
+    };
+    assert_eq!(next().await.unwrap(), ["/d/a", "/d/b"]);
+    let err = next().await.unwrap_err();
+    assert_eq!(err.to_string(), "/d: No such file or directory");
+    s.nn.state().list_pages_before_failure = None;
+    assert_eq!(next().await.unwrap(), ["/d/c", "/d/d"]);
+    assert_eq!(next().await.unwrap(), ["/d/e"]);
+    assert!(next().await.unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn unreachable_namenode_is_one_clear_line() {
     let cfg = ClientConfig::with_namenode("127.0.0.1:1");
