@@ -334,7 +334,11 @@ pub async fn rebuild(args: RebuildArgs) -> Result<()> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let restarted = Instant::now();
     cluster.start_member(follower).await?;
-    cluster.wait_caught_up(follower).await?;
+    // The snapshot of a large namespace takes the leader a while to build
+    // and the member to load: 30 s and more at 1M files.
+    cluster
+        .wait_caught_up_within(follower, Duration::from_secs(300))
+        .await?;
     let caught_up = Instant::now();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let acks = stream.acks.lock().expect("acks").clone();

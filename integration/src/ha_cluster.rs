@@ -604,9 +604,15 @@ impl HaCluster {
     /// Waits until member `i` has applied everything the leader had
     /// committed when this was called.
     pub async fn wait_caught_up(&mut self, i: usize) -> Result<()> {
+        self.wait_caught_up_within(i, DEADLINE).await
+    }
+
+    /// [`HaCluster::wait_caught_up`] with its own limit (a member rebuilt
+    /// from a snapshot of millions of files takes longer than tests wait).
+    pub async fn wait_caught_up_within(&mut self, i: usize, limit: Duration) -> Result<()> {
         let leader = self.leader().await?;
         let commit = self.member_status(leader).await?.commit_index;
-        let deadline = Instant::now() + DEADLINE;
+        let deadline = Instant::now() + limit;
         loop {
             if let Ok(s) = self.member_status(i).await {
                 if s.applied_index >= commit {
@@ -616,7 +622,7 @@ impl HaCluster {
             self.check_alive()?;
             if Instant::now() > deadline {
                 bail!(
-                    "{} did not apply up to the leader's commit index {commit} within {DEADLINE:?}\n{}{}",
+                    "{} did not apply up to the leader's commit index {commit} within {limit:?}\n{}{}",
                     self.members[i].id,
                     self.describe().await,
                     self.log_tails()
