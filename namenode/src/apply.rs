@@ -202,9 +202,9 @@ fn drop_retry_entries(
     Ok((removed, None))
 }
 
-/// The key of `call` in the retry cache (for tests and tools).
+/// The checkpoint key of `call` in the retry cache (for tests and tools).
 pub fn retry_key(call: &CallKey) -> Vec<u8> {
-    crate::checkpoint::retry_key(call)
+    RetryKey::of(call).to_bytes()
 }
 
 /// Creates the inode at `comps` (a directory when `file` is `None`) under

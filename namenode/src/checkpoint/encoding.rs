@@ -17,7 +17,6 @@ use std::collections::BTreeMap;
 use compact_str::CompactString;
 
 use crate::error::{NamenodeError, Result};
-use crate::meta_op::CallKey;
 use crate::namespace::retry_cache::RetryKey;
 use crate::namespace::tree::{Dirty, Tree};
 use crate::namespace::{counter, Counters, Inode, RetryEntry};
@@ -58,10 +57,6 @@ pub fn block_key(id: u64) -> [u8; 9] {
     let mut k = [b'b'; 9];
     k[1..].copy_from_slice(&id.to_be_bytes());
     k
-}
-
-pub fn retry_key(call: &CallKey) -> Vec<u8> {
-    retry_key_bytes(&call.client, call.call)
 }
 
 /// `x` ++ client ++ 0 ++ call (big-endian).

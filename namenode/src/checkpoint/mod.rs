@@ -48,7 +48,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use deltas::DeltaFile;
-pub use encoding::{retry_key, Op, Pairs, STATE_PREFIXES};
+pub use encoding::{Op, Pairs, STATE_PREFIXES};
 
 use crate::error::{NamenodeError, Result};
 use crate::namespace::counter;
