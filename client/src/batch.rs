@@ -132,53 +132,17 @@ async fn run(client: ClientProtocolClient<Channel>, mut queue: mpsc::UnboundedRe
 
 /// Sends `batch` and hands each call its answer.
 async fn send(
-    mut client: ClientProtocolClient<Channel>,
+    client: ClientProtocolClient<Channel>,
     batch: Vec<Pending>,
     unsupported: &AtomicBool,
 ) {
     let (calls, replies): (Vec<C>, Vec<_>) = batch.into_iter().map(|p| (p.call, p.reply)).unzip();
     if !unsupported.load(Ordering::Relaxed) {
-        let request = BatchRequest {
-            calls: calls
-                .iter()
-                .map(|c| Call {
-                    call: Some(c.clone()),
-                })
-                .collect(),
-        };
-        match client.batch(request).await {
-            Ok(resp) => {
-                let answers = resp.into_inner().answers;
-                if answers.len() != replies.len() {
-                    let e = Status::internal(format!(
-                        "the namenode answered {} of {} batched calls",
-                        answers.len(),
-                        replies.len()
-                    ));
-                    for reply in replies {
-                        let _ = reply.send(Err(e.clone()));
-                    }
-                    return;
-                }
-                for (reply, answer) in replies.into_iter().zip(answers) {
-                    let _ = reply.send(match answer.answer {
-                        Some(A::Error(e)) => Err(rpc_error::from_call_error(&e)),
-                        Some(a) => Ok(a),
-                        None => Err(Status::internal("the namenode sent an empty answer")),
-                    });
-                }
-                return;
+        if let Some(answers) = batched(client.clone(), &calls, unsupported).await {
+            for (reply, answer) in replies.into_iter().zip(answers) {
+                let _ = reply.send(answer);
             }
-            Err(status) if status.code() == Code::Unimplemented => {
-                tracing::debug!("namenode has no Batch call; sending calls one by one");
-                unsupported.store(true, Ordering::Relaxed);
-            }
-            Err(status) => {
-                for reply in replies {
-                    let _ = reply.send(Err(status.clone()));
-                }
-                return;
-            }
+            return;
         }
     }
     let each = calls.into_iter().zip(replies).map(|(call, reply)| {
@@ -188,4 +152,47 @@ async fn send(
         }
     });
     futures::future::join_all(each).await;
+}
+
+/// Each of `calls`' answers from one `Batch` RPC (a failed RPC fails
+/// every call with its status); `None` when the namenode has no `Batch`,
+/// which `unsupported` then remembers.
+async fn batched(
+    mut client: ClientProtocolClient<Channel>,
+    calls: &[C],
+    unsupported: &AtomicBool,
+) -> Option<Vec<Result<A, Status>>> {
+    let request = BatchRequest {
+        calls: (calls.iter())
+            .map(|c| Call {
+                call: Some(c.clone()),
+            })
+            .collect(),
+    };
+    let failed = |status: Status| Some(vec![Err(status); calls.len()]);
+    let answers = match client.batch(request).await {
+        Ok(resp) => resp.into_inner().answers,
+        Err(status) if status.code() == Code::Unimplemented => {
+            tracing::debug!("namenode has no Batch call; sending calls one by one");
+            unsupported.store(true, Ordering::Relaxed);
+            return None;
+        }
+        Err(status) => return failed(status),
+    };
+    if answers.len() != calls.len() {
+        return failed(Status::internal(format!(
+            "the namenode answered {} of {} batched calls",
+            answers.len(),
+            calls.len()
+        )));
+    }
+    Some(
+        (answers.into_iter())
+            .map(|answer| match answer.answer {
+                Some(A::Error(e)) => Err(rpc_error::from_call_error(&e)),
+                Some(a) => Ok(a),
+                None => Err(Status::internal("the namenode sent an empty answer")),
+            })
+            .collect(),
+    )
 }
