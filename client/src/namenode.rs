@@ -104,10 +104,11 @@ impl Member {
 
     /// Its batcher, over its channel.
     fn batcher(&mut self) -> Arc<Batcher> {
-        if self.batcher.is_none() {
-            self.batcher = Some(Arc::new(Batcher::new(self.channel())));
-        }
-        self.batcher.clone().expect("set above")
+        let channel = self.channel();
+        (self
+            .batcher
+            .get_or_insert_with(|| Arc::new(Batcher::new(channel))))
+        .clone()
     }
 
     /// Forgets the connection (after a timeout): the next use dials afresh.

@@ -179,10 +179,6 @@ impl Inodes {
         self.nodes.is_empty()
     }
 
-    pub fn contains(&self, id: u64) -> bool {
-        self.nodes.get(id).is_some()
-    }
-
     pub fn get(&self, id: u64) -> Option<InodeRef<'_>> {
         self.nodes.get(id).map(|node| self.view(id, node))
     }
@@ -344,7 +340,7 @@ mod tests {
         assert!(inodes.remove(4));
         assert!(!inodes.remove(4));
         assert!(inodes.blocks.is_empty() && inodes.writers.is_empty());
-        assert!(inodes.get(4).is_none() && inodes.contains(3));
+        assert!(inodes.get(4).is_none() && inodes.get(3).is_some());
         assert!(inodes.remove(3));
         assert!(inodes.is_empty());
     }
