@@ -47,6 +47,9 @@ impl Drop for Running {
 }
 
 pub async fn run(args: &NnImageArgs) -> Result<Vec<Figure>> {
+    if args.files == 0 || args.per_dir == 0 {
+        bail!("--files and --per-dir must be at least 1");
+    }
     let dir = tempfile::Builder::new()
         .prefix("rfs-nn-image-")
         .tempdir_in(&args.scratch)
