@@ -17,6 +17,7 @@
 //! linearizable read point, ask who leads, learn that the loop failed.
 
 pub mod handover;
+pub mod install_holds;
 pub mod log_file;
 pub mod name_dir_space;
 pub mod node;

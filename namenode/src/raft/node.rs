@@ -42,6 +42,7 @@ use raft::{RawNode, SnapshotStatus, StateRole};
 use tokio::sync::{oneshot, watch};
 
 use super::handover::{self, Candidate};
+use super::install_holds::InstallHolds;
 use super::name_dir_space::NameDirSpace;
 use super::read_lease::ReadLease;
 use super::retry_sweep::RetrySweep;
@@ -206,6 +207,9 @@ pub struct Node {
     syncer: Syncer,
     /// A failure the syncer reported, ending the loop at the next Ready.
     persist_failure: Option<NamenodeError>,
+    /// On the leader: members installing a snapshot, whose log after it
+    /// compaction keeps.
+    install_holds: InstallHolds,
 }
 
 impl Node {
@@ -242,6 +246,7 @@ impl Node {
             final_checkpoint: true,
             syncer,
             persist_failure: None,
+            install_holds: InstallHolds::default(),
         }
     }
 
@@ -354,6 +359,7 @@ impl Node {
                 let status = if ok {
                     SnapshotStatus::Finish
                 } else {
+                    self.install_holds.failed(to);
                     SnapshotStatus::Failure
                 };
                 self.raw.report_snapshot(to, status);
@@ -580,7 +586,9 @@ impl Node {
         if let Some(ss) = rd.ss() {
             self.on_role(ss.raft_state.into());
         }
-        self.peers.send(rd.take_messages());
+        let messages = rd.take_messages();
+        self.hold_for_snapshots(&messages);
+        self.peers.send(messages);
         if !rd.snapshot().is_empty() {
             self.install(rd.snapshot())?;
         }
@@ -671,6 +679,7 @@ impl Node {
         );
         let was_leader = self.role == Role::Leader;
         self.settings.lease.drop_lease();
+        self.install_holds = InstallHolds::default();
         self.role = role;
         self.term_start = if role == Role::Leader {
             // raft-rs appended the term's empty entry on becoming leader.
@@ -768,17 +777,38 @@ impl Node {
         }
     }
 
+    /// Records the snapshots this leader sends, so that compaction keeps
+    /// the log their members need after them (`install_holds.rs`).
+    fn hold_for_snapshots(&mut self, messages: &[Message]) {
+        let now = Instant::now();
+        for m in messages {
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                let index = m.get_snapshot().get_metadata().index;
+                self.install_holds.sent(m.to, index, now);
+            }
+        }
+    }
+
     /// Snapshot point: once enough entries are applied, drop the log up to
     /// the last durable checkpoint (the checkpointer keeps it within a
-    /// second of the applied index).
+    /// second of the applied index), but not past a snapshot a member is
+    /// still installing.
     fn maybe_compact(&mut self) -> Result<()> {
         let applied = self.raw.raft.raft_log.applied;
-        if applied.saturating_sub(self.raw.store().snapshot_index())
-            < self.settings.snapshot_entries
-        {
+        let snapshot_index = self.raw.store().snapshot_index();
+        if applied.saturating_sub(snapshot_index) < self.settings.snapshot_entries {
             return Ok(());
         }
-        self.raw.mut_store().compact(applied)?;
+        let prs = self.raw.raft.prs();
+        let upto = self.install_holds.compact_limit(
+            applied,
+            |id| prs.get(id).map(|p| p.matched),
+            Instant::now(),
+        );
+        if upto <= snapshot_index {
+            return Ok(());
+        }
+        self.raw.mut_store().compact(upto)?;
         tracing::debug!(
             "raft log compacted up to {}",
             self.raw.store().snapshot_index()
