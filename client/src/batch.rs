@@ -1,11 +1,13 @@
 //! Calls to one namenode member, sent a batch at a time (`Batch` in
 //! namenode.proto).
 //!
-//! A call goes out at once while fewer than [`IN_FLIGHT`] batches are on
-//! the wire; past that, calls queue, and the next batch carries every call
-//! queued by then. One task alone therefore waits for nothing, and sixteen
-//! tasks creating files share a few RPCs instead of sending sixteen: the
-//! namenode handles each call as its own RPC (its call id, its retry-cache
+//! A call goes out at once, from the caller's own task, when nothing is on
+//! the wire; while fewer than [`IN_FLIGHT`] batches are, it queues and a
+//! task sends a batch of what queued meanwhile; past that, calls queue,
+//! and the first batch slot given back carries every call queued by then.
+//! One task alone therefore waits for nothing and crosses no other task,
+//! and sixteen tasks creating files share a few RPCs instead of sending
+//! sixteen: the namenode handles each call as its own RPC (its call id, its retry-cache
 //! entry, its error), so batching changes only how many HTTP/2 requests,
 //! headers and tasks the calls cost on both ends. The group commit of a
 //! database log, applied to RPCs.
@@ -14,14 +16,14 @@
 //! sends each call as its own RPC, from then on.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rfs_proto::namenode::answer::Answer as A;
 use rfs_proto::namenode::call::Call as C;
 use rfs_proto::namenode::client_protocol_client::ClientProtocolClient;
 use rfs_proto::namenode::*;
 use rfs_proto::rpc_error;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -76,123 +78,208 @@ struct Pending {
     reply: oneshot::Sender<Result<A, Status>>,
 }
 
-/// The queue of one member's calls; dropping it ends its task once the
-/// batches in flight are answered.
+/// One member's calls: sent at once in the caller's task while nothing is
+/// on the wire, queued for the next batch otherwise.
 pub(crate) struct Batcher {
-    queue: mpsc::UnboundedSender<Pending>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    client: ClientProtocolClient<Channel>,
+    /// The namenode answered `Batch` Unimplemented: calls go one by one.
+    unsupported: AtomicBool,
+    state: Mutex<State>,
+}
+
+/// Calls queue only while all [`IN_FLIGHT`] slots are taken; a slot given
+/// back with calls queued goes on to carry them.
+#[derive(Default)]
+struct State {
+    in_flight: usize,
+    queued: Vec<Pending>,
 }
 
 impl Batcher {
-    /// Starts the batching task for the member behind `channel`.
     pub(crate) fn new(channel: Channel) -> Batcher {
-        let (queue, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(ClientProtocolClient::new(channel), rx));
-        Batcher { queue }
+        Batcher {
+            shared: Arc::new(Shared {
+                client: ClientProtocolClient::new(channel),
+                unsupported: AtomicBool::new(false),
+                state: Mutex::default(),
+            }),
+        }
     }
 
-    /// Sends `req` in the next batch; what its own RPC would have answered.
+    /// Sends `req` now or in the next batch; what its own RPC would have
+    /// answered.
     pub(crate) async fn call<Req: Batchable>(&self, req: Req) -> Result<Req::Response, Status> {
-        let (reply, answer) = oneshot::channel();
         let call = req.into_call();
-        self.queue
-            .send(Pending { call, reply })
-            .map_err(|_| Status::unavailable("the namenode connection's batcher stopped"))?;
-        let answer = answer
-            .await
-            .map_err(|_| Status::unavailable("the namenode connection's batcher stopped"))??;
+        let route = {
+            let mut state = self.shared.lock();
+            if state.in_flight == 0 {
+                state.in_flight = 1;
+                Route::Now(call)
+            } else {
+                let (reply, answer) = oneshot::channel();
+                state.queued.push(Pending { call, reply });
+                // A free slot's batch leaves from a task of its own, so
+                // that the calls made while it starts ride along.
+                if state.in_flight < IN_FLIGHT {
+                    state.in_flight += 1;
+                    let shared = self.shared.clone();
+                    tokio::spawn(async move {
+                        let slot = Slot(shared.clone());
+                        let batch = shared.take_queued();
+                        if !batch.is_empty() {
+                            shared.send(batch).await;
+                        }
+                        drop(slot);
+                    });
+                }
+                Route::Queued(answer)
+            }
+        };
+        let answer = match route {
+            // A lone call crosses no task: it is sent from here.
+            Route::Now(call) => {
+                let slot = Slot(self.shared.clone());
+                let answer = self.shared.send_one(call).await;
+                drop(slot);
+                answer
+            }
+            Route::Queued(answer) => answer
+                .await
+                .map_err(|_| Status::unavailable("the namenode connection's batcher stopped"))?,
+        }?;
         Req::from_answer(answer).ok_or_else(|| {
             Status::internal("the namenode answered a batched call with another call's answer")
         })
     }
 }
 
-async fn run(client: ClientProtocolClient<Channel>, mut queue: mpsc::UnboundedReceiver<Pending>) {
-    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
-    let unsupported = Arc::new(AtomicBool::new(false));
-    while let Some(first) = queue.recv().await {
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+fn take(state: &mut State) -> Vec<Pending> {
+    let n = state.queued.len().min(MAX_CALLS);
+    state.queued.drain(..n).collect()
+}
+
+enum Route {
+    Now(C),
+    Queued(oneshot::Receiver<Result<A, Status>>),
+}
+
+/// A batch's place on the wire, held while its RPC is out (also by a
+/// caller whose future is dropped mid-call); giving it back sends what
+/// queued meanwhile.
+struct Slot(Arc<Shared>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let Some(batch) = self.0.next_batch() else {
             return;
         };
-        // Everything that queued while the batches in flight were out.
-        let mut batch = vec![first];
-        while batch.len() < MAX_CALLS {
-            match queue.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
+        let shared = self.0.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    let slot = Slot(shared.clone());
+                    shared.send(batch).await;
+                    drop(slot);
+                });
             }
+            // No runtime left to send from: the queued callers are told
+            // the batcher stopped (their replies dropped).
+            Err(_) => shared.lock().in_flight -= 1,
         }
-        let client = client.clone();
-        let unsupported = unsupported.clone();
-        tokio::spawn(async move {
-            send(client, batch, &unsupported).await;
-            drop(permit);
-        });
     }
 }
 
-/// Sends `batch` and hands each call its answer.
-async fn send(
-    client: ClientProtocolClient<Channel>,
-    batch: Vec<Pending>,
-    unsupported: &AtomicBool,
-) {
-    let (calls, replies): (Vec<C>, Vec<_>) = batch.into_iter().map(|p| (p.call, p.reply)).unzip();
-    if !unsupported.load(Ordering::Relaxed) {
-        if let Some(answers) = batched(client.clone(), &calls, unsupported).await {
-            for (reply, answer) in replies.into_iter().zip(answers) {
-                let _ = reply.send(answer);
-            }
-            return;
-        }
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
-    let each = calls.into_iter().zip(replies).map(|(call, reply)| {
-        let client = client.clone();
-        async move {
-            let _ = reply.send(unary(client, call).await);
-        }
-    });
-    futures::future::join_all(each).await;
-}
 
-/// Each of `calls`' answers from one `Batch` RPC (a failed RPC fails
-/// every call with its status); `None` when the namenode has no `Batch`,
-/// which `unsupported` then remembers.
-async fn batched(
-    mut client: ClientProtocolClient<Channel>,
-    calls: &[C],
-    unsupported: &AtomicBool,
-) -> Option<Vec<Result<A, Status>>> {
-    let request = BatchRequest {
-        calls: (calls.iter())
-            .map(|c| Call {
-                call: Some(c.clone()),
-            })
-            .collect(),
-    };
-    let failed = |status: Status| Some(vec![Err(status); calls.len()]);
-    let answers = match client.batch(request).await {
-        Ok(resp) => resp.into_inner().answers,
-        Err(status) if status.code() == Code::Unimplemented => {
-            tracing::debug!("namenode has no Batch call; sending calls one by one");
-            unsupported.store(true, Ordering::Relaxed);
+    /// On a slot's return: the calls it carries next, keeping the slot, or
+    /// `None`, the slot freed.
+    fn next_batch(&self) -> Option<Vec<Pending>> {
+        let mut state = self.lock();
+        if state.queued.is_empty() {
+            state.in_flight -= 1;
             return None;
         }
-        Err(status) => return failed(status),
-    };
-    if answers.len() != calls.len() {
-        return failed(Status::internal(format!(
-            "the namenode answered {} of {} batched calls",
-            answers.len(),
-            calls.len()
-        )));
+        Some(take(&mut state))
     }
-    Some(
-        (answers.into_iter())
-            .map(|answer| match answer.answer {
-                Some(A::Error(e)) => Err(rpc_error::from_call_error(&e)),
-                Some(a) => Ok(a),
-                None => Err(Status::internal("the namenode sent an empty answer")),
-            })
-            .collect(),
-    )
+
+    /// The next batch of queued calls (maybe none: another slot took them).
+    fn take_queued(&self) -> Vec<Pending> {
+        take(&mut self.lock())
+    }
+
+    async fn send_one(&self, call: C) -> Result<A, Status> {
+        if !self.unsupported.load(Ordering::Relaxed) {
+            if let Some(mut answers) = self.batched(std::slice::from_ref(&call)).await {
+                return answers.pop().expect("one answer per call");
+            }
+        }
+        unary(self.client.clone(), call).await
+    }
+
+    /// Sends `batch` and hands each call its answer.
+    async fn send(&self, batch: Vec<Pending>) {
+        let (calls, replies): (Vec<C>, Vec<_>) =
+            batch.into_iter().map(|p| (p.call, p.reply)).unzip();
+        if !self.unsupported.load(Ordering::Relaxed) {
+            if let Some(answers) = self.batched(&calls).await {
+                for (reply, answer) in replies.into_iter().zip(answers) {
+                    let _ = reply.send(answer);
+                }
+                return;
+            }
+        }
+        let each = calls.into_iter().zip(replies).map(|(call, reply)| {
+            let client = self.client.clone();
+            async move {
+                let _ = reply.send(unary(client, call).await);
+            }
+        });
+        futures::future::join_all(each).await;
+    }
+
+    /// Each of `calls`' answers from one `Batch` RPC (a failed RPC fails
+    /// every call with its status); `None` when the namenode has no `Batch`,
+    /// which `unsupported` then remembers.
+    async fn batched(&self, calls: &[C]) -> Option<Vec<Result<A, Status>>> {
+        let request = BatchRequest {
+            calls: (calls.iter())
+                .map(|c| Call {
+                    call: Some(c.clone()),
+                })
+                .collect(),
+        };
+        let failed = |status: Status| Some(vec![Err(status); calls.len()]);
+        let answers = match self.client.clone().batch(request).await {
+            Ok(resp) => resp.into_inner().answers,
+            Err(status) if status.code() == Code::Unimplemented => {
+                tracing::debug!("namenode has no Batch call; sending calls one by one");
+                self.unsupported.store(true, Ordering::Relaxed);
+                return None;
+            }
+            Err(status) => return failed(status),
+        };
+        if answers.len() != calls.len() {
+            return failed(Status::internal(format!(
+                "the namenode answered {} of {} batched calls",
+                answers.len(),
+                calls.len()
+            )));
+        }
+        Some(
+            (answers.into_iter())
+                .map(|answer| match answer.answer {
+                    Some(A::Error(e)) => Err(rpc_error::from_call_error(&e)),
+                    Some(a) => Ok(a),
+                    None => Err(Status::internal("the namenode sent an empty answer")),
+                })
+                .collect(),
+        )
+    }
 }

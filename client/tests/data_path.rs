@@ -4,6 +4,7 @@
 mod fakes;
 
 use std::io::SeekFrom;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fakes::{start_datanode, BlockStore, DnBehaviour, FakeGroup, FakeNamenode, LostReply};
@@ -443,6 +444,52 @@ async fn a_failed_list_page_is_asked_for_again_by_the_next_call() {
     assert_eq!(next().await.unwrap(), ["/d/c", "/d/d"]);
     assert_eq!(next().await.unwrap(), ["/d/e"]);
     assert!(next().await.unwrap().is_empty());
+}
+
+/// Calls from one task go out at once, one per batch; calls from many
+/// share batches, never more than two on the wire; a caller dropped
+/// mid-call gives its place back.
+#[tokio::test]
+async fn calls_share_batches_only_when_they_must_wait() {
+    let s = setup(0, true).await;
+    s.nn.state().batches = Some(fakes::Batches::default());
+    for _ in 0..10 {
+        assert!(s.client.get_file_info("/").await.unwrap().is_some());
+    }
+    assert_eq!(s.nn.state().batches.as_ref().unwrap().sizes, [1; 10]);
+
+    *s.nn.state().batches.as_mut().unwrap() = fakes::Batches {
+        delay: Duration::from_millis(50),
+        ..Default::default()
+    };
+    let client = Arc::new(s.client);
+    let stats: Vec<_> = (0..64)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.get_file_info("/").await })
+        })
+        .collect();
+    for st in stats {
+        assert!(st.await.unwrap().unwrap().is_some());
+    }
+    {
+        let st = s.nn.state();
+        let b = st.batches.as_ref().unwrap();
+        assert_eq!(b.sizes.iter().sum::<usize>(), 64, "{b:?}");
+        assert!(b.sizes.len() < 10, "{b:?}");
+        assert_eq!(b.most_in_flight, 2, "{b:?}");
+    }
+
+    // Callers that give up while their batches are out: the slots come
+    // back when those answers do, and later calls go through.
+    s.nn.state().batches.as_mut().unwrap().delay = Duration::from_millis(300);
+    for _ in 0..4 {
+        let gave_up = tokio::time::timeout(Duration::from_millis(20), client.get_file_info("/"));
+        assert!(gave_up.await.is_err());
+    }
+    s.nn.state().batches.as_mut().unwrap().delay = Duration::ZERO;
+    let later = tokio::time::timeout(Duration::from_secs(5), client.get_file_info("/"));
+    assert!(later.await.expect("a slot came back").unwrap().is_some());
 }
 
 #[tokio::test]

@@ -68,6 +68,19 @@ pub struct NnState {
     /// `List` pages answered before every later `List` fails with
     /// NotFound, as when the directory is deleted mid-listing.
     pub list_pages_before_failure: Option<usize>,
+    /// `Some`: `Batch` is answered (each call by its own handler), and
+    /// recorded here; `None`: answered Unimplemented, as an older namenode.
+    pub batches: Option<Batches>,
+}
+
+#[derive(Default, Debug)]
+pub struct Batches {
+    /// Calls in each batch, in arrival order.
+    pub sizes: Vec<usize>,
+    pub in_flight: usize,
+    pub most_in_flight: usize,
+    /// How long each batch takes to answer.
+    pub delay: Duration,
 }
 
 #[derive(Clone, Default)]
@@ -246,11 +259,61 @@ fn set_len(f: &mut FileEntry, b: Option<ExtendedBlock>) {
 
 #[tonic::async_trait]
 impl ClientProtocol for FakeNamenode {
-    /// As a namenode older than `Batch` answers: the client then sends
-    /// each call as its own RPC, so every test against this fake drives
-    /// that fallback (and the real namenode's tests the batches).
-    async fn batch(&self, _: Request<BatchRequest>) -> Rpc<BatchResponse> {
-        Err(tonic::Status::unimplemented("this fake has no Batch"))
+    /// Unless `batches` is set, as a namenode older than `Batch` answers:
+    /// the client then sends each call as its own RPC, so most tests
+    /// against this fake drive that fallback (and the real namenode's
+    /// tests the batches).
+    async fn batch(&self, r: Request<BatchRequest>) -> Rpc<BatchResponse> {
+        use rfs_proto::namenode::answer::Answer as A;
+        use rfs_proto::namenode::call::Call as C;
+        let calls = r.into_inner().calls;
+        let delay = {
+            let mut s = self.state();
+            let Some(b) = s.batches.as_mut() else {
+                return Err(tonic::Status::unimplemented("this fake has no Batch"));
+            };
+            b.sizes.push(calls.len());
+            b.in_flight += 1;
+            b.most_in_flight = b.most_in_flight.max(b.in_flight);
+            b.delay
+        };
+        tokio::time::sleep(delay).await;
+        let mut answers = Vec::new();
+        for call in calls {
+            let answer = match call.call.expect("a call") {
+                C::GetFileInfo(r) => self
+                    .get_file_info(Request::new(r))
+                    .await
+                    .map(|a| A::GetFileInfo(a.into_inner())),
+                C::Mkdirs(r) => self
+                    .mkdirs(Request::new(r))
+                    .await
+                    .map(|a| A::Mkdirs(a.into_inner())),
+                C::Create(r) => self
+                    .create(Request::new(r))
+                    .await
+                    .map(|a| A::Create(a.into_inner())),
+                C::Complete(r) => self
+                    .complete(Request::new(r))
+                    .await
+                    .map(|a| A::Complete(a.into_inner())),
+                C::AddBlock(r) => self
+                    .add_block(Request::new(r))
+                    .await
+                    .map(|a| A::AddBlock(a.into_inner())),
+                C::Delete(r) => self
+                    .delete(Request::new(r))
+                    .await
+                    .map(|a| A::Delete(a.into_inner())),
+            };
+            let answer =
+                answer.unwrap_or_else(|status| A::Error(rpc_error::to_call_error(&status)));
+            answers.push(Answer {
+                answer: Some(answer),
+            });
+        }
+        self.state().batches.as_mut().expect("set above").in_flight -= 1;
+        Ok(Response::new(BatchResponse { answers }))
     }
 
     async fn create(&self, r: Request<CreateRequest>) -> Rpc<CreateResponse> {
