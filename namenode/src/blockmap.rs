@@ -15,6 +15,8 @@
 use std::collections::HashMap;
 
 use rfs_proto::interner::Interner;
+
+use crate::namespace::pages::Pages;
 use smallvec::SmallVec;
 
 /// A datanode, as an index into [`BlockMap`]'s table of ids.
@@ -22,25 +24,46 @@ type Node = u32;
 /// A few datanodes, inline up to three.
 type Nodes = SmallVec<[Node; 3]>;
 
-/// What every block has.
+/// What every block has: 24 bytes, and 24 as an empty slot of [`Pages`]
+/// too (`Option<Entry>` uses [`Len`]'s spare values).
 #[derive(Debug, Default, Clone, Copy)]
 struct Entry {
     gen_stamp: u64,
     /// Datanodes that reported a good replica: the first `len` of
-    /// `inline`, or, when `len` is [`WIDE`], the block's list in
+    /// `inline`, or, when `len` is [`Len::Wide`], the block's list in
     /// [`BlockMap::wide`] (an array, not a `SmallVec`, whose length and
     /// capacity would make every entry 8 bytes bigger).
     inline: [Node; INLINE],
-    len: u8,
+    len: Len,
 }
 
 const INLINE: usize = 3;
-/// `Entry::len` of a block whose replicas are all in the wide side map.
-const WIDE: u8 = u8::MAX;
+
+/// How many of `Entry::inline` hold replicas, or that the block's replicas
+/// are all in the wide side map. An enum, so that an `Option<Entry>` needs
+/// no byte of its own.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Len {
+    #[default]
+    Zero,
+    One,
+    Two,
+    Three,
+    Wide,
+}
+
+impl Len {
+    fn inline(n: usize) -> Len {
+        [Len::Zero, Len::One, Len::Two, Len::Three][n]
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<Option<Entry>>() == 24);
 
 impl Entry {
     fn replicas<'a>(&'a self, id: u64, wide: &'a HashMap<u64, Nodes>) -> &'a [Node] {
-        if self.len == WIDE {
+        if self.len == Len::Wide {
             side(wide, id)
         } else {
             &self.inline[..self.len as usize]
@@ -53,22 +76,22 @@ impl Entry {
             return;
         }
         match self.len {
-            WIDE => wide.entry(id).or_default().push(node),
-            n if (n as usize) < INLINE => {
-                self.inline[n as usize] = node;
-                self.len += 1;
-            }
-            _ => {
+            Len::Wide => wide.entry(id).or_default().push(node),
+            Len::Three => {
                 let mut all: Nodes = self.inline.iter().copied().collect();
                 all.push(node);
                 wide.insert(id, all);
-                self.len = WIDE;
+                self.len = Len::Wide;
+            }
+            n => {
+                self.inline[n as usize] = node;
+                self.len = Len::inline(n as usize + 1);
             }
         }
     }
 
     fn remove(&mut self, id: u64, wide: &mut HashMap<u64, Nodes>, node: Node) {
-        if self.len != WIDE {
+        if self.len != Len::Wide {
             let mut kept = 0;
             for i in 0..self.len as usize {
                 if self.inline[i] != node {
@@ -76,16 +99,16 @@ impl Entry {
                     kept += 1;
                 }
             }
-            self.len = kept as u8;
+            self.len = Len::inline(kept);
             return;
         }
         let Some(all) = wide.get_mut(&id) else {
-            self.len = 0;
+            self.len = Len::Zero;
             return;
         };
         all.retain(|n| *n != node);
         if all.len() <= INLINE {
-            self.len = all.len() as u8;
+            self.len = Len::inline(all.len());
             self.inline[..all.len()].copy_from_slice(all);
             wide.remove(&id);
         }
@@ -138,9 +161,65 @@ impl<'a> BlockInfo<'a> {
     }
 }
 
+/// Every block's [`Entry`]: in pages by id ([`Pages`]: no key stored, no
+/// hash slack), except the ids a member records before its namespace has
+/// them (a standby's unjudged reports), kept by hash until judged, so that
+/// no datanode can make the map spend a page on an id nobody allocated.
+#[derive(Default)]
+struct Table {
+    paged: Pages<Entry>,
+    stray: HashMap<u64, Entry>,
+}
+
+impl Table {
+    fn get(&self, id: u64) -> Option<&Entry> {
+        self.paged.get(id).or_else(|| self.stray.get(&id))
+    }
+
+    fn get_mut(&mut self, id: u64) -> Option<&mut Entry> {
+        match self.paged.get_mut(id) {
+            Some(e) => Some(e),
+            None => self.stray.get_mut(&id),
+        }
+    }
+
+    /// Block `id`'s entry, created with `gen_stamp` if there is none: in
+    /// the pages for a block the namespace has (`known`), where a stray
+    /// entry for it moves too.
+    fn entry(&mut self, id: u64, gen_stamp: u64, known: bool) -> &mut Entry {
+        if known || self.paged.has_page_of(id) {
+            if self.paged.get(id).is_none() {
+                let e = self.stray.remove(&id).unwrap_or(Entry {
+                    gen_stamp,
+                    ..Default::default()
+                });
+                self.paged.insert(id, e);
+            }
+            return self.paged.get_mut(id).expect("just inserted");
+        }
+        self.stray.entry(id).or_insert_with(|| Entry {
+            gen_stamp,
+            ..Default::default()
+        })
+    }
+
+    fn insert(&mut self, id: u64, entry: Entry) {
+        self.stray.remove(&id);
+        self.paged.insert(id, entry);
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Entry> {
+        self.paged.remove(id).or_else(|| self.stray.remove(&id))
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (u64, &Entry)> + '_ {
+        (self.paged.iter()).chain(self.stray.iter().map(|(id, e)| (*id, e)))
+    }
+}
+
 #[derive(Default)]
 pub struct BlockMap {
-    blocks: HashMap<u64, Entry>,
+    blocks: Table,
     /// Replicas of blocks with more than [`INLINE`].
     wide: HashMap<u64, Nodes>,
     corrupt: HashMap<u64, Nodes>,
@@ -180,7 +259,7 @@ impl BlockMap {
     }
 
     pub fn get(&self, id: u64) -> Option<BlockInfo<'_>> {
-        let entry = self.blocks.get(&id)?;
+        let entry = self.blocks.get(id)?;
         Some(BlockInfo {
             ids: self.ids.names(),
             gen_stamp: entry.gen_stamp,
@@ -193,9 +272,19 @@ impl BlockMap {
     /// Adds a replica at `gen_stamp` (creating the entry if new). A target
     /// that reports leaves the pipeline's list, which goes once empty.
     pub fn add_replica(&mut self, id: u64, gen_stamp: u64, node: &str) {
+        self.add(id, gen_stamp, node, true)
+    }
+
+    /// [`BlockMap::add_replica`] for a block this member's namespace does
+    /// not have (yet): a standby's report it could not judge.
+    pub fn add_unjudged_replica(&mut self, id: u64, gen_stamp: u64, node: &str) {
+        self.add(id, gen_stamp, node, false)
+    }
+
+    fn add(&mut self, id: u64, gen_stamp: u64, node: &str, known: bool) {
         let node = self.intern(node);
         let corrupt = self.corrupt.get(&id).is_some_and(|c| c.contains(&node));
-        let entry = entry(&mut self.blocks, id, gen_stamp);
+        let entry = self.blocks.entry(id, gen_stamp, known);
         entry.gen_stamp = gen_stamp;
         if !corrupt {
             entry.add(id, &mut self.wide, node);
@@ -213,7 +302,7 @@ impl BlockMap {
     /// from, never offered to readers as a replica.
     pub fn add_expected(&mut self, id: u64, gen_stamp: u64, node: &str) {
         let node = self.intern(node);
-        let entry = *entry(&mut self.blocks, id, gen_stamp);
+        let entry = *self.blocks.entry(id, gen_stamp, true);
         if entry.gen_stamp != gen_stamp || entry.replicas(id, &self.wide).contains(&node) {
             return;
         }
@@ -228,7 +317,7 @@ impl BlockMap {
         let Some(node) = self.known(node) else {
             return;
         };
-        if let Some(entry) = self.blocks.get_mut(&id) {
+        if let Some(entry) = self.blocks.get_mut(id) {
             entry.remove(id, &mut self.wide, node);
         }
         remove_from(&mut self.corrupt, id, node);
@@ -240,7 +329,7 @@ impl BlockMap {
     /// until the node deletes it (`remove_replica`).
     pub fn mark_corrupt(&mut self, id: u64, gen_stamp: u64, node: &str) {
         let node = self.intern(node);
-        entry(&mut self.blocks, id, gen_stamp).remove(id, &mut self.wide, node);
+        (self.blocks.entry(id, gen_stamp, true)).remove(id, &mut self.wide, node);
         remove_from(&mut self.expected, id, node);
         let corrupt = self.corrupt.entry(id).or_default();
         if !corrupt.contains(&node) {
@@ -248,9 +337,19 @@ impl BlockMap {
         }
     }
 
+    /// The namespace has these blocks: entries recorded unjudged move to
+    /// the pages.
+    pub fn settle(&mut self, ids: &[u64]) {
+        for &id in ids {
+            if let Some(e) = self.blocks.stray.remove(&id) {
+                self.blocks.paged.insert(id, e);
+            }
+        }
+    }
+
     /// Forgets a block; returns the nodes that held it.
     pub fn remove_block(&mut self, id: u64) -> Vec<String> {
-        let Some(entry) = self.blocks.remove(&id) else {
+        let Some(entry) = self.blocks.remove(id) else {
             return Vec::new();
         };
         let replicas: Nodes = entry.replicas(id, &self.wide).iter().copied().collect();
@@ -278,8 +377,8 @@ impl BlockMap {
         let mut out: Vec<u64> = self
             .blocks
             .iter()
-            .filter(|(id, e)| e.replicas(**id, &self.wide).contains(&node))
-            .map(|(id, _)| *id)
+            .filter(|(id, e)| e.replicas(*id, &self.wide).contains(&node))
+            .map(|(id, _)| id)
             .collect();
         out.extend(
             self.corrupt
@@ -293,8 +392,8 @@ impl BlockMap {
     /// How many good replicas each datanode holds (one scan).
     pub fn replica_counts(&self) -> HashMap<&str, u64> {
         let mut per_node = vec![0u64; self.ids.names().len()];
-        for (id, e) in &self.blocks {
-            for n in e.replicas(*id, &self.wide) {
+        for (id, e) in self.blocks.iter() {
+            for n in e.replicas(id, &self.wide) {
                 per_node[*n as usize] += 1;
             }
         }
@@ -306,17 +405,8 @@ impl BlockMap {
 
     /// Every block with its generation stamp.
     pub fn gen_stamps(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        self.blocks.iter().map(|(id, e)| (*id, e.gen_stamp))
+        self.blocks.iter().map(|(id, e)| (id, e.gen_stamp))
     }
-}
-
-/// Block `id`'s entry, created with `gen_stamp` if the map has none (a
-/// function of the table alone, so the side maps stay free to borrow).
-fn entry(blocks: &mut HashMap<u64, Entry>, id: u64, gen_stamp: u64) -> &mut Entry {
-    blocks.entry(id).or_insert_with(|| Entry {
-        gen_stamp,
-        ..Default::default()
-    })
 }
 
 /// Block `id`'s list in a side map (empty when it has none).
@@ -449,5 +539,32 @@ mod tests {
         map.allocated(10, 1001, vec!["a".into()]);
         assert!(map.get(10).unwrap().replicas().next().is_none());
         assert!(map.wide.is_empty());
+    }
+
+    #[test]
+    fn unjudged_ids_take_no_page_until_the_namespace_has_them() {
+        let mut map = BlockMap::default();
+        // A standby told of ids far apart: no page for any of them.
+        for id in [1 << 20, 1 << 30, 1 << 40] {
+            map.add_unjudged_replica(id, 1000, "a");
+        }
+        assert_eq!((map.blocks.paged.len(), map.blocks.stray.len()), (0, 3));
+        assert_eq!(map.blocks_of("a").len(), 3);
+        // Its namespace caught up: the next report moves the entry to the
+        // pages, replicas kept.
+        map.add_replica(1 << 20, 1000, "b");
+        assert_eq!(sorted(map.get(1 << 20).unwrap().replicas()), ["a", "b"]);
+        assert_eq!((map.blocks.paged.len(), map.blocks.stray.len()), (1, 2));
+        // An unjudged id beside a paged one uses the page already there.
+        map.add_unjudged_replica((1 << 20) + 1, 1000, "a");
+        assert_eq!(map.blocks.paged.len(), 2);
+        // Elected, the member settles the ones its namespace has.
+        map.settle(&[1 << 30]);
+        assert_eq!((map.blocks.paged.len(), map.blocks.stray.len()), (3, 1));
+        assert_eq!(sorted(map.get(1 << 30).unwrap().replicas()), ["a"]);
+        assert_eq!(map.remove_block(1 << 40), ["a"]);
+        assert!(map.blocks.stray.is_empty());
+        let counts = map.replica_counts();
+        assert_eq!((counts["a"], counts["b"]), (3, 1));
     }
 }

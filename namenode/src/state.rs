@@ -90,6 +90,7 @@ impl State {
     pub fn reconcile_block_map(&self) -> crate::error::Result<()> {
         let ids: Vec<(u64, u64)> = self.blocks().gen_stamps().collect();
         let mut stale = Vec::new();
+        let mut current = Vec::new();
         for (id, gen_stamp) in ids {
             if self.ns.block_meta(id)?.map(|m| m.gen_stamp) != Some(gen_stamp) {
                 stale.push(BlockMeta {
@@ -97,8 +98,11 @@ impl State {
                     gen_stamp,
                     len: 0,
                 });
+            } else {
+                current.push(id);
             }
         }
+        self.blocks().settle(&current);
         if !stale.is_empty() {
             tracing::info!(
                 "new leader: {} reported blocks are not (or no longer) in the namespace; deleting them",

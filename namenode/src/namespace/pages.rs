@@ -52,6 +52,16 @@ impl<T> Pages<T> {
         self.pages.get(&page)?.slots[slot].as_ref()
     }
 
+    pub fn get_mut(&mut self, id: u64) -> Option<&mut T> {
+        let (page, slot) = page_of(id);
+        self.pages.get_mut(&page)?.slots[slot].as_mut()
+    }
+
+    /// Whether `id`'s page exists (some id near it has a value).
+    pub fn has_page_of(&self, id: u64) -> bool {
+        self.pages.contains_key(&page_of(id).0)
+    }
+
     /// Puts `value` at `id`; what was there.
     pub fn insert(&mut self, id: u64, value: T) -> Option<T> {
         let (page, slot) = page_of(id);

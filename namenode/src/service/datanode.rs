@@ -93,17 +93,17 @@ fn add_reported(
     node: &str,
     b: &ExtendedBlock,
 ) -> Result<Option<ExtendedBlock>, NamenodeError> {
+    let (id, gen_stamp) = (b.block_id, b.generation_stamp);
     match judge.judge(b)? {
-        Judgement::Current => {}
+        Judgement::Current => state.blocks().add_replica(id, gen_stamp, node),
         // A standby records replicas as reported; its reconciliation on
         // election drops what turns out stale.
-        Judgement::Unjudged if !judge.leading() => {}
+        Judgement::Unjudged if !judge.leading() => {
+            state.blocks().add_unjudged_replica(id, gen_stamp, node)
+        }
         Judgement::Stale => return Ok(Some(*b)),
-        Judgement::Recovering | Judgement::Unjudged => return Ok(None),
+        Judgement::Recovering | Judgement::Unjudged => {}
     }
-    state
-        .blocks()
-        .add_replica(b.block_id, b.generation_stamp, node);
     Ok(None)
 }
 
