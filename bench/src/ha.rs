@@ -360,6 +360,22 @@ pub async fn rebuild(args: RebuildArgs) -> Result<()> {
     };
     let (n_before, slow_before, gap_before) = window(restarted - Duration::from_secs(3), restarted);
     let (n_during, slow_during, gap_during) = window(restarted, caught_up);
+    // When the longest gaps ended, to set beside the members' logs.
+    let mut during: Vec<Instant> = (acks.iter())
+        .filter(|(sent, _)| *sent >= restarted && *sent < caught_up)
+        .map(|(_, acked)| *acked)
+        .collect();
+    during.sort();
+    let mut gaps: Vec<(Duration, Instant)> =
+        during.windows(2).map(|w| (w[1] - w[0], w[1])).collect();
+    gaps.sort_by(|a, b| b.cmp(a));
+    let since_epoch = |at: Instant| {
+        let ago = Instant::now().saturating_duration_since(at);
+        (std::time::SystemTime::now() - ago)
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64()
+    };
     let log = cluster.member_log(leader).unwrap_or_default();
     let built = log
         .lines()
@@ -386,6 +402,18 @@ pub async fn rebuild(args: RebuildArgs) -> Result<()> {
     println!("rebuild_slowest_create_during {:.1} ms", ms(slow_during));
     println!("rebuild_longest_ack_gap_during {:.1} ms", ms(gap_during));
     println!("rebuild_errors_surfaced {} errors", errors.len());
+    println!(
+        "restarted at {:.3} (unix time); the longest gaps during, and when each ended:",
+        since_epoch(restarted)
+    );
+    for (gap, end) in gaps.iter().take(5) {
+        println!(
+            "  {:.1} ms ending at +{:.3} s ({:.3})",
+            ms(*gap),
+            (*end - restarted).as_secs_f64(),
+            since_epoch(*end)
+        );
+    }
     Ok(())
 }
 
