@@ -20,6 +20,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     tonic_prost_build::configure()
         .extern_path(".rfs.common", "crate::common")
+        // Snapshot pieces are slices of one buffer, not copies of it.
+        .bytes(".rfs.ha.SnapshotChunk.data")
         .compile_protos(&files, &["proto"])?;
     println!("cargo:rerun-if-changed=proto/hdfs_common.proto");
     for f in files {

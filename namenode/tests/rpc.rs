@@ -1303,7 +1303,7 @@ async fn raft_streams_and_snapshot_pieces_refuse_strangers_and_garbage_with_the_
     let piece = |from: u64, message: Vec<u8>| rfs_proto::ha::SnapshotChunk {
         from,
         message,
-        data: vec![1; 64],
+        data: vec![1; 64].into(),
     };
     let install = |pieces: Vec<rfs_proto::ha::SnapshotChunk>| {
         let mut peer = nn.peer.clone();

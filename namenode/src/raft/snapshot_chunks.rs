@@ -21,12 +21,16 @@ pub const MAX_SNAPSHOT_BYTES: usize = 8 << 30;
 pub fn split(from: u64, mut m: Message, chunk: usize) -> Vec<SnapshotChunk> {
     let data = std::mem::take(&mut m.mut_snapshot().data);
     let message = m.write_to_bytes().expect("raft messages always encode");
-    let mut pieces: Vec<SnapshotChunk> = data
-        .chunks(chunk.max(1))
-        .map(|d| SnapshotChunk {
+    // Slices of the snapshot's one buffer: handing out a large snapshot
+    // copies nothing here (a 75 MB copy at 1M files held up a leader's
+    // RPC workers for tens of milliseconds).
+    let chunk = chunk.max(1);
+    let mut pieces: Vec<SnapshotChunk> = (0..data.len())
+        .step_by(chunk)
+        .map(|at| SnapshotChunk {
             from,
             message: Vec::new(),
-            data: d.to_vec(),
+            data: data.slice(at..data.len().min(at + chunk)),
         })
         .collect();
     if pieces.is_empty() {
@@ -184,7 +188,7 @@ mod tests {
         let piece = SnapshotChunk {
             from: 1,
             message: not_snapshot.write_to_bytes().unwrap(),
-            data: vec![],
+            data: Bytes::new(),
         };
         assert!(refused(vec![piece], MAX_SNAPSHOT_BYTES).contains("must carry a MsgSnapshot"));
         assert_eq!(
