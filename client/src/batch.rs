@@ -1,16 +1,17 @@
 //! Calls to one namenode member, sent a batch at a time (`Batch` in
 //! namenode.proto).
 //!
-//! A call goes out at once, from the caller's own task, when nothing is on
-//! the wire; while fewer than [`IN_FLIGHT`] batches are, it queues and a
-//! task sends a batch of what queued meanwhile; past that, calls queue,
-//! and the first batch slot given back carries every call queued by then.
-//! One task alone therefore waits for nothing and crosses no other task,
-//! and sixteen tasks creating files share a few RPCs instead of sending
-//! sixteen: the namenode handles each call as its own RPC (its call id, its retry-cache
-//! entry, its error), so batching changes only how many HTTP/2 requests,
-//! headers and tasks the calls cost on both ends. The group commit of a
-//! database log, applied to RPCs.
+//! A lone caller's call goes out at once from its own task. Once calls
+//! have had to queue (others are calling too), a call queues, and while
+//! fewer than [`IN_FLIGHT`] batches are on the wire a task sends a batch
+//! of what queued by the time it runs; past that, the first batch slot
+//! given back carries every call queued by then. One task alone therefore
+//! waits for nothing and crosses no other task, and sixteen tasks creating
+//! files share a few RPCs instead of sending sixteen: the namenode handles
+//! each call as its own RPC (its call id, its retry-cache entry, its
+//! error), so batching changes only how many HTTP/2 requests, headers and
+//! tasks the calls cost on both ends. The group commit of a database log,
+//! applied to RPCs.
 //!
 //! A namenode older than `Batch` answers it Unimplemented; the batcher then
 //! sends each call as its own RPC, from then on.
@@ -97,6 +98,10 @@ struct Shared {
 struct State {
     in_flight: usize,
     queued: Vec<Pending>,
+    /// Calls have had to queue since a batch of one last came back with
+    /// nothing waiting: others are calling too, so a call goes through a
+    /// task and takes the calls made meanwhile along, rather than alone.
+    crowded: bool,
 }
 
 impl Batcher {
@@ -116,20 +121,22 @@ impl Batcher {
         let call = req.into_call();
         let route = {
             let mut state = self.shared.lock();
-            if state.in_flight == 0 {
+            if state.in_flight == 0 && !state.crowded {
                 state.in_flight = 1;
                 Route::Now(call)
             } else {
                 let (reply, answer) = oneshot::channel();
                 state.queued.push(Pending { call, reply });
+                state.crowded = true;
                 // A free slot's batch leaves from a task of its own, so
                 // that the calls made while it starts ride along.
                 if state.in_flight < IN_FLIGHT {
                     state.in_flight += 1;
                     let shared = self.shared.clone();
                     tokio::spawn(async move {
-                        let slot = Slot(shared.clone());
+                        let mut slot = Slot::new(shared.clone(), 0);
                         let batch = shared.take_queued();
+                        slot.carried = batch.len();
                         if !batch.is_empty() {
                             shared.send(batch).await;
                         }
@@ -142,7 +149,7 @@ impl Batcher {
         let answer = match route {
             // A lone call crosses no task: it is sent from here.
             Route::Now(call) => {
-                let slot = Slot(self.shared.clone());
+                let slot = Slot::new(self.shared.clone(), 1);
                 let answer = self.shared.send_one(call).await;
                 drop(slot);
                 answer
@@ -170,18 +177,28 @@ enum Route {
 /// A batch's place on the wire, held while its RPC is out (also by a
 /// caller whose future is dropped mid-call); giving it back sends what
 /// queued meanwhile.
-struct Slot(Arc<Shared>);
+struct Slot {
+    shared: Arc<Shared>,
+    /// Calls in the batch it carries.
+    carried: usize,
+}
+
+impl Slot {
+    fn new(shared: Arc<Shared>, carried: usize) -> Slot {
+        Slot { shared, carried }
+    }
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let Some(batch) = self.0.next_batch() else {
+        let Some(batch) = self.shared.next_batch(self.carried) else {
             return;
         };
-        let shared = self.0.clone();
+        let shared = self.shared.clone();
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {
-                    let slot = Slot(shared.clone());
+                    let slot = Slot::new(shared.clone(), batch.len());
                     shared.send(batch).await;
                     drop(slot);
                 });
@@ -198,12 +215,15 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// On a slot's return: the calls it carries next, keeping the slot, or
-    /// `None`, the slot freed.
-    fn next_batch(&self) -> Option<Vec<Pending>> {
+    /// On the return of a slot that `carried` calls: the calls it carries
+    /// next, keeping the slot, or `None`, the slot freed.
+    fn next_batch(&self, carried: usize) -> Option<Vec<Pending>> {
         let mut state = self.lock();
         if state.queued.is_empty() {
             state.in_flight -= 1;
+            if carried <= 1 {
+                state.crowded = false;
+            }
             return None;
         }
         Some(take(&mut state))
