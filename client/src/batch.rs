@@ -79,8 +79,8 @@ struct Pending {
     reply: oneshot::Sender<Result<A, Status>>,
 }
 
-/// One member's calls: sent at once in the caller's task while nothing is
-/// on the wire, queued for the next batch otherwise.
+/// One member's calls: a lone caller's sent at once from its own task,
+/// the others queued for the next batch.
 pub(crate) struct Batcher {
     shared: Arc<Shared>,
 }
@@ -92,8 +92,8 @@ struct Shared {
     state: Mutex<State>,
 }
 
-/// Calls queue only while all [`IN_FLIGHT`] slots are taken; a slot given
-/// back with calls queued goes on to carry them.
+/// Calls queue while others are calling (`crowded`) or every slot is out;
+/// a slot given back with calls queued goes on to carry them.
 #[derive(Default)]
 struct State {
     in_flight: usize,
