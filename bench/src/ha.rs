@@ -343,6 +343,9 @@ pub async fn rebuild(args: RebuildArgs) -> Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let acks = stream.acks.lock().expect("acks").clone();
     let errors = stream.stop().await?;
+    // Per window: acknowledgements, the slowest create, and the gaps
+    // between acknowledgements (longest first, each with when it ended, to
+    // set beside the members' logs).
     let window = |from: Instant, to: Instant| {
         let mut acked: Vec<(Instant, Instant)> = acks
             .iter()
@@ -351,24 +354,18 @@ pub async fn rebuild(args: RebuildArgs) -> Result<()> {
             .collect();
         acked.sort_by_key(|(_, a)| *a);
         let slowest = acked.iter().map(|(s, a)| *a - *s).max().unwrap_or_default();
-        let gap = acked
+        let mut gaps: Vec<(Duration, Instant)> = acked
             .windows(2)
-            .map(|w| w[1].1 - w[0].1)
-            .max()
-            .unwrap_or_default();
-        (acked.len(), slowest, gap)
+            .map(|w| (w[1].1 - w[0].1, w[1].1))
+            .collect();
+        gaps.sort_by(|a, b| b.cmp(a));
+        (acked.len(), slowest, gaps)
     };
-    let (n_before, slow_before, gap_before) = window(restarted - Duration::from_secs(3), restarted);
-    let (n_during, slow_during, gap_during) = window(restarted, caught_up);
-    // When the longest gaps ended, to set beside the members' logs.
-    let mut during: Vec<Instant> = (acks.iter())
-        .filter(|(sent, _)| *sent >= restarted && *sent < caught_up)
-        .map(|(_, acked)| *acked)
-        .collect();
-    during.sort();
-    let mut gaps: Vec<(Duration, Instant)> =
-        during.windows(2).map(|w| (w[1] - w[0], w[1])).collect();
-    gaps.sort_by(|a, b| b.cmp(a));
+    let longest = |gaps: &[(Duration, Instant)]| gaps.first().map_or(Duration::ZERO, |g| g.0);
+    let (n_before, slow_before, gaps_before) =
+        window(restarted - Duration::from_secs(3), restarted);
+    let (n_during, slow_during, gaps) = window(restarted, caught_up);
+    let (gap_before, gap_during) = (longest(&gaps_before), longest(&gaps));
     let since_epoch = |at: Instant| {
         let ago = Instant::now().saturating_duration_since(at);
         (std::time::SystemTime::now() - ago)
