@@ -62,6 +62,13 @@ impl Len {
 const _: () = assert!(std::mem::size_of::<Option<Entry>>() == 24);
 
 impl Entry {
+    fn new(gen_stamp: u64) -> Entry {
+        Entry {
+            gen_stamp,
+            ..Default::default()
+        }
+    }
+
     fn replicas<'a>(&'a self, id: u64, wide: &'a HashMap<u64, Nodes>) -> &'a [Node] {
         if self.len == Len::Wide {
             side(wide, id)
@@ -188,19 +195,23 @@ impl Table {
     /// entry for it moves too.
     fn entry(&mut self, id: u64, gen_stamp: u64, known: bool) -> &mut Entry {
         if known || self.paged.has_page_of(id) {
-            if self.paged.get(id).is_none() {
-                let e = self.stray.remove(&id).unwrap_or(Entry {
-                    gen_stamp,
-                    ..Default::default()
-                });
-                self.paged.insert(id, e);
+            if self.paged.get(id).is_none() && !self.settle(id) {
+                self.paged.insert(id, Entry::new(gen_stamp));
             }
             return self.paged.get_mut(id).expect("just inserted");
         }
-        self.stray.entry(id).or_insert_with(|| Entry {
-            gen_stamp,
-            ..Default::default()
-        })
+        self.stray
+            .entry(id)
+            .or_insert_with(|| Entry::new(gen_stamp))
+    }
+
+    /// Moves `id`'s stray entry, if it has one, to the pages.
+    fn settle(&mut self, id: u64) -> bool {
+        let Some(e) = self.stray.remove(&id) else {
+            return false;
+        };
+        self.paged.insert(id, e);
+        true
     }
 
     fn insert(&mut self, id: u64, entry: Entry) {
@@ -242,13 +253,7 @@ impl BlockMap {
     /// with these targets; replicas reported before are forgotten.
     pub fn allocated(&mut self, id: u64, gen_stamp: u64, expected: Vec<String>) {
         let expected: Nodes = expected.iter().map(|n| self.intern(n)).collect();
-        self.blocks.insert(
-            id,
-            Entry {
-                gen_stamp,
-                ..Default::default()
-            },
-        );
+        self.blocks.insert(id, Entry::new(gen_stamp));
         self.wide.remove(&id);
         self.corrupt.remove(&id);
         if expected.is_empty() {
@@ -341,9 +346,7 @@ impl BlockMap {
     /// the pages.
     pub fn settle(&mut self, ids: &[u64]) {
         for &id in ids {
-            if let Some(e) = self.blocks.stray.remove(&id) {
-                self.blocks.paged.insert(id, e);
-            }
+            self.blocks.settle(id);
         }
     }
 
