@@ -66,10 +66,6 @@ impl InstallHolds {
             .map(|(index, _)| *index)
             .fold(applied, u64::min)
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.holds.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -89,7 +85,7 @@ mod tests {
         // Installed: matched reaches the snapshot's index.
         let matched = |_| Some(100);
         assert_eq!(h.compact_limit(1000, matched, t0 + HOLD_FOR / 2), 1000);
-        assert!(h.is_empty());
+        assert!(h.holds.is_empty());
     }
 
     #[test]
