@@ -132,16 +132,7 @@ impl Batcher {
                 // that the calls made while it starts ride along.
                 if state.in_flight < IN_FLIGHT {
                     state.in_flight += 1;
-                    let shared = self.shared.clone();
-                    tokio::spawn(async move {
-                        let mut slot = Slot::new(shared.clone(), 0);
-                        let batch = shared.take_queued();
-                        slot.carried = batch.len();
-                        if !batch.is_empty() {
-                            shared.send(batch).await;
-                        }
-                        drop(slot);
-                    });
+                    carry(self.shared.clone(), None);
                 }
                 Route::Queued(answer)
             }
@@ -191,23 +182,29 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let Some(batch) = self.shared.next_batch(self.carried) else {
-            return;
-        };
-        let shared = self.shared.clone();
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move {
-                    let slot = Slot::new(shared.clone(), batch.len());
-                    shared.send(batch).await;
-                    drop(slot);
-                });
-            }
-            // No runtime left to send from: the queued callers are told
-            // the batcher stopped (their replies dropped).
-            Err(_) => shared.lock().in_flight -= 1,
+        if let Some(batch) = self.shared.next_batch(self.carried) {
+            carry(self.shared.clone(), Some(batch));
         }
     }
+}
+
+/// Sends `batch` (`None`: what has queued by the time the task runs) from
+/// a task of its own, in a slot already counted in `in_flight`.
+fn carry(shared: Arc<Shared>, batch: Option<Vec<Pending>>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        // No runtime left to send from: the queued callers are told the
+        // batcher stopped (their replies dropped).
+        shared.lock().in_flight -= 1;
+        return;
+    };
+    runtime.spawn(async move {
+        let batch = batch.unwrap_or_else(|| shared.take_queued());
+        let slot = Slot::new(shared.clone(), batch.len());
+        if !batch.is_empty() {
+            shared.send(batch).await;
+        }
+        drop(slot);
+    });
 }
 
 impl Shared {
