@@ -9,6 +9,8 @@
 //!   acks), shared by datanodes and clients.
 //! - [`defaults`]: the well-known ports and sizes every party agrees on.
 //! - [`names`]: what a name in the namespace may hold.
+//! - [`batch`]: one call of a `Batch` answered by a `ClientProtocol`
+//!   service as its own RPC would be.
 //!
 //! This crate owns no I/O: moving frames over a socket or RDMA is
 //! `rfs-transport`'s job.
@@ -27,6 +29,7 @@ pub mod datanode {
 pub mod ha {
     tonic::include_proto!("rfs.ha");
 }
+pub mod batch;
 pub mod defaults;
 pub mod interner;
 pub mod listing;

@@ -264,8 +264,6 @@ impl ClientProtocol for FakeNamenode {
     /// against this fake drive that fallback (and the real namenode's
     /// tests the batches).
     async fn batch(&self, r: Request<BatchRequest>) -> Rpc<BatchResponse> {
-        use rfs_proto::namenode::answer::Answer as A;
-        use rfs_proto::namenode::call::Call as C;
         let calls = r.into_inner().calls;
         let delay = {
             let mut s = self.state();
@@ -280,37 +278,7 @@ impl ClientProtocol for FakeNamenode {
         tokio::time::sleep(delay).await;
         let mut answers = Vec::new();
         for call in calls {
-            let answer = match call.call.expect("a call") {
-                C::GetFileInfo(r) => self
-                    .get_file_info(Request::new(r))
-                    .await
-                    .map(|a| A::GetFileInfo(a.into_inner())),
-                C::Mkdirs(r) => self
-                    .mkdirs(Request::new(r))
-                    .await
-                    .map(|a| A::Mkdirs(a.into_inner())),
-                C::Create(r) => self
-                    .create(Request::new(r))
-                    .await
-                    .map(|a| A::Create(a.into_inner())),
-                C::Complete(r) => self
-                    .complete(Request::new(r))
-                    .await
-                    .map(|a| A::Complete(a.into_inner())),
-                C::AddBlock(r) => self
-                    .add_block(Request::new(r))
-                    .await
-                    .map(|a| A::AddBlock(a.into_inner())),
-                C::Delete(r) => self
-                    .delete(Request::new(r))
-                    .await
-                    .map(|a| A::Delete(a.into_inner())),
-            };
-            let answer =
-                answer.unwrap_or_else(|status| A::Error(rpc_error::to_call_error(&status)));
-            answers.push(Answer {
-                answer: Some(answer),
-            });
+            answers.push(rfs_proto::batch::answer(self, call).await);
         }
         self.state().batches.as_mut().expect("set above").in_flight -= 1;
         Ok(Response::new(BatchResponse { answers }))

@@ -168,38 +168,6 @@ impl ClientService {
         }
     }
 
-    /// One call of a batch, handled as its own RPC would be.
-    async fn answer(&self, call: Call) -> Answer {
-        use answer::Answer as A;
-        use call::Call as C;
-        fn answered<T>(r: R<T>, as_answer: impl FnOnce(T) -> A) -> A {
-            match r {
-                Ok(resp) => as_answer(resp.into_inner()),
-                Err(status) => A::Error(rfs_proto::rpc_error::to_call_error(&status)),
-            }
-        }
-        let answer = match call.call {
-            Some(C::Create(r)) => answered(self.create(Request::new(r)).await, A::Create),
-            Some(C::Complete(r)) => answered(self.complete(Request::new(r)).await, A::Complete),
-            Some(C::AddBlock(r)) => answered(self.add_block(Request::new(r)).await, A::AddBlock),
-            Some(C::GetFileInfo(r)) => {
-                answered(self.get_file_info(Request::new(r)).await, A::GetFileInfo)
-            }
-            Some(C::Delete(r)) => answered(self.delete(Request::new(r)).await, A::Delete),
-            Some(C::Mkdirs(r)) => answered(self.mkdirs(Request::new(r)).await, A::Mkdirs),
-            None => {
-                let refused: Status = NamenodeError::InvalidArgument(
-                    "a batched call names no operation (a client newer than this namenode?)".into(),
-                )
-                .into();
-                A::Error(rfs_proto::rpc_error::to_call_error(&refused))
-            }
-        };
-        Answer {
-            answer: Some(answer),
-        }
-    }
-
     fn require_client(id: &str) -> Result<(), Status> {
         if id.is_empty() {
             return Err(NamenodeError::InvalidArgument("client_id is required".into()).into());
@@ -241,7 +209,9 @@ impl ClientProtocol for ClientService {
             .into());
         }
         // Concurrently, so that the mutations' entries share raft batches.
-        let answers = futures::future::join_all(calls.into_iter().map(|c| self.answer(c))).await;
+        let answers =
+            futures::future::join_all(calls.into_iter().map(|c| rfs_proto::batch::answer(self, c)))
+                .await;
         Ok(Response::new(BatchResponse { answers }))
     }
 
