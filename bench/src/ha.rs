@@ -442,9 +442,11 @@ async fn create_loop(
             path: format!("{dir}/f{k}"),
             client_id: client_id.clone(),
             create_parent: true,
+            // One call at a time: every earlier one was answered.
             call: Some(CallId {
                 client_id: client_id.clone(),
                 call_id: k,
+                answered_below: k,
             }),
             ..Default::default()
         };

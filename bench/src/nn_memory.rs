@@ -162,9 +162,12 @@ async fn writer(
     let mut call = 0u64;
     let mut next_call = || {
         call += 1;
+        // One call at a time: every earlier one was answered, and the
+        // namenodes forget their results at once, as `rfs-client`'s.
         Some(CallId {
             client_id: client.clone(),
             call_id: call,
+            answered_below: call,
         })
     };
     let mut k = task;
@@ -427,6 +430,7 @@ async fn remove_all(cluster: &MiniCluster, files: u64, per_dir: u64) -> Result<V
         call: Some(CallId {
             client_id: "nn-memory-rm".into(),
             call_id: 1,
+            answered_below: 1,
         }),
     })
     .await?;

@@ -1,17 +1,17 @@
 //! [`Client`]: the namenode calls, and the entry points to the data path
 //! ([`Client::create`] → [`FileWriter`], [`Client::open`] → [`FileReader`]).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rfs_proto::common::ExtendedBlock;
 use rfs_proto::namenode::{
-    CallId, ContentSummaryRequest, CreateRequest, DeleteRequest, FileStatus, FsStatsRequest,
+    ContentSummaryRequest, CreateRequest, DeleteRequest, FileStatus, FsStatsRequest,
     GetBlockLocationsRequest, GetFileInfoRequest, ListRequest, ListResponse, MkdirsRequest,
     RenameRequest, ReportBadBlocksRequest, SetReplicationRequest,
 };
 use rfs_transport::BlockTransport;
 
+use crate::call_ids::{Call, CallIds};
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
 use crate::lease;
@@ -70,8 +70,8 @@ pub(crate) struct Inner {
     pub(crate) config: ClientConfig,
     pub(crate) client_id: String,
     pub(crate) rpc: NamenodeRpc,
-    /// The last call id handed out (see [`Client::new_call`]).
-    last_call: AtomicU64,
+    /// Ids of non-idempotent calls (see [`Client::new_call`]).
+    calls: CallIds,
     pub(crate) transport: Arc<dyn BlockTransport>,
     owner: String,
     pub(crate) lease_renewer: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -108,9 +108,9 @@ impl Client {
             .unwrap_or_else(|| format!("rfs-client-{}", uuid::Uuid::new_v4()));
         Ok(Client {
             inner: Arc::new(Inner {
+                calls: CallIds::new(client_id.clone()),
                 client_id,
                 rpc,
-                last_call: AtomicU64::new(0),
                 transport: rfs_transport::default_transport(),
                 owner: std::env::var("USER").unwrap_or_default(),
                 lease_renewer: Mutex::new(None),
@@ -141,15 +141,11 @@ impl Client {
     }
 
     /// A new id for one non-idempotent call (create, mkdirs, add_block,
-    /// complete, abandon_block, delete, rename). Every attempt of that call
-    /// carries the same id, so a namenode that applied an attempt whose
-    /// answer was lost answers a repeat from its retry cache instead of
-    /// applying it twice. Ids count up from 1 per client.
-    pub(crate) fn new_call(&self) -> Option<CallId> {
-        Some(CallId {
-            client_id: self.inner.client_id.clone(),
-            call_id: self.inner.last_call.fetch_add(1, Ordering::Relaxed) + 1,
-        })
+    /// complete, abandon_block, delete, rename, ...): every attempt of the
+    /// call carries it, and the [`Call`] is kept until the last attempt is
+    /// over, as [`crate::call_ids`] says why.
+    pub(crate) fn new_call(&self) -> Call {
+        self.inner.calls.next()
     }
 
     /// Creates `path` and returns a writer for it. The file is complete
@@ -159,8 +155,9 @@ impl Client {
         let cfg = self.config();
         let replication = opts.replication.or(cfg.replication).unwrap_or(0);
         let block_size = opts.block_size.or(cfg.block_size).unwrap_or(0);
+        let call = self.new_call();
         let req = CreateRequest {
-            call: self.new_call(),
+            call: call.id(),
             path: path.to_string(),
             client_id: self.inner.client_id.clone(),
             overwrite: opts.overwrite,
@@ -211,8 +208,9 @@ impl Client {
 
     /// Creates the directory `path`; `false` when it already exists.
     pub async fn mkdirs(&self, path: &str, create_parent: bool) -> Result<bool> {
+        let call = self.new_call();
         let req = MkdirsRequest {
-            call: self.new_call(),
+            call: call.id(),
             path: path.to_string(),
             mode: DIR_MODE,
             create_parent,
@@ -279,8 +277,9 @@ impl Client {
     }
 
     pub async fn delete(&self, path: &str, recursive: bool) -> Result<bool> {
+        let call = self.new_call();
         let req = DeleteRequest {
-            call: self.new_call(),
+            call: call.id(),
             path: path.to_string(),
             recursive,
             client_id: self.inner.client_id.clone(),
@@ -305,8 +304,9 @@ impl Client {
     }
 
     async fn rename_with(&self, src: &str, dst: &str, overwrite: bool) -> Result<String> {
+        let call = self.new_call();
         let req = RenameRequest {
-            call: self.new_call(),
+            call: call.id(),
             src: src.to_string(),
             dst: dst.to_string(),
             client_id: self.inner.client_id.clone(),
@@ -381,10 +381,11 @@ impl Client {
         datanode: &str,
         cancel: bool,
     ) -> Result<rfs_proto::namenode::DecommissionResponse> {
+        let call = self.new_call();
         let req = rfs_proto::namenode::DecommissionRequest {
             datanode: datanode.into(),
             cancel,
-            call: self.new_call(),
+            call: call.id(),
         };
         self.rpc()
             .call("decommission", req, |mut c, req| async move {

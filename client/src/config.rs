@@ -23,7 +23,9 @@ pub struct ClientConfig {
     /// connection, and one is used only if it still names a member at
     /// every one of these addresses.
     pub remembered_namenodes: Vec<String>,
-    /// Lease holder name; `None` gives `rfs-client-<uuid>`.
+    /// Lease holder name; `None` gives `rfs-client-<uuid>`. One id per
+    /// client: its call ids count up from 1, and the namenodes refuse a
+    /// call numbered below what the id's later calls said was answered.
     pub client_id: Option<String>,
     /// This machine's host name or address, sent for writer-local placement
     /// and used to prefer a local replica when reading.

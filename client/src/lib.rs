@@ -23,6 +23,7 @@
 //! ```
 
 mod batch;
+mod call_ids;
 mod client;
 mod config;
 mod datanode;

@@ -146,11 +146,25 @@ pub fn skip(ns: &Namespace, index: u64) -> Result<()> {
 /// proposal naming a call already in the retry cache returns the recorded
 /// result and changes nothing: the client retried after the first one
 /// was applied (a timeout, a failover).
+///
+/// A call below the mark its client's session entry holds is refused
+/// unapplied (its client had every answer below the mark); a call raising
+/// the mark drops the results below it ([`crate::namespace::retry_cache`]).
 pub fn apply(ns: &Namespace, index: u64, p: &Proposal) -> Result<Result<MetaResult>> {
+    let mut answered = 0;
     if let Some(call) = &p.call {
         if let Some(recorded) = ns.retry_cached(call)? {
             skip(ns, index)?;
             return Ok(recorded);
+        }
+        answered = ns.calls_answered_below(&call.client)?;
+        if call.call < answered {
+            skip(ns, index)?;
+            return Ok(Err(NamenodeError::StaleCall {
+                client: call.client.clone(),
+                call: call.call,
+                answered_below: answered,
+            }));
         }
     }
     let mut t = Txn::new(ns);
@@ -162,9 +176,26 @@ pub fn apply(ns: &Namespace, index: u64, p: &Proposal) -> Result<Result<MetaResu
     if let Some(call) = &p.call {
         let entry = namespace::RetryEntry::new(p.now_ms, &result);
         t.changes.push(Change::PutRetry(RetryKey::of(call), entry));
+        // A client cannot have had the answer of the call it is making.
+        let below = call.answered_below.min(call.call);
+        if below > answered {
+            forget_answered(&mut t, &call.client, below, p.now_ms);
+        }
     }
     t.commit(index);
     Ok(result)
+}
+
+/// Drops `client`'s results of calls below `below` and raises the mark
+/// in its session entry to it.
+fn forget_answered(t: &mut Txn, client: &str, below: u64, now_ms: u64) {
+    for key in t.ns.retry_calls_below(client, below) {
+        t.changes.push(Change::RemoveRetry(key));
+    }
+    let mark = Ok(MetaResult::CallsAnswered { below });
+    let entry = namespace::RetryEntry::new(now_ms, &mark);
+    t.changes
+        .push(Change::PutRetry(RetryKey::session(client), entry));
 }
 
 fn expire_retry_cache(t: &mut Txn, before_ms: u64) -> Result<MetaResult> {

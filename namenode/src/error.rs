@@ -94,6 +94,18 @@ pub enum NamenodeError {
         live: String,
         from: String,
     },
+    /// A call numbered below the mark its client's later calls set
+    /// (`CallId.answered_below`): the client had its answer and moved on,
+    /// so this copy is not applied (it may have been already).
+    #[error(
+        "call {call} of client {client} refused: the client has had the answers of every call \
+         below {answered_below} and does not send them again (a delayed copy?)"
+    )]
+    StaleCall {
+        client: String,
+        call: u64,
+        answered_below: u64,
+    },
 }
 
 pub type Result<T, E = NamenodeError> = std::result::Result<T, E>;
@@ -109,7 +121,9 @@ impl NamenodeError {
             NamenodeError::IsDirectory(_) => RpcErrorKind::IsDirectory,
             NamenodeError::NotDirectory(_) => RpcErrorKind::NotDirectory,
             NamenodeError::InvalidPath { .. } => RpcErrorKind::InvalidPath,
-            NamenodeError::InvalidArgument(_) => RpcErrorKind::InvalidArgument,
+            NamenodeError::InvalidArgument(_) | NamenodeError::StaleCall { .. } => {
+                RpcErrorKind::InvalidArgument
+            }
             NamenodeError::LeaseConflict { .. } => RpcErrorKind::LeaseConflict,
             NamenodeError::NoLease { .. } => RpcErrorKind::LeaseExpired,
             NamenodeError::NoLiveDatanodes { .. } => RpcErrorKind::NoLiveDatanodes,

@@ -196,6 +196,10 @@ pub enum MetaOp {
 pub struct CallKey {
     pub client: String,
     pub call: u64,
+    /// Every call of `client` numbered below this was answered and is never
+    /// sent again: apply forgets their results and refuses them
+    /// ([`crate::namespace::retry_cache`]). 0 promises nothing.
+    pub answered_below: u64,
 }
 
 /// One raft log entry: an op, the call it answers (if the client named
@@ -205,6 +209,18 @@ pub struct Proposal {
     pub call: Option<CallKey>,
     pub now_ms: u64,
     pub op: MetaOp,
+}
+
+/// The first byte of a log entry whose call carries `answered_below`. An
+/// entry of earlier versions starts with its `Option<CallKey>` tag, 0 or 1.
+const WITH_ANSWERED_BELOW: u8 = 2;
+
+/// A log entry as versions before `answered_below` wrote it.
+#[derive(Deserialize)]
+struct ProposalWithoutAnswered {
+    call: Option<(String, u64)>,
+    now_ms: u64,
+    op: MetaOp,
 }
 
 impl Proposal {
@@ -219,6 +235,31 @@ impl Proposal {
     pub fn with_call(mut self, call: Option<CallKey>) -> Proposal {
         self.call = call;
         self
+    }
+
+    /// The raft log entry's bytes.
+    pub fn encode(&self) -> bincode::Result<Vec<u8>> {
+        let mut out = vec![WITH_ANSWERED_BELOW];
+        bincode::serialize_into(&mut out, self)?;
+        Ok(out)
+    }
+
+    /// Reads an entry [`Proposal::encode`] wrote, or one of a version
+    /// before it (whose calls promise nothing about earlier ones).
+    pub fn decode(data: &[u8]) -> bincode::Result<Proposal> {
+        if let Some((&WITH_ANSWERED_BELOW, rest)) = data.split_first() {
+            return bincode::deserialize(rest);
+        }
+        let old: ProposalWithoutAnswered = bincode::deserialize(data)?;
+        Ok(Proposal {
+            call: old.call.map(|(client, call)| CallKey {
+                client,
+                call,
+                answered_below: 0,
+            }),
+            now_ms: old.now_ms,
+            op: old.op,
+        })
     }
 }
 
@@ -298,6 +339,12 @@ pub enum MetaResult {
         blocks: Vec<BlockMeta>,
         more: bool,
     },
+    /// Not a call's result: what a client's session entry in the retry
+    /// cache holds, the number below which every call of the client was
+    /// answered ([`crate::namespace::retry_cache`]).
+    CallsAnswered {
+        below: u64,
+    },
 }
 
 #[cfg(test)]
@@ -321,10 +368,11 @@ mod tests {
             2, 0, 0, 0, 0, 0, 0, 0, b'/', b'b', //   dst "/b"
             9, 0, 0, 0, 0, 0, 0, 0,             //   now_ms 9
         ];
-        let proposal = Proposal {
+        let mut proposal = Proposal {
             call: Some(CallKey {
                 client: "c".into(),
                 call: 7,
+                answered_below: 0,
             }),
             now_ms: 5,
             op: MetaOp::Rename {
@@ -333,8 +381,23 @@ mod tests {
                 now_ms: 9,
             },
         };
-        assert_eq!(bincode::deserialize::<Proposal>(logged).unwrap(), proposal);
-        assert_eq!(bincode::serialize(&proposal).unwrap(), logged);
+        assert_eq!(Proposal::decode(logged).unwrap(), proposal);
+        // Today's entries: a marker, then the call with `answered_below`
+        // after its number.
+        proposal.call.as_mut().unwrap().answered_below = 6;
+        let encoded = proposal.encode().unwrap();
+        assert_eq!(encoded[..1], [WITH_ANSWERED_BELOW]);
+        assert_eq!(encoded[1..19], logged[..18]);
+        assert_eq!(encoded[19..27], 6u64.to_le_bytes());
+        assert_eq!(encoded[27..], logged[18..]);
+        assert_eq!(Proposal::decode(&encoded).unwrap(), proposal);
+        let without_call = Proposal {
+            call: None,
+            ..proposal
+        };
+        let encoded = without_call.encode().unwrap();
+        assert_eq!(Proposal::decode(&encoded).unwrap(), without_call);
+        assert_eq!(Proposal::decode(&encoded[1..]).unwrap(), without_call);
 
         #[rustfmt::skip]
         let recorded: &[u8] = &[

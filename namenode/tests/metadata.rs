@@ -46,9 +46,22 @@ impl Meta {
         call: u64,
         op: MetaOp,
     ) -> Result<MetaResult, NamenodeError> {
+        self.submit_call(client, call, 0, op).await
+    }
+
+    /// [`Meta::submit_as`] with the client saying it had the answers of
+    /// every call below `answered_below`.
+    async fn submit_call(
+        &self,
+        client: &str,
+        call: u64,
+        answered_below: u64,
+        op: MetaOp,
+    ) -> Result<MetaResult, NamenodeError> {
         let key = CallKey {
             client: client.into(),
             call,
+            answered_below,
         };
         let proposal = Proposal::new(op).with_call(Some(key));
         self.group.handle.submit(proposal).await
@@ -208,6 +221,7 @@ async fn the_retry_cache_is_swept_in_bounded_steps_that_the_leader_carries_on() 
     let key = |client: &str| CallKey {
         client: client.into(),
         call: 1,
+        answered_below: 0,
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1592,4 +1606,73 @@ async fn an_empty_file_completes_dropping_its_unwritten_block_in_one_entry() {
     assert_eq!((f.blocks.len(), f.length(), f.writer), (0, 0, None));
     assert!(log.ns.block_owner(unused.id).unwrap().is_none());
     log.close();
+}
+
+/// A call saying which earlier ones were answered drops their results at
+/// once, and a stray copy of one is refused, not applied: on the member
+/// that applied the mark and after a restart from the checkpoint and log.
+#[tokio::test]
+async fn answered_calls_are_forgotten_and_stray_copies_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = Meta::open(dir.path()).await;
+    let key = |call| CallKey {
+        client: "c".into(),
+        call,
+        answered_below: 0,
+    };
+    let cached = |meta: &Meta, call| meta.ns.retry_cached(&key(call)).unwrap().is_some();
+    for (call, path) in [(1, "/a"), (2, "/b")] {
+        meta.submit_call("c", call, 1, mkdirs(path)).await.unwrap();
+    }
+    assert!(cached(&meta, 1) && cached(&meta, 2));
+    assert_eq!(meta.ns.calls_answered_below("c").unwrap(), 1);
+
+    meta.submit_call("c", 3, 3, mkdirs("/c")).await.unwrap();
+    assert!(!cached(&meta, 1) && !cached(&meta, 2) && cached(&meta, 3));
+    assert_eq!(meta.ns.calls_answered_below("c").unwrap(), 3);
+    // Call 3's result and the client's session entry.
+    assert_eq!(meta.ns.retry_entries(), 2);
+    // A later call with an older mark (sent before call 3's) leaves it.
+    meta.submit_call("c", 4, 1, mkdirs("/d")).await.unwrap();
+    assert_eq!(meta.ns.calls_answered_below("c").unwrap(), 3);
+
+    // A copy of call 2 that arrives late (here with another op, to see
+    // that nothing of it is applied).
+    let stray = || mkdirs("/stray");
+    let refused = meta.submit_call("c", 2, 1, stray()).await.unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            NamenodeError::StaleCall {
+                call: 2,
+                answered_below: 3,
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    assert!(
+        refused.to_string().contains("call 2 of client c refused"),
+        "{refused}"
+    );
+    assert!(meta.ns.lookup("/stray").unwrap().is_none());
+    // Another client's calls are their own.
+    meta.submit_call("other", 2, 2, mkdirs("/other"))
+        .await
+        .unwrap();
+    meta.close();
+
+    let meta = Meta::open(dir.path()).await;
+    assert_eq!(meta.ns.calls_answered_below("c").unwrap(), 3);
+    assert!(matches!(
+        meta.submit_call("c", 2, 1, stray()).await.unwrap_err(),
+        NamenodeError::StaleCall { .. }
+    ));
+    assert!(meta.ns.lookup("/stray").unwrap().is_none());
+    // A retry of a call still open gets its recorded result.
+    assert_eq!(
+        meta.submit_call("c", 4, 1, mkdirs("/d")).await.unwrap(),
+        MetaResult::Mkdirs { created: true }
+    );
+    meta.close();
 }

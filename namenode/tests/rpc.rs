@@ -177,6 +177,7 @@ impl Namenode {
             call: Some(CallId {
                 client_id: client.into(),
                 call_id,
+                ..Default::default()
             }),
             ..Default::default()
         };
@@ -642,6 +643,7 @@ async fn fs_limits_refuse_small_blocks_and_a_block_past_the_limit() {
         call: Some(CallId {
             client_id: "w".into(),
             call_id: 7,
+            ..Default::default()
         }),
         path: "/f".into(),
         client_id: "w".into(),
@@ -1354,6 +1356,7 @@ async fn a_batch_answers_each_call_as_its_own_rpc_would_in_order() {
             call: Some(CallId {
                 client_id: "w".into(),
                 call_id,
+                ..Default::default()
             }),
             ..Default::default()
         })
@@ -1479,5 +1482,55 @@ async fn a_batch_answers_each_call_as_its_own_rpc_would_in_order() {
         .map(|e| e.name)
         .collect();
     assert_eq!(names, ["dir", "one", "two"]);
+    nn.stop().await;
+}
+
+/// `CallId.answered_below` from a raw caller: a mark above the call's own
+/// id, or the session entry's reserved id, is refused with the reason; a
+/// call below the mark a later call set is refused and not applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_marks_from_a_raw_caller_are_checked_and_stale_copies_refused() {
+    let mut nn = Namenode::start(|_| {}).await;
+    let mkdirs = |path: &str, call_id: u64, answered_below: u64| MkdirsRequest {
+        path: path.into(),
+        create_parent: true,
+        call: Some(CallId {
+            client_id: "m".into(),
+            call_id,
+            answered_below,
+        }),
+        ..Default::default()
+    };
+    assert_err(
+        nn.client.mkdirs(mkdirs("/x", 4, 5)).await,
+        RpcErrorKind::InvalidArgument,
+        "call 4 of client m says every call below 5 was answered, its own included",
+    );
+    assert_err(
+        nn.client.mkdirs(mkdirs("/x", u64::MAX, 0)).await,
+        RpcErrorKind::InvalidArgument,
+        "call id 18446744073709551615 is reserved (client m)",
+    );
+    assert!(nn.client.mkdirs(mkdirs("/a", 1, 1)).await.is_ok());
+    assert!(nn.client.mkdirs(mkdirs("/b", 2, 2)).await.is_ok());
+    assert_err(
+        nn.client.mkdirs(mkdirs("/late", 1, 1)).await,
+        RpcErrorKind::InvalidArgument,
+        "call 1 of client m refused: the client has had the answers of every call below 2 \
+         and does not send them again (a delayed copy?)",
+    );
+    let info = nn
+        .client
+        .get_file_info(GetFileInfoRequest {
+            path: "/late".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(info.status.is_none(), "the stale call was not applied");
+    // Call 2, not yet answered as far as the namenode knows, still gets
+    // its recorded result.
+    let again = nn.client.mkdirs(mkdirs("/b", 2, 2)).await.unwrap();
+    assert!(again.into_inner().created);
     nn.stop().await;
 }

@@ -318,8 +318,9 @@ impl BlockStream {
 
     /// New generation stamp (and replacements) from the namenode.
     async fn update_pipeline(&mut self, want: usize, excluded: &[String]) -> Result<LocatedBlock> {
+        let call = self.client.new_call();
         let req = UpdatePipelineRequest {
-            call: self.client.new_call(),
+            call: call.id(),
             path: self.path.clone(),
             client_id: self.client.client_id().to_string(),
             block: Some(self.block),

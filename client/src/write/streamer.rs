@@ -174,8 +174,9 @@ impl Blocks {
     }
 
     async fn add_block(&mut self) -> Result<rfs_proto::common::LocatedBlock> {
+        let call = self.client.new_call();
         let req = AddBlockRequest {
-            call: self.client.new_call(),
+            call: call.id(),
             path: self.path.clone(),
             client_id: self.client.client_id().to_string(),
             previous: self.last,
@@ -192,8 +193,9 @@ impl Blocks {
     }
 
     async fn abandon(&mut self, block: Option<ExtendedBlock>) -> Result<()> {
+        let call = self.client.new_call();
         let req = AbandonBlockRequest {
-            call: self.client.new_call(),
+            call: call.id(),
             path: self.path.clone(),
             client_id: self.client.client_id().to_string(),
             block,
@@ -223,8 +225,9 @@ async fn complete(
     let deadline = Instant::now() + client.config().datanode_timeout;
     let mut backoff = Duration::from_millis(20);
     loop {
+        let call = client.new_call();
         let req = CompleteRequest {
-            call: client.new_call(),
+            call: call.id(),
             path: path.to_string(),
             client_id: client.client_id().to_string(),
             last,

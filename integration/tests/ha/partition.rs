@@ -100,6 +100,7 @@ async fn pinned_calls(
                     call: Some(CallId {
                         client_id: "pinned-in-netns".into(),
                         call_id: k,
+                        ..Default::default()
                     }),
                     ..Default::default()
                 };

@@ -21,6 +21,7 @@ fn call(call_id: u64) -> Option<CallId> {
     Some(CallId {
         client_id: CLIENT_ID.into(),
         call_id,
+        ..Default::default()
     })
 }
 

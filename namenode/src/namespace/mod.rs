@@ -244,6 +244,18 @@ impl Namespace {
             .transpose()
     }
 
+    /// The number below which every call of `client` was answered, as
+    /// its session entry records it (0 without one).
+    pub fn calls_answered_below(&self, client: &str) -> Result<u64> {
+        self.read().retry.answered_below(client)
+    }
+
+    /// The keys of `client`'s retry-cache entries for calls numbered
+    /// below `below`.
+    pub fn retry_calls_below(&self, client: &str, below: u64) -> Vec<RetryKey> {
+        self.read().retry.calls_below(client, below)
+    }
+
     /// Datanodes marked for decommissioning.
     pub fn decommissioning(&self) -> Result<std::collections::HashSet<String>> {
         Ok(self.read().decommissioning.iter().cloned().collect())

@@ -4,6 +4,19 @@
 //! A key was a byte string of `x`, the client id, a 0 and the call
 //! number, one allocation per entry; the checkpoint still stores that
 //! form ([`RetryKey::to_bytes`]).
+//!
+//! A call says below which number its client has had every answer
+//! (`answered_below`, the raft dissertation's client sessions, §6.3):
+//! apply drops those results, as the client never asks again, and
+//! records the mark in the client's **session entry**, at call number
+//! [`SESSION_CALL`], so that a stray copy of an answered call (delayed on
+//! the network, or sent by a follower that lost its leadership) is
+//! refused instead of applied twice. The cache then holds the calls a
+//! client has in flight, not ten minutes of its history (three entries per
+//! file written, 600–900 B per file at 1M files). The session entry is
+//! an entry like any other: checkpointed, replicated, and swept once its
+//! client has been quiet for the cache's expiry, which bounds the
+//! guarantee as before.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
@@ -12,7 +25,10 @@ use std::sync::Arc;
 use super::RetryEntry;
 use crate::checkpoint::encoding::{parse_retry_key, retry_key_bytes};
 use crate::error::Result;
-use crate::meta_op::CallKey;
+use crate::meta_op::{CallKey, MetaResult};
+
+/// The call number of a client's session entry; clients never use it.
+pub const SESSION_CALL: u64 = u64::MAX;
 
 /// A call's key: its client id and call number. Keys order as their
 /// checkpoint bytes do (client ids hold no control characters, so none
@@ -28,6 +44,14 @@ impl RetryKey {
         RetryKey {
             client: call.client.as_str().into(),
             call: call.call,
+        }
+    }
+
+    /// The key of `client`'s session entry.
+    pub fn session(client: &str) -> RetryKey {
+        RetryKey {
+            client: client.into(),
+            call: SESSION_CALL,
         }
     }
 
@@ -75,6 +99,37 @@ impl RetryCache {
             client: client.clone(),
             call,
         })
+    }
+
+    /// The mark in `client`'s session entry: every call numbered below
+    /// it was answered. 0 without one.
+    pub fn answered_below(&self, client: &str) -> Result<u64> {
+        match self.get(client, SESSION_CALL).map(RetryEntry::result) {
+            None => Ok(0),
+            Some(Ok(Ok(MetaResult::CallsAnswered { below }))) => Ok(below),
+            Some(other) => Err(crate::error::NamenodeError::Store(format!(
+                "the session entry of client {client} holds {other:?}"
+            ))),
+        }
+    }
+
+    /// The keys of `client`'s entries for calls numbered below `below`.
+    pub fn calls_below(&self, client: &str, below: u64) -> Vec<RetryKey> {
+        let Some((client, _)) = self.clients.get_key_value(client) else {
+            return Vec::new();
+        };
+        let from = RetryKey {
+            client: client.clone(),
+            call: 0,
+        };
+        let to = RetryKey {
+            client: client.clone(),
+            call: below,
+        };
+        self.entries
+            .range(from..to)
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
     pub fn get_key(&self, key: &RetryKey) -> Option<&RetryEntry> {
@@ -154,6 +209,7 @@ mod tests {
         RetryKey::of(&CallKey {
             client: client.into(),
             call,
+            answered_below: 0,
         })
     }
 

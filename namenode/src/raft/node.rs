@@ -411,7 +411,7 @@ impl Node {
             }
             return;
         }
-        let data = match bincode::serialize(&proposal) {
+        let data = match proposal.encode() {
             Ok(d) => d,
             Err(e) => {
                 if let Some(done) = done {
@@ -730,7 +730,7 @@ impl Node {
                 apply::skip(&self.ns, e.index).map_err(|err| self.apply_failed(e.index, err))?;
                 continue;
             }
-            let proposal: Proposal = bincode::deserialize(&e.data).map_err(|err| {
+            let proposal = Proposal::decode(&e.data).map_err(|err| {
                 NamenodeError::Store(format!("raft entry {} does not decode: {err}", e.index))
             })?;
             let result = apply::apply(&self.ns, e.index, &proposal)

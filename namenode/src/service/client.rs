@@ -15,6 +15,7 @@ use crate::config::MAX_REPLICATION;
 use crate::error::NamenodeError;
 use crate::leases::RECOVERY_HOLDER;
 use crate::meta_op::{CallKey, MetaOp, MetaResult, Proposal};
+use crate::namespace::retry_cache::SESSION_CALL;
 use crate::namespace::BlockMeta;
 use crate::path;
 use crate::placement;
@@ -66,9 +67,25 @@ fn call_key(call: &Option<CallId>) -> Result<Option<CallKey>, Status> {
     match call {
         Some(c) if !c.client_id.is_empty() => {
             check_field("call.client_id", &c.client_id)?;
+            if c.call_id == SESSION_CALL {
+                return Err(NamenodeError::InvalidArgument(format!(
+                    "call id {SESSION_CALL} is reserved (client {})",
+                    c.client_id
+                ))
+                .into());
+            }
+            if c.answered_below > c.call_id {
+                return Err(NamenodeError::InvalidArgument(format!(
+                    "call {} of client {} says every call below {} was answered, \
+                     its own included",
+                    c.call_id, c.client_id, c.answered_below
+                ))
+                .into());
+            }
             Ok(Some(CallKey {
                 client: c.client_id.clone(),
                 call: c.call_id,
+                answered_below: c.answered_below,
             }))
         }
         _ => Ok(None),
