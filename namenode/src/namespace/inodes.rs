@@ -1,4 +1,4 @@
-//! The inodes, compact: a file with one block is one 104-byte slot.
+//! The inodes, compact: a file with one block is one 96-byte slot.
 //!
 //! Inode ids come from a counter and are never reused, so the inodes live
 //! in slots addressed by id ([`Pages`]). A slot holds the name inline (up
@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use super::pages::Pages;
 use super::{BlockMeta, FileMeta, Inode};
+use crate::config::MAX_REPLICATION;
 
 /// A slot's flags.
 const DIR: u8 = 1;
@@ -37,15 +38,21 @@ struct Node {
     block_size: u64,
     first: BlockMeta,
     name: CompactString,
-    mode: u32,
+    /// HDFS's permission is a short too; the client service keeps only
+    /// the low 12 bits of a mode it is sent.
+    mode: u16,
+    /// At most [`MAX_REPLICATION`], checked where it enters.
+    replication: u16,
     owner: u32,
     group: u32,
-    replication: u32,
     flags: u8,
 }
 
-/// An empty slot costs no more than a full one (the name's niche).
+/// An empty slot costs no more than a full one (the name's niche), and
+/// the small fields share one word.
 const _: () = assert!(std::mem::size_of::<Option<Node>>() == std::mem::size_of::<Node>());
+const _: () = assert!(std::mem::size_of::<Node>() == 96);
+const _: () = assert!(MAX_REPLICATION <= u16::MAX as u32);
 
 #[derive(Default)]
 pub struct Inodes {
@@ -185,7 +192,7 @@ impl Inodes {
 
     fn view<'a>(&'a self, id: u64, node: &'a Node) -> InodeRef<'a> {
         let file = (node.flags & DIR == 0).then(|| FileRef {
-            replication: node.replication,
+            replication: u32::from(node.replication),
             block_size: node.block_size,
             blocks: if node.flags & MANY != 0 {
                 self.blocks.get(&id).map(|b| &b[..]).unwrap_or_default()
@@ -202,7 +209,7 @@ impl Inodes {
             name: &node.name,
             owner: self.interned.name(node.owner),
             group: self.interned.name(node.group),
-            mode: node.mode,
+            mode: u32::from(node.mode),
             mtime_ms: node.mtime_ms,
             atime_ms: node.atime_ms,
             file,
@@ -219,7 +226,9 @@ impl Inodes {
             mtime_ms: inode.mtime_ms,
             atime_ms: inode.atime_ms,
             name: CompactString::new(inode.name),
-            mode: inode.mode,
+            // Both fit (see the fields): a wider value would be cut, the
+            // same way on every member.
+            mode: inode.mode as u16,
             owner: self.interned.index(inode.owner),
             group: self.interned.index(inode.group),
             ..Node::default()
@@ -227,7 +236,7 @@ impl Inodes {
         match &inode.file {
             None => node.flags |= DIR,
             Some(f) => {
-                node.replication = f.replication;
+                node.replication = f.replication as u16;
                 node.block_size = f.block_size;
                 match f.blocks {
                     [] => {}
