@@ -624,10 +624,13 @@ fn memory_pairs(ns: &Namespace) -> Pairs {
 }
 
 /// Every directory's kept totals (as `content_summary` reads them) against
-/// a count of its subtree, and the same for each file; and no directory,
-/// live or gone, whose kept totals differ from a recount.
+/// a count of its subtree, and the same for each file; no directory, live
+/// or gone, whose kept totals differ from a recount; and every link in its
+/// directory's sorted list of children.
 fn check_totals(ns: &Namespace, after: &str) -> Result<(), TestCaseError> {
     prop_assert_eq!(ns.totals_mismatch(), None, "after {}", after);
+    // Every link in its directory's sorted list: apply keeps them sound.
+    prop_assert_eq!(ns.unsorted_links(), 0, "links kept by name after {}", after);
     prop_assert_eq!(
         ns.detached_mismatch(),
         None,

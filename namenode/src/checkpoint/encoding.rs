@@ -132,31 +132,27 @@ fn link_of(k: &[u8]) -> Result<(u64, &str)> {
 pub fn set_pair(tree: &mut Tree, k: &[u8], value: Option<&[u8]>) -> Result<()> {
     let bad = || corrupt_key(k);
     match (k.first(), value) {
+        // A linked inode may be renamed or go before its link does here:
+        // its link leaves the sorted order first.
         (Some(b'i'), Some(v)) => {
-            tree.inodes.insert(&inode_of(k, v)?.as_ref());
+            let inode = inode_of(k, v)?;
+            tree.children.unsettle(&tree.inodes, inode.id);
+            tree.inodes.insert(&inode.as_ref());
         }
         (Some(b'i'), None) if k.len() == 9 => {
-            tree.inodes.remove(u64_of(&k[1..])?);
+            let id = u64_of(&k[1..])?;
+            tree.children.unsettle(&tree.inodes, id);
+            tree.inodes.remove(id);
         }
         (Some(b'c'), _) => {
             let (parent, name) = link_of(k)?;
             match value {
                 Some(v) => {
                     let id = u64_of(v)?;
-                    tree.children
-                        .entry(parent)
-                        .or_default()
-                        .insert(name.into(), id);
+                    tree.children.link(&tree.inodes, parent, name, id);
                 }
-                // As an unlink does: a directory without children has no
-                // entry.
                 None => {
-                    if let Some(kids) = tree.children.get_mut(&parent) {
-                        kids.remove(name);
-                        if kids.is_empty() {
-                            tree.children.remove(&parent);
-                        }
-                    }
+                    tree.children.unlink(&tree.inodes, parent, name);
                 }
             }
         }
@@ -234,9 +230,9 @@ impl SortedLoad {
 
     fn flush_children(&mut self, tree: &mut Tree) {
         if let Some(parent) = self.parent.take() {
-            let mut kids: BTreeMap<CompactString, u64> =
+            let kids: BTreeMap<CompactString, u64> =
                 std::mem::take(&mut self.kids).into_iter().collect();
-            tree.children.entry(parent).or_default().append(&mut kids);
+            tree.children.add_by_name(&tree.inodes, parent, kids);
         }
     }
 
@@ -252,8 +248,11 @@ impl SortedLoad {
 pub fn pairs(tree: &Tree) -> Pairs {
     let everything = Dirty {
         inodes: tree.inodes.iter().map(|i| i.id).collect(),
-        links: (tree.children.iter())
-            .flat_map(|(parent, kids)| kids.keys().map(|name| (*parent, name.to_string())))
+        links: (tree.children.dirs())
+            .flat_map(|parent| {
+                (tree.children.entries(&tree.inodes, parent))
+                    .map(move |(name, _)| (parent, name.to_string()))
+            })
             .collect(),
         blocks: tree.block_owner.iter().map(|(block, _)| block).collect(),
         retry: tree.retry.keys().cloned().collect(),
@@ -299,12 +298,10 @@ pub fn capture(tree: &Tree, dirty: &Dirty) -> Result<Vec<Captured>> {
         });
     }
     for (parent, name) in &dirty.links {
-        out.push(
-            match tree.children.get(parent).and_then(|k| k.get(name.as_str())) {
-                Some(id) => Captured::Id(*id),
-                None => Captured::Gone,
-            },
-        );
+        out.push(match tree.children.get(&tree.inodes, *parent, name) {
+            Some(id) => Captured::Id(id),
+            None => Captured::Gone,
+        });
     }
     for block in &dirty.blocks {
         out.push(match tree.block_owner.get(*block) {

@@ -186,6 +186,12 @@ impl Inodes {
         self.nodes.is_empty()
     }
 
+    /// Inode `id`'s name and parent, read from its slot alone (what a
+    /// directory's sorted children compare).
+    pub fn name_and_parent(&self, id: u64) -> Option<(&str, u64)> {
+        self.nodes.get(id).map(|n| (n.name.as_str(), n.parent))
+    }
+
     pub fn get(&self, id: u64) -> Option<InodeRef<'_>> {
         self.nodes.get(id).map(|node| self.view(id, node))
     }

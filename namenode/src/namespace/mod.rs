@@ -15,6 +15,7 @@ use crate::error::{NamenodeError, Result};
 use crate::meta_op::{CallKey, MetaResult};
 use crate::path;
 
+pub mod children;
 pub mod inodes;
 pub mod pages;
 pub mod retry_cache;
@@ -360,22 +361,15 @@ impl Namespace {
         limit: usize,
         mut f: impl FnMut(InodeRef<'_>, u64) -> T,
     ) -> Result<(Vec<T>, bool)> {
-        use std::ops::Bound;
         let tree = self.read();
-        let Some(kids) = tree.children.get(&dir) else {
-            return Ok((Vec::new(), false));
-        };
-        let from = if start_after.is_empty() {
-            Bound::Unbounded
-        } else {
-            Bound::Excluded(start_after)
-        };
-        let mut out = Vec::with_capacity(limit.min(kids.len()));
-        for (_, id) in kids.range::<str, _>((from, Bound::Unbounded)) {
+        let after = (!start_after.is_empty()).then_some(start_after);
+        let count = tree.children.count(dir) as usize;
+        let mut out = Vec::with_capacity(limit.min(count));
+        for (_, id) in tree.children.entries_after(&tree.inodes, dir, after) {
             if out.len() == limit {
                 return Ok((out, true));
             }
-            let child = tree.inodes.get(*id).ok_or_else(|| {
+            let child = tree.inodes.get(id).ok_or_else(|| {
                 NamenodeError::Internal(format!("dangling child entry under inode {dir}"))
             })?;
             let count = if child.is_dir() {
@@ -399,13 +393,11 @@ impl Namespace {
         let mut out = vec![root.clone()];
         let mut i = 0;
         while i < out.len() {
-            if let Some(kids) = tree.children.get(&out[i].id) {
-                for id in kids.values() {
-                    let child = tree.inodes.get(*id).ok_or_else(|| {
-                        NamenodeError::Internal(format!(
-                            "dangling child entry under inode {}",
-                            out[i].id
-                        ))
+            let dir = out[i].id;
+            if tree.children.has_entries(dir) {
+                for (_, id) in tree.children.entries(&tree.inodes, dir) {
+                    let child = tree.inodes.get(id).ok_or_else(|| {
+                        NamenodeError::Internal(format!("dangling child entry under inode {dir}"))
                     })?;
                     out.push(child.to_inode());
                 }
@@ -516,6 +508,13 @@ impl Namespace {
     pub fn totals(&self) -> (Totals, u64) {
         let tree = self.read();
         (tree.totals(ROOT_ID), tree.block_owner.len() as u64)
+    }
+
+    /// Links kept by name, outside their directory's sorted list
+    /// ([`children`]): none after any op applied and after a load. For
+    /// tests.
+    pub fn unsorted_links(&self) -> usize {
+        self.read().children.unsorted()
     }
 
     /// The first directory whose kept totals differ from a count of its

@@ -20,11 +20,10 @@
 //! ([`Tree::reclaim_batch`]). A detached root is an inode (not the root)
 //! that its parent does not link under its name.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::num::NonZeroU64;
 
-use compact_str::CompactString;
-
+use super::children::Children;
 use super::inodes::{InodeRef, Inodes};
 use super::pages::Pages;
 use super::retry_cache::{RetryCache, RetryKey};
@@ -157,8 +156,8 @@ impl Totals {
 #[derive(Debug, Default)]
 pub struct Tree {
     pub inodes: Inodes,
-    /// Names inline up to 24 bytes, as in [`Inodes`].
-    pub children: HashMap<u64, BTreeMap<CompactString, u64>>,
+    /// Each directory's children, ids in their names' order.
+    pub children: Children,
     /// Each block's file, by block id (ids come from a counter too).
     pub block_owner: Pages<NonZeroU64>,
     pub counters: Counters,
@@ -189,13 +188,17 @@ impl Tree {
                 let new_parent = inode.parent;
                 let old = (self.inodes.get(id)).map(|o| {
                     let linked = self.links_to(o.parent, o.name, id);
-                    (o.parent, linked, self.contribution(&o))
+                    let moved = (o.parent, o.name) != (inode.parent, inode.name.as_str());
+                    (o.parent, linked, self.contribution(&o), moved)
                 });
+                if let Some((_, _, _, true)) = old {
+                    self.children.unsettle(&self.inodes, id);
+                }
                 self.inodes.insert(&inode.as_ref());
-                let was = old.map_or(Totals::default(), |(_, _, was)| was);
+                let was = old.map_or(Totals::default(), |(_, _, was, _)| was);
                 if linked_new {
                     self.carry(new_parent, now, was);
-                } else if let Some((old_parent, true, _)) = old {
+                } else if let Some((old_parent, true, _, _)) = old {
                     self.carry(old_parent, now, was);
                 }
                 self.dirty.inodes.insert(id);
@@ -213,23 +216,20 @@ impl Tree {
                     .and_then(|old| old.file)
                     .map(|f| f.blocks.iter().map(|b| b.id).collect())
                     .unwrap_or_default();
+                self.children.unsettle(&self.inodes, id);
                 self.inodes.remove(id);
                 for b in blocks {
                     self.block_owner.remove(b);
                     self.dirty.blocks.insert(b);
                 }
-                self.children.remove(&id);
+                self.children.remove_dir(id);
                 self.totals.remove(&id);
                 self.detached.remove(&id);
                 self.dirty.inodes.insert(id);
             }
             Change::Link { parent, name, id } => {
                 self.detached.remove(&id);
-                let replaced = self
-                    .children
-                    .entry(parent)
-                    .or_default()
-                    .insert(name.as_str().into(), id);
+                let replaced = self.children.link(&self.inodes, parent, &name, id);
                 if replaced != Some(id) {
                     let was = replaced
                         .and_then(|r| self.inodes.get(r))
@@ -241,13 +241,7 @@ impl Tree {
                 self.dirty.links.insert((parent, name));
             }
             Change::Unlink { parent, name } => {
-                let mut removed = None;
-                if let Some(kids) = self.children.get_mut(&parent) {
-                    removed = kids.remove(name.as_str());
-                    if kids.is_empty() {
-                        self.children.remove(&parent);
-                    }
-                }
+                let removed = self.children.unlink(&self.inodes, parent, &name);
                 // Under a directory removed already (a recursive delete
                 // removes the top first), there is nothing to take from.
                 if let Some(id) = removed {
@@ -320,10 +314,7 @@ impl Tree {
 
     /// Whether `parent`'s entry `name` is inode `id`.
     fn links_to(&self, parent: u64, name: &str, id: u64) -> bool {
-        self.children
-            .get(&parent)
-            .and_then(|kids| kids.get(name))
-            .is_some_and(|&linked| linked == id)
+        self.children.get(&self.inodes, parent, name) == Some(id)
     }
 
     /// Adds `add` to and takes `sub` from the totals of `dir` and of each
@@ -351,6 +342,7 @@ impl Tree {
     /// directory's totals, the detached roots): after a checkpoint or a
     /// snapshot is loaded.
     pub fn rebuild_derived(&mut self) {
+        self.children.settle(&self.inodes);
         // One pass over the inodes (in id order, no lookup of one by id):
         // each linked inode adds itself to its parent's own sum, each
         // unlinked one is a detached root. Then every directory's totals
@@ -432,18 +424,17 @@ impl Tree {
             let Some(top) = self.inodes.get(root) else {
                 continue;
             };
-            let mut stack = vec![(top, self.children.get(&root).map(|k| k.values()))];
+            let mut stack = vec![(top, self.children.entries(&self.inodes, root))];
             while let Some((dir, kids)) = stack.last_mut() {
                 if out.len() >= limit {
                     return out;
                 }
                 let dir = *dir;
-                match kids.as_mut().and_then(|k| k.next()) {
-                    Some(id) => {
-                        if let Some(child) = self.inodes.get(*id) {
-                            let below = self.children.get(id).map(|k| k.values());
-                            if below.is_some() {
-                                stack.push((child, below));
+                match kids.next() {
+                    Some((_, id)) => {
+                        if let Some(child) = self.inodes.get(id) {
+                            if self.children.has_entries(id) {
+                                stack.push((child, self.children.entries(&self.inodes, id)));
                             } else {
                                 out.push(child);
                             }
@@ -465,33 +456,34 @@ impl Tree {
     /// Every directory's totals, counted from `children` and `inodes`
     /// alone (what [`Tree::apply`] keeps: tests compare the two).
     pub fn recount_totals(&self) -> HashMap<u64, Totals> {
-        let mut totals: HashMap<u64, Totals> = HashMap::with_capacity(self.children.len());
-        let mut seen = HashSet::with_capacity(self.children.len());
-        for &top in self.children.keys() {
+        let mut totals: HashMap<u64, Totals> = HashMap::new();
+        let mut seen = HashSet::new();
+        for top in self.children.dirs() {
             if !seen.insert(top) {
                 continue;
             }
             // A directory is summed once each directory below it is.
             let mut stack = vec![(top, false)];
             while let Some((dir, below_done)) = stack.pop() {
-                let Some(kids) = self.children.get(&dir) else {
+                if !self.children.has_entries(dir) {
                     continue;
-                };
+                }
+                let kids = || self.children.entries(&self.inodes, dir).map(|(_, id)| id);
                 if !below_done {
                     stack.push((dir, true));
-                    for id in kids.values() {
-                        if self.children.contains_key(id) && seen.insert(*id) {
-                            stack.push((*id, false));
+                    for id in kids() {
+                        if self.children.has_entries(id) && seen.insert(id) {
+                            stack.push((id, false));
                         }
                     }
                     continue;
                 }
                 let mut sum = Totals::default();
-                for id in kids.values() {
-                    if let Some(child) = self.inodes.get(*id) {
+                for id in kids() {
+                    if let Some(child) = self.inodes.get(id) {
                         sum = sum.plus(match &child.file {
                             Some(_) => self.contribution(&child),
-                            None => totals.get(id).copied().unwrap_or_default().plus(Totals {
+                            None => totals.get(&id).copied().unwrap_or_default().plus(Totals {
                                 dirs: 1,
                                 ..Totals::default()
                             }),
@@ -529,12 +521,12 @@ impl Tree {
 
     /// The inode linked as `name` in `parent`.
     pub fn child(&self, parent: u64, name: &str) -> Option<InodeRef<'_>> {
-        let id = self.children.get(&parent)?.get(name)?;
-        self.inodes.get(*id)
+        let id = self.children.get(&self.inodes, parent, name)?;
+        self.inodes.get(id)
     }
 
     pub fn child_count(&self, dir: u64) -> u64 {
-        self.children.get(&dir).map_or(0, |c| c.len() as u64)
+        self.children.count(dir)
     }
 }
 
