@@ -290,6 +290,17 @@ impl Namenode {
             .into_inner()
     }
 
+    /// The status of `path`, `None` when nothing is there.
+    async fn status(&mut self, path: &str) -> Option<FileStatus> {
+        let req = GetFileInfoRequest { path: path.into() };
+        self.client
+            .get_file_info(req)
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+    }
+
     async fn stats(&mut self) -> FsStatsResponse {
         self.client
             .fs_stats(FsStatsRequest {})
@@ -386,24 +397,9 @@ async fn namespace_rules_and_error_texts() {
     assert!(nn.rename("/", "/q").await.is_err());
 
     // listing and status
-    let info = nn
-        .client
-        .get_file_info(GetFileInfoRequest { path: "/a".into() })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap();
+    let info = nn.status("/a").await.unwrap();
     assert_eq!((info.path.as_str(), info.children), ("/a", 2));
-    let missing = nn
-        .client
-        .get_file_info(GetFileInfoRequest {
-            path: "/nope".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(missing.status.is_none());
+    assert!(nn.status("/nope").await.is_none());
     let list = nn
         .client
         .list(ListRequest {
@@ -1519,15 +1515,10 @@ async fn call_marks_from_a_raw_caller_are_checked_and_stale_copies_refused() {
         "call 1 of client m refused: the client has had the answers of every call below 2 \
          and does not send them again (a delayed copy?)",
     );
-    let info = nn
-        .client
-        .get_file_info(GetFileInfoRequest {
-            path: "/late".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(info.status.is_none(), "the stale call was not applied");
+    assert!(
+        nn.status("/late").await.is_none(),
+        "the stale call was not applied"
+    );
     // Call 2, not yet answered as far as the namenode knows, still gets
     // its recorded result.
     let again = nn.client.mkdirs(mkdirs("/b", 2, 2)).await.unwrap();

@@ -358,21 +358,10 @@ impl<'a> Iterator for Entries<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::namespace::Inode;
+    use crate::namespace::test_changes::dir_inode;
 
     fn put(inodes: &mut Inodes, id: u64, parent: u64, name: &str) {
-        let inode = Inode {
-            id,
-            parent,
-            name: name.into(),
-            owner: "u".into(),
-            group: "g".into(),
-            mode: 0o755,
-            mtime_ms: 0,
-            atime_ms: 0,
-            file: None,
-        };
-        inodes.insert(&inode.as_ref());
+        inodes.insert(&dir_inode(id, parent, name).as_ref());
     }
 
     fn listed(c: &Children, inodes: &Inodes, dir: u64, after: Option<&str>) -> Vec<(String, u64)> {

@@ -594,11 +594,11 @@ impl Iterator for FilesAfter<'_> {
 pub(crate) mod test_changes {
     use super::{Change, Counters, Inode, ROOT_ID};
 
-    /// A directory under the root, linked there.
-    pub fn put_linked_dir(id: u64, name: &str) -> Vec<Change> {
-        let dir = Inode {
+    /// A directory inode `name` under `parent`.
+    pub fn dir_inode(id: u64, parent: u64, name: &str) -> Inode {
+        Inode {
             id,
-            parent: ROOT_ID,
+            parent,
             name: name.into(),
             owner: "u".into(),
             group: "g".into(),
@@ -606,7 +606,12 @@ pub(crate) mod test_changes {
             mtime_ms: 0,
             atime_ms: 0,
             file: None,
-        };
+        }
+    }
+
+    /// A directory under the root, linked there.
+    pub fn put_linked_dir(id: u64, name: &str) -> Vec<Change> {
+        let dir = dir_inode(id, ROOT_ID, name);
         let link = Change::Link {
             parent: ROOT_ID,
             name: name.into(),
