@@ -35,6 +35,7 @@
 
 mod deltas;
 pub mod encoding;
+mod folded;
 pub mod generate;
 mod image;
 mod migrate;
@@ -49,6 +50,7 @@ use std::time::Duration;
 
 use deltas::DeltaFile;
 pub use encoding::{Op, Pairs, STATE_PREFIXES};
+use folded::FoldedDeltas;
 
 use crate::error::{NamenodeError, Result};
 use crate::namespace::counter;
@@ -186,11 +188,12 @@ struct Frozen {
 
 impl Frozen {
     /// The deltas' ops folded into one: each key's last value.
-    fn folded_deltas(&self) -> Result<BTreeMap<Vec<u8>, Option<Vec<u8>>>> {
-        let mut folded = BTreeMap::new();
+    fn folded_deltas(&self) -> Result<FoldedDeltas> {
+        let bytes = self.deltas.iter().map(|(_, _, len)| *len as usize).sum();
+        let mut folded = FoldedDeltas::with_capacity(bytes);
         for (path, file, len) in &self.deltas {
             deltas::read(path, file, Some(*len), false, |k, v| {
-                folded.insert(k.to_vec(), v.map(<[u8]>::to_vec));
+                folded.push(k, v);
                 Ok(())
             })?;
         }
@@ -202,7 +205,7 @@ impl Frozen {
     /// value, NEXT_DELTA excluded.
     fn merged(
         self,
-        over: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+        over: FoldedDeltas,
         each: impl FnMut(Vec<u8>, Vec<u8>) -> Result<()>,
     ) -> Result<()> {
         let mut base = match self.image {
@@ -220,7 +223,7 @@ impl Frozen {
                 }
             }
         };
-        let over = over.into_iter().filter(|(k, _)| k != NEXT_DELTA);
+        let over = over.into_sorted().filter(|(k, _)| k != NEXT_DELTA);
         merge_sorted(next_base, over, each)
     }
 }
