@@ -326,6 +326,10 @@ impl Store {
         };
         let deltas_loaded = started.elapsed();
         tree.rebuild_derived();
+        // The load's own buffers (each directory's links by name until
+        // sorted, the image's blocks, the deltas' records) are freed by
+        // now, below the namespace they were built beside.
+        return_free_memory();
         tracing::info!(
             "checkpoint at index {} loaded from {} in {:?}: image {image_keys} keys in {image_loaded:?}, \
              deltas {delta_bytes} bytes in {:?}, directory totals in {:?}",
@@ -584,6 +588,7 @@ impl Store {
                 load_op(&mut fresh, &mut raft, &mut ignored, &k, Some(&v))
             },
         )?;
+        drop(pairs);
         let image_bytes = writer.bytes;
         writer.install()?;
         for seq in std::mem::take(&mut files.pending) {
@@ -601,6 +606,8 @@ impl Store {
         fresh.counters.applied = index;
         fresh.rebuild_derived();
         *tree.write().expect("namespace lock poisoned") = fresh;
+        // The snapshot's pairs and the namespace it replaced are gone.
+        return_free_memory();
         self.durable.store(index, Ordering::Release);
         Ok(())
     }
