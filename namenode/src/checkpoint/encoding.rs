@@ -132,17 +132,12 @@ fn link_of(k: &[u8]) -> Result<(u64, &str)> {
 pub fn set_pair(tree: &mut Tree, k: &[u8], value: Option<&[u8]>) -> Result<()> {
     let bad = || corrupt_key(k);
     match (k.first(), value) {
-        // A linked inode may be renamed or go before its link does here:
-        // its link leaves the sorted order first.
+        // A linked inode may be renamed or go before its link does here.
         (Some(b'i'), Some(v)) => {
-            let inode = inode_of(k, v)?;
-            tree.children.unsettle(&tree.inodes, inode.id);
-            tree.inodes.insert(&inode.as_ref());
+            tree.put_inode(&inode_of(k, v)?.as_ref());
         }
         (Some(b'i'), None) if k.len() == 9 => {
-            let id = u64_of(&k[1..])?;
-            tree.children.unsettle(&tree.inodes, id);
-            tree.inodes.remove(id);
+            tree.remove_inode(u64_of(&k[1..])?);
         }
         (Some(b'c'), _) => {
             let (parent, name) = link_of(k)?;

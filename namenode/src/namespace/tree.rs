@@ -188,17 +188,13 @@ impl Tree {
                 let new_parent = inode.parent;
                 let old = (self.inodes.get(id)).map(|o| {
                     let linked = self.links_to(o.parent, o.name, id);
-                    let moved = (o.parent, o.name) != (inode.parent, inode.name.as_str());
-                    (o.parent, linked, self.contribution(&o), moved)
+                    (o.parent, linked, self.contribution(&o))
                 });
-                if let Some((_, _, _, true)) = old {
-                    self.children.unsettle(&self.inodes, id);
-                }
-                self.inodes.insert(&inode.as_ref());
-                let was = old.map_or(Totals::default(), |(_, _, was, _)| was);
+                self.put_inode(&inode.as_ref());
+                let was = old.map_or(Totals::default(), |(_, _, was)| was);
                 if linked_new {
                     self.carry(new_parent, now, was);
-                } else if let Some((old_parent, true, _, _)) = old {
+                } else if let Some((old_parent, true, _)) = old {
                     self.carry(old_parent, now, was);
                 }
                 self.dirty.inodes.insert(id);
@@ -216,8 +212,7 @@ impl Tree {
                     .and_then(|old| old.file)
                     .map(|f| f.blocks.iter().map(|b| b.id).collect())
                     .unwrap_or_default();
-                self.children.unsettle(&self.inodes, id);
-                self.inodes.remove(id);
+                self.remove_inode(id);
                 for b in blocks {
                     self.block_owner.remove(b);
                     self.dirty.blocks.insert(b);
@@ -285,6 +280,25 @@ impl Tree {
                 self.dirty.decommissioning.insert(datanode);
             }
         }
+    }
+
+    /// Puts `inode` in its slot. Renamed or moved, it first leaves its
+    /// directory's sorted children, where its old name placed it
+    /// ([`Children::unsettle`]). Apply and a checkpoint's load both
+    /// change inodes through this and [`Tree::remove_inode`].
+    pub fn put_inode(&mut self, inode: &InodeRef<'_>) {
+        let moved = (self.inodes.name_and_parent(inode.id))
+            .is_some_and(|was| was != (inode.name, inode.parent));
+        if moved {
+            self.children.unsettle(&self.inodes, inode.id);
+        }
+        self.inodes.insert(inode);
+    }
+
+    /// Removes inode `id`; a link still naming it stays, by name.
+    pub fn remove_inode(&mut self, id: u64) {
+        self.children.unsettle(&self.inodes, id);
+        self.inodes.remove(id);
     }
 
     /// What `inode` adds to its parent's totals: a file itself, a
